@@ -1,0 +1,224 @@
+//! Command-line definitions (clap). Every flag documents itself in `--help`; values that hold
+//! secrets never show their environment value there.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Receive Vobiz callbacks over HTTPS, check their signatures and say why one fails, record
+/// every exchange, and forward each byte-for-byte to your local server.
+#[derive(Debug, Parser)]
+#[command(name = "vobiz-tunnel", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Without a subcommand, vobiz-tunnel listens (same as `vobiz-tunnel listen`).
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive callbacks over HTTPS, verify, record and forward them (the default).
+    Listen(ListenArgs),
+    /// List recorded exchanges, oldest first.
+    List(ListArgs),
+    /// Show one recorded exchange in full: headers, form fields, body, response, timings,
+    /// and the signature explanation.
+    Show(ShowArgs),
+    /// Check a callback's signature offline and explain the result (exit 0 when valid, 1 when not).
+    Verify(VerifyArgs),
+}
+
+/// The auth tokens signatures are checked (and made) with.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TokenArgs {
+    /// Vobiz auth token that signs the V2/V3 headers. Repeat (or separate with commas in the
+    /// environment variable) to accept several during a token rotation. Prefer the environment
+    /// variable: command lines are visible to other users of the machine.
+    #[arg(
+        long = "auth-token",
+        value_name = "TOKEN",
+        env = "VOBIZ_AUTH_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub auth_tokens: Vec<String>,
+
+    /// Parent (main) account auth token, for the -MA-V2/-MA-V3 headers of sub-account callbacks.
+    #[arg(
+        long = "main-auth-token",
+        value_name = "TOKEN",
+        env = "VOBIZ_MAIN_AUTH_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub main_auth_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// One readable line per exchange.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum HostHeader {
+    /// Forward the Host header Vobiz sent (apps rebuild the signed URL from it).
+    #[default]
+    Keep,
+    /// Send the local server's host instead.
+    Rewrite,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Address to listen on for HTTPS. Port 0 picks a free port (the real address is printed).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VOBIZ_TUNNEL_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// Your local server. A path prefix is kept (http://localhost:3000/api + /cb -> /api/cb).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "VOBIZ_TUNNEL_FORWARD",
+        default_value = "http://localhost:3000"
+    )]
+    pub forward: String,
+
+    /// Certificate chain (PEM, leaf first, e.g. certbot's fullchain.pem). Without --cert/--key a
+    /// development certificate for localhost is generated into --certs-dir.
+    #[arg(long, value_name = "PEM", requires = "key", env = "VOBIZ_TUNNEL_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key for --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert", env = "VOBIZ_TUNNEL_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Folder of the generated development certificate (trust dev-ca.pem to avoid warnings).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VOBIZ_TUNNEL_CERTS_DIR",
+        default_value = "certs"
+    )]
+    pub certs_dir: PathBuf,
+
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+
+    /// The scheme://host[:port] Vobiz actually calls, when it differs from what reaches this
+    /// tool (a proxy or load balancer in front). Default: https:// + the request's Host header.
+    #[arg(long, value_name = "URL", env = "VOBIZ_TUNNEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The SQLite file exchanges are recorded in
+    /// [default: <data dir>/vobiz-tunnel/exchanges.db]
+    #[arg(long, value_name = "PATH", env = "VOBIZ_TUNNEL_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// Answer 403 (with the reason) to unsigned or invalid callbacks instead of forwarding them.
+    /// They are still recorded.
+    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_INVALID")]
+    pub reject_invalid: bool,
+
+    /// Seconds to wait for the local server (long enough to step through a handler in a
+    /// debugger). Answers slower than 3 s are flagged: Vobiz gives up after about 3 s.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub forward_timeout: f64,
+
+    /// Largest request body accepted, in bytes; larger requests get 413 and are recorded.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body: usize,
+
+    /// Which Host header the local server receives.
+    #[arg(long, value_enum, default_value_t = HostHeader::Keep)]
+    pub host_header: HostHeader,
+
+    /// Run without the terminal UI: print one line per exchange.
+    #[arg(long)]
+    pub no_tui: bool,
+
+    /// Format of the headless output.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VOBIZ_TUNNEL_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Most connections served at once; further ones wait in the kernel's backlog.
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to complete the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+
+    /// Seconds a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection is kept.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    pub header_timeout: f64,
+
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub body_timeout: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArg {
+    /// The SQLite file to read [default: <data dir>/vobiz-tunnel/exchanges.db]
+    #[arg(long, value_name = "PATH", env = "VOBIZ_TUNNEL_STORE")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// How many of the newest exchanges to list.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The exchange's id (as in `list`).
+    pub id: i64,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print the exchange as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The URL Vobiz called, as configured at Vobiz (scheme, host, port, path, query).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The callback's HTTP method.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// A request header, `Name: value`. Repeat for each header (the X-Vobiz-Signature-* ones
+    /// and their nonces matter).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The request body, or @FILE to read it from a file.
+    #[arg(long, value_name = "STRING|@FILE")]
+    pub body: Option<String>,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,98 @@
+//! The offline subcommands: `list`, `show` and `verify`. Each returns its exit status.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use time::UtcOffset;
+
+use crate::cli::{ListArgs, ShowArgs, StoreArg, VerifyArgs};
+use crate::output::{json_line, text_line};
+use crate::report::{exchange_json, exchange_text, verdict_text};
+use crate::signature::{verify, CallbackRequest, VerdictStatus};
+use crate::store::StoreReader;
+
+fn store_path(arg: &StoreArg) -> PathBuf {
+    arg.store.clone().unwrap_or_else(crate::store::default_path)
+}
+
+/// `vobiz-tunnel list`: the newest exchanges, oldest first.
+pub fn list(args: &ListArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    let reader = StoreReader::open(&store_path(&args.store))?;
+    let rows = reader.latest(args.limit)?;
+    if rows.is_empty() && !args.json {
+        eprintln!("no exchanges recorded yet in {}", reader.path().display());
+    }
+    for row in &rows {
+        if args.json {
+            println!("{}", json_line(row));
+        } else {
+            println!("{}", text_line(row, offset));
+        }
+    }
+    Ok(0)
+}
+
+/// `vobiz-tunnel show ID`.
+pub fn show(args: &ShowArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    let reader = StoreReader::open(&store_path(&args.store))?;
+    let Some(exchange) = reader.get(args.id)? else {
+        bail!("no exchange #{} in {}", args.id, reader.path().display());
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&exchange_json(&exchange))?
+        );
+    } else {
+        print!("{}", exchange_text(&exchange, offset));
+    }
+    Ok(0)
+}
+
+/// Parses `Name: value`.
+fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = text
+        .split_once(':')
+        .with_context(|| format!("--header {text:?} is not of the form 'Name: value'"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("--header {text:?} has no name");
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// `vobiz-tunnel verify`: exit 0 when valid, 1 when not.
+pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
+    let keys = crate::config::keys(&args.tokens)?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let body = match args.body.as_deref() {
+        Some(spec) if spec.starts_with('@') => std::fs::read(&spec[1..])
+            .with_context(|| format!("cannot read the body file {}", &spec[1..]))?,
+        Some(text) => text.as_bytes().to_vec(),
+        None => Vec::new(),
+    };
+    let verdict = verify(
+        &CallbackRequest {
+            method: &args.method.to_ascii_uppercase(),
+            url: &args.url,
+            headers: &headers,
+            body: &body,
+            extra_ports: &[],
+        },
+        &keys,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        print!("{}", verdict_text(&verdict));
+    }
+    Ok(if verdict.status == VerdictStatus::Valid {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,392 @@
+//! The one record every part of the tool shares: an [`Exchange`] is a request Vobiz (or anyone)
+//! sent, what the signature check concluded, what the local server answered, and when.
+//! The pipeline builds it, the store persists it, the log prints it, the UI and replay read it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::signature::Verdict;
+
+/// Row id of an exchange in the store.
+pub type ExchangeId = i64;
+
+/// Responses slower than this are flagged: Vobiz gives up on a callback after about 3 seconds.
+pub const SLOW_AFTER_MS: f64 = 3000.0;
+
+/// Microseconds since the Unix epoch; the unit of every timestamp in the store.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Header fields in the order they were received. Values are raw bytes: HTTP allows octets
+/// that are not UTF-8, and a recorded request must be replayable exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name` as text, when it is UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// `name: value\r\n` lines: the storage form, readable with `sqlite3` and exact to the byte.
+    pub fn to_block(&self) -> Vec<u8> {
+        let mut block = Vec::with_capacity(self.0.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+        for (name, value) in &self.0 {
+            block.extend_from_slice(name.as_bytes());
+            block.extend_from_slice(b": ");
+            block.extend_from_slice(value);
+            block.extend_from_slice(b"\r\n");
+        }
+        block
+    }
+
+    /// Parses what [`Headers::to_block`] wrote. Lines without a colon are skipped.
+    pub fn from_block(block: &[u8]) -> Self {
+        let mut headers = Vec::new();
+        for line in block.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(&line[..colon]).into_owned();
+            let mut value = &line[colon + 1..];
+            if let Some(rest) = value.strip_prefix(b" ") {
+                value = rest;
+            }
+            headers.push((name, value.to_vec()));
+        }
+        Headers(headers)
+    }
+
+    /// Lossy text pairs, the form the signature check and the displays take.
+    pub fn to_text_pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
+}
+
+/// TLS facts of the connection a request came in on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    pub version: Option<String>,
+    pub alpn: Option<String>,
+    pub sni: Option<String>,
+}
+
+/// What was received, exactly as received.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Origin-form target as received: path and query.
+    pub target: String,
+    pub http_version: String,
+    pub host: Option<String>,
+    /// The URL the signature was checked against (public scheme and host + target).
+    pub public_url: String,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+    /// The body was cut at the size limit (or the client stopped sending); `body` holds the prefix.
+    pub body_truncated: bool,
+    pub client_addr: Option<String>,
+    pub tls: TlsInfo,
+}
+
+impl RequestRecord {
+    /// Path without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// Form fields of the callback: the body for form posts, else the query string.
+    pub fn form_fields(&self) -> Vec<(String, String)> {
+        let is_form = self
+            .headers
+            .get_str("content-type")
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if is_form && !self.body.is_empty() {
+            if let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&self.body) {
+                return fields;
+            }
+        }
+        match self.target.split_once('?') {
+            Some((_, query)) => serde_urlencoded::from_str(query).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What the local server (or the tool itself) answered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResponseRecord {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+/// When each phase happened, in microseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub received_us: i64,
+    pub forwarded_us: Option<i64>,
+    pub first_byte_us: Option<i64>,
+    pub done_us: Option<i64>,
+}
+
+impl Timings {
+    /// Time from receipt to the end of the exchange, in milliseconds.
+    pub fn duration_ms(&self) -> Option<f64> {
+        self.done_us
+            .map(|done| (done - self.received_us).max(0) as f64 / 1000.0)
+    }
+}
+
+/// How an exchange ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Recorded, not finished yet (or the tool stopped before it finished).
+    Pending,
+    /// The local server answered; its response went back to the sender.
+    Forwarded,
+    /// `--reject-invalid` answered 403 to an invalid or unsigned callback.
+    Rejected,
+    /// The body exceeded `--max-body`; answered 413.
+    TooLarge,
+    /// The client sent a broken or incomplete request, or was too slow sending it.
+    ClientError,
+    /// The local server could not be reached or broke the connection; answered 502.
+    UpstreamError,
+    /// The local server did not answer within `--forward-timeout`; answered 504.
+    UpstreamTimeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::TooLarge => "too_large",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Outcome::Pending,
+            "forwarded" => Outcome::Forwarded,
+            "rejected" => Outcome::Rejected,
+            "too_large" => Outcome::TooLarge,
+            "client_error" => Outcome::ClientError,
+            "upstream_error" => Outcome::UpstreamError,
+            "upstream_timeout" => Outcome::UpstreamTimeout,
+            _ => return None,
+        })
+    }
+}
+
+/// Notable facts about an exchange, for filtering and for the eye.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// Answered after more than 3 s: Vobiz would have given up and retried.
+    Slow,
+    /// Same nonce and signature as an earlier exchange: a replayed request.
+    NonceReused,
+    /// Sent by vobiz-tunnel's replay.
+    Replay,
+    /// The local server failed (502/504).
+    UpstreamError,
+    /// Answered 403 by `--reject-invalid`.
+    Rejected,
+    /// Over the body size limit.
+    TooLarge,
+    /// The client's request was broken or incomplete.
+    ClientError,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Slow => "slow",
+            Flag::NonceReused => "nonce_reused",
+            Flag::Replay => "replay",
+            Flag::UpstreamError => "upstream_error",
+            Flag::Rejected => "rejected",
+            Flag::TooLarge => "too_large",
+            Flag::ClientError => "client_error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "slow" => Flag::Slow,
+            "nonce_reused" => Flag::NonceReused,
+            "replay" => Flag::Replay,
+            "upstream_error" => Flag::UpstreamError,
+            "rejected" => Flag::Rejected,
+            "too_large" => Flag::TooLarge,
+            "client_error" => Flag::ClientError,
+            _ => return None,
+        })
+    }
+}
+
+/// One request/response exchange, from receipt to the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exchange {
+    /// `None` until the store assigned an id (or when the store could not record it).
+    pub id: Option<ExchangeId>,
+    /// The exchange this one replays.
+    pub replay_of: Option<ExchangeId>,
+    /// The earlier exchange that carried the same nonce and signature.
+    pub nonce_reused_of: Option<ExchangeId>,
+    pub request: RequestRecord,
+    pub verdict: Verdict,
+    /// Vobiz `Event` field (`StartApp`, `Hangup`, ...), derived for filtering.
+    pub event: Option<String>,
+    /// Vobiz `CallUUID` field, derived for filtering and grouping.
+    pub call_uuid: Option<String>,
+    pub outcome: Outcome,
+    /// What went wrong, in a sentence that names the failing side.
+    pub error: Option<String>,
+    pub response: Option<ResponseRecord>,
+    pub timings: Timings,
+    pub flags: Vec<Flag>,
+}
+
+impl Exchange {
+    /// A freshly received request: derives `event` and `call_uuid` from its fields.
+    pub fn received(request: RequestRecord, verdict: Verdict, received_us: i64) -> Self {
+        let fields = request.form_fields();
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        Exchange {
+            id: None,
+            replay_of: None,
+            nonce_reused_of: None,
+            event: field("Event"),
+            call_uuid: field("CallUUID"),
+            request,
+            verdict,
+            outcome: Outcome::Pending,
+            error: None,
+            response: None,
+            timings: Timings {
+                received_us,
+                ..Timings::default()
+            },
+            flags: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref().map(|r| r.status)
+    }
+
+    pub fn add_flag(&mut self, flag: Flag) {
+        if !self.flags.contains(&flag) {
+            self.flags.push(flag);
+        }
+    }
+
+    pub fn has_flag(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_block_round_trips_bytes_and_order() {
+        let headers = Headers(vec![
+            ("x-b".into(), b"2".to_vec()),
+            (
+                "content-type".into(),
+                b"application/x-www-form-urlencoded".to_vec(),
+            ),
+            ("x-a".into(), vec![0xff, b' ', b'z']),
+            ("x-b".into(), b"again".to_vec()),
+        ]);
+        assert_eq!(Headers::from_block(&headers.to_block()), headers);
+    }
+
+    #[test]
+    fn form_fields_come_from_the_body_or_the_query() {
+        let mut request = RequestRecord {
+            target: "/cb?Event=Ring&CallUUID=q".into(),
+            headers: Headers(vec![(
+                "Content-Type".into(),
+                b"application/x-www-form-urlencoded; charset=utf-8".to_vec(),
+            )]),
+            body: b"Event=Hangup&CallUUID=abc&From=%2B91".to_vec(),
+            ..RequestRecord::default()
+        };
+        let fields = request.form_fields();
+        assert!(fields.contains(&("From".into(), "+91".into())));
+        request.body.clear();
+        let verdict = crate::signature::verify(
+            &crate::signature::CallbackRequest {
+                method: "GET",
+                url: "https://example.com/cb",
+                headers: &[],
+                body: b"",
+                extra_ports: &[],
+            },
+            &crate::signature::Keys::default(),
+        );
+        let exchange = Exchange::received(request, verdict, 0);
+        assert_eq!(exchange.event.as_deref(), Some("Ring"));
+        assert_eq!(exchange.call_uuid.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn outcome_and_flag_names_round_trip() {
+        for outcome in [
+            Outcome::Pending,
+            Outcome::Forwarded,
+            Outcome::Rejected,
+            Outcome::TooLarge,
+            Outcome::ClientError,
+            Outcome::UpstreamError,
+            Outcome::UpstreamTimeout,
+        ] {
+            assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
+        }
+        for flag in [
+            Flag::Slow,
+            Flag::NonceReused,
+            Flag::Replay,
+            Flag::UpstreamError,
+            Flag::Rejected,
+            Flag::TooLarge,
+            Flag::ClientError,
+        ] {
+            assert_eq!(Flag::parse(flag.as_str()), Some(flag));
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The upstream side: sends a recorded request to the developer's local server through a
+//! keep-alive pool and reads its answer. Header rules live here: what is hop-by-hop, what
+//! `X-Forwarded-*` says, which `Host` the local server sees.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::{Request, Response, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::cli::HostHeader;
+use crate::config::BaseUrl;
+use crate::exchange::{now_micros, Headers, ResponseRecord};
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// How forwarding failed, named from the point of view of the failing side.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot reach your local server at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("your local server at {target} did not answer within {seconds} s")]
+    Timeout { target: String, seconds: f64 },
+    #[error("your local server at {target} broke the exchange: {reason}")]
+    Broken { target: String, reason: String },
+    #[error("your local server at {target} answered with a body over {limit} bytes")]
+    TooLarge { target: String, limit: usize },
+    #[error("cannot build the request for {target}: {reason}")]
+    Invalid { target: String, reason: String },
+}
+
+impl ForwardError {
+    /// The status the sender gets: 504 for a timeout, 502 for everything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            ForwardError::Timeout { .. } => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// The local server's answer, fully read.
+pub struct UpstreamAnswer {
+    pub response: ResponseRecord,
+    /// When the response head arrived (µs since the epoch).
+    pub first_byte_us: i64,
+}
+
+/// A request ready to send: the parts a recorded exchange holds.
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    /// Origin-form target (`/path?query`) as received.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    /// The Host the sender used (the `Host` header, or the HTTP/2 authority).
+    pub original_host: Option<&'a str>,
+    pub client_ip: Option<IpAddr>,
+    /// Hyper's per-request extensions; carrying them keeps the sender's header-name case on
+    /// HTTP/1 (hyper stores it there).
+    pub extensions: hyper::http::Extensions,
+}
+
+/// The developer's local server and how to talk to it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: BaseUrl,
+    host_header: HostHeader,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl Upstream {
+    /// A pooled client for `base`. `tls` (without ALPN: the connector sets it) is used for
+    /// https upstreams.
+    pub fn new(
+        base: BaseUrl,
+        host_header: HostHeader,
+        timeout: Duration,
+        max_response_bytes: usize,
+        tls: rustls::ClientConfig,
+    ) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .http1_preserve_header_case(true)
+            .build(connector);
+        Upstream {
+            client,
+            base,
+            host_header,
+            timeout,
+            max_response_bytes,
+        }
+    }
+
+    pub fn base(&self) -> &BaseUrl {
+        &self.base
+    }
+
+    /// The URL a request target is sent to.
+    pub fn url_for(&self, target: &str) -> String {
+        self.base.join(target)
+    }
+
+    /// Sends the request and reads the whole answer, within the forward timeout.
+    pub async fn send(&self, outgoing: Outgoing<'_>) -> Result<UpstreamAnswer, ForwardError> {
+        let target = self.url_for(outgoing.target);
+        let invalid = |reason: String| ForwardError::Invalid {
+            target: target.clone(),
+            reason,
+        };
+        let uri: Uri = target.parse().map_err(|e| invalid(format!("{e}")))?;
+        let method = hyper::Method::from_bytes(outgoing.method.as_bytes())
+            .map_err(|e| invalid(format!("{e}")))?;
+        let headers = upstream_headers(
+            outgoing.headers,
+            outgoing.original_host,
+            outgoing.client_ip,
+            match self.host_header {
+                HostHeader::Keep => None,
+                HostHeader::Rewrite => Some(self.base.authority.as_str()),
+            },
+        );
+        let mut request = Request::new(Full::new(outgoing.body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+        *request.extensions_mut() = outgoing.extensions;
+
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                let reason = error_chain(&e);
+                if e.is_connect() {
+                    ForwardError::Unreachable {
+                        target: target.clone(),
+                        reason,
+                    }
+                } else {
+                    ForwardError::Broken {
+                        target: target.clone(),
+                        reason,
+                    }
+                }
+            })?;
+            let first_byte_us = now_micros();
+            read_response(response, self.max_response_bytes, &target)
+                .await
+                .map(|response| UpstreamAnswer {
+                    response,
+                    first_byte_us,
+                })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ForwardError::Timeout {
+                target,
+                seconds: self.timeout.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+async fn read_response(
+    response: Response<hyper::body::Incoming>,
+    limit: usize,
+    target: &str,
+) -> Result<ResponseRecord, ForwardError> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ForwardError::TooLarge {
+                    target: target.to_string(),
+                    limit,
+                }
+            } else {
+                ForwardError::Broken {
+                    target: target.to_string(),
+                    reason: error_chain(e.as_ref()),
+                }
+            }
+        })?
+        .to_bytes();
+    Ok(ResponseRecord {
+        status: parts.status.as_u16(),
+        headers: headers_record(&parts.headers),
+        body: body.to_vec(),
+    })
+}
+
+/// An error and its causes on one line: "connection refused" is usually three levels down.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Converts a header map into the recorded form, in the map's order.
+pub fn headers_record(map: &HeaderMap) -> Headers {
+    Headers(
+        map.iter()
+            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
+/// Whether a header must not cross this proxy: hop-by-hop, or named in `Connection`.
+pub fn is_hop_by_hop(name: &HeaderName, connection_tokens: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || connection_tokens.iter().any(|t| t == name.as_str())
+}
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The headers the local server receives: everything the sender sent, in order, minus
+/// hop-by-hop headers; `Host` kept (or rewritten to `rewrite_host`); `X-Forwarded-For`
+/// extended with the client, `X-Forwarded-Proto: https` and `X-Forwarded-Host` set.
+pub fn upstream_headers(
+    incoming: &HeaderMap,
+    original_host: Option<&str>,
+    client_ip: Option<IpAddr>,
+    rewrite_host: Option<&str>,
+) -> HeaderMap {
+    let tokens = connection_tokens(incoming);
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 3);
+    for (name, value) in incoming {
+        if is_hop_by_hop(name, &tokens) {
+            continue;
+        }
+        if name == HOST && rewrite_host.is_some() {
+            continue;
+        }
+        if name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let host = rewrite_host.or(original_host);
+    if let Some(host) = host {
+        if !headers.contains_key(HOST) || rewrite_host.is_some() {
+            if let Ok(value) = HeaderValue::from_str(host) {
+                headers.insert(HOST, value);
+            }
+        }
+    }
+    if let Some(ip) = client_ip {
+        let prior: Vec<&str> = incoming
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&ip.to_string());
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            headers.insert(X_FORWARDED_FOR.clone(), value);
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    if let Some(value) = original_host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(X_FORWARDED_HOST.clone(), value);
+    }
+    headers
+}
+
+/// The headers the sender gets back from the local server's answer (hop-by-hop removed).
+pub fn downstream_headers(upstream: &Headers) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(upstream.0.len());
+    for (name, value) in &upstream.0 {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        headers.append(name, value);
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let incoming = map(&[
+            ("host", "example.com"),
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("x-vobiz-signature-v3", "abc="),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ]);
+        let out = upstream_headers(&incoming, Some("example.com"), None, None);
+        assert!(out.get("connection").is_none());
+        assert!(out.get("x-secret-hop").is_none());
+        assert!(out.get("transfer-encoding").is_none());
+        assert_eq!(out["x-vobiz-signature-v3"], "abc=");
+        assert_eq!(out["host"], "example.com");
+    }
+
+    #[test]
+    fn order_and_repeated_values_are_kept() {
+        let incoming = map(&[("x-b", "1"), ("x-a", "2"), ("x-b", "3")]);
+        let out = upstream_headers(&incoming, None, None, None);
+        let names: Vec<_> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(names[..3], [("x-b", "1"), ("x-b", "3"), ("x-a", "2")]);
+    }
+
+    #[test]
+    fn forwarded_headers_are_added_and_extended() {
+        let incoming = map(&[
+            ("host", "hooks.example.com"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ]);
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let out = upstream_headers(&incoming, Some("hooks.example.com"), Some(ip), None);
+        assert_eq!(out["x-forwarded-for"], "10.0.0.1, 203.0.113.9");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["x-forwarded-host"], "hooks.example.com");
+        assert_eq!(out["host"], "hooks.example.com");
+    }
+
+    #[test]
+    fn host_is_rewritten_on_request_and_filled_in_for_http2() {
+        let incoming = map(&[("host", "hooks.example.com")]);
+        let out = upstream_headers(
+            &incoming,
+            Some("hooks.example.com"),
+            None,
+            Some("localhost:3000"),
+        );
+        assert_eq!(out["host"], "localhost:3000");
+        assert_eq!(out["x-forwarded-host"], "hooks.example.com");
+        // HTTP/2 requests carry no Host header: the authority becomes one.
+        let out = upstream_headers(&HeaderMap::new(), Some("h2.example.com:8443"), None, None);
+        assert_eq!(out["host"], "h2.example.com:8443");
+    }
+
+    #[test]
+    fn downstream_drops_hop_by_hop() {
+        let upstream = Headers(vec![
+            ("content-type".into(), b"text/xml".to_vec()),
+            ("connection".into(), b"close".to_vec()),
+            ("transfer-encoding".into(), b"chunked".to_vec()),
+        ]);
+        let out = downstream_headers(&upstream);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out["content-type"], "text/xml");
+    }
+}

@@ -1,0 +1,35 @@
+//! vobiz-tunnel: a TLS-terminating reverse proxy for Vobiz callbacks that checks signatures
+//! (and explains failures), records every exchange durably and forwards each one
+//! byte-for-byte to the developer's local server.
+//!
+//! ```text
+//!   Vobiz ──HTTPS──▶ server      TCP + TLS (rustls), hyper HTTP/1.1 and HTTP/2 by ALPN
+//!                      │
+//!                      ▼
+//!                   pipeline::handle   one request, top to bottom
+//!                      read      body into bytes, within --max-body and --body-timeout
+//!                      verify    signature::verify → Verdict (with the explanation)
+//!                      record    store: committed before forwarding
+//!                      forward   forward::Upstream → the local server
+//!                      record    store: response, timings, outcome (every exit path)
+//!                      respond   the local server's answer, or our own 502/504/413/403
+//!                      publish   ExchangeEvent → log lines (output), the UI
+//! ```
+//!
+//! Modules, in the order a request meets them: [`cli`] and [`config`] (settings), [`tunnel`]
+//! (start-up), [`tls`], [`server`], [`pipeline`], [`signature`], [`store`], [`forward`];
+//! then [`output`] and [`report`] (what a person reads) and [`commands`] (offline subcommands).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exchange;
+pub mod forward;
+pub mod output;
+pub mod pipeline;
+pub mod report;
+pub mod server;
+pub mod signature;
+pub mod store;
+pub mod tls;
+pub mod tunnel;

@@ -1,0 +1,109 @@
+//! The `vobiz-tunnel` binary: parse the command line, install the TLS crypto provider, run,
+//! and map the result to an exit status (0 ok, 1 failure or invalid signature, 2 usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use time::UtcOffset;
+use tracing_subscriber::EnvFilter;
+
+use vobiz_tunnel::cli::{Cli, Command, ListenArgs, LogFormat};
+use vobiz_tunnel::config::ListenConfig;
+use vobiz_tunnel::output;
+use vobiz_tunnel::tunnel::Tunnel;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Read while the process has one thread: the local offset is unsound to query later.
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("VOBIZ_TUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let result = match cli.command {
+        None => listen(&cli.listen, offset),
+        Some(Command::Listen(args)) => listen(&args, offset),
+        Some(Command::List(args)) => vobiz_tunnel::commands::list(&args, offset),
+        Some(Command::Show(args)) => vobiz_tunnel::commands::show(&args, offset),
+        Some(Command::Verify(args)) => vobiz_tunnel::commands::verify_command(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            eprintln!("vobiz-tunnel: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    let config = ListenConfig::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let tunnel = Tunnel::start(&config).await?;
+        let events = tunnel.events.subscribe();
+        print_banner(&tunnel, &config);
+        let printer = output::spawn_printer(events, config.log_format, offset);
+        wait_for_stop_signal().await;
+        tunnel.shutdown().await;
+        let _ = printer.join();
+        Ok(0)
+    })
+}
+
+fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {
+    let keys = &config.keys;
+    match config.log_format {
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "type": "listening",
+                "url": tunnel.url(),
+                "forward": config.forward.to_string(),
+                "store": tunnel.store.path().display().to_string(),
+                "cert": tunnel.cert_path.display().to_string(),
+                "auth_tokens": keys.auth_tokens.len(),
+                "main_auth_tokens": keys.main_auth_tokens.len(),
+                "reject_invalid": config.reject_invalid,
+            })
+        ),
+        LogFormat::Text => {
+            println!("vobiz-tunnel listening on {}", tunnel.url());
+            println!("  forwarding to  {}", config.forward);
+            println!("  recording in   {}", tunnel.store.path().display());
+            println!("  certificate    {}", tunnel.cert_path.display());
+            let tokens = match (keys.auth_tokens.len(), keys.main_auth_tokens.len()) {
+                (0, 0) => "not checked: set VOBIZ_AUTH_TOKEN (or --auth-token)".to_string(),
+                (auth, main) => {
+                    format!("checked with {auth} auth token(s), {main} main-account token(s)")
+                }
+            };
+            println!("  signatures     {tokens}");
+            if let Some(public) = &config.public_url {
+                println!("  public URL     {public}");
+            }
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,202 @@
+//! Headless output: the start-up banner and one line per exchange, as text or JSON.
+//! The printer runs as its own task fed by the event channel, so a slow terminal or pipe
+//! never slows the proxy; if it falls behind it says how many lines it skipped.
+
+use std::io::Write;
+
+use serde_json::json;
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::broadcast;
+
+use crate::cli::LogFormat;
+use crate::exchange::Exchange;
+use crate::pipeline::ExchangeEvent;
+use crate::signature::VerdictStatus;
+use crate::store::ExchangeSummary;
+
+/// Local time of a µs timestamp, `HH:MM:SS.mmm`.
+pub fn clock_time(micros: i64, offset: UtcOffset) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// Local date and time of a µs timestamp, `YYYY-MM-DD HH:MM:SS.mmm ±HH:MM`.
+pub fn date_time(micros: i64, offset: UtcOffset) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset);
+    let (h, m, _) = offset.as_hms();
+    format!(
+        "{:04}-{:02}-{:02} {} {}{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        clock_time(micros, offset),
+        if offset.is_negative() { '-' } else { '+' },
+        h.unsigned_abs(),
+        m.unsigned_abs()
+    )
+}
+
+/// A mark for the verdict that reads without colour.
+pub fn verdict_mark(status: VerdictStatus) -> &'static str {
+    match status {
+        VerdictStatus::Valid => "✓ valid",
+        VerdictStatus::Invalid => "✗ INVALID",
+        VerdictStatus::Unsigned => "- unsigned",
+        VerdictStatus::Unchecked => "? unchecked",
+    }
+}
+
+/// One readable line: time, id, method, path, Event, status, duration, signature, flags.
+pub fn text_line(summary: &ExchangeSummary, offset: UtcOffset) -> String {
+    let id = summary.id.map_or("#?".into(), |id| format!("#{id}"));
+    let status = summary.status.map_or("---".into(), |s| s.to_string());
+    let duration = summary
+        .duration_ms
+        .map_or(String::new(), |ms| format!("{ms:.1} ms"));
+    let mut signature = verdict_mark(summary.signature).to_string();
+    if let Some(scheme) = summary.signature_scheme {
+        if summary.signature == VerdictStatus::Valid {
+            signature.push(' ');
+            signature.push_str(scheme.as_str());
+        }
+    }
+    let mut line = format!(
+        "{}  {:>5}  {:<6} {:<32} {:<16} {:>3}  {:>9}  {}",
+        clock_time(summary.received_at_us, offset),
+        id,
+        summary.method,
+        summary.path,
+        summary.event.as_deref().unwrap_or("-"),
+        status,
+        duration,
+        signature,
+    );
+    if !summary.flags.is_empty() {
+        let flags: Vec<_> = summary.flags.iter().map(|f| f.as_str()).collect();
+        line.push_str("  [");
+        line.push_str(&flags.join(","));
+        line.push(']');
+    }
+    if let Some(replayed) = summary.replay_of {
+        line.push_str(&format!("  (replay of #{replayed})"));
+    }
+    if let Some(error) = &summary.error {
+        line.push_str("  ");
+        line.push_str(error);
+    }
+    line
+}
+
+/// One JSON object: the `exchange` line of `--log-format json` and of `list --json`.
+pub fn json_line(summary: &ExchangeSummary) -> String {
+    let mut value = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("type".into(), json!("exchange"));
+    }
+    value.to_string()
+}
+
+fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> String {
+    match (event, format) {
+        (ExchangeEvent::Finished(exchange), LogFormat::Text) => {
+            text_line(&ExchangeSummary::of(exchange), offset)
+        }
+        (ExchangeEvent::Finished(exchange), LogFormat::Json) => exchange_json_line(exchange),
+        (ExchangeEvent::StoreError(message), LogFormat::Text) => format!("store error: {message}"),
+        (ExchangeEvent::StoreError(message), LogFormat::Json) => {
+            json!({"type": "store_error", "error": message}).to_string()
+        }
+        (
+            ExchangeEvent::ConnectionFailed {
+                client_addr,
+                reason,
+            },
+            LogFormat::Text,
+        ) => {
+            let from = client_addr.map_or("?".into(), |a| a.to_string());
+            format!("connection from {from}: {reason}")
+        }
+        (
+            ExchangeEvent::ConnectionFailed {
+                client_addr,
+                reason,
+            },
+            LogFormat::Json,
+        ) => json!({
+            "type": "connection_error",
+            "client_addr": client_addr.map(|a| a.to_string()),
+            "error": reason,
+        })
+        .to_string(),
+    }
+}
+
+/// The JSON line of a finished exchange, with the signature's one-line reason added.
+fn exchange_json_line(exchange: &Exchange) -> String {
+    let mut value =
+        serde_json::to_value(ExchangeSummary::of(exchange)).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("type".into(), json!("exchange"));
+        object.insert("signature_detail".into(), json!(exchange.verdict.summary()));
+        object.insert("nonce_reused_of".into(), json!(exchange.nonce_reused_of));
+        object.insert("client_addr".into(), json!(exchange.request.client_addr));
+    }
+    value.to_string()
+}
+
+/// Prints every event until the channel closes. Runs on a blocking thread: stdout may be a
+/// slow pipe, and lines are flushed in batches whenever the queue runs dry.
+pub fn spawn_printer(
+    mut events: broadcast::Receiver<ExchangeEvent>,
+    format: LogFormat,
+    offset: UtcOffset,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        // Not locked for the thread's life: the banner and other prints must still get through.
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        loop {
+            let event = match events.try_recv() {
+                Ok(event) => event,
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    let _ = out.flush();
+                    match events.blocking_recv() {
+                        Ok(event) => event,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = writeln!(out, "{}", skipped_line(n, format));
+                            continue;
+                        }
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    let _ = writeln!(out, "{}", skipped_line(n, format));
+                    continue;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => break,
+            };
+            if writeln!(out, "{}", event_line(&event, format, offset)).is_err() {
+                break; // stdout closed: keep proxying, stop printing
+            }
+        }
+        let _ = out.flush();
+    })
+}
+
+fn skipped_line(count: u64, format: LogFormat) -> String {
+    match format {
+        LogFormat::Text => {
+            format!("({count} exchanges not printed: output too slow; they are in the store)")
+        }
+        LogFormat::Json => json!({"type": "skipped", "count": count}).to_string(),
+    }
+}

@@ -1,0 +1,337 @@
+//! One request, top to bottom: read → verify → record → forward → record → respond → publish.
+//! Every way out of [`handle`] goes through [`Proxy::finish`], so failed, rejected and oversized
+//! exchanges are recorded and published exactly like successful ones.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::{Request, Response, StatusCode};
+use tokio::sync::broadcast;
+
+use crate::config::{BaseUrl, Limits};
+use crate::exchange::{
+    now_micros, Exchange, Flag, Outcome, RequestRecord, ResponseRecord, TlsInfo, SLOW_AFTER_MS,
+};
+use crate::forward::{self, Outgoing, Upstream};
+use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
+use crate::store::Store;
+
+/// What the pipeline tells its subscribers (the log printer, the UI).
+#[derive(Clone, Debug)]
+pub enum ExchangeEvent {
+    /// An exchange ended (in any way) and its record is queued for the store.
+    Finished(Arc<Exchange>),
+    /// The store could not record something; the proxy keeps forwarding.
+    StoreError(String),
+    /// A connection failed before any request (TLS garbage, plain HTTP, a timeout).
+    ConnectionFailed {
+        client_addr: Option<SocketAddr>,
+        reason: String,
+    },
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    pub client_addr: Option<SocketAddr>,
+    pub tls: TlsInfo,
+}
+
+/// Everything a request needs, shared by all connections of a listener.
+pub struct Proxy {
+    pub store: Store,
+    pub upstream: Upstream,
+    pub keys: Keys,
+    pub public_url: Option<BaseUrl>,
+    pub reject_invalid: bool,
+    pub limits: Limits,
+    /// The listener's port, offered to the signature explanation as a likely variant.
+    pub listen_port: u16,
+    pub events: broadcast::Sender<ExchangeEvent>,
+}
+
+/// How reading the request body ended.
+enum BodyRead {
+    Complete(Bytes),
+    TooLarge {
+        prefix: Bytes,
+        declared: Option<u64>,
+    },
+    Failed {
+        prefix: Bytes,
+        reason: String,
+    },
+}
+
+/// Serves one request. Never fails: errors become responses of our own, and records.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    connection: Arc<ConnectionInfo>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let received_us = now_micros();
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, &parts.headers, &proxy.limits).await;
+
+    let original_host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        });
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let public_url = match &proxy.public_url {
+        Some(base) => base.join(&target),
+        None => format!(
+            "https://{}{}",
+            original_host.as_deref().unwrap_or("localhost"),
+            target
+        ),
+    };
+    let body_bytes = match &body {
+        BodyRead::Complete(bytes) => bytes.clone(),
+        BodyRead::TooLarge { prefix, .. } | BodyRead::Failed { prefix, .. } => prefix.clone(),
+    };
+    let request_record = RequestRecord {
+        method: parts.method.as_str().to_string(),
+        target: target.clone(),
+        http_version: format!("{:?}", parts.version),
+        host: original_host.clone(),
+        public_url,
+        headers: forward::headers_record(&parts.headers),
+        body: body_bytes.to_vec(),
+        body_truncated: !matches!(body, BodyRead::Complete(_)),
+        client_addr: connection.client_addr.map(|a| a.to_string()),
+        tls: connection.tls.clone(),
+    };
+    let verdict = {
+        let header_pairs = request_record.headers.to_text_pairs();
+        signature::verify(
+            &CallbackRequest {
+                method: &request_record.method,
+                url: &request_record.public_url,
+                headers: &header_pairs,
+                body: &request_record.body,
+                extra_ports: &[proxy.listen_port],
+            },
+            &proxy.keys,
+        )
+    };
+    let mut exchange = Arc::new(Exchange::received(request_record, verdict, received_us));
+
+    // Record before forwarding: what was received survives a crash mid-forward.
+    match proxy.store.insert(exchange.clone()).await {
+        Ok(inserted) => {
+            let record = Arc::make_mut(&mut exchange);
+            record.id = Some(inserted.id);
+            if let Some(earlier) = inserted.nonce_reused_of {
+                record.nonce_reused_of = Some(earlier);
+                record.add_flag(Flag::NonceReused);
+            }
+        }
+        Err(e) => {
+            let message = format!("could not record a {} {}: {e}", parts.method, target);
+            proxy.store.health().note(&message);
+            let _ = proxy.events.send(ExchangeEvent::StoreError(message));
+        }
+    }
+
+    match body {
+        BodyRead::TooLarge { declared, .. } => {
+            let size = declared
+                .map(|n| format!(" ({n} bytes)"))
+                .unwrap_or_default();
+            let message = format!(
+                "the request body{size} is over the limit of {} bytes (--max-body)",
+                proxy.limits.max_body_bytes
+            );
+            return Ok(proxy.finish_locally(exchange, Outcome::TooLarge, 413, message));
+        }
+        BodyRead::Failed { reason, .. } => {
+            let message = format!("the sender did not deliver the whole request body: {reason}");
+            return Ok(proxy.finish_locally(exchange, Outcome::ClientError, 400, message));
+        }
+        BodyRead::Complete(_) => {}
+    }
+
+    if proxy.reject_invalid
+        && matches!(
+            exchange.verdict.status,
+            VerdictStatus::Invalid | VerdictStatus::Unsigned
+        )
+    {
+        let message = format!("signature {}", exchange.verdict.summary());
+        return Ok(proxy.finish_locally(exchange, Outcome::Rejected, 403, message));
+    }
+
+    Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
+    let outgoing = Outgoing {
+        method: parts.method.as_str(),
+        target: &target,
+        headers: &parts.headers,
+        body: body_bytes,
+        original_host: original_host.as_deref(),
+        client_ip: connection.client_addr.map(|a| a.ip()),
+        extensions: parts.extensions,
+    };
+    match proxy.upstream.send(outgoing).await {
+        Ok(answer) => {
+            let record = Arc::make_mut(&mut exchange);
+            record.timings.first_byte_us = Some(answer.first_byte_us);
+            record.response = Some(answer.response);
+            record.outcome = Outcome::Forwarded;
+            Ok(proxy.finish(exchange))
+        }
+        Err(error) => {
+            let outcome = match error.status() {
+                504 => Outcome::UpstreamTimeout,
+                _ => Outcome::UpstreamError,
+            };
+            Arc::make_mut(&mut exchange).add_flag(Flag::UpstreamError);
+            Ok(proxy.finish_locally(exchange, outcome, error.status(), error.to_string()))
+        }
+    }
+}
+
+impl Proxy {
+    /// Ends an exchange with an answer of our own: a short plain-text body that says what
+    /// happened and where, prefixed `vobiz-tunnel:` so nobody mistakes it for the app's.
+    fn finish_locally(
+        &self,
+        mut exchange: Arc<Exchange>,
+        outcome: Outcome,
+        status: u16,
+        message: String,
+    ) -> Response<Full<Bytes>> {
+        let record = Arc::make_mut(&mut exchange);
+        record.outcome = outcome;
+        match outcome {
+            Outcome::Rejected => record.add_flag(Flag::Rejected),
+            Outcome::TooLarge => record.add_flag(Flag::TooLarge),
+            Outcome::ClientError => record.add_flag(Flag::ClientError),
+            _ => {}
+        }
+        record.response = Some(ResponseRecord {
+            status,
+            headers: crate::exchange::Headers(vec![(
+                "content-type".into(),
+                b"text/plain; charset=utf-8".to_vec(),
+            )]),
+            body: format!("vobiz-tunnel: {message}\n").into_bytes(),
+        });
+        record.error = Some(message);
+        self.finish(exchange)
+    }
+
+    /// The one exit: timings and flags, the record, the event, the response.
+    fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
+        let record = Arc::make_mut(&mut exchange);
+        record.timings.done_us = Some(now_micros());
+        if record.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {
+            record.add_flag(Flag::Slow);
+        }
+        let response = match &record.response {
+            Some(answer) => {
+                let mut response = Response::new(Full::new(Bytes::from(answer.body.clone())));
+                *response.status_mut() =
+                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                *response.headers_mut() = forward::downstream_headers(&answer.headers);
+                response
+            }
+            None => plain(502, "vobiz-tunnel: no response was produced\n"),
+        };
+        self.store.complete(exchange.clone());
+        let _ = self.events.send(ExchangeEvent::Finished(exchange));
+        response
+    }
+}
+
+/// A plain-text response of our own.
+pub fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Reads the body within the size limit and the body timeout. A declared length over the
+/// limit is refused before reading; an undeclared one stops at the limit. What arrived is
+/// kept in every case, for the record.
+async fn read_body(mut body: Incoming, headers: &hyper::HeaderMap, limits: &Limits) -> BodyRead {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return BodyRead::TooLarge {
+            prefix: Bytes::new(),
+            declared,
+        };
+    }
+    let mut single: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let collect = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| forward::error_chain(&e))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry nothing we forward
+            };
+            let so_far = single.as_ref().map_or(joined.len(), Bytes::len);
+            if so_far + data.len() > limits.max_body_bytes {
+                let room = limits.max_body_bytes - so_far;
+                if let Some(first) = single.take() {
+                    joined.extend_from_slice(&first);
+                }
+                joined.extend_from_slice(&data[..room]);
+                return Ok(false);
+            }
+            // The common case is one frame: keep it without copying.
+            match single.take() {
+                None if joined.is_empty() => single = Some(data),
+                None => joined.extend_from_slice(&data),
+                Some(first) => {
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok::<bool, String>(true)
+    };
+    let result = tokio::time::timeout(limits.body_timeout, collect).await;
+    let received = single.unwrap_or_else(|| joined.freeze());
+    match result {
+        Ok(Ok(true)) => BodyRead::Complete(received),
+        Ok(Ok(false)) => BodyRead::TooLarge {
+            prefix: received,
+            declared,
+        },
+        Ok(Err(reason)) => BodyRead::Failed {
+            prefix: received,
+            reason,
+        },
+        Err(_) => BodyRead::Failed {
+            prefix: received,
+            reason: format!(
+                "it was still sending after {} s (--body-timeout)",
+                limits.body_timeout.as_secs_f64()
+            ),
+        },
+    }
+}

@@ -1,0 +1,228 @@
+//! The accept loop: TCP → TLS → hyper (HTTP/1.1 or HTTP/2 by ALPN), one task per connection.
+//! Limits live here: a cap on concurrent connections, a deadline on the handshake, on reading
+//! request headers (which also ends idle keep-alive connections) and, in the pipeline, on the
+//! body. A connection that fails only ever takes itself down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Limits;
+use crate::exchange::TlsInfo;
+use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
+
+/// How long in-flight exchanges get to finish when the listener stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the accept loop needs.
+pub struct Server {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub proxy: Arc<Proxy>,
+    pub limits: Limits,
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .preserve_header_case(true)
+        .max_buf_size(256 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .max_header_list_size(256 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+impl Server {
+    /// Accepts connections until `shutdown` turns true, then lets in-flight exchanges finish.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let acceptor = TlsAcceptor::from(self.tls.clone());
+        let http = Arc::new(http_builder(&self.limits));
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.changed() => break,
+            };
+            let (tcp, client_addr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let watcher = graceful.watcher();
+            let acceptor = acceptor.clone();
+            let http = http.clone();
+            let proxy = self.proxy.clone();
+            let limits = self.limits;
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(reason) = serve_connection(
+                    tcp,
+                    client_addr,
+                    acceptor,
+                    http,
+                    proxy.clone(),
+                    limits,
+                    watcher,
+                )
+                .await
+                {
+                    tracing::info!("connection from {client_addr}: {reason}");
+                    let _ = proxy.events.send(ExchangeEvent::ConnectionFailed {
+                        client_addr: Some(client_addr),
+                        reason,
+                    });
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some connections were still busy after {DRAIN_TIMEOUT:?}; closing them"
+            );
+        }
+    }
+}
+
+/// Whether the first bytes look like a plain-text HTTP request rather than a TLS record.
+fn looks_like_plain_http(first: &[u8]) -> bool {
+    first.first().is_some_and(u8::is_ascii_uppercase)
+        && first.iter().all(|&b| b.is_ascii_uppercase() || b == b' ')
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    client_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(limits.handshake_timeout, tcp.peek(&mut first))
+        .await
+        .map_err(|_| "sent nothing before the handshake timeout".to_string())?
+        .map_err(|e| format!("connection failed before the handshake: {e}"))?;
+    if peeked == 0 {
+        return Ok(()); // opened and closed: a port check
+    }
+    if looks_like_plain_http(&first[..peeked]) {
+        answer_plain_http(tcp).await;
+        return Err("sent plain HTTP to the HTTPS port (answered 400 with a hint)".into());
+    }
+
+    let tls_stream = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let (_, session) = tls_stream.get_ref();
+    let info = Arc::new(ConnectionInfo {
+        client_addr: Some(client_addr),
+        tls: TlsInfo {
+            version: session.protocol_version().map(|v| {
+                v.as_str()
+                    .map(|s| s.replace('_', "."))
+                    .unwrap_or_else(|| format!("{v:?}"))
+            }),
+            alpn: session
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            sni: session.server_name().map(str::to_string),
+        },
+    });
+    let service = service_fn(move |request| pipeline::handle(proxy.clone(), info.clone(), request));
+    let connection = http.serve_connection(TokioIo::new(tls_stream), service);
+    match watcher.watch(connection).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let reason = crate::forward::error_chain(e.as_ref());
+            if is_ordinary_close(&reason) {
+                tracing::debug!("connection from {client_addr} ended: {reason}");
+                Ok(())
+            } else {
+                Err(format!("HTTP error: {reason}"))
+            }
+        }
+    }
+}
+
+/// Idle keep-alive connections timing out and peers hanging up are how connections end;
+/// only protocol errors deserve a line in the log.
+fn is_ordinary_close(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    [
+        "timeout",
+        "timed out",
+        "connection closed",
+        "reset",
+        "broken pipe",
+        "close_notify",
+    ]
+    .iter()
+    .any(|needle| reason.contains(needle))
+}
+
+/// Someone spoke plain HTTP to the TLS port: tell them so instead of a TLS alert they can't read.
+async fn answer_plain_http(mut tcp: TcpStream) {
+    let body = "vobiz-tunnel: this port speaks HTTPS; use an https:// URL\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tcp.write_all(response.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_plain_http;
+
+    #[test]
+    fn plain_http_is_told_apart_from_tls() {
+        assert!(looks_like_plain_http(b"POST"));
+        assert!(looks_like_plain_http(b"GE"));
+        assert!(looks_like_plain_http(b"GET "));
+        assert!(!looks_like_plain_http(&[0x16, 0x03, 0x01, 0x02]));
+        assert!(!looks_like_plain_http(b"\x00\x01"));
+        assert!(!looks_like_plain_http(b""));
+    }
+}

@@ -1,0 +1,190 @@
+//! Property tests for the whole module, through the public API: whatever `sign` produces,
+//! `verify` accepts (random paths, nonces, tokens, form params, GET/POST, both V3 forms,
+//! MA headers); any change of URL, nonce, token or a signed param makes it fail; and
+//! `verify` never panics, whatever arrives.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const V3: &str = "X-Vobiz-Signature-V3";
+const V3N: &str = "X-Vobiz-Signature-V3-Nonce";
+const PATH: &str = "(/[A-Za-z0-9._~-]{0,10}){0,4}";
+const TOKEN: &str = "[A-Za-z0-9]{8,40}";
+const NONCE: &str = "[0-9]{20}";
+
+fn callback<'a>(
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(String, String)],
+    body: &'a [u8],
+) -> CallbackRequest<'a> {
+    // A port is offered so the near-miss search runs its full variant list.
+    let extra_ports = &[8443];
+    CallbackRequest {
+        method,
+        url,
+        headers,
+        body,
+        extra_ports,
+    }
+}
+
+fn keys(auth: &[&str], main: &[&str]) -> Keys {
+    let t = |v: &[&str]| v.iter().map(|s| AuthToken::new(*s)).collect();
+    Keys {
+        auth_tokens: t(auth),
+        main_auth_tokens: t(main),
+    }
+}
+
+/// `(method, url, body)` the way Vobiz sends them: params in the query for GET, in the
+/// form body for POST.
+fn request(
+    path: &str,
+    params: &BTreeMap<String, String>,
+    get: bool,
+) -> (&'static str, String, String) {
+    let form = serde_urlencoded::to_string(params).unwrap_or_default();
+    match get {
+        true => (
+            "GET",
+            format!("https://example.com{path}?{form}"),
+            String::new(),
+        ),
+        false => ("POST", format!("https://example.com{path}"), form),
+    }
+}
+
+/// Unique keys (so changing one value always changes the SDK string), values with spaces,
+/// punctuation and non-ASCII.
+fn params() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,7}", "[ -~éन]{0,10}", 1..6)
+}
+
+/// The SDK-form V3 signature of a request built by [`request`].
+fn sdk_sig(
+    t: &AuthToken,
+    method: &str,
+    url: &str,
+    params: &BTreeMap<String, String>,
+    nonce: &str,
+) -> Option<String> {
+    let pairs: Vec<(String, String)> = match method {
+        "GET" => Vec::new(),
+        _ => params.clone().into_iter().collect(),
+    };
+    sign_v3_sdk(t, method, url, &pairs, nonce)
+}
+
+fn header_name() -> impl Strategy<Value = String> {
+    const KNOWN: [&str; 8] = [
+        V3,
+        V3N,
+        "x-vobiz-signature-v2",
+        "X-Vobiz-Signature-V2-Nonce",
+        "X-VOBIZ-SIGNATURE-MA-V3",
+        "X-Vobiz-Signature-MA-V2",
+        "X-Vobiz-Signature",
+        "Content-Type",
+    ];
+    prop_oneof![
+        prop::sample::select(&KNOWN[..]).prop_map(str::to_owned),
+        ".{0,12}"
+    ]
+}
+
+proptest! {
+    #[test]
+    fn sign_then_verify(
+        token in TOKEN, main in TOKEN, n2 in NONCE, n3 in NONCE, path in PATH,
+        params in params(), get: bool, sdk: bool, ma: bool,
+    ) {
+        let form = if sdk { Form::Sdk } else { Form::Docs };
+        let (method, url, body) = request(&path, &params, get);
+        let main_auth_token = ma.then(|| AuthToken::new(&main));
+        let signing = SigningKeys { auth_token: AuthToken::new(&token), main_auth_token };
+        let headers =
+            signed_headers_with_nonces(method, &url, body.as_bytes(), &signing, form, &n2, &n3);
+        let req = callback(method, &url, &headers, body.as_bytes());
+
+        // When only the URL is signed the SDK string equals the docs one; docs is reported.
+        let docs = sign_v3_docs(&signing.auth_token, &url, &n3);
+        let same = sdk_sig(&signing.auth_token, method, &url, &params, &n3) == Some(docs);
+        let expect_form = if same { Form::Docs } else { form };
+        let v = verify(&req, &keys(&[&token], &[]));
+        prop_assert_eq!(v.status, VerdictStatus::Valid);
+        prop_assert_eq!((v.scheme, v.form), (Some(Scheme::V3), Some(expect_form)));
+        prop_assert_eq!(v.nonce, Some(n3));
+        let decisive = v.checks.iter().filter(|c| c.scheme != Scheme::V1);
+        let ok = [CheckResult::Valid, CheckResult::Unchecked];
+        prop_assert!(decisive.clone().all(|c| ok.contains(&c.result)));
+        prop_assert!(v.would_match.is_none());
+        if ma {
+            let v = verify(&req, &keys(&[], &[&main]));
+            prop_assert_eq!((v.status, v.scheme), (VerdictStatus::Valid, Some(Scheme::MaV3)));
+        }
+    }
+
+    #[test]
+    fn any_change_fails(
+        token in TOKEN, other in TOKEN, nonce in NONCE, path in PATH,
+        mut params in params(), get: bool, sdk: bool, change in 0..4u8,
+    ) {
+        let reversed: String = nonce.chars().rev().collect();
+        // Params are only signed in the SDK form; a palindrome nonce cannot be "changed".
+        prop_assume!(other != token && (sdk || change != 3) && (change != 1 || reversed != nonce));
+        let (method, mut url, mut body) = request(&path, &params, get);
+        let t = AuthToken::new(&token);
+        let value = match sdk {
+            true => sdk_sig(&t, method, &url, &params, &nonce).unwrap_or_default(),
+            false => sign_v3_docs(&t, &url, &nonce),
+        };
+        let (mut nonce, mut k) = (nonce, keys(&[&token], &[]));
+        match change {
+            0 => (_, url, _) = request(&format!("{path}/x"), &params, get),
+            1 => nonce = reversed,
+            2 => k = keys(&[&other], &[]),
+            _ => {
+                if let Some(v) = params.values_mut().next() {
+                    v.push('Z');
+                }
+                (_, url, body) = request(&path, &params, get);
+            }
+        }
+        let headers = vec![(V3.to_owned(), value), (V3N.to_owned(), nonce)];
+        let v = verify(&callback(method, &url, &headers, body.as_bytes()), &k);
+        prop_assert_eq!(v.status, VerdictStatus::Invalid, "{:?}", v);
+    }
+
+    #[test]
+    fn redaction_never_reveals_more_than_half(s in ".{0,60}") {
+        let r = AuthToken::new(s.as_str()).redacted();
+        let shown = r.chars().filter(|c| *c != '…').count();
+        prop_assert!(r == "(empty)" || shown <= s.chars().count() / 2);
+        prop_assert!(s.chars().count() < 2 || !r.contains(s.as_str()));
+    }
+
+    #[test]
+    fn verify_never_panics(
+        method in prop_oneof![Just("POST".to_owned()), Just("get".to_owned()), ".{0,6}"],
+        url in prop_oneof![
+            ".{0,60}",
+            "(https?|HTTP)://([^/?#@]{0,6}@)?(\\[[0-9a-f:]{0,8}\\]|[^/?#:]{0,12})(:[0-9]{0,6})?\
+             (/[^?#]{0,16})?(\\?[^#]{0,16})?(#.{0,4})?",
+        ],
+        headers in prop::collection::vec((header_name(), ".{0,50}"), 0..10),
+        body in prop::collection::vec(any::<u8>(), 0..120),
+        ports in prop::collection::vec(any::<u16>(), 0..20),
+    ) {
+        let (method, url) = (method.as_str(), url.as_str());
+        let (headers, body, extra_ports) = (&headers[..], &body[..], &ports[..]);
+        let req = CallbackRequest { method, url, headers, body, extra_ports };
+        let k = keys(&["TESTAUTHTOKENnotReal0123456789abcdefXYZ", "x"], &["PARENTtoken0987654321"]);
+        let v = verify(&req, &k);
+        let _ = (v.summary(), serde_json::to_string(&v));
+        let _ = verify(&req, &Keys::default()).summary();
+    }
+}

@@ -1,0 +1,479 @@
+//! [`verify`]: from a received callback and the configured tokens to a [`Verdict`].
+//!
+//! Order of work is chosen for the hot path: each decisive header is tried with its keys in
+//! the documented form first (one HMAC per key until one matches); the SDK string, the body
+//! parse and the near-miss search only happen when that fails.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+use super::algorithm::{self, Params};
+use super::{
+    explain, Attempt, AuthToken, CallbackRequest, CheckResult, Form, HeaderCheck, Keys, Scheme,
+    Verdict, VerdictStatus,
+};
+
+/// Where to configure each kind of token, for sentences.
+const AUTH_HINT: &str = "--auth-token or VOBIZ_AUTH_TOKEN";
+const MAIN_HINT: &str = "--main-auth-token or VOBIZ_MAIN_AUTH_TOKEN";
+const UNSIGNED: &str =
+    "Vobiz only signs callbacks when the callback URL has auth credentials configured.";
+const ONLY_V1: &str = "Only the legacy X-Vobiz-Signature (V1) is present; \
+    it is informational, so the callback counts as unsigned.";
+const UNCHECKED: &str = "Signature headers are present but no token is configured to check \
+    them: pass --auth-token or set VOBIZ_AUTH_TOKEN for V2/V3 headers, \
+    --main-auth-token or VOBIZ_MAIN_AUTH_TOKEN for -MA- headers.";
+const SDK_FORM: &str = "It was signed in the Python SDK V3 form (sorted query and POST params \
+    included), not the documented base URL + \".\" + nonce.";
+
+/// A token with its redacted display label.
+pub(super) struct Labeled<'k> {
+    pub label: String,
+    pub token: &'k AuthToken,
+}
+
+/// Per-request state shared by verification and the near-miss search.
+pub(super) struct Ctx<'r, 'k> {
+    pub req: &'r CallbackRequest<'r>,
+    pub auth: Vec<Labeled<'k>>,
+    pub main: Vec<Labeled<'k>>,
+    /// Body form fields, parsed on first use (the docs form never needs them).
+    params: OnceCell<Params>,
+}
+
+impl<'r, 'k> Ctx<'r, 'k> {
+    fn new(req: &'r CallbackRequest<'r>, keys: &'k Keys) -> Self {
+        // Auth tokens are always numbered; a lone main token reads better without "#1".
+        let label = |kind: &str, tokens: &'k [AuthToken], numbered: bool| -> Vec<Labeled<'k>> {
+            let label = |i: usize, t: &AuthToken| match numbered {
+                true => format!("{kind} #{} ({})", i + 1, t.redacted()),
+                false => format!("{kind} ({})", t.redacted()),
+            };
+            let labeled = tokens.iter().enumerate();
+            labeled
+                .map(|(i, token)| Labeled {
+                    label: label(i, token),
+                    token,
+                })
+                .collect()
+        };
+        let auth = label("auth token", &keys.auth_tokens, true);
+        let main = label(
+            "main auth token",
+            &keys.main_auth_tokens,
+            keys.main_auth_tokens.len() > 1,
+        );
+        Ctx {
+            req,
+            auth,
+            main,
+            params: OnceCell::new(),
+        }
+    }
+
+    /// Keys of the kind `scheme` is signed with.
+    pub fn keys_for(&self, scheme: Scheme) -> &[Labeled<'k>] {
+        if scheme.is_main() {
+            &self.main
+        } else {
+            &self.auth
+        }
+    }
+
+    /// Body form fields, as a web framework would hand them to the Python SDK: empty unless
+    /// the body is (or may be) `application/x-www-form-urlencoded`.
+    pub fn params(&self) -> &Params {
+        self.params.get_or_init(|| {
+            let ct = header(self.req.headers, "content-type")
+                .next()
+                .unwrap_or_default();
+            let is_form = ct.is_empty()
+                || ct
+                    .to_ascii_lowercase()
+                    .contains("application/x-www-form-urlencoded");
+            match is_form {
+                true => algorithm::parse_form(self.req.body),
+                false => Params::new(),
+            }
+        })
+    }
+
+    /// The SDK-form string for `url` (`None` unless the method is GET or POST).
+    pub fn sdk_string(&self, url: &str, nonce: &str) -> Option<String> {
+        algorithm::v3_sdk_string(self.req.method, url, self.params(), nonce)
+    }
+}
+
+/// Values of header `name` (case-insensitive), trimmed of spaces/tabs.
+pub(super) fn header<'h>(
+    headers: &'h [(String, String)],
+    name: &'h str,
+) -> impl Iterator<Item = &'h str> {
+    let hits = headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name));
+    hits.map(|(_, v)| v.trim_matches([' ', '\t']))
+}
+
+/// A signature header's value; repeated headers are one comma-separated list (RFC 9110 §5.3).
+fn sig_value<'h>(headers: &'h [(String, String)], scheme: Scheme) -> Option<Cow<'h, str>> {
+    let mut values = header(headers, scheme.header_name());
+    let first = values.next()?;
+    let rest: Vec<&str> = values.collect();
+    match rest.is_empty() {
+        true => Some(Cow::Borrowed(first)),
+        false => Some(Cow::Owned(format!("{first},{}", rest.join(",")))),
+    }
+}
+
+/// Tries `string_to_sign` with each key, recording attempts; stops at the first match.
+fn try_keys(
+    attempts: &mut Vec<Attempt>,
+    keys: &[Labeled<'_>],
+    form: Form,
+    sts: &str,
+    value: &str,
+) -> bool {
+    for k in keys {
+        let expected = algorithm::hmac_sha256_b64(k.token.expose().as_bytes(), sts);
+        let matched = algorithm::matching_member(value, &expected).is_some();
+        let (key, string_to_sign) = (k.label.clone(), sts.to_owned());
+        attempts.push(Attempt {
+            form,
+            key,
+            string_to_sign,
+            expected,
+            matched,
+        });
+        if matched {
+            return true;
+        }
+    }
+    false
+}
+
+/// Checks one decisive header: docs form with every key, then (V3 only) the SDK form.
+fn check_decisive(
+    ctx: &Ctx<'_, '_>,
+    scheme: Scheme,
+    value: &str,
+    nonce: Option<&str>,
+) -> HeaderCheck {
+    let mut check = HeaderCheck {
+        header: scheme.header_name().to_owned(),
+        scheme,
+        value: value.to_owned(),
+        nonce: nonce.map(str::to_owned),
+        result: CheckResult::Malformed,
+        attempts: Vec::new(),
+    };
+    let Some(nonce) = nonce.filter(|n| !n.is_empty()) else {
+        return check;
+    };
+    if algorithm::members(value).next().is_none() {
+        return check;
+    }
+    let keys = ctx.keys_for(scheme);
+    if keys.is_empty() {
+        check.result = CheckResult::Unchecked;
+        return check;
+    }
+    let (base, _) = algorithm::split_url(ctx.req.url);
+    let docs = match scheme.is_v3() {
+        true => algorithm::v3_docs_string(base, nonce),
+        false => algorithm::v2_string(base, nonce),
+    };
+    let mut valid = try_keys(&mut check.attempts, keys, Form::Docs, &docs, value);
+    if !valid && scheme.is_v3() {
+        // Without query or params the SDK string equals the docs one: no need to retry it.
+        if let Some(sdk) = ctx.sdk_string(ctx.req.url, nonce).filter(|s| *s != docs) {
+            valid = try_keys(&mut check.attempts, keys, Form::Sdk, &sdk, value);
+        }
+    }
+    check.result = if valid {
+        CheckResult::Valid
+    } else {
+        CheckResult::Invalid
+    };
+    check
+}
+
+/// Computes the legacy V1 header (Go/Node form) for display; never decisive.
+fn check_v1(ctx: &Ctx<'_, '_>, value: &str) -> HeaderCheck {
+    let empty = algorithm::members(value).next().is_none();
+    let mut attempts = Vec::new();
+    if !empty && !ctx.auth.is_empty() {
+        let no_params = Params::new();
+        let post = ctx.req.method.eq_ignore_ascii_case("POST");
+        let sts = algorithm::v1_string(ctx.req.url, if post { ctx.params() } else { &no_params });
+        for k in &ctx.auth {
+            let expected = algorithm::hmac_sha1_b64(k.token.expose().as_bytes(), &sts);
+            let matched = algorithm::matching_member(value, &expected).is_some();
+            let (key, string_to_sign) = (k.label.clone(), sts.clone());
+            attempts.push(Attempt {
+                form: Form::Docs,
+                key,
+                string_to_sign,
+                expected,
+                matched,
+            });
+        }
+    }
+    let result = if empty {
+        CheckResult::Malformed
+    } else {
+        CheckResult::Informational
+    };
+    let header = Scheme::V1.header_name().to_owned();
+    HeaderCheck {
+        header,
+        scheme: Scheme::V1,
+        value: value.to_owned(),
+        nonce: None,
+        result,
+        attempts,
+    }
+}
+
+/// Verifies a callback's signature headers against `keys` (rules in the module docs).
+pub fn verify(req: &CallbackRequest<'_>, keys: &Keys) -> Verdict {
+    let ctx = Ctx::new(req, keys);
+    let mut checks = Vec::new();
+    for scheme in Scheme::DECISIVE {
+        if let Some(value) = sig_value(req.headers, scheme) {
+            let nonce = scheme
+                .nonce_header()
+                .and_then(|n| header(req.headers, n).next());
+            checks.push(check_decisive(&ctx, scheme, &value, nonce));
+        }
+    }
+    let decisive = checks.len();
+    if let Some(value) = sig_value(req.headers, Scheme::V1) {
+        checks.push(check_v1(&ctx, &value));
+    }
+    let mut v = Verdict {
+        status: VerdictStatus::Unsigned,
+        scheme: None,
+        form: None,
+        key: None,
+        nonce: None,
+        signature: None,
+        checks: Vec::new(),
+        explanation: Vec::new(),
+        would_match: None,
+    };
+    let strongest = checks.first().filter(|_| decisive > 0);
+    let checkable = checks
+        .iter()
+        .take(decisive)
+        .any(|c| !ctx.keys_for(c.scheme).is_empty());
+    let winner = checks
+        .iter()
+        .take(decisive)
+        .find(|c| c.result == CheckResult::Valid);
+    if let Some(c) = strongest {
+        (v.scheme, v.nonce, v.signature) = (Some(c.scheme), c.nonce.clone(), Some(c.value.clone()));
+    }
+    let say = |v: &mut Verdict, s: &str| v.explanation.push(s.to_owned());
+    match (strongest, winner) {
+        (None, _) => {
+            match checks.is_empty() {
+                true => say(&mut v, "No Vobiz signature headers."),
+                false => say(&mut v, ONLY_V1),
+            }
+            say(&mut v, UNSIGNED);
+        }
+        (Some(_), _) if !checkable => {
+            v.status = VerdictStatus::Unchecked;
+            say(&mut v, UNCHECKED);
+        }
+        (Some(_), Some(c)) => {
+            v.status = VerdictStatus::Valid;
+            if let Some(a) = c.attempts.iter().find(|a| a.matched) {
+                v.scheme = Some(c.scheme);
+                v.form = c.scheme.is_v3().then_some(a.form);
+                v.key = Some(a.key.clone());
+                v.nonce = c.nonce.clone();
+                v.signature = algorithm::matching_member(&c.value, &a.expected).map(str::to_owned);
+                let form = v
+                    .form
+                    .map(|f| format!(" ({})", f.describe()))
+                    .unwrap_or_default();
+                let line = format!("{} verified{form} with {}.", c.header, a.key);
+                v.explanation.push(line);
+                if a.form == Form::Sdk {
+                    say(&mut v, SDK_FORM);
+                }
+            }
+        }
+        (Some(_), None) => {
+            v.status = VerdictStatus::Invalid;
+            v.would_match = explain::near_miss(&ctx, checks.get(..decisive).unwrap_or_default());
+            v.explanation
+                .extend(v.would_match.as_ref().map(|nm| nm.sentence.clone()));
+            if checks.iter().any(|c| c.result == CheckResult::Invalid) {
+                let base = algorithm::split_url(req.url).0;
+                v.explanation.push(format!(
+                    "No signature header verified with the configured tokens; \
+                     Vobiz signs the exact URL it called ({base}) and the nonce."
+                ));
+            }
+        }
+    }
+    let decided = v.status == VerdictStatus::Valid;
+    for c in &checks {
+        v.explanation.extend(note(c, decided, &v));
+    }
+    v.checks = checks;
+    v
+}
+
+/// A sentence about a header other than the deciding one, if it has something to say.
+fn note(c: &HeaderCheck, decided: bool, v: &Verdict) -> Option<String> {
+    let h = &c.header;
+    let nonce_header = c.scheme.nonce_header().unwrap_or_default();
+    let empty = algorithm::members(&c.value).next().is_none();
+    Some(match c.result {
+        CheckResult::Malformed if empty => format!("{h} is empty."),
+        CheckResult::Malformed if c.nonce.is_none() => {
+            format!("{h} has no {nonce_header} header to go with it.")
+        }
+        CheckResult::Malformed => format!("{h} has an empty {nonce_header} header."),
+        CheckResult::Unchecked if v.status == VerdictStatus::Unchecked => return None,
+        CheckResult::Unchecked if c.scheme.is_main() => {
+            format!("{h} not checked: no main (parent) account token configured ({MAIN_HINT}).")
+        }
+        CheckResult::Unchecked => {
+            format!("{h} not checked: no auth token configured ({AUTH_HINT}).")
+        }
+        CheckResult::Invalid if decided => format!("{h} did not verify."),
+        CheckResult::Invalid | CheckResult::Valid => return None,
+        CheckResult::Informational => {
+            let a = c.attempts.iter().find(|a| a.matched)?;
+            format!(
+                "{h} (legacy V1) also matches with {} in the Go/Node form; informational only.",
+                a.key
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{sign_v3_docs, sign_v3_sdk};
+    use super::*;
+
+    const T: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
+    const URL: &str = "https://e.com/cb?a=1";
+    const N: &str = "12345678901234567890";
+
+    fn run(hs: &[(&str, &str)], body: &[u8], auth: &[&str]) -> Verdict {
+        let headers: Vec<(String, String)> = hs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let keys = Keys {
+            auth_tokens: auth.iter().map(|t| AuthToken::new(*t)).collect(),
+            ..Keys::default()
+        };
+        let req = CallbackRequest {
+            method: "POST",
+            url: URL,
+            headers: &headers,
+            body,
+            extra_ports: &[],
+        };
+        verify(&req, &keys)
+    }
+
+    #[test]
+    fn hot_path_is_one_docs_hmac_per_token_tried() {
+        let sig = sign_v3_docs(&AuthToken::new(T), URL, N);
+        let v = run(
+            &[
+                ("X-Vobiz-Signature-V3", &sig),
+                ("X-Vobiz-Signature-V3-Nonce", N),
+            ],
+            b"x=1",
+            &["old-token", T, "unused"],
+        );
+        assert_eq!(
+            (v.status, v.key.as_deref()),
+            (VerdictStatus::Valid, Some("auth token #2 (TEST…XYZ)"))
+        );
+        let forms: Vec<Form> = v.checks[0].attempts.iter().map(|a| a.form).collect();
+        assert_eq!(
+            forms,
+            [Form::Docs, Form::Docs],
+            "stops at the match, no SDK string built"
+        );
+    }
+
+    #[test]
+    fn strongest_valid_header_decides_and_others_are_noted() {
+        let sig = sign_v3_docs(&AuthToken::new(T), URL, N);
+        let v = run(
+            &[
+                ("X-Vobiz-Signature-V3", "bm9wZQ=="),
+                ("x-vobiz-signature-v3-nonce", N),
+                ("X-Vobiz-Signature-V2", "bm9wZQ=="),
+                ("X-Vobiz-Signature-V2-Nonce", N),
+            ],
+            b"",
+            &[T],
+        );
+        assert_eq!(
+            (v.status, v.scheme),
+            (VerdictStatus::Invalid, Some(Scheme::V3))
+        );
+        // Repeated headers are one list (RFC 9110), so a valid second V3 header counts.
+        let v = run(
+            &[
+                ("X-Vobiz-Signature-V3", "bm9wZQ=="),
+                ("X-Vobiz-Signature-V3", &sig),
+                ("X-Vobiz-Signature-V3-Nonce", N),
+                ("X-Vobiz-Signature-V2", "bm9wZQ=="),
+                ("X-Vobiz-Signature-V2-Nonce", N),
+                ("X-Vobiz-Signature-MA-V3", &sig),
+            ],
+            b"",
+            &[T],
+        );
+        assert_eq!(
+            (v.status, v.scheme, v.signature.as_deref()),
+            (VerdictStatus::Valid, Some(Scheme::V3), Some(sig.as_str()))
+        );
+        assert!(
+            v.explanation
+                .contains(&"X-Vobiz-Signature-V2 did not verify.".to_owned()),
+            "{:?}",
+            v.explanation
+        );
+        assert!(v
+            .explanation
+            .iter()
+            .any(|e| e.contains("MA-V3 not checked") && e.contains("--main-auth-token")));
+    }
+
+    #[test]
+    fn sdk_form_uses_body_only_when_it_is_a_form() {
+        // The SDK would get no params from a JSON body (request.form is empty).
+        let sig = sign_v3_sdk(&AuthToken::new(T), "POST", URL, &[], N).unwrap_or_default();
+        let hs = [
+            ("X-Vobiz-Signature-V3", sig.as_str()),
+            ("X-Vobiz-Signature-V3-Nonce", N),
+        ];
+        let json = [hs[0], hs[1], ("Content-Type", "application/json")];
+        assert_eq!(run(&json, b"{\"x\":1}", &[T]).form, Some(Form::Sdk));
+        assert_eq!(run(&hs, b"{\"x\":1}", &[T]).status, VerdictStatus::Invalid);
+        let form = [
+            hs[0],
+            hs[1],
+            (
+                "content-type",
+                "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            ),
+        ];
+        assert_eq!(run(&form, b"", &[T]).status, VerdictStatus::Valid);
+    }
+}

@@ -1,0 +1,242 @@
+//! Reading the store: summaries for lists (no bodies, so a million rows stay cheap) and whole
+//! exchanges for detail views. Read-only connections; safe while a listener writes.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::{schema, StoreError};
+use crate::exchange::{
+    Exchange, ExchangeId, Flag, Headers, Outcome, RequestRecord, ResponseRecord, Timings, TlsInfo,
+};
+use crate::signature::{Scheme, Verdict, VerdictStatus};
+
+/// The columns a list row needs. Field names are the JSON contract of `list --json` and of
+/// the headless log's `exchange` lines.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExchangeSummary {
+    pub id: Option<ExchangeId>,
+    pub received_at_us: i64,
+    pub method: String,
+    pub path: String,
+    pub target: String,
+    pub status: Option<u16>,
+    pub duration_ms: Option<f64>,
+    pub signature: VerdictStatus,
+    pub signature_scheme: Option<Scheme>,
+    pub event: Option<String>,
+    pub call_uuid: Option<String>,
+    pub outcome: Outcome,
+    pub flags: Vec<Flag>,
+    pub replay_of: Option<ExchangeId>,
+    pub error: Option<String>,
+}
+
+impl ExchangeSummary {
+    pub fn of(exchange: &Exchange) -> Self {
+        ExchangeSummary {
+            id: exchange.id,
+            received_at_us: exchange.timings.received_us,
+            method: exchange.request.method.clone(),
+            path: exchange.request.path().to_string(),
+            target: exchange.request.target.clone(),
+            status: exchange.status(),
+            duration_ms: exchange.timings.duration_ms(),
+            signature: exchange.verdict.status,
+            signature_scheme: exchange.verdict.scheme,
+            event: exchange.event.clone(),
+            call_uuid: exchange.call_uuid.clone(),
+            outcome: exchange.outcome,
+            flags: exchange.flags.clone(),
+            replay_of: exchange.replay_of,
+            error: exchange.error.clone(),
+        }
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "id, received_at_us, method, path, target, status, duration_ms, \
+    signature, signature_scheme, event, call_uuid, outcome, flags, replay_of, error";
+
+/// A read-only view of a store file.
+pub struct StoreReader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StoreReader {
+    /// Opens an existing store for reading.
+    pub fn open(path: &Path) -> Result<StoreReader, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > schema::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        Ok(StoreReader {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))?)
+    }
+
+    /// The newest `limit` exchanges, oldest first.
+    pub fn latest(&self, limit: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM (SELECT {SUMMARY_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?1) \
+             ORDER BY id"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map([limit as i64], summary_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Exchanges with ids in `[from, to]`, oldest first, at most `limit`.
+    pub fn range(
+        &self,
+        from: ExchangeId,
+        limit: usize,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let sql =
+            format!("SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE id >= ?1 ORDER BY id LIMIT ?2");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map([from, limit as i64], summary_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One whole exchange, bodies included.
+    pub fn get(&self, id: ExchangeId) -> Result<Option<Exchange>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT * FROM exchanges WHERE id = ?1")?;
+        Ok(statement.query_row([id], exchange_from_row).optional()?)
+    }
+}
+
+fn parse_flags(text: &str) -> Vec<Flag> {
+    text.split(',').filter_map(Flag::parse).collect()
+}
+
+fn parse_status(text: &str) -> VerdictStatus {
+    match text {
+        "valid" => VerdictStatus::Valid,
+        "invalid" => VerdictStatus::Invalid,
+        "unchecked" => VerdictStatus::Unchecked,
+        _ => VerdictStatus::Unsigned,
+    }
+}
+
+fn parse_scheme(text: Option<String>) -> Option<Scheme> {
+    text.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok())
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ExchangeSummary> {
+    let signature: String = row.get("signature")?;
+    let outcome: String = row.get("outcome")?;
+    let flags: String = row.get("flags")?;
+    Ok(ExchangeSummary {
+        id: row.get("id")?,
+        received_at_us: row.get("received_at_us")?,
+        method: row.get("method")?,
+        path: row.get("path")?,
+        target: row.get("target")?,
+        status: row.get("status")?,
+        duration_ms: row.get("duration_ms")?,
+        signature: parse_status(&signature),
+        signature_scheme: parse_scheme(row.get("signature_scheme")?),
+        event: row.get("event")?,
+        call_uuid: row.get("call_uuid")?,
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Pending),
+        flags: parse_flags(&flags),
+        replay_of: row.get("replay_of")?,
+        error: row.get("error")?,
+    })
+}
+
+fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
+    let detail: String = row.get("signature_detail")?;
+    let signature: String = row.get("signature")?;
+    let verdict = serde_json::from_str::<Verdict>(&detail).unwrap_or_else(|_| Verdict {
+        status: parse_status(&signature),
+        scheme: None,
+        form: None,
+        key: None,
+        nonce: None,
+        signature: None,
+        checks: Vec::new(),
+        explanation: vec!["the stored signature details could not be read".into()],
+        would_match: None,
+    });
+    let outcome: String = row.get("outcome")?;
+    let flags: String = row.get("flags")?;
+    let request_headers: Vec<u8> = row.get("request_headers")?;
+    let response = match row.get::<_, Option<u16>>("status")? {
+        Some(status) => Some(ResponseRecord {
+            status,
+            headers: Headers::from_block(
+                &row.get::<_, Option<Vec<u8>>>("response_headers")?
+                    .unwrap_or_default(),
+            ),
+            body: row
+                .get::<_, Option<Vec<u8>>>("response_body")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(Exchange {
+        id: row.get("id")?,
+        replay_of: row.get("replay_of")?,
+        nonce_reused_of: row.get("nonce_reused_of")?,
+        request: RequestRecord {
+            method: row.get("method")?,
+            target: row.get("target")?,
+            http_version: row.get("http_version")?,
+            host: row.get("host")?,
+            public_url: row.get("public_url")?,
+            headers: Headers::from_block(&request_headers),
+            body: row.get("request_body")?,
+            body_truncated: row.get("request_body_truncated")?,
+            client_addr: row.get("client_addr")?,
+            tls: TlsInfo {
+                version: row.get("tls_version")?,
+                alpn: row.get("alpn")?,
+                sni: row.get("sni")?,
+            },
+        },
+        verdict,
+        event: row.get("event")?,
+        call_uuid: row.get("call_uuid")?,
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Pending),
+        error: row.get("error")?,
+        response,
+        timings: Timings {
+            received_us: row.get("received_at_us")?,
+            forwarded_us: row.get("forwarded_at_us")?,
+            first_byte_us: row.get("first_byte_at_us")?,
+            done_us: row.get("done_at_us")?,
+        },
+        flags: parse_flags(&flags),
+    })
+}

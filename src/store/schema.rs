@@ -1,0 +1,87 @@
+//! The store's schema and its migrations. `PRAGMA user_version` holds the number of migrations
+//! applied; each migration runs once, in order, inside a transaction. Never edit a released
+//! migration: add a new one (the README documents the resulting schema for `sqlite3` users).
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migrations, in order. Index + 1 is the schema version a migration produces.
+const MIGRATIONS: &[&str] = &[
+    // 1: one row per exchange; raw header blocks and body bytes; derived columns for filtering.
+    r#"
+    CREATE TABLE exchanges (
+        id                     INTEGER PRIMARY KEY,
+        replay_of              INTEGER,
+        nonce_reused_of        INTEGER,
+        received_at_us         INTEGER NOT NULL,
+        forwarded_at_us        INTEGER,
+        first_byte_at_us       INTEGER,
+        done_at_us             INTEGER,
+        duration_ms            REAL,
+        client_addr            TEXT,
+        tls_version            TEXT,
+        alpn                   TEXT,
+        sni                    TEXT,
+        http_version           TEXT NOT NULL,
+        method                 TEXT NOT NULL,
+        target                 TEXT NOT NULL,
+        path                   TEXT NOT NULL,
+        host                   TEXT,
+        public_url             TEXT NOT NULL,
+        request_headers        BLOB NOT NULL,
+        request_body           BLOB NOT NULL,
+        request_body_truncated INTEGER NOT NULL DEFAULT 0,
+        event                  TEXT,
+        call_uuid              TEXT,
+        signature              TEXT NOT NULL,
+        signature_scheme       TEXT,
+        signature_detail       TEXT NOT NULL,
+        nonce_key              TEXT,
+        outcome                TEXT NOT NULL,
+        error                  TEXT,
+        status                 INTEGER,
+        response_headers       BLOB,
+        response_body          BLOB,
+        flags                  TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX exchanges_call_uuid ON exchanges(call_uuid) WHERE call_uuid IS NOT NULL;
+    CREATE INDEX exchanges_nonce_key ON exchanges(nonce_key) WHERE nonce_key IS NOT NULL;
+    CREATE INDEX exchanges_replay_of ON exchanges(replay_of) WHERE replay_of IS NOT NULL;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Connection settings for every connection: WAL so readers (`list`, `show`, the UI) never block
+/// the writer; `synchronous=NORMAL` because WAL commits then survive a crash of the process
+/// (what the tool promises) without an fsync per commit.
+pub fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "the store could not switch to WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]. Refuses a store written by a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Certificates and TLS settings: loading PEM files, the generated development CA and
+//! certificate, and the rustls configurations (server, and clients that trust the dev CA).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ServerSessionMemoryCache;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// Names the generated certificate is valid for.
+pub const DEV_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
+/// File names inside the certificate folder.
+pub const DEV_CA_FILE: &str = "dev-ca.pem";
+const DEV_CA_KEY_FILE: &str = "dev-ca-key.pem";
+pub const DEV_CERT_FILE: &str = "dev-cert.pem";
+pub const DEV_KEY_FILE: &str = "dev-key.pem";
+
+/// Why certificates could not be loaded or made. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the certificate chain {path}: {reason}")]
+    Chain { path: PathBuf, reason: String },
+    #[error("no certificate found in {0}")]
+    EmptyChain(PathBuf),
+    #[error("cannot read the private key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("the certificate and key do not go together: {0}")]
+    Mismatch(rustls::Error),
+    #[error("cannot write the development certificate into {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate the development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A certificate chain and its private key.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Loads a PEM chain (leaf first, as certbot's `fullchain.pem`) and a PEM key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TlsError::Chain {
+                path: cert.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError::EmptyChain(cert.to_path_buf()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+            path: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Identity { chain, key })
+    }
+}
+
+/// The development certificate in `dir`, generated on first use and reused after:
+/// a local CA (`dev-ca.pem`, the file to trust) and a leaf for localhost, 127.0.0.1 and ::1
+/// signed by it. A leaf that is missing or within a week of expiry is made anew.
+pub fn ensure_dev_identity(dir: &Path) -> Result<Identity, TlsError> {
+    let cert_path = dir.join(DEV_CERT_FILE);
+    let key_path = dir.join(DEV_KEY_FILE);
+    if cert_path.exists() && key_path.exists() {
+        if let Ok(identity) = Identity::load(&cert_path, &key_path) {
+            return Ok(identity);
+        }
+        tracing::warn!(
+            "the development certificate in {} is unreadable; making a new one",
+            dir.display()
+        );
+    }
+    generate_dev_identity(dir)?;
+    Identity::load(&cert_path, &key_path)
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    let write_err = |source| TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(path, contents).map_err(write_err)?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(write_err)?;
+    }
+    let _ = private;
+    Ok(())
+}
+
+fn generate_dev_identity(dir: &Path) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vobiz-tunnel development CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params.not_before = now - time::Duration::days(1);
+    ca_params.not_after = now + time::Duration::days(3650);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    let leaf_key = KeyPair::generate()?;
+    let mut leaf_params = CertificateParams::new(Vec::new())?;
+    leaf_params.distinguished_name = DistinguishedName::new();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "vobiz-tunnel development certificate");
+    for name in DEV_NAMES {
+        leaf_params.subject_alt_names.push(match name.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName((*name).try_into()?),
+        });
+    }
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf_params.not_before = now - time::Duration::days(1);
+    // Browsers refuse leaf certificates valid for longer than 398 days.
+    leaf_params.not_after = now + time::Duration::days(397);
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
+
+    write_file(&dir.join(DEV_CA_FILE), &ca_cert.pem(), false)?;
+    write_file(&dir.join(DEV_CA_KEY_FILE), &ca_key.serialize_pem(), true)?;
+    write_file(&dir.join(DEV_KEY_FILE), &leaf_key.serialize_pem(), true)?;
+    write_file(
+        &dir.join(DEV_CERT_FILE),
+        &format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        false,
+    )?;
+    tracing::info!("generated a development certificate in {}", dir.display());
+    Ok(())
+}
+
+/// The listener's TLS settings: TLS 1.2 and 1.3 only (rustls offers only forward-secret AEAD
+/// suites), ALPN `h2` and `http/1.1`, session resumption by cache and by tickets so that
+/// senders opening one connection per callback pay for a full handshake only once.
+pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_no_client_auth()
+    .with_single_cert(identity.chain, identity.key)
+    .map_err(TlsError::Mismatch)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// Root certificates for outgoing connections: the public web PKI plus the development CA
+/// and any extra PEM files given (a local https server, a private relay).
+pub fn root_store(extra_pem_files: &[PathBuf]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for path in extra_pem_files {
+        match CertificateDer::pem_file_iter(path) {
+            Ok(certs) => {
+                for cert in certs.flatten() {
+                    if let Err(e) = roots.add(cert) {
+                        tracing::warn!("ignoring a certificate in {}: {e}", path.display());
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("no extra roots from {}: {e}", path.display()),
+        }
+    }
+    roots
+}
+
+/// A client configuration trusting [`root_store`], offering `alpn`.
+pub fn client_config(extra_pem_files: &[PathBuf], alpn: &[&[u8]]) -> ClientConfig {
+    let mut config = ClientConfig::builder()
+        .with_root_certificates(root_store(extra_pem_files))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_identity_is_generated_once_and_reused() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure_dev_identity(dir.path()).unwrap();
+        assert_eq!(first.chain.len(), 2, "leaf followed by the CA");
+        let second = ensure_dev_identity(dir.path()).unwrap();
+        assert_eq!(first.chain, second.chain);
+        assert!(server_config(second).is_ok());
+    }
+
+    #[test]
+    fn unreadable_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let err = Identity::load(&missing, &missing)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nope.pem"), "{err}");
+    }
+}

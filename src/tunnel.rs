@@ -1,0 +1,123 @@
+//! Putting a listener together: certificates, store, upstream client, socket, accept loop.
+//! [`Tunnel::start`] is what `vobiz-tunnel listen` runs and what the tests start in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{CertSource, ListenConfig};
+use crate::forward::Upstream;
+use crate::pipeline::{ExchangeEvent, Proxy};
+use crate::server::Server;
+use crate::store::{Store, StoreError};
+use crate::tls::{self, TlsError};
+
+/// Events kept for slow subscribers before they start missing some (they are told how many).
+const EVENT_BACKLOG: usize = 16 * 1024;
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running listener.
+pub struct Tunnel {
+    pub local_addr: SocketAddr,
+    pub store: Store,
+    pub events: broadcast::Sender<ExchangeEvent>,
+    /// The certificate file the listener serves.
+    pub cert_path: std::path::PathBuf,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Tunnel {
+    /// Loads or generates the certificate, opens the store, binds the socket and starts
+    /// accepting. Every failure here is a start-up error with the file or address named.
+    pub async fn start(config: &ListenConfig) -> Result<Tunnel, StartError> {
+        let (identity, cert_path) = match &config.certs {
+            CertSource::Files { cert, key } => (tls::Identity::load(cert, key)?, cert.clone()),
+            CertSource::Dev { dir } => {
+                (tls::ensure_dev_identity(dir)?, dir.join(tls::DEV_CERT_FILE))
+            }
+        };
+        let tls_config = tls::server_config(identity)?;
+        let store = Store::open(&config.store)?;
+        let upstream = Upstream::new(
+            config.forward.clone(),
+            config.host_header,
+            config.limits.forward_timeout,
+            config.limits.max_body_bytes.max(16 * 1024 * 1024),
+            tls::client_config(&config.upstream_roots, &[]),
+        );
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let proxy = Arc::new(Proxy {
+            store: store.clone(),
+            upstream,
+            keys: config.keys.clone(),
+            public_url: config.public_url.clone(),
+            reject_invalid: config.reject_invalid,
+            limits: config.limits,
+            listen_port: local_addr.port(),
+            events: events.clone(),
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let server = Server {
+            listener,
+            tls: tls_config,
+            proxy,
+            limits: config.limits,
+        };
+        let task = tokio::spawn(server.run(stop));
+        Ok(Tunnel {
+            local_addr,
+            store,
+            events,
+            cert_path,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The URL to call the listener on from this machine.
+    pub fn url(&self) -> String {
+        let ip = self.local_addr.ip();
+        let host = match ip {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        format!("https://{host}:{}", self.local_addr.port())
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish, and commits everything recorded.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.store.flush().await;
+    }
+}

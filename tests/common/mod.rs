@@ -1,0 +1,443 @@
+//! Shared fixtures for the integration tests: a real upstream on loopback that reports every
+//! request it receives, an in-process listener with its own certificate folder and store, and
+//! a real TLS client that trusts the generated development CA.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use vobiz_tunnel::cli::{HostHeader, LogFormat};
+use vobiz_tunnel::config::{CertSource, Limits, ListenConfig};
+use vobiz_tunnel::signature::{AuthToken, Keys};
+use vobiz_tunnel::tunnel::Tunnel;
+
+pub const TOKEN: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
+pub const MAIN_TOKEN: &str = "PARENTtokenNOTreal9876543210zyxwvutsrqpo";
+/// Every await in a test is bounded by this.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A realistic Vobiz Hangup body (keys in byte order, as Vobiz sends them).
+pub const HANGUP_BODY: &str =
+    "AnswerTime=2026-06-08+11%3A41%3A24&BillDuration=120&BillRate=0.00500\
+&CallStatus=completed&CallUUID=7d1c2c5e-5b0a-4c59-9d1e-3f0e2b7a9c11&Direction=inbound&Duration=118\
+&EndTime=2026-06-08+11%3A43%3A22&Event=Hangup&From=919876543210&HangupCause=NORMAL_CLEARING\
+&HangupCauseCode=4000&HangupCauseName=Normal+Hangup&HangupSource=Caller&ParentAuthID=MA_XXXXXXXX\
+&SessionStart=2026-06-08+11%3A41%3A20.130248&StartTime=2026-06-08+11%3A41%3A20&To=918000000000\
+&TotalCost=0.01000";
+
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Bounds a future by [`DEADLINE`]; a hang fails the test instead of stalling CI.
+pub async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .expect("the test timed out")
+}
+
+/// What the upstream fixture saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    /// Header names as they arrived on the wire (original case kept by hyper's extension is
+    /// not visible here, so names are lower-case), in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How the upstream fixture answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: &'static str,
+    pub delay: Duration,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            status: 200,
+            content_type: "application/xml",
+            body: "<Response><Speak>hello</Speak></Response>",
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn next(&mut self) -> Seen {
+        within(self.seen.recv())
+            .await
+            .expect("upstream channel closed")
+    }
+
+    /// Nothing arrives within `wait`.
+    pub async fn assert_nothing(&mut self, wait: Duration) {
+        if let Ok(Some(seen)) = tokio::time::timeout(wait, self.seen.recv()).await {
+            panic!("the upstream received an unexpected request: {seen:?}");
+        }
+    }
+}
+
+/// Starts an HTTP/1.1 upstream on 127.0.0.1:0 that records and answers every request.
+pub async fn upstream(reply: Reply) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    let reply = reply.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let _ = tx.send(Seen {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(n, v)| {
+                                    (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
+                                })
+                                .collect(),
+                            body,
+                        });
+                        tokio::time::sleep(reply.delay).await;
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(reply.body.as_bytes())));
+                        *response.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
+                        response
+                            .headers_mut()
+                            .insert("content-type", reply.content_type.parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, seen }
+}
+
+/// A listener under test with its own temporary folder (certificates, store).
+pub struct Harness {
+    pub tunnel: Tunnel,
+    pub dir: Arc<tempfile::TempDir>,
+    pub config: ListenConfig,
+}
+
+pub fn config(dir: &tempfile::TempDir, forward: &str) -> ListenConfig {
+    let certs = dir.path().join("certs");
+    ListenConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        forward: parse_base(forward),
+        upstream_roots: vec![certs.join("dev-ca.pem")],
+        certs: CertSource::Dev { dir: certs },
+        keys: Keys {
+            auth_tokens: vec![AuthToken::new(TOKEN)],
+            main_auth_tokens: vec![AuthToken::new(MAIN_TOKEN)],
+        },
+        public_url: None,
+        store: dir.path().join("exchanges.db"),
+        reject_invalid: false,
+        host_header: HostHeader::Keep,
+        log_format: LogFormat::Json,
+        tui: false,
+        limits: Limits {
+            max_connections: 256,
+            max_body_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            forward_timeout: Duration::from_secs(5),
+        },
+    }
+}
+
+/// Parses a base URL the way the command line does.
+pub fn parse_base(url: &str) -> vobiz_tunnel::config::BaseUrl {
+    use clap::Parser;
+    let cli = vobiz_tunnel::cli::Cli::parse_from(["vobiz-tunnel", "--forward", url]);
+    ListenConfig::from_args(&cli.listen).unwrap().forward
+}
+
+impl Harness {
+    pub async fn start(config: ListenConfig, dir: Arc<tempfile::TempDir>) -> Harness {
+        init_crypto();
+        let tunnel = within(Tunnel::start(&config))
+            .await
+            .expect("the listener starts");
+        Harness {
+            tunnel,
+            dir,
+            config,
+        }
+    }
+
+    /// A listener forwarding to `forward`, with default test settings.
+    pub async fn with_forward(forward: &str) -> Harness {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = config(&dir, forward);
+        Harness::start(config, dir).await
+    }
+
+    pub fn port(&self) -> u16 {
+        self.tunnel.local_addr.port()
+    }
+
+    /// The URL Vobiz would have called: `https://localhost:PORT` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port())
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("certs").join("dev-ca.pem")
+    }
+
+    pub fn client(&self) -> TlsClient {
+        TlsClient::new(self.tunnel.local_addr, self.ca_path())
+    }
+
+    pub fn reader(&self) -> vobiz_tunnel::store::StoreReader {
+        self.tunnel.store.reader().unwrap()
+    }
+
+    /// The recorded exchange with `id`, once its completion is committed.
+    pub async fn recorded(&self, id: i64) -> vobiz_tunnel::exchange::Exchange {
+        within(async {
+            loop {
+                self.tunnel.store.flush().await;
+                if let Some(exchange) = self.reader().get(id).unwrap() {
+                    if exchange.outcome != vobiz_tunnel::exchange::Outcome::Pending {
+                        return exchange;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    }
+
+    /// The newest recorded exchange.
+    pub async fn last_recorded(&self) -> vobiz_tunnel::exchange::Exchange {
+        self.tunnel.store.flush().await;
+        let latest = self.reader().latest(1).unwrap();
+        let id = latest
+            .last()
+            .and_then(|s| s.id)
+            .expect("something was recorded");
+        self.recorded(id).await
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+/// A real TLS client trusting the development CA; SNI `localhost`.
+pub struct TlsClient {
+    addr: SocketAddr,
+    ca: PathBuf,
+}
+
+impl TlsClient {
+    pub fn new(addr: SocketAddr, ca: PathBuf) -> TlsClient {
+        TlsClient { addr, ca }
+    }
+
+    fn connector(&self, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+        init_crypto();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&self.ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    async fn tls_stream(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        self.connector(alpn)
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Sends one request over a new HTTP/1.1 connection.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
+        within(async {
+            let stream = self.tls_stream(b"http/1.1").await;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            read_answer(sender.send_request(request).await.unwrap()).await
+        })
+        .await
+    }
+
+    /// Sends one request over a new HTTP/2 connection.
+    pub async fn send_h2(&self, request: Request<Full<Bytes>>) -> Answer {
+        within(async {
+            let stream = self.tls_stream(b"h2").await;
+            assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            read_answer(sender.send_request(request).await.unwrap()).await
+        })
+        .await
+    }
+}
+
+async fn read_answer(response: Response<hyper::body::Incoming>) -> Answer {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A form POST with the given extra headers; `Host` is `localhost:PORT`.
+pub fn form_post(
+    harness: &Harness,
+    path: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(path)
+        .header("host", format!("localhost:{}", harness.port()))
+        .header("user-agent", "Vobiz")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "*/*");
+    for (name, value) in headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// Vobiz's V2/V3 headers for `url`, computed here with HMAC directly (independently of the
+/// crate's signing code): V3 = base64(HMAC-SHA256(token, url + "." + nonce)),
+/// V2 = base64(HMAC-SHA256(token, url + nonce)).
+pub fn vobiz_headers(url: &str, token: &str, main_token: Option<&str>) -> Vec<(String, String)> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mac = |key: &str, message: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(message.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    };
+    let base = url.split(['?', '#']).next().unwrap();
+    let nonce_v2 = "70156338169542605402";
+    let nonce_v3 = "12345678901234567890";
+    let mut headers = vec![
+        (
+            "X-Vobiz-Signature-V2".to_string(),
+            mac(token, &format!("{base}{nonce_v2}")),
+        ),
+        (
+            "X-Vobiz-Signature-V2-Nonce".to_string(),
+            nonce_v2.to_string(),
+        ),
+        (
+            "X-Vobiz-Signature-V3".to_string(),
+            mac(token, &format!("{base}.{nonce_v3}")),
+        ),
+        (
+            "X-Vobiz-Signature-V3-Nonce".to_string(),
+            nonce_v3.to_string(),
+        ),
+    ];
+    if let Some(main) = main_token {
+        headers.push((
+            "X-Vobiz-Signature-MA-V2".into(),
+            mac(main, &format!("{base}{nonce_v2}")),
+        ));
+        headers.push((
+            "X-Vobiz-Signature-MA-V3".into(),
+            mac(main, &format!("{base}.{nonce_v3}")),
+        ));
+    }
+    headers
+}
+
+/// Like [`vobiz_headers`] but with fresh nonces so that two requests never share one.
+pub fn vobiz_headers_fresh(url: &str, token: &str, seed: u64) -> Vec<(String, String)> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mac = |message: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+        mac.update(message.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    };
+    let nonce = format!("{:020}", 10_000_000_000_000_000_000u64.wrapping_add(seed));
+    vec![
+        (
+            "X-Vobiz-Signature-V3".into(),
+            mac(&format!("{url}.{nonce}")),
+        ),
+        ("X-Vobiz-Signature-V3-Nonce".into(), nonce),
+    ]
+}

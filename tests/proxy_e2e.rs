@@ -1,0 +1,609 @@
+//! End to end through real sockets: a TLS client (as Vobiz) → the listener → a real upstream
+//! on loopback, with the store checked afterwards.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::Request;
+use vobiz_tunnel::exchange::{Flag, Outcome};
+use vobiz_tunnel::signature::{Scheme, VerdictStatus};
+
+#[tokio::test]
+async fn a_signed_callback_is_verified_recorded_and_forwarded_unchanged() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let url = harness.url("/vobiz/hangup");
+    let signature_headers = vobiz_headers(&url, TOKEN, Some(MAIN_TOKEN));
+    let request = form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &signature_headers);
+
+    let answer = harness.client().send(request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "<Response><Speak>hello</Speak></Response>");
+    assert_eq!(answer.headers["content-type"], "application/xml");
+
+    let seen = upstream.next().await;
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.uri, "/vobiz/hangup");
+    assert_eq!(
+        seen.body,
+        Bytes::from(HANGUP_BODY),
+        "body bytes arrive unchanged"
+    );
+    for (name, value) in &signature_headers {
+        assert_eq!(
+            seen.header(name),
+            Some(value.as_str()),
+            "{name} is forwarded unchanged"
+        );
+    }
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("localhost:{}", harness.port()).as_str())
+    );
+    assert_eq!(seen.header("user-agent"), Some("Vobiz"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(format!("localhost:{}", harness.port()).as_str())
+    );
+    // Order of the sender's headers is kept.
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let position = |name: &str| {
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .unwrap()
+    };
+    assert!(position("user-agent") < position("content-type"));
+    assert!(position("content-type") < position("x-vobiz-signature-v2"));
+    assert!(position("x-vobiz-signature-v2") < position("x-vobiz-signature-v3"));
+
+    let exchange = harness.last_recorded().await;
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict
+    );
+    assert_eq!(exchange.verdict.scheme, Some(Scheme::V3));
+    assert_eq!(exchange.event.as_deref(), Some("Hangup"));
+    assert_eq!(
+        exchange.call_uuid.as_deref(),
+        Some("7d1c2c5e-5b0a-4c59-9d1e-3f0e2b7a9c11")
+    );
+    assert_eq!(exchange.outcome, Outcome::Forwarded);
+    assert_eq!(exchange.status(), Some(200));
+    assert_eq!(exchange.request.body, HANGUP_BODY.as_bytes());
+    assert_eq!(exchange.request.public_url, url);
+    assert_eq!(exchange.request.tls.alpn.as_deref(), Some("http/1.1"));
+    assert!(exchange
+        .request
+        .tls
+        .version
+        .as_deref()
+        .unwrap_or("")
+        .contains("1.3"));
+    let timings = exchange.timings;
+    assert!(timings.forwarded_us.unwrap() >= timings.received_us);
+    assert!(timings.first_byte_us.unwrap() >= timings.forwarded_us.unwrap());
+    assert!(timings.done_us.unwrap() >= timings.first_byte_us.unwrap());
+    assert_eq!(
+        exchange.response.unwrap().body,
+        b"<Response><Speak>hello</Speak></Response>"
+    );
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_signature_is_forwarded_and_explained_with_the_matching_variant() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    // Signed for the URL without the port: what a load balancer on 443 in front would do.
+    let signed_for = "https://localhost/vobiz/answer";
+    let request = form_post(
+        &harness,
+        "/vobiz/answer",
+        "CallUUID=abc&Event=StartApp",
+        &vobiz_headers(signed_for, TOKEN, None),
+    );
+    assert_eq!(harness.client().send(request).await.status, 200);
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    let verdict = &exchange.verdict;
+    assert_eq!(verdict.status, VerdictStatus::Invalid);
+    let near = verdict
+        .would_match
+        .as_ref()
+        .expect("a nearby variant matched");
+    assert_eq!(near.url, signed_for);
+    assert!(near.sentence.contains(signed_for), "{}", near.sentence);
+    assert!(
+        verdict.summary().contains(signed_for),
+        "{}",
+        verdict.summary()
+    );
+    // The exact string that was signed for each form tried is part of the verdict.
+    let attempts: Vec<_> = verdict.checks.iter().flat_map(|c| &c.attempts).collect();
+    assert!(attempts
+        .iter()
+        .any(|a| a.string_to_sign
+            == format!("{}.12345678901234567890", harness.url("/vobiz/answer"))));
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_instead_of_https_is_named_in_the_explanation() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let signed_for = format!("http://localhost:{}/cb", harness.port());
+    let request = form_post(
+        &harness,
+        "/cb",
+        "Event=Hangup",
+        &vobiz_headers(&signed_for, TOKEN, None),
+    );
+    harness.client().send(request).await;
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    let near = exchange.verdict.would_match.expect("http variant found");
+    assert_eq!(near.url, signed_for);
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsigned_and_main_account_only_callbacks_get_their_verdicts() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+
+    let unsigned = form_post(&harness, "/cb", "Event=Ring", &[]);
+    assert_eq!(harness.client().send(unsigned).await.status, 200);
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.verdict.status, VerdictStatus::Unsigned);
+    assert!(
+        exchange
+            .verdict
+            .explanation
+            .iter()
+            .any(|s| s.contains("credentials")),
+        "unsigned is explained: {:?}",
+        exchange.verdict.explanation
+    );
+
+    // Only the -MA- headers, keyed with the parent account's token.
+    let url = harness.url("/cb");
+    let ma_only: Vec<_> = vobiz_headers(&url, "not-the-sub-account-token", Some(MAIN_TOKEN))
+        .into_iter()
+        .filter(|(n, _)| n.contains("-MA-") || n.ends_with("Nonce"))
+        .collect();
+    let request = form_post(&harness, "/cb", "Event=Ring", &ma_only);
+    harness.client().send(request).await;
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict
+    );
+    assert!(matches!(
+        exchange.verdict.scheme,
+        Some(Scheme::MaV3 | Scheme::MaV2)
+    ));
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_tokens_the_verdict_is_unchecked_and_says_how_to_configure() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.keys = Default::default();
+    let harness = Harness::start(config, dir).await;
+    let request = form_post(
+        &harness,
+        "/cb",
+        "Event=Ring",
+        &vobiz_headers(&harness.url("/cb"), TOKEN, None),
+    );
+    harness.client().send(request).await;
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.verdict.status, VerdictStatus::Unchecked);
+    assert!(exchange
+        .verdict
+        .explanation
+        .iter()
+        .any(|s| s.contains("VOBIZ_AUTH_TOKEN")));
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_down_gives_502_and_is_recorded() {
+    // Bind and drop to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let harness = Harness::with_forward(&format!("http://127.0.0.1:{port}")).await;
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Hangup", &[]))
+        .await;
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer
+            .body
+            .starts_with("vobiz-tunnel: cannot reach your local server"),
+        "{}",
+        answer.body
+    );
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::UpstreamError);
+    assert!(exchange.has_flag(Flag::UpstreamError));
+    assert_eq!(exchange.status(), Some(502));
+    assert!(exchange.error.unwrap().contains(&port.to_string()));
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_upstream_gives_504_and_is_recorded() {
+    let mut upstream = upstream(Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::default()
+    })
+    .await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.limits.forward_timeout = Duration::from_millis(300);
+    let harness = Harness::start(config, dir).await;
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Hangup", &[]))
+        .await;
+    assert_eq!(answer.status, 504);
+    assert!(
+        answer.body.contains("did not answer within 0.3 s"),
+        "{}",
+        answer.body
+    );
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::UpstreamTimeout);
+    assert_eq!(exchange.status(), Some(504));
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_slower_than_three_seconds_are_flagged() {
+    let mut upstream = upstream(Reply {
+        delay: Duration::from_millis(3100),
+        ..Reply::default()
+    })
+    .await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Hangup", &[]))
+        .await;
+    assert_eq!(answer.status, 200);
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert!(exchange.has_flag(Flag::Slow), "{:?}", exchange.flags);
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_and_is_recorded_without_reaching_the_upstream() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let big = "a".repeat(200 * 1024);
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/cb", &big, &[]))
+        .await;
+    assert_eq!(answer.status, 413);
+    assert!(answer.body.contains("--max-body"), "{}", answer.body);
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::TooLarge);
+    assert!(exchange.has_flag(Flag::TooLarge));
+    assert!(exchange.request.body_truncated);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+
+    // A chunked body without a declared length is cut at the limit too.
+    let chunks = futures_stream_body(vec![Bytes::from(vec![b'x'; 40 * 1024]); 3]);
+    let request = Request::post("/cb")
+        .header("host", format!("localhost:{}", harness.port()))
+        .body(chunks)
+        .unwrap();
+    let answer = within(send_streaming(&harness, request)).await;
+    assert_eq!(answer, 413);
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::TooLarge);
+    assert_eq!(
+        exchange.request.body.len(),
+        64 * 1024,
+        "the prefix up to the limit is kept"
+    );
+    harness.tunnel.shutdown().await;
+}
+
+/// A body sent in chunks, without a declared length.
+fn futures_stream_body(
+    chunks: Vec<Bytes>,
+) -> http_body_util::StreamBody<
+    impl futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
+> {
+    let frames = chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c)));
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+}
+
+async fn send_streaming<B>(harness: &Harness, request: Request<B>) -> u16
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::TokioIo;
+    let ca = harness.ca_path();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(harness.tunnel.local_addr)
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn plain_http_and_garbage_do_not_disturb_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let addr = harness.tunnel.local_addr;
+
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    within(plain.read_to_string(&mut reply)).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("speaks HTTPS"), "{reply}");
+
+    let mut garbage = tokio::net::TcpStream::connect(addr).await.unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = within(garbage.read_to_end(&mut sink)).await;
+
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/still-alive", "Event=Ring", &[]))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(upstream.next().await.uri, "/still-alive");
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn http2_callbacks_are_forwarded_with_a_host_header() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let url = harness.url("/vobiz/answer");
+    let mut builder =
+        Request::post(url.clone()).header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in vobiz_headers(&url, TOKEN, None) {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from_static(b"Event=StartApp")))
+        .unwrap();
+    let answer = harness.client().send_h2(request).await;
+    assert_eq!(answer.status, 200);
+    let seen = upstream.next().await;
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("localhost:{}", harness.port()).as_str())
+    );
+    assert_eq!(seen.body, Bytes::from_static(b"Event=StartApp"));
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.request.tls.alpn.as_deref(), Some("h2"));
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict
+    );
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn reject_invalid_answers_403_and_never_forwards() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.reject_invalid = true;
+    let harness = Harness::start(config, dir).await;
+
+    let unsigned = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Ring", &[]))
+        .await;
+    assert_eq!(unsigned.status, 403);
+    assert!(unsigned.body.contains("unsigned"), "{}", unsigned.body);
+    let forged = vobiz_headers(&harness.url("/cb"), "WRONGtoken", None);
+    let invalid = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Ring", &forged))
+        .await;
+    assert_eq!(invalid.status, 403);
+    assert!(invalid.body.contains("invalid"), "{}", invalid.body);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::Rejected);
+
+    let good = vobiz_headers(&harness.url("/cb"), TOKEN, None);
+    let valid = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Ring", &good))
+        .await;
+    assert_eq!(valid.status, 200);
+    upstream.next().await;
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_store_sees_the_first_and_flags_a_reused_nonce() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let first = Harness::start(config(&dir, &upstream.url()), dir.clone()).await;
+    let url = first.url("/cb");
+    let headers = vobiz_headers(&url, TOKEN, None);
+    first
+        .client()
+        .send(form_post(&first, "/cb", "Event=Hangup", &headers))
+        .await;
+    upstream.next().await;
+    let original = first.last_recorded().await;
+    let original_id = original.id.unwrap();
+    assert!(!original.has_flag(Flag::NonceReused));
+    first.tunnel.shutdown().await;
+
+    // Same store; the port changes, so sign the replay for the new URL with the same nonce.
+    let second = Harness::start(config(&dir, &upstream.url()), dir.clone()).await;
+    assert_eq!(
+        second.reader().count().unwrap(),
+        1,
+        "the first run's exchange is there"
+    );
+    assert!(second.reader().get(original_id).unwrap().is_some());
+    first_run_replayed(&second, &mut upstream, &headers, original_id).await;
+    second.tunnel.shutdown().await;
+}
+
+async fn first_run_replayed(
+    harness: &Harness,
+    upstream: &mut Upstream,
+    headers: &[(String, String)],
+    original_id: i64,
+) {
+    // The captured request, sent again byte for byte (same nonce, same signature).
+    harness
+        .client()
+        .send(form_post(harness, "/cb", "Event=Hangup", headers))
+        .await;
+    upstream.next().await;
+    let replayed = harness.last_recorded().await;
+    assert_ne!(replayed.id, Some(original_id));
+    assert!(replayed.has_flag(Flag::NonceReused), "{:?}", replayed.flags);
+    assert_eq!(replayed.nonce_reused_of, Some(original_id));
+}
+
+#[tokio::test]
+async fn a_path_prefix_in_forward_is_kept_and_the_query_too() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&format!("{}/api/", upstream.url())).await;
+    harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/cb?tenant=acme&b=2",
+            "Event=Ring",
+            &[],
+        ))
+        .await;
+    assert_eq!(upstream.next().await.uri, "/api/cb?tenant=acme&b=2");
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn public_url_overrides_the_host_for_verification() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.public_url = Some(parse_base("https://hooks.example.com"));
+    let harness = Harness::start(config, dir).await;
+    let headers = vobiz_headers("https://hooks.example.com/vobiz/hangup", TOKEN, None);
+    harness
+        .client()
+        .send(form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &headers))
+        .await;
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert_eq!(
+        exchange.request.public_url,
+        "https://hooks.example.com/vobiz/hangup"
+    );
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict
+    );
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_callbacks_are_all_recorded() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Arc::new(Harness::with_forward(&upstream.url()).await);
+    let url = harness.url("/cb");
+    let mut tasks = Vec::new();
+    for seed in 0..40u64 {
+        let harness = harness.clone();
+        let headers = vobiz_headers_fresh(&url, TOKEN, seed);
+        tasks.push(tokio::spawn(async move {
+            let body = format!("Event=Hangup&CallUUID={seed}");
+            harness
+                .client()
+                .send(form_post(&harness, "/cb", &body, &headers))
+                .await
+                .status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(within(task).await.unwrap(), 200);
+    }
+    for _ in 0..40 {
+        upstream.next().await;
+    }
+    harness.tunnel.store.flush().await;
+    let reader = harness.reader();
+    assert_eq!(reader.count().unwrap(), 40);
+    let rows = reader.latest(100).unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r.signature == VerdictStatus::Valid && r.status == Some(200)));
+    assert!(rows.iter().all(|r| !r.flags.contains(&Flag::NonceReused)));
+}

@@ -144,8 +144,8 @@ pub async fn handle(
             }
         }
         Err(e) => {
+            // The writer already counted and logged it; tell the subscribers too.
             let message = format!("could not record a {} {}: {e}", parts.method, target);
-            proxy.store.health().note(&message);
             let _ = proxy.events.send(ExchangeEvent::StoreError(message));
         }
     }

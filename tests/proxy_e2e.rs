@@ -607,3 +607,41 @@ async fn concurrent_callbacks_are_all_recorded() {
         .all(|r| r.signature == VerdictStatus::Valid && r.status == Some(200)));
     assert!(rows.iter().all(|r| !r.flags.contains(&Flag::NonceReused)));
 }
+
+#[tokio::test]
+async fn a_locked_store_does_not_stop_forwarding_and_is_reported() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let mut events = harness.tunnel.events.subscribe();
+    let locker = rusqlite::Connection::open(&harness.config.store).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Hangup", &[]))
+        .await;
+    assert_eq!(answer.status, 200, "forwarded although the store is locked");
+    upstream.next().await;
+    let reported = within(async {
+        loop {
+            match events.recv().await {
+                Ok(vobiz_tunnel::pipeline::ExchangeEvent::StoreError(message)) => return message,
+                Ok(_) => continue,
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(reported.contains("could not record"), "{reported}");
+    assert!(harness.tunnel.store.health().failed_writes() >= 1);
+
+    locker.execute_batch("COMMIT").unwrap();
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/after", "Event=Hangup", &[]))
+        .await;
+    assert_eq!(answer.status, 200);
+    upstream.next().await;
+    assert_eq!(harness.last_recorded().await.request.target, "/after");
+    harness.tunnel.shutdown().await;
+}

@@ -188,3 +188,193 @@ pub fn default_path() -> PathBuf {
         .join("vobiz-tunnel")
         .join("exchanges.db")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Flag, Headers, Outcome, RequestRecord, ResponseRecord};
+    use crate::signature::{verify, AuthToken, CallbackRequest, Keys};
+
+    const TOKEN: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
+
+    fn exchange(nonce: &str) -> Exchange {
+        let url = "https://example.com/vobiz/hangup";
+        let keys = Keys {
+            auth_tokens: vec![AuthToken::new(TOKEN)],
+            main_auth_tokens: vec![],
+        };
+        let signature = crate::signature::sign_v3_docs(&keys.auth_tokens[0], url, nonce);
+        let headers = Headers(vec![
+            (
+                "content-type".into(),
+                b"application/x-www-form-urlencoded".to_vec(),
+            ),
+            ("x-vobiz-signature-v3".into(), signature.into_bytes()),
+            (
+                "x-vobiz-signature-v3-nonce".into(),
+                nonce.as_bytes().to_vec(),
+            ),
+            ("x-odd".into(), vec![0xfe, 0xff]),
+        ]);
+        let body = b"CallUUID=abc&Event=Hangup&Digits=%2A1".to_vec();
+        let pairs = headers.to_text_pairs();
+        let verdict = verify(
+            &CallbackRequest {
+                method: "POST",
+                url,
+                headers: &pairs,
+                body: &body,
+                extra_ports: &[],
+            },
+            &keys,
+        );
+        let request = RequestRecord {
+            method: "POST".into(),
+            target: "/vobiz/hangup".into(),
+            http_version: "HTTP/1.1".into(),
+            host: Some("example.com".into()),
+            public_url: url.into(),
+            headers,
+            body,
+            ..RequestRecord::default()
+        };
+        Exchange::received(request, verdict, 1_700_000_000_000_000)
+    }
+
+    #[tokio::test]
+    async fn an_exchange_round_trips_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let inserted = store
+            .insert(Arc::new(exchange("11111111111111111111")))
+            .await
+            .unwrap();
+        let mut finished = exchange("11111111111111111111");
+        finished.id = Some(inserted.id);
+        finished.outcome = Outcome::Forwarded;
+        finished.response = Some(ResponseRecord {
+            status: 200,
+            headers: Headers(vec![("content-type".into(), b"text/xml".to_vec())]),
+            body: b"<Response/>".to_vec(),
+        });
+        finished.timings.forwarded_us = Some(finished.timings.received_us + 10);
+        finished.timings.first_byte_us = Some(finished.timings.received_us + 900);
+        finished.timings.done_us = Some(finished.timings.received_us + 1000);
+        finished.add_flag(Flag::Slow);
+        store.complete(Arc::new(finished.clone()));
+        store.flush().await;
+
+        let read = store.reader().unwrap().get(inserted.id).unwrap().unwrap();
+        assert_eq!(read, finished);
+        let summaries = store.reader().unwrap().latest(10).unwrap();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].event.as_deref(), Some("Hangup"));
+        assert_eq!(summaries[0].duration_ms, Some(1.0));
+    }
+
+    #[tokio::test]
+    async fn a_reused_nonce_and_signature_point_to_the_first_exchange() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let first = store
+            .insert(Arc::new(exchange("22222222222222222222")))
+            .await
+            .unwrap();
+        let other = store
+            .insert(Arc::new(exchange("33333333333333333333")))
+            .await
+            .unwrap();
+        let again = store
+            .insert(Arc::new(exchange("22222222222222222222")))
+            .await
+            .unwrap();
+        assert_eq!(first.nonce_reused_of, None);
+        assert_eq!(other.nonce_reused_of, None);
+        assert_eq!(again.nonce_reused_of, Some(first.id));
+    }
+
+    #[tokio::test]
+    async fn concurrent_inserts_are_all_committed_with_distinct_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .insert(Arc::new(exchange(&format!("{i:020}"))))
+                    .await
+                    .unwrap()
+                    .id
+            }));
+        }
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(task.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        assert_eq!(store.reader().unwrap().count().unwrap(), 200);
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_rows_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .insert(Arc::new(exchange("44444444444444444444")))
+                .await
+                .unwrap();
+            store.flush().await;
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.reader().unwrap().count().unwrap(), 1);
+        drop(store);
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().expect("refused");
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+        assert!(StoreReader::open(&path).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_fails_the_write_and_is_reported_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).unwrap();
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let result = store
+            .insert(Arc::new(exchange("55555555555555555555")))
+            .await;
+        assert!(
+            result.is_err(),
+            "the write fails while another process holds the lock"
+        );
+        assert!(store.health().failed_writes() >= 1);
+        assert!(store.health().last_error().unwrap().contains("locked"));
+        locker.execute_batch("COMMIT").unwrap();
+        assert!(store
+            .insert(Arc::new(exchange("66666666666666666666")))
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn an_unopenable_path_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a directory is not a database");
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+    }
+}

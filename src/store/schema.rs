@@ -51,14 +51,21 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// How long the writer waits for another process's lock before giving up on a batch.
+pub const WRITER_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Connection settings for every connection: WAL so readers (`list`, `show`, the UI) never block
 /// the writer; `synchronous=NORMAL` because WAL commits then survive a crash of the process
 /// (what the tool promises) without an fsync per commit.
+///
+/// The writer waits at most [`WRITER_BUSY_TIMEOUT`] for a lock held by another process (a
+/// `sqlite3` shell, a replay): callbacks must not wait on it for long, so after that the
+/// write fails, is reported, and the request is forwarded anyway.
 pub fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

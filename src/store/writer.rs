@@ -46,6 +46,13 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Op>, health: &StoreHealth)
                 match op {
                     Op::Insert { exchange, ack } => {
                         let result = insert(&tx, &exchange).map_err(|e| e.to_string());
+                        if let Err(e) = &result {
+                            let request = &exchange.request;
+                            health.note(&format!(
+                                "recording a {} {}: {e}",
+                                request.method, request.target
+                            ));
+                        }
                         acks.push((ack, result));
                     }
                     Op::Complete(exchange) => {

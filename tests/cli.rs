@@ -1,0 +1,393 @@
+//! The binary as a user runs it: `listen` with JSON output, `list`, `show`, `verify`, and the
+//! promises about secrets and start-up errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vobiz-tunnel");
+
+/// The first V3 vector of the official SDK (docs form, no body).
+const V3_URL: &str = "https://example.com/vobiz/answer";
+const V3_SIG: &str = "a18JaPl7HXBX0zNSNd98kEby1PR5hMyTjOowITAkBDQ=";
+const NONCE: &str = "12345678901234567890";
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .env_remove("VOBIZ_MAIN_AUTH_TOKEN");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let output = command.output().expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn verify_accepts_the_sdk_vector_and_exits_zero() {
+    let (code, out, _) = run(
+        &[
+            "verify",
+            "--url",
+            V3_URL,
+            "--header",
+            &format!("X-Vobiz-Signature-V3: {V3_SIG}"),
+            "-H",
+            &format!("X-Vobiz-Signature-V3-Nonce: {NONCE}"),
+        ],
+        &[("VOBIZ_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid (V3"), "{out}");
+    assert!(!out.contains(TOKEN), "the token is never printed");
+}
+
+#[test]
+fn verify_explains_a_failure_and_exits_one() {
+    // Same signature, but the URL as the user configured it has an explicit :443.
+    let (code, out, _) = run(
+        &[
+            "verify",
+            "--url",
+            "https://example.com:443/vobiz/answer",
+            "--header",
+            &format!("X-Vobiz-Signature-V3: {V3_SIG}"),
+            "--header",
+            &format!("X-Vobiz-Signature-V3-Nonce: {NONCE}"),
+            "--auth-token",
+            TOKEN,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("https://example.com/vobiz/answer"),
+        "names the matching URL: {out}"
+    );
+    assert!(
+        out.contains("https://example.com:443/vobiz/answer.12345678901234567890"),
+        "shows the signed string: {out}"
+    );
+    assert!(!out.contains(TOKEN));
+}
+
+#[test]
+fn verify_json_reports_the_verdict_fields() {
+    let (code, out, _) = run(
+        &[
+            "verify",
+            "--json",
+            "--url",
+            V3_URL,
+            "--header",
+            &format!("X-Vobiz-Signature-V3: {V3_SIG}"),
+            "--header",
+            &format!("X-Vobiz-Signature-V3-Nonce: {NONCE}"),
+        ],
+        &[("VOBIZ_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0);
+    let verdict: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(verdict["status"], "valid");
+    assert_eq!(verdict["scheme"], "V3");
+    assert_eq!(verdict["form"], "docs");
+}
+
+#[test]
+fn verify_without_tokens_is_unchecked_and_not_zero() {
+    let (code, out, _) = run(
+        &[
+            "verify",
+            "--url",
+            V3_URL,
+            "--header",
+            &format!("X-Vobiz-Signature-V3: {V3_SIG}"),
+            "--header",
+            &format!("X-Vobiz-Signature-V3-Nonce: {NONCE}"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("VOBIZ_AUTH_TOKEN"),
+        "says how to configure a token: {out}"
+    );
+}
+
+#[test]
+fn help_never_shows_a_token_from_the_environment() {
+    for args in [
+        &["--help"][..],
+        &["listen", "--help"],
+        &["verify", "--help"],
+    ] {
+        let (code, out, err) = run(
+            args,
+            &[
+                ("VOBIZ_AUTH_TOKEN", TOKEN),
+                ("VOBIZ_MAIN_AUTH_TOKEN", MAIN_TOKEN),
+            ],
+        );
+        assert_eq!(code, 0);
+        assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "{args:?}");
+        assert!(!out.contains(MAIN_TOKEN), "{args:?}");
+    }
+}
+
+#[test]
+fn reading_a_missing_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.db");
+    let (code, _, err) = run(&["list", "--store", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("none.db"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_stops_start_up_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be.
+    let path = dir.path().join("taken");
+    std::fs::create_dir(&path).unwrap();
+    let certs = dir.path().join("certs");
+    let (code, _, err) = run(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            path.to_str().unwrap(),
+            "--certs-dir",
+            certs.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("taken"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A running `vobiz-tunnel listen`, its stdout read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn next_line(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_listen(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut command = Command::new(BIN);
+    command
+        .arg("listen")
+        .args(args)
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, lines }
+}
+
+#[tokio::test]
+async fn listen_prints_json_lines_and_list_and_show_read_the_store() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let certs = dir.path().join("certs");
+    let running = spawn_listen(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &upstream.url(),
+            "--store",
+            store.to_str().unwrap(),
+            "--certs-dir",
+            certs.to_str().unwrap(),
+            "--no-tui",
+            "--log-format",
+            "json",
+        ],
+        &[("VOBIZ_AUTH_TOKEN", TOKEN)],
+    );
+    let listening = running.next_line();
+    assert_eq!(listening["type"], "listening");
+    assert_eq!(listening["forward"], upstream.url());
+    assert_eq!(listening["store"], store.to_str().unwrap());
+    let url = listening["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+
+    let client = TlsClient::new(addr, certs.join("dev-ca.pem"));
+    let public = format!("https://localhost:{}/vobiz/hangup", addr.port());
+    let request = hyper::Request::post("/vobiz/hangup")
+        .header("host", format!("localhost:{}", addr.port()))
+        .header("content-type", "application/x-www-form-urlencoded");
+    let request = vobiz_headers(&public, TOKEN, None)
+        .into_iter()
+        .fold(request, |r, (n, v)| r.header(n, v))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            HANGUP_BODY.as_bytes(),
+        )))
+        .unwrap();
+    assert_eq!(client.send(request).await.status, 200);
+    upstream.next().await;
+
+    let line = running.next_line();
+    assert_eq!(line["type"], "exchange");
+    assert_eq!(line["id"], 1);
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["path"], "/vobiz/hangup");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(line["signature"], "valid");
+    assert_eq!(line["signature_scheme"], "V3");
+    assert_eq!(line["event"], "Hangup");
+    assert_eq!(line["call_uuid"], "7d1c2c5e-5b0a-4c59-9d1e-3f0e2b7a9c11");
+    assert!(line["flags"].as_array().unwrap().is_empty());
+
+    // Readers work while the listener runs.
+    let store_arg = store.to_str().unwrap();
+    let (code, out, err) = run(&["list", "--json", "--store", store_arg], &[]);
+    assert_eq!(code, 0, "{err}");
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["id"], 1);
+    assert_eq!(row["event"], "Hangup");
+    assert_eq!(row["signature"], "valid");
+
+    let (code, out, _) = run(&["show", "1", "--store", store_arg], &[]);
+    assert_eq!(code, 0);
+    for expected in [
+        "Exchange #1",
+        "x-vobiz-signature-v3",
+        "HangupCause",
+        "NORMAL_CLEARING",
+        "Response 200",
+        "first byte",
+        "valid (V3",
+    ] {
+        assert!(out.contains(expected), "show prints {expected:?}:\n{out}");
+    }
+    let (code, out, _) = run(&["show", "1", "--json", "--store", store_arg], &[]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["request"]["body"]["text"], HANGUP_BODY);
+    assert_eq!(shown["signature_detail"]["status"], "valid");
+    let (code, _, err) = run(&["show", "99", "--store", store_arg], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no exchange #99"), "{err}");
+
+    // The token is nowhere: not in the store file (database and WAL), not in the output.
+    drop(running);
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", store.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                "the token was written to {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_output_has_one_readable_line_per_exchange() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &upstream.url(),
+            "--no-tui",
+        ])
+        .args(["--store", dir.path().join("s.db").to_str().unwrap()])
+        .args(["--certs-dir", certs.to_str().unwrap()])
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let running = Running { child, lines };
+    let first = running.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        first.starts_with("vobiz-tunnel listening on https://127.0.0.1:"),
+        "{first}"
+    );
+    let url = first.rsplit(' ').next().unwrap().to_string();
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    let client = TlsClient::new(addr, certs.join("dev-ca.pem"));
+    let request = hyper::Request::post("/vobiz/answer")
+        .header("host", "localhost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"Event=StartApp&CallUUID=u1",
+        )))
+        .unwrap();
+    client.send(request).await;
+    upstream.next().await;
+    let line = loop {
+        let line = running.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+        if line.contains("/vobiz/answer") {
+            break line;
+        }
+    };
+    for part in [
+        "#1",
+        "POST",
+        "/vobiz/answer",
+        "StartApp",
+        "200",
+        "ms",
+        "unsigned",
+    ] {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
+}

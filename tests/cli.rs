@@ -391,3 +391,33 @@ async fn text_output_has_one_readable_line_per_exchange() {
         assert!(line.contains(part), "{part:?} in {line}");
     }
 }
+
+#[test]
+fn sigterm_stops_the_listener_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = spawn_listen(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            dir.path().join("s.db").to_str().unwrap(),
+            "--certs-dir",
+            dir.path().join("certs").to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(running.next_line()["type"], "listening");
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 20 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

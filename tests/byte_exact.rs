@@ -1,0 +1,114 @@
+//! Byte-exactness on the wire: a raw TLS client writes a request exactly as Vobiz would, and a
+//! raw TCP upstream reads what arrives. Header names keep their case and order; the body is
+//! the same bytes; only the X-Forwarded-* headers are added.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Reads one HTTP/1.1 request (head and Content-Length body) from a raw socket, answers 200.
+async fn raw_upstream() -> (String, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..n]);
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 11\r\n\r\n<Response/>")
+            .await
+            .unwrap();
+        let _ = tx.send(received);
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn header_case_order_and_body_bytes_survive_the_proxy() {
+    let (upstream_url, received) = raw_upstream().await;
+    let harness = Harness::with_forward(&upstream_url).await;
+    let port = harness.port();
+    let url = harness.url("/vobiz/hangup");
+    let signatures = vobiz_headers(&url, TOKEN, Some(MAIN_TOKEN));
+    let mut head = format!(
+        "POST /vobiz/hangup HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: Vobiz\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n"
+    );
+    for (name, value) in &signatures {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", HANGUP_BODY.len()));
+    let sent_head = head.clone();
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(harness.ca_path()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(HANGUP_BODY.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within(tls.read_to_end(&mut answer)).await.ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("<Response/>"), "{answer}");
+
+    let received = within(received).await.unwrap();
+    let split = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let got_head = String::from_utf8_lossy(&received[..split]).into_owned();
+    assert_eq!(&received[split + 4..], HANGUP_BODY.as_bytes(), "body bytes unchanged");
+
+    let got_lines: Vec<&str> = got_head.lines().collect();
+    assert_eq!(got_lines[0], "POST /vobiz/hangup HTTP/1.1");
+    // Every header the sender sent (except the hop-by-hop Connection) arrives with the same
+    // name case and value, in the same order.
+    let sent_lines: Vec<&str> = sent_head
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty() && !l.starts_with("Connection:"))
+        .collect();
+    let positions: Vec<usize> = sent_lines
+        .iter()
+        .map(|line| {
+            got_lines
+                .iter()
+                .position(|got| got == line)
+                .unwrap_or_else(|| panic!("{line:?} did not arrive as sent:\n{got_head}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "order kept:\n{got_head}");
+    assert!(!got_head.to_ascii_lowercase().contains("connection: close"), "{got_head}");
+    for added in ["x-forwarded-for: 127.0.0.1", "x-forwarded-proto: https"] {
+        assert!(got_head.to_ascii_lowercase().contains(added), "{added}:\n{got_head}");
+    }
+    harness.tunnel.shutdown().await;
+}

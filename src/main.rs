@@ -46,11 +46,12 @@ fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let stop = stop_signal()?;
         let tunnel = Tunnel::start(&config).await?;
         let events = tunnel.events.subscribe();
         print_banner(&tunnel, &config);
         let printer = output::spawn_printer(events, config.log_format, offset);
-        wait_for_stop_signal().await;
+        stop.await;
         tunnel.shutdown().await;
         let _ = printer.join();
         Ok(0)
@@ -92,18 +93,25 @@ fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn wait_for_stop_signal() {
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that arrives right after the banner is not lost.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            return;
-        }
+        })
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }

@@ -22,9 +22,6 @@ pub fn verdict_text(verdict: &Verdict) -> String {
     for sentence in &verdict.explanation {
         let _ = writeln!(out, "  {sentence}");
     }
-    if let Some(near) = &verdict.would_match {
-        let _ = writeln!(out, "  => {}", near.sentence);
-    }
     for check in &verdict.checks {
         let result = match check.result {
             CheckResult::Valid => "valid",

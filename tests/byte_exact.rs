@@ -60,7 +60,10 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
     for (name, value) in &signatures {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", HANGUP_BODY.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        HANGUP_BODY.len()
+    ));
     let sent_head = head.clone();
 
     let mut roots = rustls::RootCertStore::empty();
@@ -68,10 +71,17 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(harness.ca_path()).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(harness.tunnel.local_addr)
+        .await
+        .unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
         .await
         .unwrap();
     tls.write_all(head.as_bytes()).await.unwrap();
@@ -85,7 +95,11 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
     let received = within(received).await.unwrap();
     let split = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let got_head = String::from_utf8_lossy(&received[..split]).into_owned();
-    assert_eq!(&received[split + 4..], HANGUP_BODY.as_bytes(), "body bytes unchanged");
+    assert_eq!(
+        &received[split + 4..],
+        HANGUP_BODY.as_bytes(),
+        "body bytes unchanged"
+    );
 
     let got_lines: Vec<&str> = got_head.lines().collect();
     assert_eq!(got_lines[0], "POST /vobiz/hangup HTTP/1.1");
@@ -105,10 +119,19 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
                 .unwrap_or_else(|| panic!("{line:?} did not arrive as sent:\n{got_head}"))
         })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "order kept:\n{got_head}");
-    assert!(!got_head.to_ascii_lowercase().contains("connection: close"), "{got_head}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "order kept:\n{got_head}"
+    );
+    assert!(
+        !got_head.to_ascii_lowercase().contains("connection: close"),
+        "{got_head}"
+    );
     for added in ["x-forwarded-for: 127.0.0.1", "x-forwarded-proto: https"] {
-        assert!(got_head.to_ascii_lowercase().contains(added), "{added}:\n{got_head}");
+        assert!(
+            got_head.to_ascii_lowercase().contains(added),
+            "{added}:\n{got_head}"
+        );
     }
     harness.tunnel.shutdown().await;
 }

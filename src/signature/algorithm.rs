@@ -199,6 +199,27 @@ pub(super) fn group<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Param
     m
 }
 
+/// `%XX` → byte, as Go's `url.Parse` does for `Path` (no `+` → space in paths).
+pub(super) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|h| (*h as char).to_digit(16));
+        match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +339,12 @@ mod tests {
         assert_eq!(parse_form(b"{\"json\": true}").len(), 1);
         assert_eq!(parse_form(&[0xff, b'=', 0xfe]).len(), 1);
         assert!(parse_form(b"").is_empty());
+    }
+
+    #[test]
+    fn percent_decoding_is_byte_wise_and_lenient() {
+        assert_eq!(percent_decode("/%41%zz%4"), "/A%zz%4");
+        assert_eq!(percent_decode("/a%20b/%C3%A9+"), "/a b/é+");
+        assert_eq!(percent_decode("/%FF"), "/\u{FFFD}");
     }
 }

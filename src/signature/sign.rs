@@ -143,7 +143,7 @@ pub fn signed_headers_with_nonces(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{verify, CallbackRequest, Keys, VerdictStatus};
+    use super::super::{verify, CallbackRequest, CheckResult, Keys, VerdictStatus};
     use super::*;
 
     const T: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
@@ -300,7 +300,7 @@ mod tests {
             assert_eq!(
                 v.checks
                     .iter()
-                    .filter(|c| c.result == crate::signature::CheckResult::Valid)
+                    .filter(|c| c.result == CheckResult::Valid)
                     .count(),
                 2
             );

@@ -1,7 +1,8 @@
-//! Property tests for the whole module, through the public API: whatever `sign` produces,
-//! `verify` accepts (random paths, nonces, tokens, form params, GET/POST, both V3 forms,
-//! MA headers); any change of URL, nonce, token or a signed param makes it fail; and
-//! `verify` never panics, whatever arrives.
+//! Tests of the module as a whole: token redaction and wire names, `verify()` behaviour
+//! across headers, and property tests through the public API — whatever `sign` produces
+//! `verify` accepts (random paths, nonces, tokens, form params, GET/POST, both V3 forms, MA
+//! headers); any change of URL, nonce, token or a signed param makes it fail; `verify`
+//! never panics, whatever arrives. Tests of private helpers live next to them.
 
 use std::collections::BTreeMap;
 
@@ -186,5 +187,145 @@ proptest! {
         let v = verify(&req, &k);
         let _ = (v.summary(), serde_json::to_string(&v));
         let _ = verify(&req, &Keys::default()).summary();
+    }
+}
+
+// ---- unit tests of the public types and of verify() ----
+
+#[test]
+fn redaction_shows_at_most_half() {
+    let r = |s: &str| AuthToken::new(s).redacted();
+    assert_eq!(r("TESTAUTHTOKENnotReal0123456789abcdefXYZ"), "TEST…XYZ");
+    assert_eq!(r("PARENTtokenNOTreal9876543210zyxwvutsrqpo"), "PARE…qpo");
+    assert_eq!(r("my_auth_token"), "my_…ken");
+    assert_eq!(
+        (r("abcd"), r("ab"), r("a"), r("")),
+        ("a…d".into(), "a…".into(), "…".into(), "(empty)".into())
+    );
+    assert_eq!(r("éàüöñ"), "é…ñ");
+    let t = AuthToken::new("TESTAUTHTOKENnotReal0123456789abcdefXYZ");
+    assert_eq!(
+        (format!("{t}"), format!("{t:?}")),
+        ("TEST…XYZ".into(), "AuthToken(TEST…XYZ)".into())
+    );
+}
+
+#[test]
+fn names_and_serde_forms() {
+    let json = serde_json::to_string(&(
+        Scheme::MaV3,
+        Scheme::V2,
+        VerdictStatus::Unchecked,
+        Form::Sdk,
+        CheckResult::Informational,
+    ));
+    assert_eq!(
+        json.ok().as_deref(),
+        Some(r#"["MA-V3","V2","unchecked","sdk","informational"]"#)
+    );
+    let names: Vec<_> = [
+        Scheme::V1,
+        Scheme::V2,
+        Scheme::V3,
+        Scheme::MaV2,
+        Scheme::MaV3,
+    ]
+    .iter()
+    .map(|s| (s.as_str(), s.header_name()))
+    .collect();
+    assert_eq!(names[3], ("MA-V2", "X-Vobiz-Signature-MA-V2"));
+    assert_eq!(names[0], ("V1", "X-Vobiz-Signature"));
+    assert_eq!(
+        Scheme::MaV3.nonce_header(),
+        Some("X-Vobiz-Signature-V3-Nonce")
+    );
+    assert_eq!(VerdictStatus::Valid.as_str(), "valid");
+    assert!(Keys::default().is_empty());
+}
+
+/// `verify()` across several headers, keys and bodies.
+mod verify_behaviour {
+    use super::*;
+
+    const T: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
+    const URL: &str = "https://e.com/cb?a=1";
+    const N: &str = "12345678901234567890";
+    const NOPE: &str = "bm9wZQ==";
+    const V2: &str = "X-Vobiz-Signature-V2";
+    const V2N: &str = "X-Vobiz-Signature-V2-Nonce";
+    const MA3: &str = "X-Vobiz-Signature-MA-V3";
+    const CT: &str = "Content-Type";
+
+    fn run(hs: &[(&str, &str)], body: &[u8], auth: &[&str]) -> Verdict {
+        let headers: Vec<(String, String)> = hs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let auth_tokens = auth.iter().map(|t| AuthToken::new(*t)).collect();
+        let keys = Keys {
+            auth_tokens,
+            ..Keys::default()
+        };
+        let req = CallbackRequest {
+            method: "POST",
+            url: URL,
+            headers: &headers,
+            body,
+            extra_ports: &[],
+        };
+        verify(&req, &keys)
+    }
+
+    #[test]
+    fn strongest_valid_header_decides_and_others_are_noted() {
+        let sig = sign_v3_docs(&AuthToken::new(T), URL, N);
+        let v = run(
+            &[(V3, NOPE), (&V3N.to_lowercase(), N), (V2, NOPE), (V2N, N)],
+            b"",
+            &[T],
+        );
+        assert_eq!(
+            (v.status, v.scheme),
+            (VerdictStatus::Invalid, Some(Scheme::V3))
+        );
+        // Repeated headers are one list (RFC 9110), so a valid second V3 header counts.
+        let hs = [
+            (V3, NOPE),
+            (V3, &sig),
+            (V3N, N),
+            (V2, NOPE),
+            (V2N, N),
+            (MA3, &sig),
+        ];
+        let v = run(&hs, b"", &[T]);
+        assert_eq!(
+            (v.status, v.scheme),
+            (VerdictStatus::Valid, Some(Scheme::V3))
+        );
+        assert_eq!(v.signature.as_deref(), Some(sig.as_str()));
+        assert!(v.explanation.contains(&format!("{V2} did not verify.")));
+        let ma = |e: &String| e.contains("MA-V3 not checked") && e.contains("--main-auth-token");
+        assert!(v.explanation.iter().any(ma), "{:?}", v.explanation);
+    }
+
+    #[test]
+    fn sdk_form_uses_body_only_when_it_is_a_form() {
+        // The SDK would get no params from a JSON body (request.form is empty).
+        let sig = sign_v3_sdk(&AuthToken::new(T), "POST", URL, &[], N).unwrap_or_default();
+        let json = run(
+            &[(V3, &sig), (V3N, N), (CT, "application/json")],
+            b"{\"x\":1}",
+            &[T],
+        );
+        assert_eq!(json.form, Some(Form::Sdk));
+        assert_eq!(
+            run(&[(V3, &sig), (V3N, N)], b"{\"x\":1}", &[T]).status,
+            VerdictStatus::Invalid
+        );
+        let form = (CT, "Application/X-WWW-Form-Urlencoded; charset=utf-8");
+        assert_eq!(
+            run(&[(V3, &sig), (V3N, N), form], b"", &[T]).status,
+            VerdictStatus::Valid
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::signature::Verdict;
@@ -99,7 +100,8 @@ pub struct RequestRecord {
     /// The URL the signature was checked against (public scheme and host + target).
     pub public_url: String,
     pub headers: Headers,
-    pub body: Vec<u8>,
+    /// Shared, not copied: the same bytes are forwarded, recorded and published.
+    pub body: Bytes,
     /// The body was cut at the size limit (or the client stopped sending); `body` holds the prefix.
     pub body_truncated: bool,
     pub client_addr: Option<String>,
@@ -135,7 +137,7 @@ impl RequestRecord {
 pub struct ResponseRecord {
     pub status: u16,
     pub headers: Headers,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// When each phase happened, in microseconds since the Unix epoch.
@@ -220,6 +222,8 @@ pub enum Flag {
     TooLarge,
     /// The client's request was broken or incomplete.
     ClientError,
+    /// Read from a HAR file by `import`, not received by the listener.
+    Imported,
 }
 
 impl Flag {
@@ -232,6 +236,7 @@ impl Flag {
             Flag::Rejected => "rejected",
             Flag::TooLarge => "too_large",
             Flag::ClientError => "client_error",
+            Flag::Imported => "imported",
         }
     }
 
@@ -244,6 +249,7 @@ impl Flag {
             "rejected" => Flag::Rejected,
             "too_large" => Flag::TooLarge,
             "client_error" => Flag::ClientError,
+            "imported" => Flag::Imported,
             _ => return None,
         })
     }
@@ -315,6 +321,43 @@ impl Exchange {
     pub fn has_flag(&self, flag: Flag) -> bool {
         self.flags.contains(&flag)
     }
+
+    /// The local server answered.
+    pub fn answered(&mut self, response: ResponseRecord, first_byte_us: i64) {
+        self.timings.first_byte_us = Some(first_byte_us);
+        self.response = Some(response);
+        self.outcome = Outcome::Forwarded;
+    }
+
+    /// The tool answered itself: a short plain-text body that says what happened and where,
+    /// prefixed `vobiz-tunnel:` so nobody mistakes it for the app's answer.
+    pub fn failed(&mut self, outcome: Outcome, status: u16, message: String) {
+        self.outcome = outcome;
+        match outcome {
+            Outcome::Rejected => self.add_flag(Flag::Rejected),
+            Outcome::TooLarge => self.add_flag(Flag::TooLarge),
+            Outcome::ClientError => self.add_flag(Flag::ClientError),
+            Outcome::UpstreamError | Outcome::UpstreamTimeout => self.add_flag(Flag::UpstreamError),
+            Outcome::Pending | Outcome::Forwarded => {}
+        }
+        self.response = Some(ResponseRecord {
+            status,
+            headers: Headers(vec![(
+                "content-type".into(),
+                b"text/plain; charset=utf-8".to_vec(),
+            )]),
+            body: Bytes::from(format!("vobiz-tunnel: {message}\n")),
+        });
+        self.error = Some(message);
+    }
+
+    /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting.
+    pub fn done(&mut self) {
+        self.timings.done_us = Some(now_micros());
+        if self.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {
+            self.add_flag(Flag::Slow);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,12 +386,12 @@ mod tests {
                 "Content-Type".into(),
                 b"application/x-www-form-urlencoded; charset=utf-8".to_vec(),
             )]),
-            body: b"Event=Hangup&CallUUID=abc&From=%2B91".to_vec(),
+            body: Bytes::from_static(b"Event=Hangup&CallUUID=abc&From=%2B91"),
             ..RequestRecord::default()
         };
         let fields = request.form_fields();
         assert!(fields.contains(&("From".into(), "+91".into())));
-        request.body.clear();
+        request.body = Bytes::new();
         let verdict = crate::signature::verify(
             &crate::signature::CallbackRequest {
                 method: "GET",
@@ -385,6 +428,7 @@ mod tests {
             Flag::Rejected,
             Flag::TooLarge,
             Flag::ClientError,
+            Flag::Imported,
         ] {
             assert_eq!(Flag::parse(flag.as_str()), Some(flag));
         }

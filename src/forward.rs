@@ -58,6 +58,14 @@ impl ForwardError {
             _ => 502,
         }
     }
+
+    /// How the exchange is recorded.
+    pub fn outcome(&self) -> crate::exchange::Outcome {
+        match self {
+            ForwardError::Timeout { .. } => crate::exchange::Outcome::UpstreamTimeout,
+            _ => crate::exchange::Outcome::UpstreamError,
+        }
+    }
 }
 
 /// The local server's answer, fully read.
@@ -221,7 +229,7 @@ async fn read_response(
     Ok(ResponseRecord {
         status: parts.status.as_u16(),
         headers: headers_record(&parts.headers),
-        body: body.to_vec(),
+        body,
     })
 }
 

@@ -14,9 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::broadcast;
 
 use crate::config::{BaseUrl, Limits};
-use crate::exchange::{
-    now_micros, Exchange, Flag, Outcome, RequestRecord, ResponseRecord, TlsInfo, SLOW_AFTER_MS,
-};
+use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::{self, Outgoing, Upstream};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::store::Store;
@@ -113,7 +111,7 @@ pub async fn handle(
         host: original_host.clone(),
         public_url,
         headers: forward::headers_record(&parts.headers),
-        body: body_bytes.to_vec(),
+        body: body_bytes.clone(),
         body_truncated: !matches!(body, BodyRead::Complete(_)),
         client_addr: connection.client_addr.map(|a| a.to_string()),
         tls: connection.tls.clone(),
@@ -190,26 +188,18 @@ pub async fn handle(
     };
     match proxy.upstream.send(outgoing).await {
         Ok(answer) => {
-            let record = Arc::make_mut(&mut exchange);
-            record.timings.first_byte_us = Some(answer.first_byte_us);
-            record.response = Some(answer.response);
-            record.outcome = Outcome::Forwarded;
+            Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
             Ok(proxy.finish(exchange))
         }
         Err(error) => {
-            let outcome = match error.status() {
-                504 => Outcome::UpstreamTimeout,
-                _ => Outcome::UpstreamError,
-            };
-            Arc::make_mut(&mut exchange).add_flag(Flag::UpstreamError);
-            Ok(proxy.finish_locally(exchange, outcome, error.status(), error.to_string()))
+            let (outcome, status) = (error.outcome(), error.status());
+            Ok(proxy.finish_locally(exchange, outcome, status, error.to_string()))
         }
     }
 }
 
 impl Proxy {
-    /// Ends an exchange with an answer of our own: a short plain-text body that says what
-    /// happened and where, prefixed `vobiz-tunnel:` so nobody mistakes it for the app's.
+    /// Ends an exchange with an answer of our own (see [`Exchange::failed`]).
     fn finish_locally(
         &self,
         mut exchange: Arc<Exchange>,
@@ -217,36 +207,17 @@ impl Proxy {
         status: u16,
         message: String,
     ) -> Response<Full<Bytes>> {
-        let record = Arc::make_mut(&mut exchange);
-        record.outcome = outcome;
-        match outcome {
-            Outcome::Rejected => record.add_flag(Flag::Rejected),
-            Outcome::TooLarge => record.add_flag(Flag::TooLarge),
-            Outcome::ClientError => record.add_flag(Flag::ClientError),
-            _ => {}
-        }
-        record.response = Some(ResponseRecord {
-            status,
-            headers: crate::exchange::Headers(vec![(
-                "content-type".into(),
-                b"text/plain; charset=utf-8".to_vec(),
-            )]),
-            body: format!("vobiz-tunnel: {message}\n").into_bytes(),
-        });
-        record.error = Some(message);
+        Arc::make_mut(&mut exchange).failed(outcome, status, message);
         self.finish(exchange)
     }
 
-    /// The one exit: timings and flags, the record, the event, the response.
+    /// The one exit: the end stamped, the record queued, the event published, the response.
     fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
-        record.timings.done_us = Some(now_micros());
-        if record.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {
-            record.add_flag(Flag::Slow);
-        }
+        record.done();
         let response = match &record.response {
             Some(answer) => {
-                let mut response = Response::new(Full::new(Bytes::from(answer.body.clone())));
+                let mut response = Response::new(Full::new(answer.body.clone()));
                 *response.status_mut() =
                     StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
                 *response.headers_mut() = forward::downstream_headers(&answer.headers);
@@ -254,10 +225,19 @@ impl Proxy {
             }
             None => plain(502, "vobiz-tunnel: no response was produced\n"),
         };
-        self.store.complete(exchange.clone());
-        let _ = self.events.send(ExchangeEvent::Finished(exchange));
+        record_end(&self.store, &self.events, exchange);
         response
     }
+}
+
+/// Queues the end of an exchange for the store and tells the subscribers.
+pub fn record_end(
+    store: &Store,
+    events: &broadcast::Sender<ExchangeEvent>,
+    exchange: Arc<Exchange>,
+) {
+    store.complete(exchange.clone());
+    let _ = events.send(ExchangeEvent::Finished(exchange));
 }
 
 /// A plain-text response of our own.

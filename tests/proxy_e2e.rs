@@ -95,7 +95,7 @@ async fn a_signed_callback_is_verified_recorded_and_forwarded_unchanged() {
     assert!(timings.done_us.unwrap() >= timings.first_byte_us.unwrap());
     assert_eq!(
         exchange.response.unwrap().body,
-        b"<Response><Speak>hello</Speak></Response>"
+        &b"<Response><Speak>hello</Speak></Response>"[..]
     );
     harness.tunnel.shutdown().await;
 }

@@ -235,7 +235,7 @@ mod tests {
             host: Some("example.com".into()),
             public_url: url.into(),
             headers,
-            body,
+            body: body.into(),
             ..RequestRecord::default()
         };
         Exchange::received(request, verdict, 1_700_000_000_000_000)
@@ -255,7 +255,7 @@ mod tests {
         finished.response = Some(ResponseRecord {
             status: 200,
             headers: Headers(vec![("content-type".into(), b"text/xml".to_vec())]),
-            body: b"<Response/>".to_vec(),
+            body: bytes::Bytes::from_static(b"<Response/>"),
         });
         finished.timings.forwarded_us = Some(finished.timings.received_us + 10);
         finished.timings.first_byte_us = Some(finished.timings.received_us + 900);

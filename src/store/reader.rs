@@ -201,7 +201,8 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
             ),
             body: row
                 .get::<_, Option<Vec<u8>>>("response_body")?
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
         }),
         None => None,
     };
@@ -216,7 +217,7 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
             host: row.get("host")?,
             public_url: row.get("public_url")?,
             headers: Headers::from_block(&request_headers),
-            body: row.get("request_body")?,
+            body: row.get::<_, Vec<u8>>("request_body")?.into(),
             body_truncated: row.get("request_body_truncated")?,
             client_addr: row.get("client_addr")?,
             tls: TlsInfo {

@@ -148,7 +148,7 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
         request.host,
         request.public_url,
         request.headers.to_block(),
-        request.body,
+        &request.body[..],
         request.body_truncated,
         exchange.event,
         exchange.call_uuid,
@@ -160,7 +160,7 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
         exchange.error,
         response.map(|r| r.status),
         response.map(|r| r.headers.to_block()),
-        response.map(|r| r.body.as_slice()),
+        response.map(|r| &r.body[..]),
         flags_text(&flags),
     ])?;
     Ok(Inserted {
@@ -187,7 +187,7 @@ fn complete(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<()> {
         exchange.error,
         response.map(|r| r.status),
         response.map(|r| r.headers.to_block()),
-        response.map(|r| r.body.as_slice()),
+        response.map(|r| &r.body[..]),
         flags_text(&exchange.flags),
     ])?;
     Ok(())

@@ -17,10 +17,28 @@ fn store_path(arg: &StoreArg) -> PathBuf {
 
 /// `vobiz-tunnel list`: the newest exchanges, oldest first.
 pub fn list(args: &ListArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    // Parsed before the store is opened: a typo is reported even without a store.
+    let filter = match args.filter.as_deref() {
+        Some(text) => crate::filter::Filter::parse(text)
+            .map_err(|e| anyhow::anyhow!("invalid --filter {text:?}: {e}"))?,
+        None => crate::filter::Filter::default(),
+    };
     let reader = StoreReader::open(&store_path(&args.store))?;
-    let rows = reader.latest(args.limit)?;
+    let rows = if filter.is_empty() {
+        reader.latest(args.limit)?
+    } else {
+        reader.page(&filter, None, args.limit)?
+    };
     if rows.is_empty() && !args.json {
-        eprintln!("no exchanges recorded yet in {}", reader.path().display());
+        if filter.is_empty() {
+            eprintln!("no exchanges recorded yet in {}", reader.path().display());
+        } else {
+            eprintln!(
+                "no exchanges match {:?} in {}",
+                filter.text(),
+                reader.path().display()
+            );
+        }
     }
     for row in &rows {
         if args.json {

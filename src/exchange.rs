@@ -227,6 +227,18 @@ pub enum Flag {
 }
 
 impl Flag {
+    /// Every flag, for listings (filter help, error messages).
+    pub const ALL: [Flag; 8] = [
+        Flag::Slow,
+        Flag::NonceReused,
+        Flag::Replay,
+        Flag::UpstreamError,
+        Flag::Rejected,
+        Flag::TooLarge,
+        Flag::ClientError,
+        Flag::Imported,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Flag::Slow => "slow",
@@ -420,16 +432,7 @@ mod tests {
         ] {
             assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
         }
-        for flag in [
-            Flag::Slow,
-            Flag::NonceReused,
-            Flag::Replay,
-            Flag::UpstreamError,
-            Flag::Rejected,
-            Flag::TooLarge,
-            Flag::ClientError,
-            Flag::Imported,
-        ] {
+        for flag in Flag::ALL {
             assert_eq!(Flag::parse(flag.as_str()), Some(flag));
         }
     }

@@ -7,6 +7,8 @@
 //! Readers ([`StoreReader`]) open their own connections; WAL mode lets them read while a
 //! listener writes.
 
+mod calls;
+mod filtered;
 mod reader;
 mod schema;
 mod writer;
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::exchange::{Exchange, ExchangeId};
 
+pub use calls::CallSummary;
 pub use reader::{ExchangeSummary, StoreReader};
 pub use schema::SCHEMA_VERSION;
 

@@ -55,12 +55,13 @@ impl ExchangeSummary {
     }
 }
 
-const SUMMARY_COLUMNS: &str = "id, received_at_us, method, path, target, status, duration_ms, \
+pub(super) const SUMMARY_COLUMNS: &str =
+    "id, received_at_us, method, path, target, status, duration_ms, \
     signature, signature_scheme, event, call_uuid, outcome, flags, replay_of, error";
 
 /// A read-only view of a store file.
 pub struct StoreReader {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
@@ -79,6 +80,8 @@ impl StoreReader {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Filters with header terms call a function of ours from SQL.
+        crate::filter::sql::register_functions(&conn)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > schema::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -152,7 +155,7 @@ fn parse_scheme(text: Option<String>) -> Option<Scheme> {
     text.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok())
 }
 
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ExchangeSummary> {
+pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ExchangeSummary> {
     let signature: String = row.get("signature")?;
     let outcome: String = row.get("outcome")?;
     let flags: String = row.get("flags")?;

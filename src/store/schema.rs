@@ -49,6 +49,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX exchanges_nonce_key ON exchanges(nonce_key) WHERE nonce_key IS NOT NULL;
     CREATE INDEX exchanges_replay_of ON exchanges(replay_of) WHERE replay_of IS NOT NULL;
     "#,
+    // 2: filtering by Event (the most common filter) without a scan; ~15 bytes per row.
+    r#"
+    CREATE INDEX exchanges_event ON exchanges(event COLLATE NOCASE);
+    "#,
 ];
 
 /// How long the writer waits for another process's lock before giving up on a batch.

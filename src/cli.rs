@@ -30,6 +30,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Check a callback's signature offline and explain the result (exit 0 when valid, 1 when not).
     Verify(VerifyArgs),
+    /// Send recorded exchanges again to the local server (as-is, re-signed, or elsewhere).
+    Replay(ReplayArgs),
+    /// Write recorded exchanges to a HAR 1.2 file (browser dev tools, Insomnia) or NDJSON.
+    Export(ExportArgs),
+    /// Read exchanges from a HAR file into the store (they can then be replayed).
+    Import(ImportArgs),
 }
 
 /// The auth tokens signatures are checked (and made) with.
@@ -182,6 +188,9 @@ pub struct StoreArg {
 pub struct ListArgs {
     #[command(flatten)]
     pub store: StoreArg,
+    /// Only exchanges matching this filter expression (see README: event:Hangup status:5xx ...).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     /// Print one JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -221,4 +230,75 @@ pub struct VerifyArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["id", "filter"])))]
+pub struct ReplayArgs {
+    /// The exchange to replay.
+    pub id: Option<i64>,
+    /// Replay every exchange matching this filter, oldest first.
+    #[arg(long, value_name = "EXPR", conflicts_with = "id")]
+    pub filter: Option<String>,
+    /// Compute fresh nonces and signatures with the configured tokens (passes the app's
+    /// signature check); without it the request is sent byte-exact, same nonce.
+    #[arg(long)]
+    pub resign: bool,
+    /// Send to this base URL instead of the local server (the path and query are kept).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// The local server (as for `listen`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "VOBIZ_TUNNEL_FORWARD",
+        default_value = "http://localhost:3000"
+    )]
+    pub forward: String,
+    /// The public URL re-signed requests are signed for [default: the original's public URL]
+    #[arg(long, value_name = "URL", env = "VOBIZ_TUNNEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Folder of the development certificate (its CA is trusted for https targets).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VOBIZ_TUNNEL_CERTS_DIR",
+        default_value = "certs"
+    )]
+    pub certs_dir: PathBuf,
+    /// Print one JSON object per replayed exchange.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["har", "ndjson"])))]
+pub struct ExportArgs {
+    /// Write HAR 1.2 to FILE (- for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub har: Option<PathBuf>,
+    /// Write one JSON object per exchange to FILE (- for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub ndjson: Option<PathBuf>,
+    /// Only exchanges matching this filter expression.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The HAR file to read.
+    #[arg(long, value_name = "FILE")]
+    pub har: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArg,
 }

@@ -34,7 +34,8 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    fn parse(text: &str) -> Result<BaseUrl, String> {
+    /// Parses `scheme://authority[/prefix]`; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<BaseUrl, String> {
         let uri: Uri = text.parse().map_err(|e| format!("not a URL ({e})"))?;
         let scheme = uri
             .scheme_str()

@@ -1,7 +1,10 @@
 //! The `vobiz-tunnel` binary: parse the command line, install the TLS crypto provider, run,
 //! and map the result to an exit status (0 ok, 1 failure or invalid signature, 2 usage).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
 use time::UtcOffset;
@@ -9,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 use vobiz_tunnel::cli::{Cli, Command, ListenArgs, LogFormat};
 use vobiz_tunnel::config::ListenConfig;
+use vobiz_tunnel::forward::Upstream;
 use vobiz_tunnel::output;
+use vobiz_tunnel::replay::Replayer;
+use vobiz_tunnel::tls;
+use vobiz_tunnel::tui::{self, state::StatusInfo, TuiContext};
 use vobiz_tunnel::tunnel::Tunnel;
 
 fn main() -> ExitCode {
@@ -30,6 +37,10 @@ fn main() -> ExitCode {
         Some(Command::List(args)) => vobiz_tunnel::commands::list(&args, offset),
         Some(Command::Show(args)) => vobiz_tunnel::commands::show(&args, offset),
         Some(Command::Verify(args)) => vobiz_tunnel::commands::verify_command(&args),
+        Some(Command::Replay(args)) => runtime()
+            .and_then(|rt| rt.block_on(vobiz_tunnel::replay::replay_command(&args, offset))),
+        Some(Command::Export(args)) => vobiz_tunnel::export::export_command(&args),
+        Some(Command::Import(args)) => vobiz_tunnel::export::import_command(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -42,20 +53,89 @@ fn main() -> ExitCode {
 
 fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
     let config = ListenConfig::from_args(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    let runtime = runtime()?;
+    let (tunnel, stop) = runtime.block_on(async {
         let stop = stop_signal()?;
         let tunnel = Tunnel::start(&config).await?;
+        anyhow::Ok((tunnel, stop))
+    })?;
+    let interactive =
+        config.tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if interactive {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        runtime.spawn(async move {
+            stop.await;
+            flag.store(true, Ordering::Relaxed);
+        });
+        let result = tui::run(tui_context(
+            &tunnel,
+            &config,
+            offset,
+            stopped,
+            runtime.handle(),
+        ));
+        let store = tunnel.store.path().display().to_string();
+        runtime.block_on(tunnel.shutdown());
+        result?;
+        println!("vobiz-tunnel stopped; exchanges are in {store} (vobiz-tunnel list)");
+    } else {
         let events = tunnel.events.subscribe();
         print_banner(&tunnel, &config);
         let printer = output::spawn_printer(events, config.log_format, offset);
-        stop.await;
-        tunnel.shutdown().await;
+        runtime.block_on(async move {
+            stop.await;
+            tunnel.shutdown().await;
+        });
         let _ = printer.join();
-        Ok(0)
-    })
+    }
+    Ok(0)
+}
+
+fn tui_context(
+    tunnel: &Tunnel,
+    config: &ListenConfig,
+    offset: UtcOffset,
+    stop: Arc<AtomicBool>,
+    runtime: &tokio::runtime::Handle,
+) -> TuiContext {
+    let tls = tls::client_config(&config.upstream_roots, &[]);
+    let timeout = config.limits.forward_timeout;
+    TuiContext {
+        events: tunnel.events.subscribe(),
+        store: tunnel.store.clone(),
+        replayer: Replayer {
+            store: tunnel.store.clone(),
+            upstream: Upstream::new(
+                config.forward.clone(),
+                config.host_header,
+                timeout,
+                64 << 20,
+                tls.clone(),
+            ),
+            keys: config.keys.clone(),
+            public_url: config.public_url.clone(),
+            events: Some(tunnel.events.clone()),
+            timeout,
+            tls,
+        },
+        status: StatusInfo {
+            listen_url: tunnel.url(),
+            forward: config.forward.to_string(),
+            store_path: tunnel.store.path().display().to_string(),
+            auth_tokens: config.keys.auth_tokens.len(),
+            main_auth_tokens: config.keys.main_auth_tokens.len(),
+        },
+        offset,
+        stop,
+        runtime: runtime.clone(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {

@@ -1,0 +1,99 @@
+//! `vobiz-tunnel replay ID | --filter EXPR [--resign] [--to URL]`: replays from the command
+//! line into the same store a running listener (and its UI) uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use time::UtcOffset;
+
+use super::{ReplayPlan, Replayer};
+use crate::cli::{HostHeader, ReplayArgs};
+use crate::config::BaseUrl;
+use crate::exchange::{ExchangeId, Outcome};
+use crate::forward::Upstream;
+use crate::output::{json_line, text_line};
+use crate::store::{ExchangeSummary, Store};
+
+/// Replays one exchange or every match of a filter, oldest first. Exit status 1 when a
+/// replay got no answer from the server or a 5xx; 0 otherwise.
+pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    let path: PathBuf = args
+        .store
+        .store
+        .clone()
+        .unwrap_or_else(crate::store::default_path);
+    if !path.exists() {
+        bail!("no store at {} (pass --store)", path.display());
+    }
+    let store = Store::open(&path)?;
+    let reader = store.reader()?;
+    let ids: Vec<ExchangeId> = match (&args.id, &args.filter) {
+        (Some(id), _) => vec![*id],
+        (None, Some(expression)) => selected_ids(&reader, expression)?,
+        (None, None) => bail!("name an exchange id or give --filter"),
+    };
+    let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
+    let tls = crate::tls::client_config(&[args.certs_dir.join(crate::tls::DEV_CA_FILE)], &[]);
+    let forward = BaseUrl::parse(&args.forward).map_err(|e| anyhow::anyhow!("--forward: {e}"))?;
+    let replayer = Replayer {
+        store: store.clone(),
+        upstream: Upstream::new(
+            forward,
+            HostHeader::Keep,
+            timeout,
+            64 * 1024 * 1024,
+            tls.clone(),
+        ),
+        keys: crate::config::keys(&args.tokens)?,
+        public_url: match &args.public_url {
+            Some(url) => {
+                Some(BaseUrl::parse(url).map_err(|e| anyhow::anyhow!("--public-url: {e}"))?)
+            }
+            None => None,
+        },
+        events: None,
+        timeout,
+        tls,
+    };
+    let plan = ReplayPlan {
+        resign: args.resign,
+        target: match &args.to {
+            Some(url) => Some(BaseUrl::parse(url).map_err(|e| anyhow::anyhow!("--to: {e}"))?),
+            None => None,
+        },
+        edited: None,
+    };
+    if ids.is_empty() {
+        eprintln!("nothing to replay: no exchange matches");
+    }
+    let mut failures = 0;
+    for id in ids {
+        let Some(original) = reader.get(id)? else {
+            bail!("no exchange #{id} in {}", path.display());
+        };
+        let replayed = replayer.replay(&original, &plan).await?;
+        let summary = ExchangeSummary::of(&replayed);
+        if args.json {
+            println!("{}", json_line(&summary));
+        } else {
+            println!("{}", text_line(&summary, offset));
+        }
+        let failed = !matches!(replayed.outcome, Outcome::Forwarded)
+            || replayed.status().is_some_and(|s| s >= 500);
+        if failed {
+            failures += 1;
+        }
+    }
+    store.flush().await;
+    Ok(if failures > 0 { 1 } else { 0 })
+}
+
+fn selected_ids(
+    reader: &crate::store::StoreReader,
+    expression: &str,
+) -> anyhow::Result<Vec<ExchangeId>> {
+    let filter = crate::filter::Filter::parse(expression)
+        .map_err(|e| anyhow::anyhow!("--filter {expression:?}: {e}"))?;
+    Ok(reader.ids_matching(&filter)?)
+}

@@ -1,0 +1,300 @@
+//! Replaying a recorded exchange: as it was (byte-exact, same nonce), re-signed (fresh nonces
+//! and signatures for the public URL), edited (a raw HTTP request the user changed), or to
+//! another target. A replay is a new exchange linked to its original by `replay_of`; the
+//! original is never changed. Used by the UI's keys and by `vobiz-tunnel replay`.
+
+mod command;
+pub mod edit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::broadcast;
+
+pub use command::replay_command;
+pub use edit::{parse_raw, to_raw, EditError, EditedRequest};
+
+use crate::cli::HostHeader;
+use crate::config::BaseUrl;
+use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
+use crate::forward::{Outgoing, Upstream};
+use crate::pipeline::{record_end, ExchangeEvent};
+use crate::signature::{self, CallbackRequest, Form, Keys, SigningKeys};
+use crate::store::Store;
+
+/// What to change when replaying.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayPlan {
+    /// Fresh nonces and signatures computed with the configured tokens.
+    pub resign: bool,
+    /// Send to this base instead of the local server (path and query kept).
+    pub target: Option<BaseUrl>,
+    /// Send this request instead of the recorded one.
+    pub edited: Option<EditedRequest>,
+}
+
+impl ReplayPlan {
+    /// A word for what this replay does, for status lines.
+    pub fn describe(&self) -> String {
+        let mut words = vec![match (&self.edited, self.resign) {
+            (Some(_), true) => "edited, re-signed",
+            (Some(_), false) => "edited",
+            (None, true) => "re-signed",
+            (None, false) => "as-is",
+        }
+        .to_string()];
+        if let Some(target) = &self.target {
+            words.push(format!("to {target}"));
+        }
+        words.join(" ")
+    }
+}
+
+/// Why a replay could not be sent (a failed answer is not an error: it is recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("re-signing needs an auth token (--auth-token or VOBIZ_AUTH_TOKEN)")]
+    NoToken,
+    #[error("exchange #{0} has no id in the store")]
+    Unrecorded(String),
+    #[error("the recorded request cannot be sent: {0}")]
+    Invalid(String),
+}
+
+/// Everything replays need; shared by the UI and the command line.
+#[derive(Clone)]
+pub struct Replayer {
+    pub store: Store,
+    /// The local server.
+    pub upstream: Upstream,
+    pub keys: Keys,
+    /// Base of the public URL re-signed requests are signed for; `None`: the original's.
+    pub public_url: Option<BaseUrl>,
+    /// Published to (a running UI) when set.
+    pub events: Option<broadcast::Sender<ExchangeEvent>>,
+    pub timeout: Duration,
+    pub tls: rustls::ClientConfig,
+}
+
+/// Signature headers a re-sign replaces.
+fn is_signature_header(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with("x-vobiz-signature")
+}
+
+/// The public URL of a (possibly edited) request: the configured base, or the original's
+/// scheme and authority, joined with the target.
+fn public_url_for(original: &RequestRecord, base: Option<&BaseUrl>, target: &str) -> String {
+    if let Some(base) = base {
+        return base.join(target);
+    }
+    let public = &original.public_url;
+    let origin_end = public
+        .find("://")
+        .and_then(|scheme_end| {
+            public[scheme_end + 3..]
+                .find('/')
+                .map(|i| scheme_end + 3 + i)
+        })
+        .unwrap_or(public.len());
+    format!("{}{}", &public[..origin_end], target)
+}
+
+impl Replayer {
+    /// Sends a replay of `original` and records it as a new exchange. Returns it once ended.
+    pub async fn replay(
+        &self,
+        original: &Exchange,
+        plan: &ReplayPlan,
+    ) -> Result<Arc<Exchange>, ReplayError> {
+        let original_id = original
+            .id
+            .ok_or_else(|| ReplayError::Unrecorded(original.request.target.clone()))?;
+        let mut request = original.request.clone();
+        if let Some(edited) = &plan.edited {
+            request.method = edited.method.clone();
+            request.target = edited.target.clone();
+            request.headers = edited.headers.clone();
+            request.body = edited.body.clone();
+            request.body_truncated = false;
+        }
+        request.public_url =
+            public_url_for(&original.request, self.public_url.as_ref(), &request.target);
+        if plan.resign {
+            self.resign(&mut request)?;
+        }
+        request.client_addr = None;
+        request.tls = Default::default();
+        let header_pairs = request.headers.to_text_pairs();
+        let verdict = signature::verify(
+            &CallbackRequest {
+                method: &request.method,
+                url: &request.public_url,
+                headers: &header_pairs,
+                body: &request.body,
+                extra_ports: &[],
+            },
+            &self.keys,
+        );
+        let mut exchange = Exchange::received(request, verdict, now_micros());
+        exchange.replay_of = Some(original_id);
+        exchange.add_flag(Flag::Replay);
+        self.send(exchange, plan).await
+    }
+
+    fn resign(&self, request: &mut RequestRecord) -> Result<(), ReplayError> {
+        let auth = self.keys.auth_tokens.first().ok_or(ReplayError::NoToken)?;
+        let keys = SigningKeys {
+            auth_token: auth.clone(),
+            main_auth_token: self.keys.main_auth_tokens.first().cloned(),
+        };
+        let fresh = signature::signed_headers(
+            &request.method,
+            &request.public_url,
+            &request.body,
+            &keys,
+            Form::Docs,
+        );
+        // Fresh signatures take the place of the old ones, keeping the other headers' order.
+        let mut headers: Vec<(String, Vec<u8>)> =
+            Vec::with_capacity(request.headers.0.len() + fresh.len());
+        let mut inserted = false;
+        for (name, value) in request.headers.0.drain(..) {
+            if is_signature_header(&name) {
+                if !inserted {
+                    headers.extend(
+                        fresh
+                            .iter()
+                            .map(|(n, v)| (n.clone(), v.clone().into_bytes())),
+                    );
+                    inserted = true;
+                }
+            } else {
+                headers.push((name, value));
+            }
+        }
+        if !inserted {
+            headers.extend(fresh.into_iter().map(|(n, v)| (n, v.into_bytes())));
+        }
+        request.headers = Headers(headers);
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        exchange: Exchange,
+        plan: &ReplayPlan,
+    ) -> Result<Arc<Exchange>, ReplayError> {
+        let header_map = header_map(&exchange.request.headers)?;
+        let method = exchange.request.method.clone();
+        let target = exchange.request.target.clone();
+        let host = exchange.request.host.clone();
+        let body: Bytes = exchange.request.body.clone();
+
+        let mut exchange = Arc::new(exchange);
+        match self.store.insert(exchange.clone()).await {
+            Ok(inserted) => {
+                let record = Arc::make_mut(&mut exchange);
+                record.id = Some(inserted.id);
+                if let Some(earlier) = inserted.nonce_reused_of {
+                    record.nonce_reused_of = Some(earlier);
+                    record.add_flag(Flag::NonceReused);
+                }
+            }
+            Err(e) => tracing::error!("the replay of {target} could not be recorded: {e}"),
+        }
+        let upstream = match &plan.target {
+            Some(base) => Upstream::new(
+                base.clone(),
+                HostHeader::Keep,
+                self.timeout,
+                64 * 1024 * 1024,
+                self.tls.clone(),
+            ),
+            None => self.upstream.clone(),
+        };
+        Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
+        let outgoing = Outgoing {
+            method: &method,
+            target: &target,
+            headers: &header_map,
+            body,
+            original_host: host.as_deref(),
+            client_ip: None,
+            extensions: Default::default(),
+        };
+        let result = upstream.send(outgoing).await;
+        let record = Arc::make_mut(&mut exchange);
+        match result {
+            Ok(answer) => record.answered(answer.response, answer.first_byte_us),
+            Err(error) => record.failed(error.outcome(), error.status(), error.to_string()),
+        }
+        record.done();
+        match &self.events {
+            Some(events) => record_end(&self.store, events, exchange.clone()),
+            None => self.store.complete(exchange.clone()),
+        }
+        Ok(exchange)
+    }
+}
+
+/// The recorded header list as a map for sending, in order.
+fn header_map(headers: &Headers) -> Result<HeaderMap, ReplayError> {
+    let mut map = HeaderMap::with_capacity(headers.0.len());
+    for (name, value) in &headers.0 {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| ReplayError::Invalid(format!("header name {name:?}: {e}")))?;
+        let value = HeaderValue::from_bytes(value)
+            .map_err(|e| ReplayError::Invalid(format!("value of {name}: {e}")))?;
+        // Hyper computes the length of what is sent; a stale one from an edit must not survive.
+        if name == hyper::header::CONTENT_LENGTH {
+            continue;
+        }
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_keeps_the_original_origin_with_a_new_target() {
+        let original = RequestRecord {
+            public_url: "https://hooks.example.com:8443/vobiz/answer?x=1".into(),
+            ..RequestRecord::default()
+        };
+        assert_eq!(
+            public_url_for(&original, None, "/other?y=2"),
+            "https://hooks.example.com:8443/other?y=2"
+        );
+        let bare = RequestRecord {
+            public_url: "https://h".into(),
+            ..RequestRecord::default()
+        };
+        assert_eq!(public_url_for(&bare, None, "/cb"), "https://h/cb");
+    }
+
+    #[test]
+    fn plans_describe_themselves() {
+        assert_eq!(ReplayPlan::default().describe(), "as-is");
+        let plan = ReplayPlan {
+            resign: true,
+            ..ReplayPlan::default()
+        };
+        assert_eq!(plan.describe(), "re-signed");
+    }
+
+    #[test]
+    fn content_length_is_left_to_hyper() {
+        let headers = Headers(vec![
+            ("content-length".into(), b"999".to_vec()),
+            ("x-a".into(), b"1".to_vec()),
+        ]);
+        let map = header_map(&headers).unwrap();
+        assert!(map.get("content-length").is_none());
+        assert_eq!(map["x-a"], "1");
+    }
+}

@@ -1,0 +1,146 @@
+//! Comparing two exchanges field by field: the request line, headers and decoded form fields
+//! side by side, each row marked when the two differ.
+
+use crate::exchange::Exchange;
+
+/// One compared field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiffRow {
+    pub section: &'static str,
+    pub name: String,
+    pub left: Option<String>,
+    pub right: Option<String>,
+}
+
+impl DiffRow {
+    pub fn differs(&self) -> bool {
+        self.left != self.right
+    }
+}
+
+/// Pairs `(name, value)` lists by name, in the order of first appearance on either side;
+/// a repeated name is paired occurrence by occurrence.
+fn pair(
+    section: &'static str,
+    left: &[(String, String)],
+    right: &[(String, String)],
+) -> Vec<DiffRow> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in left.iter().chain(right) {
+        let key = name.to_ascii_lowercase();
+        if !names.contains(&key) {
+            names.push(key);
+        }
+    }
+    let mut rows = Vec::new();
+    for name in names {
+        let values = |list: &[(String, String)]| -> Vec<String> {
+            list.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let (l, r) = (values(left), values(right));
+        let display = left
+            .iter()
+            .chain(right)
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            .map_or(name.clone(), |(n, _)| n.clone());
+        for i in 0..l.len().max(r.len()) {
+            rows.push(DiffRow {
+                section,
+                name: display.clone(),
+                left: l.get(i).cloned(),
+                right: r.get(i).cloned(),
+            });
+        }
+    }
+    rows
+}
+
+/// Every compared row of `a` against `b`.
+pub fn diff_rows(a: &Exchange, b: &Exchange) -> Vec<DiffRow> {
+    let line = |e: &Exchange| {
+        vec![
+            ("method".to_string(), e.request.method.clone()),
+            ("target".to_string(), e.request.target.clone()),
+            (
+                "signature".to_string(),
+                e.verdict.status.as_str().to_string(),
+            ),
+            (
+                "status".to_string(),
+                e.status().map_or("-".into(), |s| s.to_string()),
+            ),
+        ]
+    };
+    let mut rows = pair("request", &line(a), &line(b));
+    rows.extend(pair(
+        "headers",
+        &a.request.headers.to_text_pairs(),
+        &b.request.headers.to_text_pairs(),
+    ));
+    rows.extend(pair(
+        "form",
+        &a.request.form_fields(),
+        &b.request.form_fields(),
+    ));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Headers, RequestRecord};
+    use bytes::Bytes;
+
+    fn exchange(body: &'static str, extra: Option<(&str, &str)>) -> Exchange {
+        let mut headers = vec![(
+            "content-type".to_string(),
+            b"application/x-www-form-urlencoded".to_vec(),
+        )];
+        if let Some((n, v)) = extra {
+            headers.push((n.into(), v.as_bytes().to_vec()));
+        }
+        let request = RequestRecord {
+            method: "POST".into(),
+            target: "/cb".into(),
+            headers: Headers(headers),
+            body: Bytes::from_static(body.as_bytes()),
+            ..RequestRecord::default()
+        };
+        let verdict = crate::signature::verify(
+            &crate::signature::CallbackRequest {
+                method: "POST",
+                url: "https://h/cb",
+                headers: &[],
+                body: b"",
+                extra_ports: &[],
+            },
+            &Default::default(),
+        );
+        Exchange::received(request, verdict, 0)
+    }
+
+    #[test]
+    fn differing_fields_and_headers_on_one_side_only_are_marked() {
+        let a = exchange("Event=Ring&CallUUID=1", None);
+        let b = exchange("Event=Hangup&CallUUID=1&Duration=5", Some(("X-New", "1")));
+        let rows = diff_rows(&a, &b);
+        let find = |section: &str, name: &str| {
+            rows.iter()
+                .find(|r| r.section == section && r.name == name)
+                .unwrap_or_else(|| panic!("{section} {name}"))
+        };
+        assert!(!find("request", "method").differs());
+        assert!(!find("form", "CallUUID").differs());
+        assert!(find("form", "Event").differs());
+        let duration = find("form", "Duration");
+        assert_eq!(
+            (duration.left.as_deref(), duration.right.as_deref()),
+            (None, Some("5"))
+        );
+        assert!(find("headers", "X-New").differs());
+        assert!(!find("headers", "content-type").differs());
+    }
+}

@@ -1,0 +1,342 @@
+//! The live inspector. It runs on a thread of its own next to the proxy: pipeline events come
+//! in over a channel and are applied to [`state::AppState`]; keys become actions; commands
+//! are carried out here (store reads, replays on the runtime, the editor, the clipboard); a
+//! frame is drawn at most every [`FRAME`] and only when something changed. Delivery never
+//! waits for drawing: a burst is applied in one go and drawn once.
+
+pub mod action;
+pub mod diff;
+pub mod health;
+pub mod state;
+pub mod terminal;
+pub mod view;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event;
+use time::UtcOffset;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+
+use self::action::map_event;
+use self::state::{AppState, Command, StatusInfo, PAGE};
+use self::terminal::TerminalGuard;
+use crate::config::BaseUrl;
+use crate::pipeline::ExchangeEvent;
+use crate::replay::{parse_raw, to_raw, ReplayPlan, Replayer};
+use crate::store::{Store, StoreReader};
+
+/// Shortest time between two frames (30 per second at most).
+pub const FRAME: Duration = Duration::from_millis(33);
+/// How often the store is asked for exchanges another process recorded (a `replay` run).
+const POLL_STORE: Duration = Duration::from_millis(500);
+/// Events applied before input is looked at again, so keys are answered during a burst.
+const EVENTS_PER_TURN: usize = 20_000;
+
+/// What the inspector needs from the running listener.
+pub struct TuiContext {
+    pub events: broadcast::Receiver<ExchangeEvent>,
+    pub store: Store,
+    pub replayer: Replayer,
+    pub status: StatusInfo,
+    pub offset: UtcOffset,
+    /// Set by the signal handler (SIGTERM, SIGINT): leave and restore the terminal.
+    pub stop: Arc<AtomicBool>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Results of work done off the UI thread.
+enum Reply {
+    Message(String),
+}
+
+struct App {
+    state: AppState,
+    ctx: TuiContext,
+    reader: StoreReader,
+    replies: mpsc::Receiver<Reply>,
+    reply_to: mpsc::Sender<Reply>,
+}
+
+/// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
+/// way out, panics included.
+pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
+    let reader = ctx.store.reader()?;
+    let (reply_to, replies) = mpsc::channel();
+    let state = AppState::new(ctx.status.clone(), ctx.offset);
+    let mut app = App {
+        state,
+        ctx,
+        reader,
+        replies,
+        reply_to,
+    };
+    let mut terminal = TerminalGuard::enter()?;
+    app.execute(Command::Reload, &mut terminal);
+    app.run_loop(&mut terminal)
+}
+
+impl App {
+    fn run_loop(&mut self, terminal: &mut TerminalGuard) -> anyhow::Result<()> {
+        let mut dirty = true;
+        let mut last_draw = Instant::now() - FRAME;
+        let mut last_poll = Instant::now();
+        loop {
+            if self.state.quit || self.ctx.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            dirty |= self.drain_events(terminal);
+            while let Ok(Reply::Message(message)) = self.replies.try_recv() {
+                self.state.message = Some(message);
+                dirty = true;
+            }
+            if last_poll.elapsed() >= POLL_STORE {
+                last_poll = Instant::now();
+                dirty |= self.poll_store();
+            }
+            if dirty && last_draw.elapsed() >= FRAME {
+                let size = terminal.size()?;
+                self.state.list_height = view::list_height(size);
+                terminal.draw(|frame| view::render(frame, &self.state))?;
+                last_draw = Instant::now();
+                dirty = false;
+            }
+            let wait = if dirty {
+                FRAME.saturating_sub(last_draw.elapsed())
+            } else {
+                FRAME
+            };
+            if event::poll(wait)? {
+                loop {
+                    let input = event::read()?;
+                    if let Some(action) = map_event(&input, self.state.input_mode()) {
+                        for command in self.state.update(action) {
+                            self.execute(command, terminal);
+                        }
+                    }
+                    dirty = true;
+                    if !event::poll(Duration::ZERO)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies queued pipeline events; a lagging queue means a reload from the store.
+    fn drain_events(&mut self, terminal: &mut TerminalGuard) -> bool {
+        let mut changed = false;
+        for _ in 0..EVENTS_PER_TURN {
+            match self.ctx.events.try_recv() {
+                Ok(event) => {
+                    self.state.apply(event);
+                    changed = true;
+                }
+                Err(TryRecvError::Lagged(_)) => {
+                    self.execute(Command::Reload, terminal);
+                    changed = true;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
+        }
+        if changed {
+            self.load_missing_detail();
+        }
+        changed
+    }
+
+    fn load_missing_detail(&mut self) {
+        let wanted = self.state.selected_id();
+        if wanted.is_some() && self.state.detail.as_ref().and_then(|d| d.id) != wanted {
+            if let Some(id) = wanted {
+                if let Ok(Some(exchange)) = self.reader.get(id) {
+                    self.state.set_detail(Arc::new(exchange));
+                }
+            }
+        }
+    }
+
+    /// Exchanges recorded by another process on the same store (e.g. `vobiz-tunnel replay`).
+    fn poll_store(&mut self) -> bool {
+        let after = self.state.newest_id().unwrap_or(0);
+        match self.reader.page_after(&self.state.filter, after, PAGE) {
+            Ok(rows) => {
+                let finished: Vec<_> = rows
+                    .into_iter()
+                    .take_while(|r| r.outcome != crate::exchange::Outcome::Pending)
+                    .collect();
+                let changed = !finished.is_empty();
+                self.state.merge_polled(finished);
+                if changed {
+                    self.load_missing_detail();
+                }
+                changed
+            }
+            Err(e) => {
+                self.state.last_error = Some(format!("reading the store: {e}"));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str, error: impl std::fmt::Display) {
+        self.state.message = Some(format!("{what}: {error}"));
+    }
+
+    fn execute(&mut self, command: Command, terminal: &mut TerminalGuard) {
+        match command {
+            Command::Reload => {
+                let filter = self.state.filter.clone();
+                match (self.reader.page(&filter, None, PAGE), self.reader.count()) {
+                    (Ok(rows), Ok(total)) => {
+                        if let Some(next) = self.state.load_page(rows, total) {
+                            self.execute(next, terminal);
+                        }
+                    }
+                    (Err(e), _) | (_, Err(e)) => self.fail("loading exchanges", e),
+                }
+            }
+            Command::LoadOlder { before } => {
+                match self
+                    .reader
+                    .page(&self.state.filter.clone(), Some(before), PAGE)
+                {
+                    Ok(rows) => self.state.load_older(rows),
+                    Err(e) => self.fail("loading older exchanges", e),
+                }
+            }
+            Command::LoadDetail(id) => match self.reader.get(id) {
+                Ok(Some(exchange)) => self.state.set_detail(Arc::new(exchange)),
+                Ok(None) => self.fail("loading", format!("#{id} is not in the store")),
+                Err(e) => self.fail("loading the exchange", e),
+            },
+            Command::LoadDiff { marked, selected } => {
+                match (self.reader.get(marked), self.reader.get(selected)) {
+                    (Ok(Some(a)), Ok(Some(b))) => {
+                        self.state.detail_scroll = 0;
+                        self.state.diff = Some((Arc::new(a), Arc::new(b)));
+                    }
+                    _ => self.fail("diff", "an exchange could not be read"),
+                }
+            }
+            Command::LoadCalls => match self.reader.calls(500) {
+                Ok(calls) => self.state.set_calls(calls),
+                Err(e) => self.fail("loading calls", e),
+            },
+            Command::LoadCall(uuid) => match self.reader.call(&uuid) {
+                Ok(rows) => self.state.set_call_timeline(rows),
+                Err(e) => self.fail("loading the call", e),
+            },
+            Command::Replay { id, resign, target } => {
+                let target = match target.as_deref().map(BaseUrl::parse).transpose() {
+                    Ok(target) => target,
+                    Err(e) => return self.fail("replay target", e),
+                };
+                let plan = ReplayPlan {
+                    resign,
+                    target,
+                    edited: None,
+                };
+                self.spawn_replay(id, plan);
+            }
+            Command::Edit { id, resign } => self.edit_and_replay(id, resign, terminal),
+            Command::CopyCurl(id) => match self.reader.get(id) {
+                Ok(Some(exchange)) => {
+                    let command =
+                        crate::export::curl_command(&exchange, &exchange.request.public_url);
+                    let copied = terminal.copy_to_clipboard(&command);
+                    self.state.message = Some(match copied {
+                        Ok(()) => format!("copied (OSC 52): {command}"),
+                        Err(_) => command,
+                    });
+                }
+                _ => self.fail("copy as curl", format!("#{id} could not be read")),
+            },
+            Command::Export { path } => {
+                let result = self
+                    .reader
+                    .ids_matching(&self.state.filter)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|ids| {
+                        let file = std::fs::File::create(&path)?;
+                        crate::export::export(
+                            &self.reader,
+                            &ids,
+                            crate::export::Format::Har,
+                            std::io::BufWriter::new(file),
+                        )
+                    });
+                match result {
+                    Ok((count, _)) => {
+                        self.state.message = Some(format!("exported {count} exchanges to {path}"))
+                    }
+                    Err(e) => self.fail("export", format!("{e:#}")),
+                }
+            }
+        }
+    }
+
+    fn spawn_replay(&mut self, id: i64, plan: ReplayPlan) {
+        let original = match self.reader.get(id) {
+            Ok(Some(original)) => original,
+            _ => return self.fail("replay", format!("#{id} could not be read")),
+        };
+        let replayer = self.ctx.replayer.clone();
+        let reply_to = self.reply_to.clone();
+        self.ctx.runtime.spawn(async move {
+            let message = match replayer.replay(&original, &plan).await {
+                Ok(replay) => format!(
+                    "replayed #{id} ({}) as #{}: {}",
+                    plan.describe(),
+                    replay.id.map_or("?".into(), |n| n.to_string()),
+                    replay
+                        .status()
+                        .map_or_else(|| replay.outcome.as_str().to_string(), |s| s.to_string())
+                ),
+                Err(e) => format!("replay of #{id} failed: {e}"),
+            };
+            let _ = reply_to.send(Reply::Message(message));
+        });
+    }
+
+    /// Opens the raw request in `$VISUAL`/`$EDITOR` (vi by default), then replays what was saved.
+    fn edit_and_replay(&mut self, id: i64, resign: bool, terminal: &mut TerminalGuard) {
+        let original = match self.reader.get(id) {
+            Ok(Some(original)) => original,
+            _ => return self.fail("edit", format!("#{id} could not be read")),
+        };
+        let edited = terminal.suspended(|| -> anyhow::Result<Vec<u8>> {
+            let file = tempfile::Builder::new()
+                .prefix("vobiz-tunnel-request-")
+                .suffix(".http")
+                .tempfile()?;
+            std::fs::write(file.path(), to_raw(&original.request))?;
+            let editor = std::env::var("VISUAL")
+                .or_else(|_| std::env::var("EDITOR"))
+                .unwrap_or_else(|_| "vi".into());
+            let mut words = editor.split_whitespace();
+            let program = words.next().unwrap_or("vi");
+            let status = std::process::Command::new(program)
+                .args(words)
+                .arg(file.path())
+                .status()?;
+            anyhow::ensure!(status.success(), "{editor} exited with {status}");
+            Ok(std::fs::read(file.path())?)
+        });
+        match edited
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|raw| parse_raw(&raw).map_err(|e| e.to_string()))
+        {
+            Ok(request) => self.spawn_replay(
+                id,
+                ReplayPlan {
+                    resign,
+                    target: None,
+                    edited: Some(request),
+                },
+            ),
+            Err(e) => self.fail("edit", e),
+        }
+    }
+}

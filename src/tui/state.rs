@@ -1,0 +1,555 @@
+//! The inspector's state and its rules. [`AppState`] does no I/O: it applies pipeline events
+//! and user [`Action`]s, and answers with [`Command`]s for the loop to carry out (store reads,
+//! replays, the editor, the clipboard). That keeps every behaviour unit-testable.
+
+use std::sync::Arc;
+
+use time::UtcOffset;
+
+use super::action::{Action, InputMode};
+use super::health::Health;
+use crate::exchange::{Exchange, ExchangeId};
+use crate::filter::Filter;
+use crate::pipeline::ExchangeEvent;
+use crate::store::{CallSummary, ExchangeSummary};
+
+/// Rows loaded per page from the store.
+pub const PAGE: usize = 500;
+/// Rows kept in memory; older ones are dropped and reloaded on demand.
+pub const MAX_ROWS: usize = 20_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Exchanges,
+    Calls,
+    Health,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    List,
+    Detail,
+}
+
+/// Detail tabs, in order.
+pub const TABS: [&str; 4] = ["Request", "Response", "Signature", "Timing"];
+
+/// What a text line at the bottom is reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    Filter,
+    ReplayTarget,
+    ExportPath,
+}
+
+/// Work for the loop. Replays carry the id, never the row: the loop reads the stored record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    LoadDetail(ExchangeId),
+    LoadOlder {
+        before: ExchangeId,
+    },
+    /// The filter changed: load the newest page that matches.
+    Reload,
+    Replay {
+        id: ExchangeId,
+        resign: bool,
+        target: Option<String>,
+    },
+    Edit {
+        id: ExchangeId,
+        resign: bool,
+    },
+    CopyCurl(ExchangeId),
+    Export {
+        path: String,
+    },
+    LoadDiff {
+        marked: ExchangeId,
+        selected: ExchangeId,
+    },
+    LoadCalls,
+    LoadCall(String),
+}
+
+/// Facts for the status bar, fixed at start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatusInfo {
+    pub listen_url: String,
+    pub forward: String,
+    pub store_path: String,
+    pub auth_tokens: usize,
+    pub main_auth_tokens: usize,
+}
+
+/// Everything the screen shows.
+pub struct AppState {
+    pub offset: UtcOffset,
+    pub status: StatusInfo,
+    /// Loaded rows matching the filter, ascending id.
+    pub rows: Vec<ExchangeSummary>,
+    pub selected: usize,
+    /// Rows older than `rows[0]` exist in the store.
+    pub has_older: bool,
+    pub follow: bool,
+    pub paused: bool,
+    /// Arrivals held while paused.
+    pub held: Vec<ExchangeSummary>,
+    /// Arrivals since the user scrolled away from the newest.
+    pub unseen: usize,
+    pub view: View,
+    pub focus: Focus,
+    pub tab: usize,
+    pub raw: bool,
+    pub detail: Option<Arc<Exchange>>,
+    pub detail_scroll: u16,
+    pub filter: Filter,
+    pub input: Option<(Prompt, String)>,
+    pub marked: Option<ExchangeId>,
+    pub diff: Option<(Arc<Exchange>, Arc<Exchange>)>,
+    pub help: bool,
+    pub message: Option<String>,
+    pub last_error: Option<String>,
+    /// Exchanges in the store (counted at start, then arrivals).
+    pub total: u64,
+    pub health: Health,
+    pub calls: Vec<CallSummary>,
+    pub call_selected: usize,
+    pub call_timeline: Vec<ExchangeSummary>,
+    /// Rows the list shows at once (set by the loop from the layout).
+    pub list_height: usize,
+    pub quit: bool,
+}
+
+impl AppState {
+    pub fn new(status: StatusInfo, offset: UtcOffset) -> AppState {
+        AppState {
+            offset,
+            status,
+            rows: Vec::new(),
+            selected: 0,
+            has_older: false,
+            follow: true,
+            paused: false,
+            held: Vec::new(),
+            unseen: 0,
+            view: View::Exchanges,
+            focus: Focus::List,
+            tab: 0,
+            raw: false,
+            detail: None,
+            detail_scroll: 0,
+            filter: Filter::default(),
+            input: None,
+            marked: None,
+            diff: None,
+            help: false,
+            message: None,
+            last_error: None,
+            total: 0,
+            health: Health::default(),
+            calls: Vec::new(),
+            call_selected: 0,
+            call_timeline: Vec::new(),
+            list_height: 20,
+            quit: false,
+        }
+    }
+
+    pub fn input_mode(&self) -> InputMode {
+        if self.input.is_some() {
+            InputMode::Text
+        } else {
+            InputMode::Navigate
+        }
+    }
+
+    pub fn selected_row(&self) -> Option<&ExchangeSummary> {
+        self.rows.get(self.selected)
+    }
+
+    pub fn selected_id(&self) -> Option<ExchangeId> {
+        self.selected_row().and_then(|r| r.id)
+    }
+
+    /// The newest page after start-up or a filter change. `total` counts the whole store.
+    pub fn load_page(&mut self, rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
+        self.has_older = rows.len() >= PAGE;
+        self.rows = rows;
+        self.total = self.total.max(total);
+        self.unseen = 0;
+        self.selected = self.rows.len().saturating_sub(1);
+        if self.filter.is_empty() {
+            self.health = Health::default();
+            for row in &self.rows {
+                self.health.add(row);
+            }
+        }
+        self.detail_for_selection()
+    }
+
+    /// Older rows, prepended when the user scrolled to the top of what is loaded.
+    pub fn load_older(&mut self, older: Vec<ExchangeSummary>) {
+        self.has_older = older.len() >= PAGE;
+        let first_id = self.rows.first().and_then(|r| r.id).unwrap_or(i64::MAX);
+        let older: Vec<_> = older
+            .into_iter()
+            .filter(|r| r.id.is_some_and(|id| id < first_id))
+            .collect();
+        self.selected += older.len();
+        self.rows.splice(0..0, older);
+    }
+
+    /// Rows another process (a `replay` run) wrote, found by polling the store.
+    pub fn merge_polled(&mut self, rows: Vec<ExchangeSummary>) {
+        for row in rows {
+            self.total += 1;
+            self.health.add(&row);
+            self.arrive(row);
+        }
+    }
+
+    /// The newest id shown or held (polling asks for rows after it).
+    pub fn newest_id(&self) -> Option<ExchangeId> {
+        self.held
+            .last()
+            .and_then(|r| r.id)
+            .max(self.rows.last().and_then(|r| r.id))
+    }
+
+    pub fn set_detail(&mut self, exchange: Arc<Exchange>) {
+        if exchange.id == self.selected_id() {
+            self.detail = Some(exchange);
+        }
+    }
+
+    /// A pipeline event. Returns a command when the shown detail must be reloaded.
+    pub fn apply(&mut self, event: ExchangeEvent) {
+        match event {
+            ExchangeEvent::Finished(exchange) => {
+                let summary = ExchangeSummary::of(&exchange);
+                self.total += 1;
+                self.health.add(&summary);
+                if !self.filter.matches(&exchange) {
+                    return;
+                }
+                let newest = self.arrive(summary);
+                if newest && self.selected_id() == exchange.id {
+                    self.detail = Some(exchange);
+                    self.detail_scroll = 0;
+                }
+            }
+            ExchangeEvent::StoreError(message) => self.last_error = Some(message),
+            ExchangeEvent::ConnectionFailed {
+                client_addr,
+                reason,
+            } => {
+                let from = client_addr.map_or("?".into(), |a| a.to_string());
+                self.last_error = Some(format!("connection from {from}: {reason}"));
+            }
+        }
+    }
+
+    /// Adds an arrival; returns whether it became the selection.
+    fn arrive(&mut self, summary: ExchangeSummary) -> bool {
+        if self.paused {
+            self.held.push(summary);
+            return false;
+        }
+        let id = summary.id;
+        if let Some(existing) = self
+            .rows
+            .iter_mut()
+            .rev()
+            .take(64)
+            .find(|r| r.id == id && id.is_some())
+        {
+            *existing = summary;
+            return false;
+        }
+        let position = match self.rows.last().and_then(|r| r.id) {
+            Some(last) if id.is_some_and(|id| id < last) => self
+                .rows
+                .partition_point(|r| r.id.unwrap_or(i64::MIN) < id.unwrap_or(i64::MIN)),
+            _ => self.rows.len(),
+        };
+        self.rows.insert(position, summary);
+        if position <= self.selected && !self.follow && self.rows.len() > 1 {
+            self.selected += 1;
+        }
+        if self.rows.len() > MAX_ROWS {
+            let excess = self.rows.len() - MAX_ROWS;
+            self.rows.drain(..excess);
+            self.selected = self.selected.saturating_sub(excess);
+            self.has_older = true;
+        }
+        if self.follow {
+            self.selected = self.rows.len() - 1;
+            true
+        } else {
+            self.unseen += 1;
+            false
+        }
+    }
+
+    fn detail_for_selection(&mut self) -> Option<Command> {
+        let id = self.selected_id()?;
+        if self.detail.as_ref().and_then(|d| d.id) == Some(id) {
+            return None;
+        }
+        self.detail_scroll = 0;
+        Some(Command::LoadDetail(id))
+    }
+
+    fn select(&mut self, index: usize) -> Vec<Command> {
+        if self.rows.is_empty() {
+            return Vec::new();
+        }
+        self.selected = index.min(self.rows.len() - 1);
+        let at_end = self.selected + 1 == self.rows.len();
+        self.follow = at_end;
+        if at_end {
+            self.unseen = 0;
+        }
+        let mut commands: Vec<Command> = self.detail_for_selection().into_iter().collect();
+        if self.selected == 0 && self.has_older {
+            if let Some(before) = self.rows.first().and_then(|r| r.id) {
+                commands.push(Command::LoadOlder { before });
+            }
+        }
+        commands
+    }
+
+    fn move_by(&mut self, delta: isize) -> Vec<Command> {
+        if self.diff.is_some() {
+            self.detail_scroll =
+                (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
+            return Vec::new();
+        }
+        match (self.view, self.focus) {
+            (View::Calls, _) if self.focus == Focus::List => {
+                let last = self.calls.len().saturating_sub(1) as isize;
+                self.call_selected = (self.call_selected as isize + delta).clamp(0, last) as usize;
+                Vec::new()
+            }
+            (_, Focus::Detail) => {
+                self.detail_scroll =
+                    (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
+                Vec::new()
+            }
+            _ => {
+                let index = (self.selected as isize + delta).max(0) as usize;
+                self.select(index)
+            }
+        }
+    }
+
+    /// A user action. Returns the work the loop must do.
+    pub fn update(&mut self, action: Action) -> Vec<Command> {
+        if self.input.is_some() {
+            return self.update_input(action);
+        }
+        if action != Action::Resize {
+            self.message = None;
+        }
+        let page = self.list_height.max(1) as isize;
+        match action {
+            Action::Up => return self.move_by(-1),
+            Action::Down => return self.move_by(1),
+            Action::PageUp => return self.move_by(-page),
+            Action::PageDown => return self.move_by(page),
+            Action::First => return self.select(0),
+            Action::Last => {
+                self.follow = true;
+                self.unseen = 0;
+                return self.select(usize::MAX);
+            }
+            Action::Enter => match self.view {
+                View::Calls => {
+                    if let Some(call) = self.calls.get(self.call_selected) {
+                        return vec![Command::LoadCall(call.call_uuid.clone())];
+                    }
+                }
+                _ => self.focus = Focus::Detail,
+            },
+            Action::Back => {
+                if self.help {
+                    self.help = false;
+                } else if self.diff.is_some() {
+                    self.diff = None;
+                } else if self.focus == Focus::Detail {
+                    self.focus = Focus::List;
+                } else if self.view != View::Exchanges {
+                    self.view = View::Exchanges;
+                } else if !self.filter.is_empty() {
+                    self.filter = Filter::default();
+                    return vec![Command::Reload];
+                }
+            }
+            Action::NextTab => {
+                self.tab = (self.tab + 1) % TABS.len();
+                self.detail_scroll = 0;
+            }
+            Action::PrevTab => {
+                self.tab = (self.tab + TABS.len() - 1) % TABS.len();
+                self.detail_scroll = 0;
+            }
+            Action::Tab(index) => {
+                self.tab = index.min(TABS.len() - 1);
+                self.detail_scroll = 0;
+            }
+            Action::StartFilter => {
+                self.input = Some((Prompt::Filter, self.filter.text().to_string()));
+            }
+            Action::ReplayAsIs | Action::ReplayResigned => {
+                if let Some(id) = self.selected_id() {
+                    let resign = action == Action::ReplayResigned;
+                    self.message = Some(format!(
+                        "replaying #{id} {}…",
+                        if resign { "re-signed" } else { "as-is" }
+                    ));
+                    return vec![Command::Replay {
+                        id,
+                        resign,
+                        target: None,
+                    }];
+                }
+            }
+            Action::EditReplay | Action::EditReplayResigned => {
+                if let Some(id) = self.selected_id() {
+                    let resign = action == Action::EditReplayResigned;
+                    return vec![Command::Edit { id, resign }];
+                }
+            }
+            Action::ReplayTo => {
+                if self.selected_id().is_some() {
+                    self.input = Some((Prompt::ReplayTarget, self.status.forward.clone()));
+                }
+            }
+            Action::Mark => {
+                if let Some(id) = self.selected_id() {
+                    self.marked = if self.marked == Some(id) {
+                        None
+                    } else {
+                        Some(id)
+                    };
+                    self.message = Some(match self.marked {
+                        Some(id) => format!("marked #{id}: select another and press d to diff"),
+                        None => "mark cleared".into(),
+                    });
+                }
+            }
+            Action::Diff => match (self.marked, self.selected_id()) {
+                (Some(marked), Some(selected)) if marked != selected => {
+                    return vec![Command::LoadDiff { marked, selected }];
+                }
+                _ => {
+                    self.message = Some("mark an exchange with m, select another, then d".into());
+                }
+            },
+            Action::CopyCurl => {
+                if let Some(id) = self.selected_id() {
+                    return vec![Command::CopyCurl(id)];
+                }
+            }
+            Action::Export => {
+                self.input = Some((Prompt::ExportPath, "vobiz-tunnel-export.har".into()));
+            }
+            Action::ToggleFollow => {
+                self.follow = !self.follow;
+                if self.follow {
+                    self.unseen = 0;
+                    return self.select(usize::MAX);
+                }
+            }
+            Action::TogglePause => {
+                self.paused = !self.paused;
+                if !self.paused {
+                    for row in std::mem::take(&mut self.held) {
+                        self.arrive(row);
+                    }
+                    if self.follow {
+                        return self.detail_for_selection().into_iter().collect();
+                    }
+                }
+            }
+            Action::ToggleRaw => self.raw = !self.raw,
+            Action::NextView => {
+                self.view = match self.view {
+                    View::Exchanges => View::Calls,
+                    View::Calls => View::Health,
+                    View::Health => View::Exchanges,
+                };
+                self.focus = Focus::List;
+                if self.view == View::Calls {
+                    return vec![Command::LoadCalls];
+                }
+            }
+            Action::Help => self.help = !self.help,
+            Action::Quit => self.quit = true,
+            Action::Input(_) | Action::InputBackspace | Action::Submit | Action::Resize => {}
+        }
+        Vec::new()
+    }
+
+    fn update_input(&mut self, action: Action) -> Vec<Command> {
+        let Some((prompt, text)) = self.input.as_mut() else {
+            return Vec::new();
+        };
+        match action {
+            Action::Input(c) => text.push(c),
+            Action::InputBackspace => {
+                text.pop();
+            }
+            Action::Back => self.input = None,
+            Action::Quit => self.quit = true,
+            Action::Submit => {
+                let (prompt, text) = (*prompt, text.trim().to_string());
+                match prompt {
+                    Prompt::Filter => match Filter::parse(&text) {
+                        Ok(filter) => {
+                            self.input = None;
+                            self.filter = filter;
+                            self.message = None;
+                            return vec![Command::Reload];
+                        }
+                        Err(e) => self.message = Some(format!("filter: {e}")),
+                    },
+                    Prompt::ReplayTarget => {
+                        self.input = None;
+                        if let Some(id) = self.selected_id() {
+                            self.message = Some(format!("replaying #{id} to {text}…"));
+                            return vec![Command::Replay {
+                                id,
+                                resign: false,
+                                target: Some(text),
+                            }];
+                        }
+                    }
+                    Prompt::ExportPath => {
+                        self.input = None;
+                        if !text.is_empty() {
+                            return vec![Command::Export { path: text }];
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub fn set_calls(&mut self, calls: Vec<CallSummary>) {
+        self.calls = calls;
+        self.call_selected = self.call_selected.min(self.calls.len().saturating_sub(1));
+    }
+
+    pub fn set_call_timeline(&mut self, rows: Vec<ExchangeSummary>) {
+        self.call_timeline = rows;
+        self.focus = Focus::Detail;
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,321 @@
+//! Unit tests of the inspector's rules: following, paging, pausing, filtering, replay keys,
+//! marking and diffing, views, prompts.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::exchange::{Exchange, Flag, Outcome, RequestRecord};
+use crate::signature::VerdictStatus;
+
+pub(crate) fn summary(id: i64, event: &str) -> ExchangeSummary {
+    ExchangeSummary {
+        id: Some(id),
+        received_at_us: 1_700_000_000_000_000 + id * 1000,
+        method: "POST".into(),
+        path: "/cb".into(),
+        target: "/cb".into(),
+        status: Some(200),
+        duration_ms: Some(1.5),
+        signature: VerdictStatus::Valid,
+        signature_scheme: None,
+        event: Some(event.into()),
+        call_uuid: Some("c1".into()),
+        outcome: Outcome::Forwarded,
+        flags: Vec::new(),
+        replay_of: None,
+        error: None,
+    }
+}
+
+fn exchange(id: i64, event: &str) -> Arc<Exchange> {
+    let request = RequestRecord {
+        method: "POST".into(),
+        target: "/cb".into(),
+        headers: crate::exchange::Headers(vec![(
+            "content-type".into(),
+            b"application/x-www-form-urlencoded".to_vec(),
+        )]),
+        body: bytes::Bytes::from(format!("Event={event}&CallUUID=c1")),
+        ..RequestRecord::default()
+    };
+    let verdict = crate::signature::verify(
+        &crate::signature::CallbackRequest {
+            method: "POST",
+            url: "https://h/cb",
+            headers: &[],
+            body: b"",
+            extra_ports: &[],
+        },
+        &Default::default(),
+    );
+    let mut exchange = Exchange::received(request, verdict, 0);
+    exchange.id = Some(id);
+    exchange.outcome = Outcome::Forwarded;
+    Arc::new(exchange)
+}
+
+fn state_with(rows: usize) -> AppState {
+    let mut state = AppState::new(StatusInfo::default(), UtcOffset::UTC);
+    let rows = (1..=rows as i64).map(|id| summary(id, "Hangup")).collect();
+    state.load_page(rows, 0);
+    state.list_height = 10;
+    state
+}
+
+#[test]
+fn the_newest_is_selected_and_followed() {
+    let mut state = state_with(3);
+    assert_eq!(state.selected_id(), Some(3));
+    state.apply(ExchangeEvent::Finished(exchange(4, "Hangup")));
+    assert_eq!(state.selected_id(), Some(4));
+    assert_eq!(
+        state.detail.as_ref().and_then(|d| d.id),
+        Some(4),
+        "the event carries the detail"
+    );
+    assert_eq!(state.unseen, 0);
+}
+
+#[test]
+fn scrolling_away_stops_following_and_counts_new_arrivals() {
+    let mut state = state_with(3);
+    let commands = state.update(Action::Up);
+    assert_eq!(commands, vec![Command::LoadDetail(2)]);
+    assert!(!state.follow);
+    state.apply(ExchangeEvent::Finished(exchange(4, "Hangup")));
+    state.apply(ExchangeEvent::Finished(exchange(5, "Hangup")));
+    assert_eq!(state.selected_id(), Some(2), "the selection stays put");
+    assert_eq!(state.unseen, 2);
+    state.update(Action::Last);
+    assert!(state.follow);
+    assert_eq!(state.selected_id(), Some(5));
+    assert_eq!(state.unseen, 0);
+}
+
+#[test]
+fn paging_and_first_last_stay_in_bounds_and_ask_for_older_rows() {
+    let mut state = state_with(PAGE);
+    assert!(state.has_older);
+    state.update(Action::PageUp);
+    assert_eq!(state.selected, PAGE - 1 - 10);
+    let commands = state.update(Action::First);
+    assert!(commands.contains(&Command::LoadOlder { before: 1 }));
+    state.update(Action::Up);
+    assert_eq!(state.selected, 0);
+    state.load_older(vec![
+        summary(-2, "Ring"),
+        summary(-1, "Ring"),
+        summary(0, "Ring"),
+    ]);
+    assert_eq!(state.rows.len(), PAGE + 3);
+    assert_eq!(state.selected_id(), Some(1), "the same row stays selected");
+    assert!(!state.has_older);
+}
+
+#[test]
+fn pause_holds_arrivals_until_resumed() {
+    let mut state = state_with(2);
+    state.update(Action::TogglePause);
+    state.apply(ExchangeEvent::Finished(exchange(3, "Hangup")));
+    assert_eq!(state.rows.len(), 2);
+    assert_eq!(state.held.len(), 1);
+    assert_eq!(state.total, 1, "counted although held");
+    state.update(Action::TogglePause);
+    assert_eq!(state.rows.len(), 3);
+    assert_eq!(state.selected_id(), Some(3));
+}
+
+#[test]
+fn a_filter_is_typed_applied_and_cleared() {
+    let mut state = state_with(2);
+    assert!(state.update(Action::StartFilter).is_empty());
+    assert_eq!(state.input_mode(), InputMode::Text);
+    for c in "event:Ring".chars() {
+        state.update(Action::Input(c));
+    }
+    assert_eq!(state.update(Action::Submit), vec![Command::Reload]);
+    assert_eq!(state.filter.text(), "event:Ring");
+    assert_eq!(state.input_mode(), InputMode::Navigate);
+    // Live arrivals are filtered too.
+    state.load_page(Vec::new(), 2);
+    state.apply(ExchangeEvent::Finished(exchange(3, "Hangup")));
+    assert!(state.rows.is_empty());
+    state.apply(ExchangeEvent::Finished(exchange(4, "Ring")));
+    assert_eq!(state.selected_id(), Some(4));
+    assert_eq!(state.update(Action::Back), vec![Command::Reload]);
+    assert!(state.filter.is_empty());
+}
+
+#[test]
+fn a_bad_filter_keeps_the_prompt_open_with_the_error() {
+    let mut state = state_with(1);
+    state.update(Action::StartFilter);
+    for c in "nosuchfield:x".chars() {
+        state.update(Action::Input(c));
+    }
+    assert!(state.update(Action::Submit).is_empty());
+    assert!(state.input.is_some());
+    assert!(state
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("filter:"));
+    state.update(Action::Back);
+    assert!(state.input.is_none());
+}
+
+#[test]
+fn replay_keys_ask_for_the_selected_exchange() {
+    let mut state = state_with(3);
+    assert_eq!(
+        state.update(Action::ReplayAsIs),
+        vec![Command::Replay {
+            id: 3,
+            resign: false,
+            target: None
+        }]
+    );
+    assert_eq!(
+        state.update(Action::ReplayResigned),
+        vec![Command::Replay {
+            id: 3,
+            resign: true,
+            target: None
+        }]
+    );
+    assert_eq!(
+        state.update(Action::EditReplay),
+        vec![Command::Edit {
+            id: 3,
+            resign: false
+        }]
+    );
+    assert!(state.update(Action::ReplayTo).is_empty());
+    let (prompt, _) = state.input.clone().unwrap();
+    assert_eq!(prompt, Prompt::ReplayTarget);
+    state.input.as_mut().unwrap().1 = "http://localhost:4000".into();
+    assert_eq!(
+        state.update(Action::Submit),
+        vec![Command::Replay {
+            id: 3,
+            resign: false,
+            target: Some("http://localhost:4000".into())
+        }]
+    );
+}
+
+#[test]
+fn nothing_to_replay_in_an_empty_list() {
+    let mut state = state_with(0);
+    assert!(state.update(Action::ReplayAsIs).is_empty());
+    assert!(state.update(Action::Down).is_empty());
+    assert!(state.update(Action::CopyCurl).is_empty());
+}
+
+#[test]
+fn mark_then_diff() {
+    let mut state = state_with(3);
+    assert!(state.update(Action::Diff).is_empty(), "nothing marked yet");
+    assert!(state.message.is_some());
+    state.update(Action::Mark);
+    assert_eq!(state.marked, Some(3));
+    state.update(Action::Up);
+    assert_eq!(
+        state.update(Action::Diff),
+        vec![Command::LoadDiff {
+            marked: 3,
+            selected: 2
+        }]
+    );
+    state.diff = Some((exchange(3, "a"), exchange(2, "b")));
+    state.update(Action::Down);
+    assert_eq!(
+        state.selected_id(),
+        Some(2),
+        "keys scroll the diff, not the list"
+    );
+    state.update(Action::Back);
+    assert!(state.diff.is_none());
+}
+
+#[test]
+fn views_tabs_help_and_quit() {
+    let mut state = state_with(1);
+    assert_eq!(state.update(Action::NextView), vec![Command::LoadCalls]);
+    assert_eq!(state.view, View::Calls);
+    state.set_calls(vec![CallSummary {
+        call_uuid: "c1".into(),
+        first_at_us: 0,
+        last_at_us: 0,
+        exchanges: 1,
+        events: vec!["Hangup".into()],
+        failures: 0,
+    }]);
+    assert_eq!(
+        state.update(Action::Enter),
+        vec![Command::LoadCall("c1".into())]
+    );
+    state.update(Action::NextView);
+    assert_eq!(state.view, View::Health);
+    state.update(Action::Back);
+    assert_eq!(state.view, View::Exchanges);
+    state.update(Action::NextTab);
+    state.update(Action::NextTab);
+    assert_eq!(state.tab, 2);
+    state.update(Action::PrevTab);
+    state.update(Action::PrevTab);
+    state.update(Action::PrevTab);
+    assert_eq!(state.tab, 3);
+    state.update(Action::Tab(0));
+    assert_eq!(state.tab, 0);
+    state.update(Action::Help);
+    assert!(state.help);
+    state.update(Action::Back);
+    assert!(!state.help);
+    state.update(Action::Quit);
+    assert!(state.quit);
+}
+
+#[test]
+fn rows_beyond_the_cap_are_dropped_from_memory() {
+    let mut state = state_with(0);
+    for id in 1..=(MAX_ROWS as i64 + 10) {
+        let mut exchange = (*exchange(id, "Hangup")).clone();
+        exchange.add_flag(Flag::Slow);
+        state.apply(ExchangeEvent::Finished(Arc::new(exchange)));
+    }
+    assert_eq!(state.rows.len(), MAX_ROWS);
+    assert!(state.has_older);
+    assert_eq!(state.selected_id(), Some(MAX_ROWS as i64 + 10));
+    assert_eq!(state.total, MAX_ROWS as u64 + 10);
+}
+
+#[test]
+fn rows_from_another_process_are_merged_once() {
+    let mut state = state_with(2);
+    state.merge_polled(vec![summary(3, "Hangup")]);
+    assert_eq!(state.rows.len(), 3);
+    state.merge_polled(vec![summary(3, "Hangup")]);
+    assert_eq!(
+        state.rows.len(),
+        3,
+        "an id already shown is replaced, not added"
+    );
+    assert_eq!(state.newest_id(), Some(3));
+}
+
+#[test]
+fn store_and_connection_errors_show_in_the_status_line() {
+    let mut state = state_with(0);
+    state.apply(ExchangeEvent::StoreError("disk full".into()));
+    assert_eq!(state.last_error.as_deref(), Some("disk full"));
+    state.apply(ExchangeEvent::ConnectionFailed {
+        client_addr: None,
+        reason: "TLS handshake failed".into(),
+    });
+    assert!(state
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("TLS handshake failed"));
+}

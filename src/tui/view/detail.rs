@@ -1,0 +1,198 @@
+//! The detail pane of the selected exchange: Request, Response, Signature and Timing tabs.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Tabs, Wrap};
+use ratatui::Frame;
+
+use super::body::{body_lines, form_lines};
+use super::theme;
+use crate::exchange::{Exchange, Headers};
+use crate::output::date_time;
+use crate::report::verdict_text;
+use crate::tui::state::{AppState, Focus, TABS};
+
+fn header_lines(headers: &Headers) -> Vec<Line<'static>> {
+    headers
+        .0
+        .iter()
+        .map(|(name, value)| {
+            Line::from(vec![
+                Span::styled(format!("{name}: "), Style::new().fg(Color::Cyan)),
+                Span::raw(String::from_utf8_lossy(value).into_owned()),
+            ])
+        })
+        .collect()
+}
+
+fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
+    let request = &exchange.request;
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{} ", request.method),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(request.public_url.clone()),
+        Span::styled(
+            format!("  {}", request.http_version),
+            Style::new().fg(Color::DarkGray),
+        ),
+    ])];
+    if let Some(original) = exchange.replay_of {
+        lines.push(Line::styled(
+            format!("replay of #{original}"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    if let Some(earlier) = exchange.nonce_reused_of {
+        lines.push(Line::styled(
+            format!("nonce already seen in #{earlier}: a replayed request"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    if let Some(error) = &exchange.error {
+        lines.push(Line::styled(error.clone(), Style::new().fg(Color::Red)));
+    }
+    lines.push(theme::heading("Headers"));
+    lines.extend(header_lines(&request.headers));
+    let fields = request.form_fields();
+    if !fields.is_empty() && !raw {
+        lines.push(theme::heading("Form fields"));
+        lines.extend(form_lines(&fields));
+    }
+    let truncated = if request.body_truncated {
+        ", truncated"
+    } else {
+        ""
+    };
+    lines.push(theme::heading(&format!(
+        "Body ({} bytes{truncated}; b: raw)",
+        request.body.len()
+    )));
+    lines.extend(body_lines(&request.headers, &request.body, raw));
+    lines
+}
+
+fn response_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
+    let Some(response) = &exchange.response else {
+        return vec![Line::raw(format!(
+            "No response yet ({}).",
+            exchange.outcome.as_str()
+        ))];
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{}", response.status),
+            theme::status_style(Some(response.status)),
+        ),
+        Span::raw(format!("  {}", exchange.outcome.as_str())),
+    ])];
+    lines.push(theme::heading("Headers"));
+    lines.extend(header_lines(&response.headers));
+    lines.push(theme::heading(&format!(
+        "Body ({} bytes)",
+        response.body.len()
+    )));
+    lines.extend(body_lines(&response.headers, &response.body, raw));
+    lines
+}
+
+fn signature_lines(exchange: &Exchange) -> Vec<Line<'static>> {
+    let text = verdict_text(&exchange.verdict);
+    let mut lines = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if index == 0 {
+            let mark = theme::verdict_mark(exchange.verdict.status, false);
+            lines.push(Line::from(vec![
+                mark,
+                Span::raw(format!("  {}", exchange.verdict.summary())),
+            ]));
+        } else {
+            lines.push(Line::raw(line.to_string()));
+        }
+    }
+    lines
+}
+
+fn timing_lines(exchange: &Exchange, state: &AppState) -> Vec<Line<'static>> {
+    let timings = &exchange.timings;
+    let since = |at: Option<i64>| {
+        at.map_or("-".into(), |t| {
+            format!("+{:.3} ms", (t - timings.received_us) as f64 / 1000.0)
+        })
+    };
+    let request = &exchange.request;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    [
+        ("received", date_time(timings.received_us, state.offset)),
+        ("forwarded", since(timings.forwarded_us)),
+        ("first byte", since(timings.first_byte_us)),
+        ("done", since(timings.done_us)),
+        ("client", or_dash(&request.client_addr)),
+        ("HTTP", request.http_version.clone()),
+        ("TLS", or_dash(&request.tls.version)),
+        ("ALPN", or_dash(&request.tls.alpn)),
+        ("SNI", or_dash(&request.tls.sni)),
+    ]
+    .into_iter()
+    .map(|(name, value)| {
+        Line::from(vec![
+            Span::styled(format!("{name:<11}"), Style::new().fg(Color::Cyan)),
+            Span::raw(value),
+        ])
+    })
+    .collect()
+}
+
+pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
+    let focused = state.focus == Focus::Detail;
+    let block = Block::bordered()
+        .title(match state.selected_row().and_then(|r| r.id) {
+            Some(id) => format!(" #{id} "),
+            None => " Detail ".into(),
+        })
+        .border_style(theme::border(focused));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [tabs_area, body_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let tabs = Tabs::new(
+        TABS.iter()
+            .enumerate()
+            .map(|(i, t)| format!("{} {t}", i + 1)),
+    )
+    .select(state.tab)
+    .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    frame.render_widget(tabs, tabs_area);
+
+    let lines = match &state.detail {
+        Some(exchange) if exchange.id == state.selected_id() => match state.tab {
+            0 => request_lines(exchange, state.raw),
+            1 => response_lines(exchange, state.raw),
+            2 => signature_lines(exchange),
+            _ => timing_lines(exchange, state),
+        },
+        _ if state.rows.is_empty() && !state.filter.is_empty() => vec![Line::raw(format!(
+            "No exchange matches the filter {:?} (Esc clears it).",
+            state.filter.text()
+        ))],
+        _ if state.rows.is_empty() => vec![
+            Line::raw("No exchanges yet."),
+            Line::raw(""),
+            Line::raw(format!(
+                "Point Vobiz (or curl) at {}",
+                state.status.listen_url
+            )),
+            Line::raw(format!(
+                "Callbacks are forwarded to {}",
+                state.status.forward
+            )),
+        ],
+        _ => vec![Line::styled("loading…", Style::new().fg(Color::DarkGray))],
+    };
+    let paragraph = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((state.detail_scroll, 0));
+    frame.render_widget(paragraph, body_area);
+}

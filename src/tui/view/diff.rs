@@ -1,0 +1,63 @@
+//! The diff overlay: the marked and the selected exchange side by side.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, Cell, Clear, Row, Table};
+use ratatui::Frame;
+
+use crate::tui::diff::diff_rows;
+use crate::tui::state::AppState;
+
+pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
+    let Some((left, right)) = &state.diff else {
+        return;
+    };
+    let id = |e: &crate::exchange::Exchange| e.id.map_or("?".into(), |id| format!("#{id}"));
+    let rows: Vec<Row> = diff_rows(left, right)
+        .into_iter()
+        .skip(state.detail_scroll as usize)
+        .map(|row| {
+            let style = if row.differs() {
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            };
+            let missing = || "∅".to_string();
+            Row::new(vec![
+                Cell::from(if row.differs() { "≠" } else { " " }),
+                Cell::from(row.section),
+                Cell::from(row.name.clone()),
+                Cell::from(row.left.clone().unwrap_or_else(missing)),
+                Cell::from(row.right.clone().unwrap_or_else(missing)),
+            ])
+            .style(style)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(1),
+            Constraint::Length(8),
+            Constraint::Length(28),
+            Constraint::Percentage(50),
+            Constraint::Percentage(50),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            String::new(),
+            String::new(),
+            "field".into(),
+            format!("marked {}", id(left)),
+            format!("selected {}", id(right)),
+        ])
+        .style(Style::new().add_modifier(Modifier::BOLD)),
+    )
+    .block(Block::bordered().title(format!(
+        " Diff {} ↔ {} (Esc closes) ",
+        id(left),
+        id(right)
+    )));
+    frame.render_widget(Clear, area);
+    frame.render_widget(table, area);
+}

@@ -1,0 +1,146 @@
+//! The exchange list: newest at the bottom, a window around the selection, one row each with
+//! time, id, method, path, Event, status, duration, signature mark and flags.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Cell, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::theme;
+use crate::exchange::Flag;
+use crate::output::clock_time;
+use crate::store::ExchangeSummary;
+use crate::tui::state::{AppState, Focus};
+
+/// First row of the window that keeps `selected` visible, preferring to show the newest rows.
+pub fn window_start(len: usize, selected: usize, height: usize) -> usize {
+    if len <= height {
+        return 0;
+    }
+    selected.min(len - height)
+}
+
+fn flags_text(row: &ExchangeSummary) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if let Some(original) = row.replay_of {
+        words.push(format!("↺#{original}"));
+    }
+    for flag in &row.flags {
+        match flag {
+            Flag::Replay => {}
+            Flag::Slow => words.push("slow".into()),
+            Flag::NonceReused => words.push("reused".into()),
+            Flag::UpstreamError => words.push("upstream".into()),
+            Flag::Rejected => words.push("rejected".into()),
+            Flag::TooLarge => words.push("too-large".into()),
+            Flag::ClientError => words.push("client".into()),
+            Flag::Imported => words.push("imported".into()),
+        }
+    }
+    words.join(" ")
+}
+
+pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
+    let narrow = area.width < 100;
+    let height = area.height.saturating_sub(3) as usize;
+    let start = window_start(state.rows.len(), state.selected, height.max(1));
+    let end = (start + height).min(state.rows.len());
+    let rows = state.rows[start..end].iter().map(|row| {
+        let mark = theme::verdict_mark(row.signature, narrow);
+        let marked = state.marked.is_some() && row.id == state.marked;
+        let id = row.id.map_or("?".into(), |id| {
+            format!("{}{id}", if marked { "*" } else { "#" })
+        });
+        let mut cells = vec![
+            Cell::from(clock_time(row.received_at_us, state.offset)),
+            Cell::from(id),
+            Cell::from(row.method.clone()),
+            Cell::from(row.path.clone()),
+            Cell::from(row.event.clone().unwrap_or_else(|| "-".into())),
+            Cell::from(Span::styled(
+                row.status.map_or("---".into(), |s| s.to_string()),
+                theme::status_style(row.status),
+            )),
+            Cell::from(row.duration_ms.map_or(String::new(), theme::duration)),
+            Cell::from(mark),
+        ];
+        if !narrow {
+            cells.push(Cell::from(Span::styled(
+                flags_text(row),
+                Style::new().fg(Color::Yellow),
+            )));
+        }
+        Row::new(cells)
+    });
+    let widths: Vec<Constraint> = if narrow {
+        vec![
+            Constraint::Length(12),
+            Constraint::Length(6),
+            Constraint::Length(4),
+            Constraint::Min(10),
+            Constraint::Length(10),
+            Constraint::Length(3),
+            Constraint::Length(8),
+            Constraint::Length(1),
+        ]
+    } else {
+        vec![
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Min(16),
+            Constraint::Length(16),
+            Constraint::Length(3),
+            Constraint::Length(9),
+            Constraint::Length(11),
+            Constraint::Length(16),
+        ]
+    };
+    let mut header = vec![
+        "time", "id", "meth", "path", "event", "st", "duration", "sig",
+    ];
+    if !narrow {
+        header.push("flags");
+    }
+    let mut title = format!(" Exchanges ({}", state.rows.len());
+    if state.has_older {
+        title.push('+');
+    }
+    title.push(')');
+    if !state.filter.is_empty() {
+        title.push_str(&format!(" filter: {}", state.filter.text()));
+    }
+    title.push(' ');
+    let focused = state.focus == Focus::List;
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(
+            Block::bordered()
+                .title(title)
+                .border_style(theme::border(focused)),
+        )
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .column_spacing(1);
+    let mut table_state = TableState::default()
+        .with_selected((!state.rows.is_empty()).then(|| state.selected.saturating_sub(start)));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_start;
+
+    #[test]
+    fn the_window_follows_the_newest_and_keeps_the_selection_visible() {
+        assert_eq!(window_start(5, 4, 10), 0);
+        assert_eq!(window_start(100, 99, 10), 90);
+        assert_eq!(
+            window_start(100, 98, 10),
+            90,
+            "moving up inside the window keeps it"
+        );
+        assert_eq!(window_start(100, 50, 10), 50);
+        assert_eq!(window_start(100, 0, 10), 0);
+    }
+}

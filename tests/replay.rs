@@ -133,6 +133,14 @@ async fn resigned_replay_carries_fresh_valid_signatures() {
     let expected = vobiz_headers_fresh_with_nonce(&harness.url("/vobiz/hangup"), &nonce);
     assert_eq!(seen.header("x-vobiz-signature-v3"), Some(expected.as_str()));
     assert_eq!(seen.body, Bytes::from(HANGUP_BODY));
+    assert!(
+        seen.header("x-vobiz-signature").is_none(),
+        "no legacy V1 header the original did not have"
+    );
+    assert!(
+        seen.header("x-vobiz-signature-ma-v3").is_none(),
+        "nor -MA- ones"
+    );
 
     let replay = harness.last_recorded().await;
     assert_eq!(

@@ -156,26 +156,38 @@ impl Replayer {
             &keys,
             Form::Docs,
         );
-        // Fresh signatures take the place of the old ones, keeping the other headers' order.
-        let mut headers: Vec<(String, Vec<u8>)> =
-            Vec::with_capacity(request.headers.0.len() + fresh.len());
-        let mut inserted = false;
+        // Fresh values replace the signature headers the request had, under the same names
+        // and in the same places. A request that had none gets the V2/V3 (and -MA-) set;
+        // the legacy V1 only when the original carried one.
+        let had_signatures = request
+            .headers
+            .0
+            .iter()
+            .any(|(n, _)| is_signature_header(n));
+        let mut fresh: Vec<(String, Option<String>)> =
+            fresh.into_iter().map(|(n, v)| (n, Some(v))).collect();
+        let mut take = |name: &str| {
+            fresh
+                .iter_mut()
+                .find(|(n, v)| v.is_some() && n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.take())
+        };
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(request.headers.0.len() + 7);
         for (name, value) in request.headers.0.drain(..) {
-            if is_signature_header(&name) {
-                if !inserted {
-                    headers.extend(
-                        fresh
-                            .iter()
-                            .map(|(n, v)| (n.clone(), v.clone().into_bytes())),
-                    );
-                    inserted = true;
-                }
-            } else {
+            if !is_signature_header(&name) {
                 headers.push((name, value));
+            } else if let Some(new) = take(&name) {
+                headers.push((name, new.into_bytes()));
             }
         }
-        if !inserted {
-            headers.extend(fresh.into_iter().map(|(n, v)| (n, v.into_bytes())));
+        if !had_signatures {
+            for (name, value) in fresh {
+                if let Some(value) =
+                    value.filter(|_| !name.eq_ignore_ascii_case("x-vobiz-signature"))
+                {
+                    headers.push((name, value.into_bytes()));
+                }
+            }
         }
         request.headers = Headers(headers);
         Ok(())

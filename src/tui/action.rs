@@ -58,8 +58,10 @@ pub enum InputMode {
 
 /// The documented bindings: key, what it does. Shown by `?` and in the README.
 pub const BINDINGS: &[(&str, &str)] = &[
-    ("j k ↑ ↓", "move (in the list, or scroll the detail pane)"),
-    ("PgUp PgDn", "move a page"),
+    (
+        "j k ↑ ↓ PgUp PgDn",
+        "move a row or a page (list, or scroll the detail)",
+    ),
     ("g G  Home End", "first / last (G also resumes following)"),
     (
         "Enter",
@@ -78,8 +80,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("R", "replay re-signed (fresh nonces and signatures)"),
     ("e  E", "edit in $EDITOR then replay (E: and re-sign)"),
     ("t", "replay to another URL"),
-    ("m", "mark the selected exchange"),
-    ("d", "diff the selected exchange with the marked one"),
+    ("m  d", "mark an exchange; diff the selected one with it"),
     ("c", "copy as curl (clipboard via OSC 52, and shown)"),
     ("x", "export the filtered exchanges to a HAR file"),
     ("f", "follow new arrivals on/off"),

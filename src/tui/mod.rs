@@ -25,7 +25,7 @@ use self::terminal::TerminalGuard;
 use crate::config::BaseUrl;
 use crate::pipeline::ExchangeEvent;
 use crate::replay::{parse_raw, to_raw, ReplayPlan, Replayer};
-use crate::store::{Store, StoreReader};
+use crate::store::{ExchangeSummary, Store, StoreError, StoreReader};
 
 /// Shortest time between two frames (30 per second at most).
 pub const FRAME: Duration = Duration::from_millis(33);
@@ -46,9 +46,13 @@ pub struct TuiContext {
     pub runtime: tokio::runtime::Handle,
 }
 
-/// Results of work done off the UI thread.
+/// Results of work done off the UI thread. Pages carry the generation of the request, so
+/// the answer to a filter the user has since replaced is dropped.
 enum Reply {
     Message(String),
+    Page(u64, Result<(Vec<ExchangeSummary>, u64), String>),
+    Older(u64, Result<Vec<ExchangeSummary>, String>),
+    Newer(u64, Result<Vec<ExchangeSummary>, String>),
 }
 
 struct App {
@@ -57,6 +61,8 @@ struct App {
     reader: StoreReader,
     replies: mpsc::Receiver<Reply>,
     reply_to: mpsc::Sender<Reply>,
+    /// Bumped by every reload; pages of older generations are stale.
+    generation: u64,
 }
 
 /// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
@@ -71,6 +77,7 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
         reader,
         replies,
         reply_to,
+        generation: 0,
     };
     let mut terminal = TerminalGuard::enter()?;
     app.execute(Command::Reload, &mut terminal);
@@ -87,11 +94,11 @@ impl App {
                 return Ok(());
             }
             dirty |= self.drain_events(terminal);
-            while let Ok(Reply::Message(message)) = self.replies.try_recv() {
-                self.state.message = Some(message);
+            while let Ok(reply) = self.replies.try_recv() {
+                self.receive(reply, terminal);
                 dirty = true;
             }
-            if last_poll.elapsed() >= POLL_STORE {
+            if last_poll.elapsed() >= POLL_STORE && !self.state.loading {
                 last_poll = Instant::now();
                 dirty |= self.poll_store();
             }
@@ -187,24 +194,21 @@ impl App {
     fn execute(&mut self, command: Command, terminal: &mut TerminalGuard) {
         match command {
             Command::Reload => {
-                let filter = self.state.filter.clone();
-                match (self.reader.page(&filter, None, PAGE), self.reader.count()) {
-                    (Ok(rows), Ok(total)) => {
-                        if let Some(next) = self.state.load_page(rows, total) {
-                            self.execute(next, terminal);
-                        }
-                    }
-                    (Err(e), _) | (_, Err(e)) => self.fail("loading exchanges", e),
-                }
+                self.generation += 1;
+                self.state.loading = true;
+                self.read_in_background(Reply::Page, |reader, filter| {
+                    Ok((reader.page(filter, None, PAGE)?, reader.count()?))
+                });
             }
             Command::LoadOlder { before } => {
-                match self
-                    .reader
-                    .page(&self.state.filter.clone(), Some(before), PAGE)
-                {
-                    Ok(rows) => self.state.load_older(rows),
-                    Err(e) => self.fail("loading older exchanges", e),
-                }
+                self.read_in_background(Reply::Older, move |reader, filter| {
+                    reader.page(filter, Some(before), PAGE)
+                });
+            }
+            Command::LoadNewer { after } => {
+                self.read_in_background(Reply::Newer, move |reader, filter| {
+                    reader.page_after(filter, after, PAGE)
+                });
             }
             Command::LoadDetail(id) => match self.reader.get(id) {
                 Ok(Some(exchange)) => self.state.set_detail(Arc::new(exchange)),
@@ -274,6 +278,63 @@ impl App {
                     Err(e) => self.fail("export", format!("{e:#}")),
                 }
             }
+        }
+    }
+
+    /// Runs a page query on a blocking thread with a reader of its own: a filter that has to
+    /// scan a million rows must not freeze the keys or hold back arrivals.
+    fn read_in_background<T: Send + 'static>(
+        &mut self,
+        reply: fn(u64, Result<T, String>) -> Reply,
+        query: impl FnOnce(&StoreReader, &crate::filter::Filter) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    ) {
+        let generation = self.generation;
+        let filter = self.state.filter.clone();
+        let path = self.ctx.store.path().to_path_buf();
+        let reply_to = self.reply_to.clone();
+        self.ctx.runtime.spawn_blocking(move || {
+            let result = StoreReader::open(&path)
+                .and_then(|reader| query(&reader, &filter))
+                .map_err(|e| e.to_string());
+            let _ = reply_to.send(reply(generation, result));
+        });
+    }
+
+    fn receive(&mut self, reply: Reply, terminal: &mut TerminalGuard) {
+        let current = self.generation;
+        match reply {
+            Reply::Message(message) => self.state.message = Some(message),
+            Reply::Page(generation, result) if generation == current => match result {
+                Ok((rows, total)) => {
+                    if let Some(next) = self.state.load_page(rows, total) {
+                        self.execute(next, terminal);
+                    }
+                }
+                Err(e) => {
+                    self.state.loading = false;
+                    self.fail("loading exchanges", e);
+                }
+            },
+            Reply::Older(generation, result) if generation == current => match result {
+                Ok(rows) => self.state.load_older(rows),
+                Err(e) => {
+                    self.state.loading = false;
+                    self.fail("loading older exchanges", e);
+                }
+            },
+            Reply::Newer(generation, result) if generation == current => match result {
+                Ok(rows) => {
+                    self.state.load_newer(rows);
+                    self.load_missing_detail();
+                }
+                Err(e) => {
+                    self.state.loading = false;
+                    self.fail("loading newer exchanges", e);
+                }
+            },
+            Reply::Page(..) | Reply::Older(..) | Reply::Newer(..) => {}
         }
     }
 

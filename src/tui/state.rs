@@ -2,6 +2,7 @@
 //! and user [`Action`]s, and answers with [`Command`]s for the loop to carry out (store reads,
 //! replays, the editor, the clipboard). That keeps every behaviour unit-testable.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use time::UtcOffset;
@@ -17,6 +18,9 @@ use crate::store::{CallSummary, ExchangeSummary};
 pub const PAGE: usize = 500;
 /// Rows kept in memory; older ones are dropped and reloaded on demand.
 pub const MAX_ROWS: usize = 20_000;
+/// Ids remembered as counted, so an exchange seen both as an event and by polling the store
+/// is counted once (ids arrive nearly in order, so a window of recent ones is enough).
+const COUNTED_WINDOW: usize = 50_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -49,7 +53,11 @@ pub enum Command {
     LoadOlder {
         before: ExchangeId,
     },
-    /// The filter changed: load the newest page that matches.
+    /// Rows after the last loaded one (the list was paged back past its memory cap).
+    LoadNewer {
+        after: ExchangeId,
+    },
+    /// The filter changed (or the newest rows are wanted): load the newest matching page.
     Reload,
     Replay {
         id: ExchangeId,
@@ -91,6 +99,10 @@ pub struct AppState {
     pub selected: usize,
     /// Rows older than `rows[0]` exist in the store.
     pub has_older: bool,
+    /// Rows newer than the last loaded one exist (dropped to stay within [`MAX_ROWS`]).
+    pub has_newer: bool,
+    /// A page is being read from the store.
+    pub loading: bool,
     pub follow: bool,
     pub paused: bool,
     /// Arrivals held while paused.
@@ -110,9 +122,12 @@ pub struct AppState {
     pub help: bool,
     pub message: Option<String>,
     pub last_error: Option<String>,
-    /// Exchanges in the store (counted at start, then arrivals).
+    /// Exchanges in the store (counted at each reload, then arrivals).
     pub total: u64,
+    /// Health of the exchanges loaded at start and of every arrival since.
     pub health: Health,
+    counted: BTreeSet<ExchangeId>,
+    seeded: bool,
     pub calls: Vec<CallSummary>,
     pub call_selected: usize,
     pub call_timeline: Vec<ExchangeSummary>,
@@ -129,6 +144,8 @@ impl AppState {
             rows: Vec::new(),
             selected: 0,
             has_older: false,
+            has_newer: false,
+            loading: false,
             follow: true,
             paused: false,
             held: Vec::new(),
@@ -148,6 +165,8 @@ impl AppState {
             last_error: None,
             total: 0,
             health: Health::default(),
+            counted: BTreeSet::new(),
+            seeded: false,
             calls: Vec::new(),
             call_selected: 0,
             call_timeline: Vec::new(),
@@ -174,22 +193,47 @@ impl AppState {
 
     /// The newest page after start-up or a filter change. `total` counts the whole store.
     pub fn load_page(&mut self, rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
+        self.loading = false;
         self.has_older = rows.len() >= PAGE;
+        self.has_newer = false;
         self.rows = rows;
-        self.total = self.total.max(total);
+        self.total = total;
         self.unseen = 0;
+        self.follow = true;
         self.selected = self.rows.len().saturating_sub(1);
-        if self.filter.is_empty() {
-            self.health = Health::default();
+        if !self.seeded {
+            // The health view starts from what was recorded last, then follows arrivals.
+            self.seeded = true;
             for row in &self.rows {
+                if let Some(id) = row.id {
+                    self.counted.insert(id);
+                }
                 self.health.add(row);
             }
         }
         self.detail_for_selection()
     }
 
-    /// Older rows, prepended when the user scrolled to the top of what is loaded.
+    /// Counts an exchange once in `total` and the health, however often it is delivered.
+    fn count_once(&mut self, summary: &ExchangeSummary) {
+        if let Some(id) = summary.id {
+            if !self.counted.insert(id) {
+                return;
+            }
+            if self.counted.len() > COUNTED_WINDOW * 2 {
+                while self.counted.len() > COUNTED_WINDOW {
+                    self.counted.pop_first();
+                }
+            }
+        }
+        self.total += 1;
+        self.health.add(summary);
+    }
+
+    /// Older rows, prepended when the user scrolled to the top of what is loaded. The newest
+    /// rows are dropped past [`MAX_ROWS`] (and read again when the user scrolls back down).
     pub fn load_older(&mut self, older: Vec<ExchangeSummary>) {
+        self.loading = false;
         self.has_older = older.len() >= PAGE;
         let first_id = self.rows.first().and_then(|r| r.id).unwrap_or(i64::MAX);
         let older: Vec<_> = older
@@ -198,13 +242,36 @@ impl AppState {
             .collect();
         self.selected += older.len();
         self.rows.splice(0..0, older);
+        if self.rows.len() > MAX_ROWS {
+            self.rows.truncate(MAX_ROWS);
+            self.selected = self.selected.min(MAX_ROWS - 1);
+            self.has_newer = true;
+            self.follow = false;
+        }
+    }
+
+    /// Newer rows, appended when the user scrolled back down past what is loaded.
+    pub fn load_newer(&mut self, newer: Vec<ExchangeSummary>) {
+        self.loading = false;
+        self.has_newer = newer.len() >= PAGE;
+        let last_id = self.rows.last().and_then(|r| r.id).unwrap_or(i64::MIN);
+        self.rows.extend(
+            newer
+                .into_iter()
+                .filter(|r| r.id.is_some_and(|id| id > last_id)),
+        );
+        if self.rows.len() > MAX_ROWS {
+            let excess = self.rows.len() - MAX_ROWS;
+            self.rows.drain(..excess);
+            self.selected = self.selected.saturating_sub(excess);
+            self.has_older = true;
+        }
     }
 
     /// Rows another process (a `replay` run) wrote, found by polling the store.
     pub fn merge_polled(&mut self, rows: Vec<ExchangeSummary>) {
         for row in rows {
-            self.total += 1;
-            self.health.add(&row);
+            self.count_once(&row);
             self.arrive(row);
         }
     }
@@ -228,8 +295,7 @@ impl AppState {
         match event {
             ExchangeEvent::Finished(exchange) => {
                 let summary = ExchangeSummary::of(&exchange);
-                self.total += 1;
-                self.health.add(&summary);
+                self.count_once(&summary);
                 if !self.filter.matches(&exchange) {
                     return;
                 }
@@ -252,27 +318,28 @@ impl AppState {
 
     /// Adds an arrival; returns whether it became the selection.
     fn arrive(&mut self, summary: ExchangeSummary) -> bool {
-        if self.paused {
-            self.held.push(summary);
-            return false;
-        }
         let id = summary.id;
-        if let Some(existing) = self
-            .rows
-            .iter_mut()
-            .rev()
-            .take(64)
-            .find(|r| r.id == id && id.is_some())
-        {
-            *existing = summary;
+        if self.paused {
+            match self.held.iter_mut().find(|r| id.is_some() && r.id == id) {
+                Some(existing) => *existing = summary,
+                None => self.held.push(summary),
+            }
             return false;
         }
-        let position = match self.rows.last().and_then(|r| r.id) {
-            Some(last) if id.is_some_and(|id| id < last) => self
-                .rows
-                .partition_point(|r| r.id.unwrap_or(i64::MIN) < id.unwrap_or(i64::MIN)),
-            _ => self.rows.len(),
-        };
+        // Rows are sorted by id: an id already shown is replaced in place.
+        let key = id.unwrap_or(i64::MAX);
+        let position = self
+            .rows
+            .partition_point(|r| r.id.unwrap_or(i64::MAX) < key);
+        if id.is_some() && self.rows.get(position).is_some_and(|r| r.id == id) {
+            self.rows[position] = summary;
+            return false;
+        }
+        if self.has_newer && position == self.rows.len() {
+            // Newer rows are not loaded; this one will be read with them.
+            self.unseen += 1;
+            return false;
+        }
         self.rows.insert(position, summary);
         if position <= self.selected && !self.follow && self.rows.len() > 1 {
             self.selected += 1;
@@ -307,13 +374,20 @@ impl AppState {
         }
         self.selected = index.min(self.rows.len() - 1);
         let at_end = self.selected + 1 == self.rows.len();
-        self.follow = at_end;
-        if at_end {
+        self.follow = at_end && !self.has_newer;
+        if self.follow {
             self.unseen = 0;
         }
         let mut commands: Vec<Command> = self.detail_for_selection().into_iter().collect();
-        if self.selected == 0 && self.has_older {
+        if at_end && self.has_newer && !self.loading {
+            if let Some(after) = self.rows.last().and_then(|r| r.id) {
+                self.loading = true;
+                commands.push(Command::LoadNewer { after });
+            }
+        }
+        if self.selected == 0 && self.has_older && !self.loading {
             if let Some(before) = self.rows.first().and_then(|r| r.id) {
+                self.loading = true;
                 commands.push(Command::LoadOlder { before });
             }
         }
@@ -360,8 +434,12 @@ impl AppState {
             Action::PageDown => return self.move_by(page),
             Action::First => return self.select(0),
             Action::Last => {
-                self.follow = true;
                 self.unseen = 0;
+                if self.has_newer {
+                    self.loading = true;
+                    return vec![Command::Reload];
+                }
+                self.follow = true;
                 return self.select(usize::MAX);
             }
             Action::Enter => match self.view {

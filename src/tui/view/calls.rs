@@ -11,6 +11,12 @@ use super::theme;
 use crate::output::clock_time;
 use crate::tui::state::{AppState, Focus};
 
+/// The span, padded with spaces to `width` characters so the next column lines up.
+fn pad(span: Span<'static>, width: usize) -> Span<'static> {
+    let text = format!("{:<width$}", span.content);
+    Span::styled(text, span.style)
+}
+
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let [list_area, timeline_area] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
@@ -35,7 +41,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         rows,
         [
             Constraint::Length(12),
-            Constraint::Length(36),
+            // A whole UUID is 36 characters; on narrow terminals the events need the room more.
+            Constraint::Length(if area.width >= 120 { 36 } else { 13 }),
             Constraint::Length(3),
             Constraint::Min(20),
             Constraint::Length(9),
@@ -77,10 +84,16 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
                 "{:>9}  ",
                 row.duration_ms.map_or(String::new(), theme::duration)
             )),
-            theme::verdict_mark(row.signature, false),
+            pad(theme::verdict_mark(row.signature, false), 12),
             Span::styled(
-                row.id.map_or(String::new(), |id| format!("  #{id}")),
+                row.id.map_or(String::new(), |id| format!("#{id}")),
                 Style::new().fg(Color::DarkGray),
+            ),
+            // A replay is the tool's doing, not Vobiz's: say so in the story.
+            Span::styled(
+                row.replay_of
+                    .map_or(String::new(), |original| format!("  replay of #{original}")),
+                Style::new().fg(Color::Yellow),
             ),
         ]));
     }

@@ -10,7 +10,7 @@ use super::body::{body_lines, form_lines};
 use super::theme;
 use crate::exchange::{Exchange, Headers};
 use crate::output::date_time;
-use crate::report::verdict_text;
+use crate::signature::CheckResult;
 use crate::tui::state::{AppState, Focus, TABS};
 
 fn header_lines(headers: &Headers) -> Vec<Line<'static>> {
@@ -98,18 +98,57 @@ fn response_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
     lines
 }
 
+/// The verdict, its explanation, then every header with each key and form tried. Signed
+/// strings stand on lines of their own so that they read whole even when they wrap.
 fn signature_lines(exchange: &Exchange) -> Vec<Line<'static>> {
-    let text = verdict_text(&exchange.verdict);
-    let mut lines = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if index == 0 {
-            let mark = theme::verdict_mark(exchange.verdict.status, false);
+    let verdict = &exchange.verdict;
+    let mut lines = vec![Line::from(vec![
+        theme::verdict_mark(verdict.status, false),
+        Span::raw(format!("  {}", verdict.summary())),
+    ])];
+    for sentence in &verdict.explanation {
+        lines.push(Line::raw(sentence.clone()));
+    }
+    let dim = Style::new().fg(Color::DarkGray);
+    for check in &verdict.checks {
+        lines.push(theme::heading(&check.header));
+        lines.push(Line::raw(format!("value  {}", check.value)));
+        if let Some(nonce) = &check.nonce {
+            lines.push(Line::raw(format!("nonce  {nonce}")));
+        }
+        let result = match check.result {
+            CheckResult::Valid => Span::styled("valid", Style::new().fg(Color::Green)),
+            CheckResult::Invalid => Span::styled("invalid", Style::new().fg(Color::Red)),
+            CheckResult::Unchecked => Span::styled(
+                "unchecked: no token of this kind",
+                Style::new().fg(Color::Yellow),
+            ),
+            CheckResult::Malformed => Span::styled("malformed", Style::new().fg(Color::Red)),
+            CheckResult::Informational => Span::styled("shown only (V1 never decides)", dim),
+        };
+        lines.push(Line::from(vec![Span::raw("result "), result]));
+        for attempt in &check.attempts {
+            let outcome = if attempt.matched {
+                Span::styled("matches", Style::new().fg(Color::Green))
+            } else {
+                Span::styled("differs", Style::new().fg(Color::Red))
+            };
             lines.push(Line::from(vec![
-                mark,
-                Span::raw(format!("  {}", exchange.verdict.summary())),
+                Span::raw(format!(
+                    "  {} with {}: ",
+                    attempt.form.describe(),
+                    attempt.key
+                )),
+                outcome,
             ]));
-        } else {
-            lines.push(Line::raw(line.to_string()));
+            lines.push(Line::from(vec![
+                Span::styled("    signed   ", dim),
+                Span::raw(attempt.string_to_sign.clone()),
+            ]));
+            lines.push(Line::from(vec![
+                Span::styled("    gives    ", dim),
+                Span::raw(attempt.expected.clone()),
+            ]));
         }
     }
     lines

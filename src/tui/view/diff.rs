@@ -13,6 +13,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         return;
     };
     let id = |e: &crate::exchange::Exchange| e.id.map_or("?".into(), |id| format!("#{id}"));
+    // Both sides get the same width, so equal values are cut at the same place.
+    let value_width = area.width.saturating_sub(2 + 1 + 8 + 28 + 4) / 2;
     let rows: Vec<Row> = diff_rows(left, right)
         .into_iter()
         .skip(state.detail_scroll as usize)
@@ -39,8 +41,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             Constraint::Length(1),
             Constraint::Length(8),
             Constraint::Length(28),
-            Constraint::Percentage(50),
-            Constraint::Percentage(50),
+            Constraint::Length(value_width),
+            Constraint::Length(value_width),
         ],
     )
     .header(

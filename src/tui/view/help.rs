@@ -25,7 +25,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect) {
     let rows = BINDINGS
         .iter()
         .map(|(keys, what)| Row::new(vec![keys.to_string(), what.to_string()]));
-    let table = Table::new(rows, [Constraint::Length(16), Constraint::Min(20)])
+    let table = Table::new(rows, [Constraint::Length(18), Constraint::Min(20)])
         .style(Style::new().fg(Color::White))
         .block(Block::bordered().title(" Keys (? or Esc closes) "));
     frame.render_widget(Clear, popup);

@@ -41,18 +41,37 @@ fn flags_text(row: &ExchangeSummary) -> String {
     words.join(" ")
 }
 
+/// Column widths for the list's width. Every layout keeps the flags (replay, reused, slow):
+/// they are what the eye looks for. `None` for the path: it takes what is left.
+struct Columns {
+    widths: [u16; 9],
+    short_mark: bool,
+}
+
+fn columns(width: u16) -> Columns {
+    //                time id meth path event st dur sig flags
+    let (widths, short_mark) = if width >= 130 {
+        ([12, 7, 6, 0, 16, 3, 9, 11, 16], false)
+    } else if width >= 100 {
+        ([12, 6, 4, 0, 12, 3, 8, 11, 12], false)
+    } else {
+        ([12, 5, 4, 0, 9, 3, 8, 1, 9], true)
+    };
+    Columns { widths, short_mark }
+}
+
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
-    let narrow = area.width < 100;
+    let layout = columns(area.width);
     let height = area.height.saturating_sub(3) as usize;
     let start = window_start(state.rows.len(), state.selected, height.max(1));
     let end = (start + height).min(state.rows.len());
     let rows = state.rows[start..end].iter().map(|row| {
-        let mark = theme::verdict_mark(row.signature, narrow);
+        let mark = theme::verdict_mark(row.signature, layout.short_mark);
         let marked = state.marked.is_some() && row.id == state.marked;
         let id = row.id.map_or("?".into(), |id| {
             format!("{}{id}", if marked { "*" } else { "#" })
         });
-        let mut cells = vec![
+        Row::new(vec![
             Cell::from(clock_time(row.received_at_us, state.offset)),
             Cell::from(id),
             Cell::from(row.method.clone()),
@@ -64,50 +83,35 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             )),
             Cell::from(row.duration_ms.map_or(String::new(), theme::duration)),
             Cell::from(mark),
-        ];
-        if !narrow {
-            cells.push(Cell::from(Span::styled(
+            Cell::from(Span::styled(
                 flags_text(row),
                 Style::new().fg(Color::Yellow),
-            )));
-        }
-        Row::new(cells)
+            )),
+        ])
     });
-    let widths: Vec<Constraint> = if narrow {
-        vec![
-            Constraint::Length(12),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Min(10),
-            Constraint::Length(10),
-            Constraint::Length(3),
-            Constraint::Length(8),
-            Constraint::Length(1),
-        ]
-    } else {
-        vec![
-            Constraint::Length(12),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Min(16),
-            Constraint::Length(16),
-            Constraint::Length(3),
-            Constraint::Length(9),
-            Constraint::Length(11),
-            Constraint::Length(16),
-        ]
-    };
-    let mut header = vec![
-        "time", "id", "meth", "path", "event", "st", "duration", "sig",
+    let widths: Vec<Constraint> = layout
+        .widths
+        .iter()
+        .map(|&w| {
+            if w == 0 {
+                Constraint::Min(8)
+            } else {
+                Constraint::Length(w)
+            }
+        })
+        .collect();
+    let sig = if layout.short_mark { "✓" } else { "sig" };
+    let header = [
+        "time", "id", "meth", "path", "event", "st", "duration", sig, "flags",
     ];
-    if !narrow {
-        header.push("flags");
-    }
     let mut title = format!(" Exchanges ({}", state.rows.len());
     if state.has_older {
         title.push('+');
     }
     title.push(')');
+    if state.loading {
+        title.push_str(" loading…");
+    }
     if !state.filter.is_empty() {
         title.push_str(&format!(" filter: {}", state.filter.text()));
     }
@@ -142,5 +146,18 @@ mod tests {
         );
         assert_eq!(window_start(100, 50, 10), 50);
         assert_eq!(window_start(100, 0, 10), 0);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::columns;
+
+    #[test]
+    fn fixed_columns_leave_the_path_room_at_every_width() {
+        for width in [80u16, 100, 105, 129, 130, 200] {
+            let fixed: u16 = columns(width).widths.iter().sum::<u16>() + 8 + 2;
+            assert!(fixed + 8 <= width, "{width}: {fixed}");
+        }
     }
 }

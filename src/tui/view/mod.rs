@@ -21,7 +21,7 @@ use super::state::{AppState, Prompt, View};
 pub use list::window_start;
 
 /// Width from which the list and the detail sit side by side.
-const SIDE_BY_SIDE_WIDTH: u16 = 150;
+const SIDE_BY_SIDE_WIDTH: u16 = 160;
 
 /// The list's visible rows for a terminal of `area` (the loop tells the state, for paging).
 pub fn list_height(area: Rect) -> usize {
@@ -35,16 +35,20 @@ pub fn list_height(area: Rect) -> usize {
 }
 
 fn main_layout(area: Rect) -> [Rect; 3] {
+    main_layout_with(area, 1)
+}
+
+fn main_layout_with(area: Rect, bottom: u16) -> [Rect; 3] {
     Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
-        Constraint::Length(1),
+        Constraint::Length(bottom),
     ])
     .areas(area)
 }
 
 pub fn render(frame: &mut Frame<'_>, state: &AppState) {
-    let [top, main, bottom] = main_layout(frame.area());
+    let [top, main, bottom] = main_layout_with(frame.area(), bottom_height(state));
     render_top(frame, top, state);
     match state.view {
         View::Exchanges => {
@@ -74,16 +78,26 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState) {
 
 fn render_top(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let health = &state.health;
-    let mut spans = vec![
+    // The mode comes first: it must survive an 80-column terminal.
+    let mode = match (state.paused, state.follow) {
+        (true, _) => Span::styled(
+            format!(" PAUSED ({} held) ", state.held.len()),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ),
+        (false, true) => Span::styled(" FOLLOW ", Style::new().fg(Color::Green)),
+        (false, false) if state.unseen > 0 => Span::styled(
+            format!(" {} new ↓ (G) ", state.unseen),
+            Style::new().fg(Color::Black).bg(Color::Cyan),
+        ),
+        (false, false) => Span::raw(" "),
+    };
+    let spans = vec![
         Span::styled(
             " vobiz-tunnel ",
             Style::new().add_modifier(Modifier::REVERSED),
         ),
-        Span::raw(format!(
-            " {} → {} ",
-            state.status.listen_url, state.status.forward
-        )),
-        Span::raw(format!(" {} exchanges ", state.total)),
+        mode,
+        Span::raw(format!(" {} stored ", state.total)),
         Span::styled(
             format!("✓{} ", health.by_verdict[0]),
             Style::new().fg(Color::Green),
@@ -100,21 +114,21 @@ fn render_top(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             format!("?{} ", health.by_verdict[3]),
             Style::new().fg(Color::Yellow),
         ),
+        Span::raw(format!(
+            " {} → {}",
+            state.status.listen_url, state.status.forward
+        )),
     ];
-    let mode = match (state.paused, state.follow) {
-        (true, _) => Span::styled(
-            format!(" PAUSED ({} held) ", state.held.len()),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
-        ),
-        (false, true) => Span::styled(" FOLLOW ", Style::new().fg(Color::Green)),
-        (false, false) if state.unseen > 0 => Span::styled(
-            format!(" {} new ↓ (G) ", state.unseen),
-            Style::new().fg(Color::Black).bg(Color::Cyan),
-        ),
-        (false, false) => Span::raw(""),
-    };
-    spans.push(mode);
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Height of the bottom bar: a second line when a prompt has an error to show in full.
+fn bottom_height(state: &AppState) -> u16 {
+    if state.input.is_some() && state.message.is_some() {
+        2
+    } else {
+        1
+    }
 }
 
 fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
@@ -124,42 +138,42 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             Prompt::ReplayTarget => "replay to URL:",
             Prompt::ExportPath => "export HAR to:",
         };
-        let mut spans = vec![
+        let mut lines = vec![Line::from(vec![
             Span::styled(format!("{label} "), Style::new().fg(Color::Cyan)),
             Span::raw(text.clone()),
             Span::styled("█", Style::new().fg(Color::Cyan)),
-        ];
+        ])];
         if let Some(message) = &state.message {
-            spans.push(Span::styled(
-                format!("   {message}"),
-                Style::new().fg(Color::Red),
-            ));
+            lines.push(Line::styled(message.clone(), Style::new().fg(Color::Red)));
         }
-        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        frame.render_widget(Paragraph::new(lines), area);
         return;
     }
-    let tokens = match (state.status.auth_tokens, state.status.main_auth_tokens) {
-        (0, 0) => Span::styled(
-            "no token: signatures unchecked",
-            Style::new().fg(Color::Yellow),
-        ),
-        (a, m) => Span::raw(format!("tokens {a}+{m}")),
-    };
-    let mut spans = vec![
-        Span::raw(format!(" store {}  ", state.status.store_path)),
-        tokens,
-        Span::styled("  ? keys", Style::new().fg(Color::DarkGray)),
-    ];
+    // What needs attention comes first; the store path is last, as it is long and fixed.
+    let mut spans = Vec::new();
     if let Some(message) = &state.message {
-        spans = vec![Span::styled(
-            format!(" {message}"),
+        spans.push(Span::styled(
+            format!(" {message} "),
             Style::new().fg(Color::Cyan),
-        )];
+        ));
     } else if let Some(error) = &state.last_error {
         spans.push(Span::styled(
-            format!("  last error: {error}"),
+            format!(" last error: {error} "),
             Style::new().fg(Color::Red),
         ));
     }
+    if state.status.auth_tokens + state.status.main_auth_tokens == 0 {
+        spans.push(Span::styled(
+            " no token: signatures unchecked ",
+            Style::new().fg(Color::Yellow),
+        ));
+    } else {
+        spans.push(Span::raw(format!(
+            " tokens {}+{} ",
+            state.status.auth_tokens, state.status.main_auth_tokens
+        )));
+    }
+    spans.push(Span::styled(" ? keys ", Style::new().fg(Color::DarkGray)));
+    spans.push(Span::raw(format!(" store {}", state.status.store_path)));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

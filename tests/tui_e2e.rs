@@ -1,0 +1,581 @@
+//! The real binary with its live UI in a real pseudo-terminal: signed callbacks over TLS
+//! show up on screen, keys replay and filter them, and every way out (`q`, Ctrl-C, SIGTERM)
+//! leaves the terminal as it was. The screen is kept by a `vt100` model of everything the
+//! program wrote; every wait polls it with a deadline.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vobiz-tunnel");
+const COLS: u16 = 120;
+const ROWS: u16 = 36;
+/// The longest any single wait on the screen may take.
+const SCREEN_WAIT: Duration = Duration::from_secs(10);
+
+/// What the program wrote: the screen model, the raw bytes, and whether the PTY closed.
+struct Output {
+    parser: vt100::Parser,
+    raw: Vec<u8>,
+    closed: bool,
+}
+
+/// The binary running in a PTY of 120x36.
+struct Tui {
+    child: Box<dyn Child + Send + Sync>,
+    master: Box<dyn MasterPty + Send>,
+    writer: Box<dyn Write + Send>,
+    output: Arc<Mutex<Output>>,
+    dir: tempfile::TempDir,
+}
+
+impl Tui {
+    /// Starts `vobiz-tunnel` forwarding to `forward`, with a fresh store and certificates.
+    fn start(forward: &str) -> Tui {
+        let dir = tempfile::tempdir().unwrap();
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a pseudo-terminal");
+        let mut command = CommandBuilder::new(BIN);
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            forward,
+            "--store",
+            dir.path().join("exchanges.db").to_str().unwrap(),
+            "--certs-dir",
+            dir.path().join("certs").to_str().unwrap(),
+        ]);
+        for name in [
+            "VOBIZ_MAIN_AUTH_TOKEN",
+            "VOBIZ_TUNNEL_LISTEN",
+            "VOBIZ_TUNNEL_FORWARD",
+            "VOBIZ_TUNNEL_STORE",
+            "VOBIZ_TUNNEL_CERTS_DIR",
+            "VOBIZ_TUNNEL_CERT",
+            "VOBIZ_TUNNEL_KEY",
+            "VOBIZ_TUNNEL_PUBLIC_URL",
+            "VOBIZ_TUNNEL_LOG_FORMAT",
+            "VOBIZ_TUNNEL_LOG",
+            "VISUAL",
+            "EDITOR",
+        ] {
+            command.env_remove(name);
+        }
+        command.env("VOBIZ_AUTH_TOKEN", TOKEN);
+        command.env("TERM", "xterm-256color");
+        command.cwd(dir.path());
+        let child = pty.slave.spawn_command(command).expect("the binary starts");
+        // Only the child holds the terminal side now, so its exit closes our reader.
+        drop(pty.slave);
+        let output = Arc::new(Mutex::new(Output {
+            parser: vt100::Parser::new(
+                std::num::NonZeroU16::new(ROWS).unwrap(),
+                std::num::NonZeroU16::new(COLS).unwrap(),
+                0,
+            ),
+            raw: Vec::new(),
+            closed: false,
+        }));
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 16 * 1024];
+            loop {
+                match reader.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut output = sink.lock().unwrap();
+                        output.parser.process(&buffer[..n]);
+                        output.raw.extend_from_slice(&buffer[..n]);
+                    }
+                }
+            }
+            sink.lock().unwrap().closed = true;
+        });
+        let writer = pty.master.take_writer().unwrap();
+        Tui {
+            child,
+            master: pty.master,
+            writer,
+            output,
+            dir,
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("exchanges.db")
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("certs").join("dev-ca.pem")
+    }
+
+    /// The screen as text, rows joined by newlines.
+    fn screen(&self) -> String {
+        self.output.lock().unwrap().parser.screen().contents()
+    }
+
+    /// Prints the screen when `TUI_E2E_SHOW` is set (for looking at what a test saw).
+    fn show(&self, label: &str) {
+        if std::env::var_os("TUI_E2E_SHOW").is_some() {
+            println!("--- {label}\n{}", self.screen());
+        }
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Polls the screen until `ready` holds; fails with the screen after [`SCREEN_WAIT`].
+    async fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SCREEN_WAIT;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the screen:\n{screen}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn wait_for_text(&self, needle: &str) -> String {
+        self.wait_for(needle, |s| s.contains(needle)).await
+    }
+
+    /// The listening address, read from the top bar.
+    async fn listen_addr(&self) -> SocketAddr {
+        let screen = self.wait_for_text("https://127.0.0.1:").await;
+        let start = screen.find("https://127.0.0.1:").unwrap() + "https://".len();
+        let rest = &screen[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+            .unwrap_or(rest.len());
+        rest[..end].parse().expect("an address in the top bar")
+    }
+
+    /// Waits for the process to exit and the PTY to close; returns the exit code.
+    async fn wait_exit(&mut self) -> u32 {
+        let deadline = Instant::now() + SCREEN_WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                panic!("the process did not exit; the screen:\n{}", self.screen());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        while !self.output.lock().unwrap().closed {
+            if Instant::now() > deadline {
+                panic!("the terminal was not closed after the exit");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(status.signal().is_none(), "killed by {:?}", status.signal());
+        status.exit_code()
+    }
+
+    /// After the exit: the alternate screen was left last, the cursor is shown, mouse
+    /// reporting is off, and the terminal is back in canonical mode with echo.
+    fn assert_restored(&self) {
+        let output = self.output.lock().unwrap();
+        let raw = &output.raw;
+        let entered = find_last(raw, b"\x1b[?1049h").expect("the alternate screen was entered");
+        let left = find_last(raw, b"\x1b[?1049l").expect("the alternate screen was left");
+        assert!(
+            left > entered,
+            "the alternate screen is left after it is entered"
+        );
+        let screen = output.parser.screen();
+        assert!(!screen.alternate_screen(), "back on the normal screen");
+        assert!(!screen.hide_cursor(), "the cursor is visible");
+        assert_eq!(
+            screen.mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting is off"
+        );
+        let fd = self.master.as_raw_fd().expect("a unix pty");
+        // SAFETY: tcgetattr only writes the termios struct we own; `fd` is the open master.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut termios) }, 0);
+        assert_ne!(
+            termios.c_lflag & libc::ICANON,
+            0,
+            "raw mode is off (ICANON)"
+        );
+        assert_ne!(termios.c_lflag & libc::ECHO, 0, "raw mode is off (ECHO)");
+        assert_ne!(termios.c_lflag & libc::ISIG, 0, "raw mode is off (ISIG)");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.process_id().expect("a pid")
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// The line of the screen that shows exchange `#id` in the list.
+fn list_row(screen: &str, id: i64) -> Option<&str> {
+    let tag = format!(" #{id} ");
+    screen
+        .lines()
+        .find(|line| line.starts_with('│') && line.contains(&tag) && line.contains("POST"))
+}
+
+/// The id in the detail pane's title (`┌ #12 ───`).
+fn detail_id(screen: &str) -> Option<i64> {
+    screen.lines().find_map(|line| {
+        let rest = line.strip_prefix("┌ #")?;
+        rest.split(' ').next()?.parse().ok()
+    })
+}
+
+/// A TLS connector trusting the listener's development CA, for HTTP/1.1.
+fn connector(ca: &PathBuf) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    init_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// One keep-alive HTTP/1.1 connection over TLS to the listener.
+async fn connect(
+    addr: SocketAddr,
+    ca: &PathBuf,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector(ca)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// A form POST as Vobiz sends it, signed for `https://localhost:PORT/path`.
+fn callback(
+    port: u16,
+    path: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(path)
+        .header("host", format!("localhost:{port}"))
+        .header("user-agent", "Vobiz")
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+async fn send(addr: SocketAddr, ca: &PathBuf, request: Request<Full<Bytes>>) -> u16 {
+    within(async {
+        let mut sender = connect(addr, ca).await;
+        let response = sender.send_request(request).await.unwrap();
+        response.status().as_u16()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_show_up_and_keys_replay_filter_and_quit() {
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    let port = addr.port();
+    let url = format!("https://localhost:{port}/vobiz/hangup");
+    tui.wait_for_text("No exchanges yet.").await;
+
+    // #1: a Ring on another path, so that the filter has something to hide.
+    let ring = "CallUUID=7d1c2c5e-5b0a-4c59-9d1e-3f0e2b7a9c11&Event=Ring&From=919876543210";
+    let ring_url = format!("https://localhost:{port}/vobiz/ring");
+    let status = send(
+        addr,
+        &tui.ca_path(),
+        callback(
+            port,
+            "/vobiz/ring",
+            ring,
+            &vobiz_headers_fresh(&ring_url, TOKEN, 1),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    upstream.next().await;
+
+    // #2: the signed Hangup.
+    let signed = vobiz_headers(&url, TOKEN, None);
+    let status = send(
+        addr,
+        &tui.ca_path(),
+        callback(port, "/vobiz/hangup", HANGUP_BODY, &signed),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let original = upstream.next().await;
+    assert_eq!(original.body, Bytes::from(HANGUP_BODY));
+    let screen = tui
+        .wait_for("#2 on screen", |s| list_row(s, 2).is_some())
+        .await;
+    let row = list_row(&screen, 2).unwrap();
+    for fact in ["/vobiz/hangup", "Hangup", "200", "✓ valid"] {
+        assert!(row.contains(fact), "{fact} in {row:?}\n{screen}");
+    }
+
+    // r: the same bytes again, seen by the upstream, shown as #3 ↺#2 with a reused nonce.
+    tui.press("r");
+    let replayed = upstream.next().await;
+    assert_eq!(replayed.body, original.body, "the same body");
+    assert_eq!(
+        replayed.header("x-vobiz-signature-v3-nonce"),
+        original.header("x-vobiz-signature-v3-nonce"),
+        "as-is: the same nonce"
+    );
+    let screen = tui
+        .wait_for("the replay #3 with its flags", |s| {
+            list_row(s, 3).is_some_and(|row| row.contains("↺#2") && row.contains("reused"))
+        })
+        .await;
+    assert_eq!(detail_id(&screen), Some(3), "the new row is followed");
+    tui.show("after r");
+
+    // j/k are answered at once: the detail pane follows the selection.
+    tui.press("k");
+    tui.wait_for("#2 selected", |s| detail_id(s) == Some(2))
+        .await;
+    let pressed = Instant::now();
+    tui.press("j");
+    tui.wait_for("#3 selected", |s| detail_id(s) == Some(3))
+        .await;
+    let latency = pressed.elapsed();
+    println!("key latency (j to a changed screen): {latency:?}");
+    assert!(latency < Duration::from_secs(2), "j took {latency:?}");
+
+    // R on #2: re-signed, so the upstream sees a fresh nonce.
+    tui.press("k");
+    tui.wait_for("#2 selected", |s| detail_id(s) == Some(2))
+        .await;
+    tui.press("R");
+    let resigned = upstream.next().await;
+    assert_eq!(resigned.body, original.body);
+    let nonce = resigned.header("x-vobiz-signature-v3-nonce").unwrap();
+    assert_ne!(Some(nonce), original.header("x-vobiz-signature-v3-nonce"));
+    assert_eq!(nonce.len(), 20);
+    let screen = tui
+        .wait_for("the re-signed replay #4", |s| list_row(s, 4).is_some())
+        .await;
+    let row = list_row(&screen, 4).unwrap();
+    assert!(row.contains("↺#2") && row.contains("✓ valid"), "{row}");
+    assert!(
+        !row.contains("reused"),
+        "a fresh nonce is not a reuse: {row}"
+    );
+
+    // / event:Hangup Enter: the Ring disappears.
+    assert!(list_row(&screen, 1).is_some());
+    tui.press("/");
+    tui.wait_for_text("filter /").await;
+    tui.press("event:Hangup");
+    tui.wait_for_text("filter / event:Hangup").await;
+    tui.press("\r");
+    let screen = tui.wait_for_text("filter: event:Hangup").await;
+    assert!(
+        screen.contains("Exchanges (3) filter: event:Hangup"),
+        "{screen}"
+    );
+    assert!(
+        list_row(&screen, 1).is_none(),
+        "the Ring is filtered out:\n{screen}"
+    );
+    assert!(list_row(&screen, 2).is_some() && list_row(&screen, 4).is_some());
+    tui.show("filtered");
+
+    // ? shows the keys; q quits with status 0 and the terminal restored.
+    tui.press("?");
+    let screen = tui.wait_for_text("Keys (? or Esc closes)").await;
+    assert!(screen.contains("replay re-signed"), "{screen}");
+    tui.show("help");
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+    tui.show("after q");
+    let screen = tui.screen();
+    assert!(
+        screen.contains("vobiz-tunnel stopped; exchanges are in"),
+        "the goodbye line is on the normal screen:\n{screen}"
+    );
+    let count = vobiz_tunnel::store::StoreReader::open(&tui.store_path())
+        .unwrap()
+        .count()
+        .unwrap();
+    assert_eq!(count, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_quits_and_restores_the_terminal() {
+    let upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    tui.press("\x03");
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_quits_and_restores_the_terminal() {
+    let upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    // SAFETY: kill(2) with our own child's pid and a signal number has no memory effects.
+    let sent = unsafe { libc::kill(tui.pid() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill -TERM {}", tui.pid());
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_recorded_and_keys_are_answered_during_it() {
+    const CALLBACKS: usize = 2_000;
+    const CONNECTIONS: usize = 16;
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    let port = addr.port();
+    let url = format!("https://localhost:{port}/vobiz/hangup");
+
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let ca = tui.ca_path();
+        let url = url.clone();
+        let answered = answered.clone();
+        clients.push(tokio::spawn(async move {
+            let mut sender = connect(addr, &ca).await;
+            let mut statuses = Vec::new();
+            for i in (connection..CALLBACKS).step_by(CONNECTIONS) {
+                let headers = vobiz_headers_fresh(&url, TOKEN, i as u64);
+                let request = callback(port, "/vobiz/hangup", HANGUP_BODY, &headers);
+                sender.ready().await.unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                statuses.push(response.status().as_u16());
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            statuses
+        }));
+    }
+
+    // Mid-burst: p must be answered while callbacks keep arriving.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < CALLBACKS / 4 {
+        assert!(Instant::now() < deadline, "the burst stalled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let at = answered.load(std::sync::atomic::Ordering::Relaxed);
+    let pressed = Instant::now();
+    tui.press("p");
+    tui.wait_for_text("PAUSED (").await;
+    let latency = pressed.elapsed();
+    let after = answered.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "mid-burst key latency (p to PAUSED on screen): {latency:?} \
+         (pressed after {at} answers, shown after {after})"
+    );
+    assert!(latency < Duration::from_secs(2), "p took {latency:?}");
+    tui.press("p");
+
+    let mut ok = 0;
+    for client in clients {
+        let statuses =
+            tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), client)
+                .await
+                .expect("the burst finishes within 60 s")
+                .unwrap();
+        ok += statuses.iter().filter(|&&s| s == 200).count();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "burst: {CALLBACKS} signed callbacks over {CONNECTIONS} connections in {elapsed:?} \
+         ({:.0}/s)",
+        CALLBACKS as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(ok, CALLBACKS, "every callback got 200");
+    let mut seen = 0;
+    while seen < CALLBACKS {
+        upstream.next().await;
+        seen += 1;
+    }
+
+    let reader = vobiz_tunnel::store::StoreReader::open(&tui.store_path()).unwrap();
+    assert_eq!(
+        reader.count().unwrap(),
+        CALLBACKS as u64,
+        "every callback is stored"
+    );
+    // Every row is listed once. (The top bar's total is not checked exactly: an exchange
+    // that both the event channel and the store poll deliver is counted twice.)
+    let screen = tui
+        .wait_for("every row listed", |s| {
+            s.contains(&format!("Exchanges ({CALLBACKS})"))
+                && list_row(s, CALLBACKS as i64).is_some()
+        })
+        .await;
+    assert!(!screen.contains("PAUSED"), "resumed:\n{screen}");
+    let top = screen.lines().next().unwrap_or("");
+    println!("top bar after the burst: {}", top.trim());
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+}

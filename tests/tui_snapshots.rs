@@ -501,6 +501,7 @@ fn empty_store_without_a_token() {
 fn a_filter_that_matches_nothing() {
     let mut state = loaded_state();
     state.filter = Filter::parse("event:Conference").unwrap();
+    state.begin_reload(); // as the loop does when the filter changes
     state.load_page(Vec::new(), 8);
     let text = assert_screen!("empty_filter_result_120x36", state, 120, 36);
     assert!(text.contains("No exchange matches the filter"));
@@ -515,6 +516,7 @@ fn a_filter_that_matches_some() {
         state.update(Action::Input(c));
     }
     assert_eq!(state.update(Action::Submit), vec![Command::Reload]);
+    state.begin_reload(); // as the loop does for Command::Reload
     let rows: Vec<ExchangeSummary> = exchanges()
         .iter()
         .filter(|e| state.filter.matches(e))

@@ -8,13 +8,14 @@
 //! listener writes.
 
 mod calls;
+mod checkpoint;
 mod filtered;
 mod reader;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -122,10 +123,16 @@ impl Store {
         let (ops, queue) = mpsc::unbounded_channel();
         let health = Arc::new(StoreHealth::default());
         let writer_health = health.clone();
+        let writer_done = Arc::new(AtomicBool::new(false));
+        let done = writer_done.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, queue, &writer_health))
+            .spawn(move || {
+                writer::run(conn, queue, &writer_health);
+                done.store(true, Ordering::Relaxed);
+            })
             .map_err(StoreError::Thread)?;
+        checkpoint::spawn(path.to_path_buf(), writer_done);
         Ok(Store {
             path: Arc::new(path.to_path_buf()),
             ops,

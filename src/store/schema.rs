@@ -76,6 +76,8 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
         tracing::warn!(mode, "the store could not switch to WAL mode");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoints run on their own thread (see `checkpoint.rs`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 

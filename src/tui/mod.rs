@@ -195,7 +195,7 @@ impl App {
         match command {
             Command::Reload => {
                 self.generation += 1;
-                self.state.loading = true;
+                self.state.begin_reload();
                 self.read_in_background(Reply::Page, |reader, filter| {
                     Ok((reader.page(filter, None, PAGE)?, reader.count()?))
                 });

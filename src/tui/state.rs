@@ -192,10 +192,17 @@ impl AppState {
     }
 
     /// The newest page after start-up or a filter change. `total` counts the whole store.
-    pub fn load_page(&mut self, rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
+    pub fn load_page(&mut self, mut rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
         self.loading = false;
         self.has_older = rows.len() >= PAGE;
         self.has_newer = false;
+        // Arrivals applied while the page was read may be newer than what the query saw.
+        let newest_loaded = rows.last().and_then(|r| r.id).unwrap_or(i64::MIN);
+        rows.extend(
+            std::mem::take(&mut self.rows)
+                .into_iter()
+                .filter(|r| r.id.is_some_and(|id| id > newest_loaded)),
+        );
         self.rows = rows;
         self.total = total;
         self.unseen = 0;
@@ -212,6 +219,15 @@ impl AppState {
             }
         }
         self.detail_for_selection()
+    }
+
+    /// A reload is under way: forget the rows (they belong to the old filter); arrivals from
+    /// now on are kept and merged with the page when it comes.
+    pub fn begin_reload(&mut self) {
+        self.loading = true;
+        self.rows.clear();
+        self.selected = 0;
+        self.has_newer = false;
     }
 
     /// Counts an exchange once in `total` and the health, however often it is delivered.

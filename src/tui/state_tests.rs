@@ -136,8 +136,11 @@ fn a_filter_is_typed_applied_and_cleared() {
     assert_eq!(state.update(Action::Submit), vec![Command::Reload]);
     assert_eq!(state.filter.text(), "event:Ring");
     assert_eq!(state.input_mode(), InputMode::Navigate);
-    // Live arrivals are filtered too.
+    // The loop starts the reload (the old filter's rows go) and the page comes back empty.
+    state.begin_reload();
+    assert!(state.rows.is_empty());
     state.load_page(Vec::new(), 2);
+    // Live arrivals are filtered too.
     state.apply(ExchangeEvent::Finished(exchange(3, "Hangup")));
     assert!(state.rows.is_empty());
     state.apply(ExchangeEvent::Finished(exchange(4, "Ring")));
@@ -318,4 +321,17 @@ fn store_and_connection_errors_show_in_the_status_line() {
         .as_deref()
         .unwrap()
         .contains("TLS handshake failed"));
+}
+
+#[test]
+fn arrivals_during_a_reload_are_kept_with_the_page() {
+    let mut state = state_with(0);
+    state.begin_reload();
+    state.apply(ExchangeEvent::Finished(exchange(5, "Hangup")));
+    state.apply(ExchangeEvent::Finished(exchange(6, "Hangup")));
+    // The page was read before #6 was committed.
+    state.load_page(vec![summary(4, "Ring"), summary(5, "Hangup")], 5);
+    let ids: Vec<_> = state.rows.iter().filter_map(|r| r.id).collect();
+    assert_eq!(ids, vec![4, 5, 6]);
+    assert_eq!(state.selected_id(), Some(6));
 }

@@ -114,13 +114,33 @@ impl RequestRecord {
         self.target.split('?').next().unwrap_or("")
     }
 
+    fn is_form_post(&self) -> bool {
+        !self.body.is_empty()
+            && self
+                .headers
+                .get_str("content-type")
+                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+    }
+
+    /// One form field (first occurrence), found without decoding the others: this runs for
+    /// every request, to fill the `event` and `call_uuid` columns.
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        let source: &[u8] = if self.is_form_post() {
+            &self.body
+        } else {
+            self.target.split_once('?')?.1.as_bytes()
+        };
+        source
+            .split(|&b| b == b'&')
+            .find(|pair| pair.split(|&b| b == b'=').next() == Some(name.as_bytes()))
+            .and_then(|pair| serde_urlencoded::from_bytes::<Vec<(String, String)>>(pair).ok())
+            .and_then(|mut decoded| decoded.pop())
+            .map(|(_, value)| value)
+    }
+
     /// Form fields of the callback: the body for form posts, else the query string.
     pub fn form_fields(&self) -> Vec<(String, String)> {
-        let is_form = self
-            .headers
-            .get_str("content-type")
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        if is_form && !self.body.is_empty() {
+        if self.is_form_post() {
             if let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&self.body) {
                 return fields;
             }
@@ -293,14 +313,7 @@ pub struct Exchange {
 impl Exchange {
     /// A freshly received request: derives `event` and `call_uuid` from its fields.
     pub fn received(request: RequestRecord, verdict: Verdict, received_us: i64) -> Self {
-        let fields = request.form_fields();
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
+        let field = |name: &str| request.form_field(name).filter(|v| !v.is_empty());
         Exchange {
             id: None,
             replay_of: None,
@@ -403,6 +416,9 @@ mod tests {
         };
         let fields = request.form_fields();
         assert!(fields.contains(&("From".into(), "+91".into())));
+        assert_eq!(request.form_field("From").as_deref(), Some("+91"));
+        assert_eq!(request.form_field("Event").as_deref(), Some("Hangup"));
+        assert_eq!(request.form_field("Nope"), None);
         request.body = Bytes::new();
         let verdict = crate::signature::verify(
             &crate::signature::CallbackRequest {
@@ -417,6 +433,30 @@ mod tests {
         let exchange = Exchange::received(request, verdict, 0);
         assert_eq!(exchange.event.as_deref(), Some("Ring"));
         assert_eq!(exchange.call_uuid.as_deref(), Some("q"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_field_agrees_with_all_fields(
+            pairs in proptest::collection::vec(("[A-Za-z]{1,6}", ".{0,12}"), 0..8),
+            wanted in "[A-Za-z]{1,6}",
+        ) {
+            let body = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+            let request = RequestRecord {
+                headers: Headers(vec![(
+                    "content-type".into(),
+                    b"application/x-www-form-urlencoded".to_vec(),
+                )]),
+                body: Bytes::from(body),
+                ..RequestRecord::default()
+            };
+            let expected = request
+                .form_fields()
+                .into_iter()
+                .find(|(k, _)| *k == wanted)
+                .map(|(_, v)| v);
+            proptest::prop_assert_eq!(request.form_field(&wanted), expected);
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Read exchanges from a HAR file into the store (they can then be replayed).
     Import(ImportArgs),
+    /// Run the public relay that carries callbacks to laptops connected with `listen --relay`.
+    Relay(RelayArgs),
 }
 
 /// The auth tokens signatures are checked (and made) with.
@@ -175,6 +177,127 @@ pub struct ListenArgs {
     /// Seconds a client may take to send a request's body.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub body_timeout: f64,
+
+    /// Receive callbacks through a relay on a public host (`vobiz-tunnel relay` there):
+    /// HOST[:PORT], port 443 by default. This machine connects out; nothing needs to reach it.
+    #[arg(long, value_name = "HOST[:PORT]", env = "VOBIZ_TUNNEL_RELAY")]
+    pub relay: Option<String>,
+
+    /// The token the relay expects (prefer the environment variable).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "VOBIZ_TUNNEL_RELAY_TOKEN",
+        hide_env_values = true
+    )]
+    pub relay_token: Option<String>,
+
+    /// Also trust this CA (PEM) for the relay's certificate, e.g. a private CA. The public
+    /// web PKI is always trusted; the relay's certificate is always verified.
+    #[arg(long, value_name = "PEM", env = "VOBIZ_TUNNEL_RELAY_CA")]
+    pub relay_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// Address to listen on for HTTPS (callbacks from Vobiz and tunnels from laptops).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VOBIZ_RELAY_LISTEN",
+        default_value = "0.0.0.0:443"
+    )]
+    pub listen: SocketAddr,
+
+    /// The public hostname(s) Vobiz calls; certificates are obtained for them with --acme.
+    #[arg(long = "domain", value_name = "NAME")]
+    pub domains: Vec<String>,
+
+    /// Certificate chain (PEM), reloaded when the file changes (certbot renewals need no restart).
+    #[arg(long, value_name = "PEM", requires = "key", conflicts_with = "acme")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key for --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Obtain and renew certificates for --domain with ACME (RFC 8555), by TLS-ALPN-01 on the
+    /// listener and, with --acme-http-listen, HTTP-01.
+    #[arg(long, requires = "domains")]
+    pub acme: bool,
+
+    /// Contact e-mail for the ACME account.
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// The ACME directory (another CA, or a test CA such as Pebble).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://acme-v02.api.letsencrypt.org/directory"
+    )]
+    pub acme_directory: String,
+
+    /// Extra CA (PEM) trusted for the ACME directory's HTTPS (a test CA).
+    #[arg(long, value_name = "PEM")]
+    pub acme_directory_ca: Option<PathBuf>,
+
+    /// Where the ACME account and certificates are cached
+    /// [default: <data dir>/vobiz-tunnel/acme]
+    #[arg(long, value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// Also answer HTTP-01 challenges (and redirect other plain HTTP to https) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub acme_http_listen: Option<SocketAddr>,
+
+    /// The token laptops authenticate with (prefer the environment variable). One relay, one
+    /// token; for a team use --route.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "VOBIZ_TUNNEL_RELAY_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// A tunnel for one laptop: HOST=TOKEN (callbacks to that hostname) or /PREFIX=TOKEN
+    /// (callbacks under that path; the prefix is removed before forwarding). Repeat for each.
+    #[arg(long = "route", value_name = "HOST|/PREFIX=TOKEN")]
+    pub routes: Vec<String>,
+
+    /// Seconds to hold a callback while no laptop is connected (to ride out a reconnect)
+    /// before answering 503. 0 answers at once. Keep it well under Vobiz's 3 s.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub hold: f64,
+
+    /// Answer 403 to callbacks from outside Vobiz's published source addresses.
+    #[arg(long)]
+    pub vobiz_ips_only: bool,
+
+    /// With --vobiz-ips-only: these addresses or CIDR blocks instead of the published list.
+    #[arg(long = "allow-ip", value_name = "ADDR[/BITS]")]
+    pub allow_ips: Vec<String>,
+
+    /// Seconds a laptop has to authenticate after connecting.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub auth_timeout: f64,
+
+    /// Seconds to wait for the laptop's answer to a callback.
+    #[arg(long, value_name = "SECS", default_value_t = 35.0)]
+    pub forward_timeout: f64,
+
+    /// Largest callback body carried, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body: usize,
+
+    /// Most connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Format of the relay's log lines (one per callback; no bodies, no secrets).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,6 +22,8 @@ pub enum ConfigError {
     Zero { flag: &'static str },
     #[error("an empty auth token was given (check {0})")]
     EmptyToken(&'static str),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::config::RelayConfigError),
 }
 
 /// A scheme and authority, plus an optional path prefix, that request targets are appended to.
@@ -116,6 +118,8 @@ pub struct ListenConfig {
     pub log_format: LogFormat,
     pub tui: bool,
     pub limits: Limits,
+    /// Receive callbacks through this relay as well.
+    pub relay: Option<crate::relay::config::RelayClientConfig>,
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -197,6 +201,14 @@ impl ListenConfig {
             host_header: args.host_header,
             log_format: args.log_format,
             tui: !args.no_tui,
+            relay: match &args.relay {
+                Some(relay) => Some(crate::relay::config::RelayClientConfig::parse(
+                    relay,
+                    args.relay_token.as_deref(),
+                    args.relay_ca.clone(),
+                )?),
+                None => None,
+            },
             limits: Limits {
                 max_connections: args.max_connections,
                 max_body_bytes: args.max_body,

@@ -29,6 +29,7 @@ pub mod filter;
 pub mod forward;
 pub mod output;
 pub mod pipeline;
+pub mod relay;
 pub mod replay;
 pub mod report;
 pub mod server;

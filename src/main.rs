@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(vobiz_tunnel::replay::replay_command(&args, offset))),
         Some(Command::Export(args)) => vobiz_tunnel::export::export_command(&args),
         Some(Command::Import(args)) => vobiz_tunnel::export::import_command(&args),
+        Some(Command::Relay(args)) => vobiz_tunnel::relay::relay_command(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

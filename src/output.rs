@@ -138,6 +138,14 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> St
             "error": reason,
         })
         .to_string(),
+        (ExchangeEvent::Relay(state), LogFormat::Text) => state.describe(),
+        (ExchangeEvent::Relay(state), LogFormat::Json) => {
+            let mut value = serde_json::to_value(state).unwrap_or_else(|_| json!({}));
+            if let Some(object) = value.as_object_mut() {
+                object.insert("type".into(), json!("relay"));
+            }
+            value.to_string()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use crate::config::{BaseUrl, Limits};
 use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::{self, Outgoing, Upstream};
+use crate::relay::{self, envelope::Envelope};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::store::Store;
 
@@ -31,6 +32,8 @@ pub enum ExchangeEvent {
         client_addr: Option<SocketAddr>,
         reason: String,
     },
+    /// The tunnel to the relay changed state.
+    Relay(crate::relay::RelayState),
 }
 
 /// Facts about the connection a request arrived on.
@@ -38,6 +41,9 @@ pub enum ExchangeEvent {
 pub struct ConnectionInfo {
     pub client_addr: Option<SocketAddr>,
     pub tls: TlsInfo,
+    /// The connection is the tunnel from the relay: each request carries an envelope with
+    /// the public URL, the sender's address and TLS facts (trusted only here).
+    pub relayed: bool,
 }
 
 /// Everything a request needs, shared by all connections of a listener.
@@ -73,7 +79,16 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let received_us = now_micros();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let envelope = match connection.relayed {
+        true => relay::envelope::take(&mut parts.headers),
+        false => Envelope::default(),
+    };
+    // The sender's side of the exchange: the relay's word for a tunnelled request.
+    let (client_addr, tls) = match connection.relayed {
+        true => (envelope.client_addr, envelope.tls.clone()),
+        false => (connection.client_addr, connection.tls.clone()),
+    };
     let body = read_body(body, &parts.headers, &proxy.limits).await;
 
     let original_host = parts
@@ -92,9 +107,11 @@ pub async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let public_url = match &proxy.public_url {
-        Some(base) => base.join(&target),
-        None => format!(
+    // An explicit --public-url wins; then what the relay says Vobiz called; then the Host.
+    let public_url = match (&proxy.public_url, envelope.public_url) {
+        (Some(base), _) => base.join(&target),
+        (None, Some(called)) => called,
+        (None, None) => format!(
             "https://{}{}",
             original_host.as_deref().unwrap_or("localhost"),
             target
@@ -113,8 +130,8 @@ pub async fn handle(
         headers: forward::headers_record(&parts.headers),
         body: body_bytes.clone(),
         body_truncated: !matches!(body, BodyRead::Complete(_)),
-        client_addr: connection.client_addr.map(|a| a.to_string()),
-        tls: connection.tls.clone(),
+        client_addr: client_addr.map(|a| a.to_string()),
+        tls,
     };
     let verdict = {
         let header_pairs = request_record.headers.to_text_pairs();
@@ -183,7 +200,7 @@ pub async fn handle(
         headers: &parts.headers,
         body: body_bytes,
         original_host: original_host.as_deref(),
-        client_ip: connection.client_addr.map(|a| a.ip()),
+        client_ip: client_addr.map(|a| a.ip()),
         extensions: parts.extensions,
     };
     match proxy.upstream.send(outgoing).await {

@@ -118,7 +118,7 @@ impl Server {
 }
 
 /// Whether the first bytes look like a plain-text HTTP request rather than a TLS record.
-fn looks_like_plain_http(first: &[u8]) -> bool {
+pub(crate) fn looks_like_plain_http(first: &[u8]) -> bool {
     first.first().is_some_and(u8::is_ascii_uppercase)
         && first.iter().all(|&b| b.is_ascii_uppercase() || b == b' ')
 }
@@ -142,7 +142,7 @@ async fn serve_connection(
         return Ok(()); // opened and closed: a port check
     }
     if looks_like_plain_http(&first[..peeked]) {
-        answer_plain_http(tcp).await;
+        answer_plain_http(tcp, "vobiz-tunnel").await;
         return Err("sent plain HTTP to the HTTPS port (answered 400 with a hint)".into());
     }
 
@@ -164,6 +164,7 @@ async fn serve_connection(
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             sni: session.server_name().map(str::to_string),
         },
+        relayed: false,
     });
     let service = service_fn(move |request| pipeline::handle(proxy.clone(), info.clone(), request));
     let connection = http.serve_connection(TokioIo::new(tls_stream), service);
@@ -197,9 +198,10 @@ fn is_ordinary_close(reason: &str) -> bool {
     .any(|needle| reason.contains(needle))
 }
 
-/// Someone spoke plain HTTP to the TLS port: tell them so instead of a TLS alert they can't read.
-async fn answer_plain_http(mut tcp: TcpStream) {
-    let body = "vobiz-tunnel: this port speaks HTTPS; use an https:// URL\n";
+/// Someone spoke plain HTTP to the TLS port: tell them so instead of a TLS alert they can't
+/// read. `speaker` names who answers (`vobiz-tunnel`, `vobiz-tunnel relay`).
+pub(crate) async fn answer_plain_http(mut tcp: TcpStream, speaker: &str) {
+    let body = format!("{speaker}: this port speaks HTTPS; use an https:// URL\n");
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::{CertSource, ListenConfig};
 use crate::forward::Upstream;
 use crate::pipeline::{ExchangeEvent, Proxy};
+use crate::relay::RelayClient;
 use crate::server::Server;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -39,6 +40,10 @@ pub struct Tunnel {
     pub events: broadcast::Sender<ExchangeEvent>,
     /// The certificate file the listener serves.
     pub cert_path: std::path::PathBuf,
+    /// The pipeline's shared state (the relay tunnel serves requests with it too).
+    pub proxy: Arc<Proxy>,
+    /// The tunnel to the relay (`--relay`), when configured.
+    relay: Option<RelayClient>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -88,15 +93,21 @@ impl Tunnel {
         let server = Server {
             listener,
             tls: tls_config,
-            proxy,
+            proxy: proxy.clone(),
             limits: config.limits,
         };
         let task = tokio::spawn(server.run(stop));
+        let relay = config
+            .relay
+            .clone()
+            .map(|relay| RelayClient::spawn(relay, proxy.clone()));
         Ok(Tunnel {
             local_addr,
             store,
             events,
             cert_path,
+            proxy,
+            relay,
             shutdown,
             task,
         })
@@ -116,6 +127,10 @@ impl Tunnel {
 
     /// Stops accepting, lets in-flight exchanges finish, and commits everything recorded.
     pub async fn shutdown(self) {
+        // The relay first: it stops sending new callbacks, and those in flight finish.
+        if let Some(relay) = self.relay {
+            relay.stop().await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.store.flush().await;

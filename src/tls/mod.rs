@@ -1,5 +1,10 @@
 //! Certificates and TLS settings: loading PEM files, the generated development CA and
 //! certificate, and the rustls configurations (server, and clients that trust the dev CA).
+//! The relay's certificates (PEM files reloaded on change, ACME) are in [`reload`] and
+//! [`acme`], put together by [`relay_server_config`].
+
+pub mod acme;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +46,24 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The CA answered, and refused (its problem document, or an unusable answer).
+    #[error("ACME: the CA at {directory} said: {reason}")]
+    AcmeCa { directory: String, reason: String },
+    /// We could not talk to the CA at all.
+    #[error("ACME: cannot reach the CA at {directory}: {reason}")]
+    AcmeUnreachable { directory: String, reason: String },
+    /// The CA tried to validate our answer to a challenge and could not.
+    #[error("ACME: the {challenge} challenge for {domain} failed: {reason}")]
+    AcmeChallenge {
+        domain: String,
+        challenge: String,
+        reason: String,
+    },
+    #[error("ACME: no certificate for {domains} within {seconds} s")]
+    AcmeTimeout { domains: String, seconds: u64 },
+    /// A problem on our side: settings, the cache folder, the HTTP-01 listener.
+    #[error("ACME: {0}")]
+    Acme(String),
 }
 
 /// A certificate chain and its private key.
@@ -167,6 +190,63 @@ pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> 
     .with_single_cert(identity.chain, identity.key)
     .map_err(TlsError::Mismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// The relay's TLS settings: like [`server_config`] (TLS 1.2 and 1.3, session resumption by
+/// cache and tickets) with the caller's `alpn` list, and the certificate from `certs`:
+///
+/// - `Files`: the PEM pair, reloaded when either file changes (see [`reload`]); an error
+///   now if they cannot be used now.
+/// - `Acme`: see [`acme`]; `acme-tls/1` is added to the ALPN list so the CA's TLS-ALPN-01
+///   handshakes succeed (close those connections after the handshake). Waits for a first
+///   certificate only when HTTP-01 can obtain it without the relay's listener.
+/// - `Dev`: the generated development certificate.
+pub async fn relay_server_config(
+    certs: &crate::relay::config::RelayCerts,
+    mut alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    use crate::relay::config::RelayCerts;
+    let builder = ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_no_client_auth();
+    let mut config = match certs {
+        RelayCerts::Files { cert, key } => builder.with_cert_resolver(
+            reload::ReloadingResolver::watch(cert, key, reload::POLL_EVERY)?,
+        ),
+        RelayCerts::Acme {
+            domains,
+            email,
+            directory,
+            directory_ca,
+            cache,
+            http_listen,
+        } => {
+            let settings = acme::AcmeSettings {
+                domains: domains.clone(),
+                email: email.clone(),
+                directory: directory.clone(),
+                directory_ca: directory_ca.clone(),
+                cache: cache.clone(),
+                http_listen: *http_listen,
+            };
+            if !alpn.iter().any(|p| p == acme::ACME_TLS_ALPN) {
+                alpn.push(acme::ACME_TLS_ALPN.to_vec());
+            }
+            builder.with_cert_resolver(acme::AcmeCertificates::start(settings).await?)
+        }
+        RelayCerts::Dev { dir } => {
+            let identity = ensure_dev_identity(dir)?;
+            builder
+                .with_single_cert(identity.chain, identity.key)
+                .map_err(TlsError::Mismatch)?
+        }
+    };
+    config.alpn_protocols = alpn;
     config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(config))

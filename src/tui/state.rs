@@ -122,6 +122,8 @@ pub struct AppState {
     pub help: bool,
     pub message: Option<String>,
     pub last_error: Option<String>,
+    /// The tunnel to the relay, when listening through one.
+    pub relay: Option<crate::relay::RelayState>,
     /// Exchanges in the store (counted at each reload, then arrivals).
     pub total: u64,
     /// Health of the exchanges loaded at start and of every arrival since.
@@ -163,6 +165,7 @@ impl AppState {
             help: false,
             message: None,
             last_error: None,
+            relay: None,
             total: 0,
             health: Health::default(),
             counted: BTreeSet::new(),
@@ -328,6 +331,12 @@ impl AppState {
             } => {
                 let from = client_addr.map_or("?".into(), |a| a.to_string());
                 self.last_error = Some(format!("connection from {from}: {reason}"));
+            }
+            ExchangeEvent::Relay(relay_state) => {
+                if !relay_state.is_connected() {
+                    self.last_error = Some(relay_state.describe());
+                }
+                self.relay = Some(relay_state);
             }
         }
     }

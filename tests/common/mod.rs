@@ -189,6 +189,7 @@ pub fn config(dir: &tempfile::TempDir, forward: &str) -> ListenConfig {
         host_header: HostHeader::Keep,
         log_format: LogFormat::Json,
         tui: false,
+        relay: None,
         limits: Limits {
             max_connections: 256,
             max_body_bytes: 64 * 1024,

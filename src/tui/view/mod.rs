@@ -114,12 +114,35 @@ fn render_top(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             format!("?{} ", health.by_verdict[3]),
             Style::new().fg(Color::Yellow),
         ),
+        relay_span(state),
         Span::raw(format!(
             " {} → {}",
             state.status.listen_url, state.status.forward
         )),
     ];
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The tunnel's state, when there is one: the public URL while connected, else a warning.
+fn relay_span(state: &AppState) -> Span<'static> {
+    use crate::relay::RelayState;
+    match &state.relay {
+        None => Span::raw(""),
+        Some(RelayState::Connected { public_url, .. }) => {
+            Span::styled(format!(" ⇄ {public_url} "), Style::new().fg(Color::Green))
+        }
+        Some(RelayState::Connecting { .. }) => {
+            Span::styled(" relay: connecting ", Style::new().fg(Color::Yellow))
+        }
+        Some(RelayState::Reconnecting { retry_in_secs, .. }) => Span::styled(
+            format!(" relay down, retry in {retry_in_secs:.0} s "),
+            Style::new().fg(Color::Black).bg(Color::Red),
+        ),
+        Some(RelayState::Refused { .. }) => Span::styled(
+            " relay REFUSED the token ",
+            Style::new().fg(Color::Black).bg(Color::Red),
+        ),
+    }
 }
 
 /// Height of the bottom bar: a second line when a prompt has an error to show in full.

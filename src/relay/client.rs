@@ -1,0 +1,278 @@
+//! The laptop's side of the tunnel (`listen --relay`): connect out to the relay over TLS (its
+//! certificate verified), say hello with the token, then serve HTTP/2 on that connection with
+//! the same pipeline as the local listener. When the tunnel drops, reconnect with capped
+//! exponential backoff and jitter; every change of state is published as
+//! [`ExchangeEvent::Relay`] for the log and the inspector.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use super::config::RelayClientConfig;
+use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
+use super::RelayState;
+use crate::exchange::TlsInfo;
+use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
+
+/// First retry delay, doubled after each failure up to [`BACKOFF_CAP`].
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A tunnel that stayed up this long was healthy: the next drop starts the backoff afresh.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Bound on TCP connect + TLS handshake, and on the relay's answer to the hello.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight callbacks get to finish when the listener stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Capped exponential backoff with "equal jitter": each delay is drawn from [d/2, d], so
+/// laptops dropped together by a relay restart do not reconnect in lockstep.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_INITIAL,
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.5, 1].
+pub fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+impl Backoff {
+    /// The delay before the next attempt; later ones grow.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = jitter(self.next);
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_INITIAL;
+    }
+}
+
+/// How one connection attempt ended.
+enum Session {
+    /// The listener is stopping.
+    Stopped,
+    /// The relay refused the token (retried at the cap).
+    Refused(String),
+    /// Never got as far as `OK`.
+    Failed(String),
+    /// Was connected, then the tunnel ended.
+    Ended { reason: String, lasted: Duration },
+}
+
+/// The running tunnel client.
+pub struct RelayClient {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RelayClient {
+    /// Starts connecting to the relay; callbacks it carries go through `proxy`'s pipeline.
+    pub fn spawn(config: RelayClientConfig, proxy: Arc<Proxy>) -> RelayClient {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(config, proxy, stopped));
+        RelayClient { stop, task }
+    }
+
+    /// Stops reconnecting and closes the tunnel, letting in-flight callbacks finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(DRAIN_TIMEOUT * 2, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn publish(proxy: &Proxy, state: RelayState) {
+    tracing::debug!("{}", state.describe());
+    let _ = proxy.events.send(ExchangeEvent::Relay(state));
+}
+
+async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+    let extra_roots: Vec<_> = config.ca.iter().cloned().collect();
+    let tls = Arc::new(crate::tls::client_config(&extra_roots, &[protocol::ALPN]));
+    let relay = config.address.clone();
+    let mut backoff = Backoff::default();
+    publish(
+        &proxy,
+        RelayState::Connecting {
+            relay: relay.clone(),
+        },
+    );
+    loop {
+        let session = session(&config, &tls, &proxy, &mut stop).await;
+        let (state, delay) = match session {
+            Session::Stopped => return,
+            Session::Refused(reason) => {
+                let delay = jitter(BACKOFF_CAP);
+                let retry_in_secs = delay.as_secs_f64();
+                let relay = relay.clone();
+                let state = RelayState::Refused {
+                    relay,
+                    reason,
+                    retry_in_secs,
+                };
+                (state, delay)
+            }
+            Session::Failed(reason) => {
+                let delay = backoff.next_delay();
+                (reconnecting(&relay, reason, delay), delay)
+            }
+            Session::Ended { reason, lasted } => {
+                if lasted >= STABLE_AFTER {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                (reconnecting(&relay, reason, delay), delay)
+            }
+        };
+        publish(&proxy, state);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Resolves once the listener is stopping (the guard `wait_for` returns is dropped here, so
+/// callers stay `Send`).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn reconnecting(relay: &str, reason: String, delay: Duration) -> RelayState {
+    RelayState::Reconnecting {
+        relay: relay.to_string(),
+        reason,
+        retry_in_secs: delay.as_secs_f64(),
+    }
+}
+
+/// Connects, authenticates, and serves until the tunnel ends or the listener stops.
+async fn session(
+    config: &RelayClientConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    proxy: &Arc<Proxy>,
+    stop: &mut watch::Receiver<bool>,
+) -> Session {
+    let connect = async {
+        let server_name = ServerName::try_from(config.server_name.clone())
+            .map_err(|_| format!("{:?} is not a valid host name", config.server_name))?;
+        let tcp = TcpStream::connect(&config.address)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = TlsConnector::from(tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        if stream.get_ref().1.alpn_protocol() != Some(protocol::ALPN) {
+            return Err("the server is not a vobiz-tunnel relay (no vobiz-tunnel/1 ALPN)".into());
+        }
+        let mut io = BufReader::new(stream);
+        let hello = protocol::hello_line(config.token.expose());
+        protocol::write_line(&mut io, &hello)
+            .await
+            .map_err(|e| format!("sending the hello: {e}"))?;
+        let answer = protocol::read_answer(&mut io).await?;
+        Ok((io, answer))
+    };
+    let attempt = async { tokio::time::timeout(CONNECT_TIMEOUT, connect).await };
+    let (io, public_base) = tokio::select! {
+        result = attempt => match result {
+            Ok(Ok((io, Answer::Ok { public_base }))) => (io, public_base),
+            Ok(Ok((_, Answer::Refused { reason }))) => return Session::Refused(reason),
+            Ok(Err(reason)) => return Session::Failed(reason),
+            Err(_) => {
+                let secs = CONNECT_TIMEOUT.as_secs();
+                return Session::Failed(format!("no answer within {secs} s"));
+            }
+        },
+        _ = stopped(stop) => return Session::Stopped,
+    };
+    let connected_at = Instant::now();
+    publish(
+        proxy,
+        RelayState::Connected {
+            relay: config.address.clone(),
+            public_url: public_base,
+        },
+    );
+
+    // The relay's word about each callback (public URL, sender) is in its envelope.
+    let info = Arc::new(ConnectionInfo {
+        client_addr: None,
+        tls: TlsInfo::default(),
+        relayed: true,
+    });
+    let proxy = proxy.clone();
+    let service = service_fn(move |request| pipeline::handle(proxy.clone(), info.clone(), request));
+    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http.timer(TokioTimer::new())
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .max_concurrent_streams(1024)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .max_header_list_size(256 * 1024);
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => {
+            let reason = match ended {
+                Ok(()) => "the relay closed the tunnel".to_string(),
+                Err(e) => crate::forward::error_chain(&e),
+            };
+            Session::Ended { reason, lasted: connected_at.elapsed() }
+        }
+        _ = stopped(stop) => {
+            // GOAWAY: the relay sends nothing new; callbacks in flight get their answers.
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
+            Session::Stopped
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        let mut nominal = BACKOFF_INITIAL;
+        for _ in 0..12 {
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= nominal / 2 && delay <= nominal,
+                "{delay:?} vs {nominal:?}"
+            );
+            nominal = (nominal * 2).min(BACKOFF_CAP);
+        }
+        assert!(backoff.next_delay() <= BACKOFF_CAP);
+        backoff.reset();
+        assert!(backoff.next_delay() <= BACKOFF_INITIAL);
+    }
+}

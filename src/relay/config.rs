@@ -1,0 +1,344 @@
+//! Validated settings of the relay (`vobiz-tunnel relay`) and of the laptop's tunnel
+//! (`listen --relay`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{LogFormat, RelayArgs};
+use crate::signature::AuthToken;
+
+/// Vobiz's published callback source addresses (docs `concepts/ip-whitelisting`). Shared by
+/// every Vobiz customer, so an allow-list is hygiene, not authentication.
+pub const VOBIZ_CALLBACK_SOURCES: &[&str] = &["15.206.6.156", "35.154.59.246", "15.207.8.226"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayConfigError {
+    #[error("give --token (or VOBIZ_TUNNEL_RELAY_TOKEN) or at least one --route")]
+    NoToken,
+    #[error("--route {0:?}: write HOST=TOKEN or /PREFIX=TOKEN")]
+    Route(String),
+    #[error("two routes use the same token ({0}): a token must name one laptop")]
+    SharedToken(String),
+    #[error("--allow-ip {0:?} is not an address or ADDR/BITS block")]
+    AllowIp(String),
+    #[error("{flag} must be a number of seconds >= 0, not {value}")]
+    Seconds { flag: &'static str, value: f64 },
+    #[error("--relay {0:?}: write HOST or HOST:PORT")]
+    RelayAddress(String),
+    #[error("--relay needs --relay-token (or VOBIZ_TUNNEL_RELAY_TOKEN)")]
+    NoRelayToken,
+}
+
+/// Which public callbacks a tunnel receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// Every callback (the single-laptop `--token` setup).
+    Any,
+    /// Callbacks to this hostname (case-insensitive, port ignored).
+    Host(String),
+    /// Callbacks whose path starts with this prefix (removed before forwarding).
+    Prefix(String),
+}
+
+/// One laptop's route and the token it authenticates with.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub matcher: RouteMatch,
+    pub token: AuthToken,
+}
+
+impl Route {
+    /// A name for logs: the host, the prefix, or "default". Never the token.
+    pub fn name(&self) -> String {
+        match &self.matcher {
+            RouteMatch::Any => "default".into(),
+            RouteMatch::Host(host) => host.clone(),
+            RouteMatch::Prefix(prefix) => prefix.clone(),
+        }
+    }
+}
+
+/// An address block of the allow-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpBlock {
+    pub addr: IpAddr,
+    pub bits: u8,
+}
+
+impl IpBlock {
+    pub fn parse(text: &str) -> Option<IpBlock> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((addr, bits)) => (addr.parse::<IpAddr>().ok()?, bits.parse::<u8>().ok()?),
+            None => {
+                let addr = text.parse::<IpAddr>().ok()?;
+                (addr, if addr.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some(IpBlock { addr, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where the relay's certificate comes from.
+#[derive(Clone, Debug)]
+pub enum RelayCerts {
+    /// PEM files, reloaded when they change on disk.
+    Files { cert: PathBuf, key: PathBuf },
+    /// ACME for the domains, cached in `cache`.
+    Acme {
+        domains: Vec<String>,
+        email: Option<String>,
+        directory: String,
+        directory_ca: Option<PathBuf>,
+        cache: PathBuf,
+        http_listen: Option<SocketAddr>,
+    },
+    /// The development certificate (local trials and tests).
+    Dev { dir: PathBuf },
+}
+
+/// Everything `vobiz-tunnel relay` needs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub domains: Vec<String>,
+    pub certs: RelayCerts,
+    pub routes: Vec<Route>,
+    /// How long a callback waits for a laptop to (re)connect before 503.
+    pub hold: Duration,
+    /// `Some`: callbacks from elsewhere get 403.
+    pub allow: Option<Vec<IpBlock>>,
+    pub auth_timeout: Duration,
+    pub forward_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, RelayConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(RelayConfigError::Seconds { flag, value })
+    }
+}
+
+fn parse_route(text: &str) -> Result<Route, RelayConfigError> {
+    let (target, token) = text
+        .split_once('=')
+        .filter(|(t, k)| !t.trim().is_empty() && !k.trim().is_empty())
+        .ok_or_else(|| RelayConfigError::Route(text.into()))?;
+    let target = target.trim();
+    let matcher = if target.starts_with('/') {
+        RouteMatch::Prefix(target.trim_end_matches('/').to_string())
+    } else if target.contains('/') || target.contains(':') {
+        return Err(RelayConfigError::Route(text.into()));
+    } else {
+        RouteMatch::Host(target.to_ascii_lowercase())
+    };
+    Ok(Route {
+        matcher,
+        token: AuthToken::new(token.trim()),
+    })
+}
+
+impl RelayConfig {
+    pub fn from_args(args: &RelayArgs) -> Result<RelayConfig, RelayConfigError> {
+        let mut routes = Vec::new();
+        if let Some(token) = args
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            routes.push(Route {
+                matcher: RouteMatch::Any,
+                token: AuthToken::new(token),
+            });
+        }
+        for text in &args.routes {
+            routes.push(parse_route(text)?);
+        }
+        if routes.is_empty() {
+            return Err(RelayConfigError::NoToken);
+        }
+        for (i, route) in routes.iter().enumerate() {
+            if routes[..i].iter().any(|r| r.token == route.token) {
+                return Err(RelayConfigError::SharedToken(route.name()));
+            }
+        }
+        let allow = if args.vobiz_ips_only {
+            let sources: Vec<&str> = if args.allow_ips.is_empty() {
+                VOBIZ_CALLBACK_SOURCES.to_vec()
+            } else {
+                args.allow_ips.iter().map(String::as_str).collect()
+            };
+            Some(
+                sources
+                    .into_iter()
+                    .map(|s| IpBlock::parse(s).ok_or_else(|| RelayConfigError::AllowIp(s.into())))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        } else {
+            None
+        };
+        let certs = match (&args.cert, &args.key, args.acme) {
+            (Some(cert), Some(key), _) => RelayCerts::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (_, _, true) => RelayCerts::Acme {
+                domains: args.domains.clone(),
+                email: args.acme_email.clone(),
+                directory: args.acme_directory.clone(),
+                directory_ca: args.acme_directory_ca.clone(),
+                cache: args.acme_cache.clone().unwrap_or_else(|| {
+                    crate::store::default_path()
+                        .parent()
+                        .map(|p| p.join("acme"))
+                        .unwrap_or_else(|| PathBuf::from("acme"))
+                }),
+                http_listen: args.acme_http_listen,
+            },
+            _ => RelayCerts::Dev {
+                dir: PathBuf::from("certs"),
+            },
+        };
+        Ok(RelayConfig {
+            listen: args.listen,
+            domains: args.domains.clone(),
+            certs,
+            routes,
+            hold: seconds("--hold", args.hold)?,
+            allow,
+            auth_timeout: seconds("--auth-timeout", args.auth_timeout)?,
+            forward_timeout: seconds("--forward-timeout", args.forward_timeout)?,
+            max_body_bytes: args.max_body,
+            max_connections: args.max_connections.max(1),
+            handshake_timeout: Duration::from_secs(10),
+            log_format: args.log_format,
+        })
+    }
+}
+
+/// The laptop's side: where the relay is and how to prove who we are.
+#[derive(Clone, Debug)]
+pub struct RelayClientConfig {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The name the relay's certificate must carry.
+    pub server_name: String,
+    pub token: AuthToken,
+    /// Extra CA (PEM) trusted for the relay's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl RelayClientConfig {
+    pub fn parse(
+        relay: &str,
+        token: Option<&str>,
+        ca: Option<PathBuf>,
+    ) -> Result<RelayClientConfig, RelayConfigError> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(RelayConfigError::NoRelayToken)?;
+        let relay = relay
+            .trim()
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        let (host, port) = match relay.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse::<u16>()
+                    .map_err(|_| RelayConfigError::RelayAddress(relay.into()))?,
+            ),
+            _ => (relay, 443),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(RelayConfigError::RelayAddress(relay.into()));
+        }
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(RelayClientConfig {
+            address,
+            server_name: host.to_string(),
+            token: AuthToken::new(token),
+            ca,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_name_hosts_and_prefixes() {
+        let route = parse_route("Alice.Hooks.example.com=s3cret").unwrap();
+        assert_eq!(
+            route.matcher,
+            RouteMatch::Host("alice.hooks.example.com".into())
+        );
+        let route = parse_route("/bob/=t").unwrap();
+        assert_eq!(route.matcher, RouteMatch::Prefix("/bob".into()));
+        assert!(parse_route("nobody").is_err());
+        assert!(parse_route("=t").is_err());
+        assert!(parse_route("h.example:443=t").is_err());
+    }
+
+    #[test]
+    fn allow_list_blocks_match() {
+        let block = IpBlock::parse("18.96.230.96/28").unwrap();
+        assert!(block.contains("18.96.230.100".parse().unwrap()));
+        assert!(!block.contains("18.96.230.112".parse().unwrap()));
+        let one = IpBlock::parse("15.206.6.156").unwrap();
+        assert!(one.contains("::ffff:15.206.6.156".parse().unwrap()));
+        assert!(IpBlock::parse("1.2.3.4/33").is_none());
+        assert!(IpBlock::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn relay_addresses_default_to_443() {
+        let c = RelayClientConfig::parse("hooks.example.com", Some("t"), None).unwrap();
+        assert_eq!(
+            (c.address.as_str(), c.server_name.as_str()),
+            ("hooks.example.com:443", "hooks.example.com")
+        );
+        let c = RelayClientConfig::parse("https://localhost:8444/", Some("t"), None).unwrap();
+        assert_eq!(c.address, "localhost:8444");
+        let c = RelayClientConfig::parse("[::1]:9000", Some("t"), None).unwrap();
+        assert_eq!(
+            (c.address.as_str(), c.server_name.as_str()),
+            ("[::1]:9000", "::1")
+        );
+        assert!(RelayClientConfig::parse("h", None, None).is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! A public callback's way through the relay: allow-list → route → body → the route's tunnel
+//! (waiting up to `--hold` for a laptop) → the laptop's answer → one log line. The relay
+//! keeps nothing; when it cannot deliver it answers itself, promptly, with a plain-text
+//! `vobiz-tunnel relay: …` reason (403, 404, 413, 502, 503, 504).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use super::config::RouteMatch;
+use super::envelope::{self, Envelope};
+use super::log::CallbackLine;
+use super::server::Shared;
+use crate::config::BaseUrl;
+use crate::exchange::TlsInfo;
+use crate::forward::{error_chain, is_hop_by_hop};
+
+/// How long a sender may take over a request's headers (also ends idle keep-alive connections).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a sender may take over a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer carried back from a laptop.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+/// Deliveries of one callback: a request the tunnel never took (it closed just then) is sent
+/// again on the next tunnel; one it may have taken is not (the laptop may have recorded it).
+const MAX_ATTEMPTS: u32 = 3;
+
+pub(super) type HttpBuilder = auto::Builder<TokioExecutor>;
+
+/// The public side's HTTP settings (as `crate::server`'s listener).
+pub(super) fn http_builder() -> HttpBuilder {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(256 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .max_header_list_size(256 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Facts of one public connection, for every request on it.
+struct PublicConn {
+    peer: SocketAddr,
+    tls: TlsInfo,
+}
+
+/// Serves one public connection until it ends.
+pub(super) async fn serve(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    http: Arc<HttpBuilder>,
+    shared: Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), String> {
+    let session = tls.get_ref().1;
+    let conn = Arc::new(PublicConn {
+        peer,
+        tls: TlsInfo {
+            version: session.protocol_version().map(|v| {
+                v.as_str()
+                    .map(|s| s.replace('_', "."))
+                    .unwrap_or_else(|| format!("{v:?}"))
+            }),
+            alpn: session
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            sni: session.server_name().map(str::to_string),
+        },
+    });
+    let service = service_fn(move |request| handle(shared.clone(), conn.clone(), request));
+    let connection = http.serve_connection(TokioIo::new(tls), service);
+    match watcher.watch(connection).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let reason = error_chain(e.as_ref());
+            let lower = reason.to_ascii_lowercase();
+            let ordinary = ["timeout", "timed out", "closed", "reset", "broken pipe"];
+            match ordinary.iter().any(|word| lower.contains(word)) {
+                true => Ok(()),
+                false => Err(format!("HTTP error: {reason}")),
+            }
+        }
+    }
+}
+
+/// How a callback ended, for the response and the log line.
+struct Delivery {
+    response: Response<Full<Bytes>>,
+    route: Option<String>,
+    reason: Option<String>,
+}
+
+impl Delivery {
+    /// An answer of the relay's own.
+    fn local(status: u16, route: Option<String>, reason: String) -> Delivery {
+        let body = format!("vobiz-tunnel relay: {reason}\n");
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Delivery {
+            response,
+            route,
+            reason: Some(reason),
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<PublicConn>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let delivery = deliver(&shared, &conn, request, started).await;
+    shared.log.callback(&CallbackLine {
+        method: &method,
+        path: &path,
+        status: delivery.response.status().as_u16(),
+        duration: started.elapsed(),
+        route: delivery.route.as_deref(),
+        client: conn.peer,
+        reason: delivery.reason.as_deref(),
+    });
+    Ok(delivery.response)
+}
+
+/// The headers the laptop receives: the sender's, minus those that describe the public
+/// connection only (hop-by-hop), plus the envelope (replacing any the sender forged).
+fn tunnel_headers(incoming: &HeaderMap, envelope: &Envelope) -> HeaderMap {
+    let tokens: Vec<String> = incoming
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 3);
+    for (name, value) in incoming {
+        if !is_hop_by_hop(name, &tokens) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    envelope::put(&mut headers, envelope);
+    headers
+}
+
+async fn deliver(
+    shared: &Shared,
+    conn: &PublicConn,
+    request: Request<Incoming>,
+    started: Instant,
+) -> Delivery {
+    let config = &shared.config;
+    if let Some(allow) = &config.allow {
+        let ip = conn.peer.ip();
+        if !allow.iter().any(|block| block.contains(ip)) {
+            let reason = format!("{ip} is not an allowed callback source (--vobiz-ips-only)");
+            return Delivery::local(403, None, reason);
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            let host = parts.headers.get(HOST)?.to_str().ok()?;
+            Some(host.to_string())
+        });
+    let path = parts.uri.path();
+    let registry = &shared.registry;
+    let Some((route, matcher)) = registry
+        .match_request(authority.as_deref(), path)
+        .and_then(|i| Some((i, registry.route(i)?)))
+    else {
+        return Delivery::local(404, None, "no laptop route for this host or path".into());
+    };
+    let route_name = Some(matcher.name());
+    let prefix = match &matcher.matcher {
+        RouteMatch::Prefix(prefix) => prefix.as_str(),
+        _ => "",
+    };
+    // The laptop sees the path without the route's prefix; the prefix moves to the public URL.
+    let rest = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .get(prefix.len()..)
+        .unwrap_or("");
+    let target = match rest.starts_with('/') {
+        true => rest.to_string(),
+        false => format!("/{rest}"),
+    };
+    // What Vobiz called: its Host (or HTTP/2 authority), else the name it reached us by.
+    let fallback = conn.tls.sni.clone().unwrap_or_else(|| "localhost".into());
+    let fallback = format!("{fallback}{}", shared.port_suffix());
+    // The exact URL Vobiz called (prefix and all): the laptop verifies the signature on it.
+    let called = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let public = [authority.as_deref(), Some(fallback.as_str())]
+        .into_iter()
+        .flatten()
+        .find_map(|a| {
+            BaseUrl::parse(&format!("https://{a}")).ok()?;
+            let uri = format!("https://{a}{target}").parse::<Uri>().ok()?;
+            Some((format!("https://{a}{called}"), uri))
+        });
+    let Some((public_url, uri)) = public else {
+        return Delivery::local(
+            400,
+            route_name,
+            "the request target is not a valid URL".into(),
+        );
+    };
+
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = config.max_body_bytes;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Delivery::local(413, route_name, format!("body over {limit} bytes"));
+    }
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Delivery::local(413, route_name, format!("body over {limit} bytes"));
+        }
+        Ok(Err(e)) => {
+            let reason = format!("the body did not arrive whole: {}", error_chain(e.as_ref()));
+            return Delivery::local(400, route_name, reason);
+        }
+        Err(_) => {
+            let reason = format!("the body took over {} s", BODY_TIMEOUT.as_secs());
+            return Delivery::local(408, route_name, reason);
+        }
+    };
+    let envelope = Envelope {
+        public_url: Some(public_url),
+        client_addr: Some(conn.peer),
+        tls: conn.tls.clone(),
+    };
+    let headers = tunnel_headers(&parts.headers, &envelope);
+    let make_request = || {
+        let mut request = Request::new(Full::new(body.clone()));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.version_mut() = Version::HTTP_2;
+        *request.headers_mut() = headers.clone();
+        request
+    };
+
+    let hold_until = started + config.hold;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let hold = hold_until.saturating_duration_since(Instant::now());
+        let Some(link) = registry.wait(route, hold).await else {
+            let reason = match config.hold.is_zero() {
+                true => "no laptop is connected for this route".to_string(),
+                false => format!(
+                    "no laptop connected for this route within {:.1} s (--hold)",
+                    config.hold.as_secs_f64()
+                ),
+            };
+            return Delivery::local(503, route_name, reason);
+        };
+        let mut sender = link.sender();
+        let exchange = async {
+            let response = sender.try_send_request(make_request()).await?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
+            Ok::<_, hyper::client::conn::TrySendError<_>>(body.map(|b| (parts, b.to_bytes())))
+        };
+        let error = match tokio::time::timeout(config.forward_timeout, exchange).await {
+            Ok(Ok(Ok((mut parts, body)))) => {
+                // The tunnel's HTTP/2 says nothing about the public connection's version.
+                parts.version = Version::default();
+                return Delivery {
+                    response: Response::from_parts(parts, Full::new(body)),
+                    route: route_name,
+                    reason: None,
+                };
+            }
+            Ok(Ok(Err(e))) => error_chain(e.as_ref()),
+            Ok(Err(mut e)) => {
+                let reason = error_chain(e.error());
+                // Not taken by the tunnel (closed under us, or refused by a laptop going away):
+                // safe to offer to the next one.
+                let untouched = e.take_message().is_some()
+                    || reason.contains("refused stream before processing");
+                if untouched && attempt < MAX_ATTEMPTS {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                reason
+            }
+            Err(_) => {
+                let reason = format!(
+                    "the laptop did not answer within {:.1} s",
+                    config.forward_timeout.as_secs_f64()
+                );
+                return Delivery::local(504, route_name, reason);
+            }
+        };
+        let reason = format!("the tunnel failed while carrying this callback: {error}");
+        return Delivery::local(502, route_name, reason);
+    }
+}

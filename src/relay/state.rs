@@ -1,0 +1,57 @@
+//! The laptop's view of its tunnel to the relay, shown in the log and the inspector.
+
+use serde::Serialize;
+
+/// Where the tunnel stands.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RelayState {
+    Connecting {
+        relay: String,
+    },
+    /// Callbacks to `public_url` now reach this machine.
+    Connected {
+        relay: String,
+        public_url: String,
+    },
+    /// The connection failed or dropped; the next attempt is in `retry_in_secs`.
+    Reconnecting {
+        relay: String,
+        reason: String,
+        retry_in_secs: f64,
+    },
+    /// The relay refused the token (or the route); retried less often.
+    Refused {
+        relay: String,
+        reason: String,
+        retry_in_secs: f64,
+    },
+}
+
+impl RelayState {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            RelayState::Connecting { relay } => format!("relay: connecting to {relay}…"),
+            RelayState::Connected { relay, public_url } => {
+                format!("relay: connected to {relay}; callbacks to {public_url} reach this machine")
+            }
+            RelayState::Reconnecting {
+                relay,
+                reason,
+                retry_in_secs,
+            } => format!("relay: {relay} unreachable ({reason}); retrying in {retry_in_secs:.1} s"),
+            RelayState::Refused {
+                relay,
+                reason,
+                retry_in_secs,
+            } => format!(
+                "relay: {relay} refused this machine ({reason}); retrying in {retry_in_secs:.0} s"
+            ),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self, RelayState::Connected { .. })
+    }
+}

@@ -1,0 +1,401 @@
+//! The relay end to end on loopback: Vobiz (a TLS client) → `RelayServer` → one tunnel →
+//! a laptop (`Tunnel` with `config.relay`) → its local server. Signatures verify against the
+//! relay's public URL, the laptop records the real sender, routes keep laptops apart, the
+//! tunnel survives drops, and the relay never logs a body or a token. Auth, allow-list and
+//! CLI behaviour are in `relay/auth.rs`.
+
+#[path = "relay/auth.rs"]
+mod auth;
+mod common;
+#[path = "relay/harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use common::{within, DEADLINE};
+use harness::*;
+use vobiz_tunnel::relay::config::RouteMatch;
+use vobiz_tunnel::relay::RelayState;
+use vobiz_tunnel::signature::VerdictStatus;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_cross_the_relay_verified_against_its_public_url() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let mut laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+
+    // HTTP/1.1, as Vobiz sends it; a forged envelope header must not survive.
+    let path = "/vobiz/hangup?attempt=1";
+    let url = relay.url("/vobiz/hangup");
+    let forged = [
+        ("x-vobiz-tunnel-public-url", "https://evil.example"),
+        ("x-vobiz-tunnel-client-addr", "6.6.6.6:666"),
+    ];
+    let request = callback(&authority, path, hangup(1), &url, 1, &forged);
+    let (answer, sent_from) = relay.vobiz().send_from(request, false).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, "<Response><Speak>hello</Speak></Response>");
+    let seen = laptop.upstream.next().await;
+    assert_eq!(seen.uri, path);
+    assert_eq!(seen.body, hangup(1).as_bytes(), "the body is unchanged");
+    assert!(seen.header("x-vobiz-signature-v3").is_some());
+    assert!(seen
+        .headers
+        .iter()
+        .all(|(n, _)| !n.starts_with("x-vobiz-tunnel")));
+    let exchange = laptop.harness.last_recorded().await;
+    assert_eq!(exchange.request.public_url, relay.url(path));
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict.summary()
+    );
+    assert_eq!(
+        exchange.request.client_addr.as_deref(),
+        Some(sent_from.to_string().as_str()),
+        "the laptop records Vobiz's address, not the relay's"
+    );
+    assert_eq!(exchange.request.tls.sni.as_deref(), Some("localhost"));
+    assert_eq!(exchange.request.tls.alpn.as_deref(), Some("http/1.1"));
+
+    // HTTP/2 from the public side works the same.
+    let mut request = callback(
+        &authority,
+        "/vobiz/answer",
+        hangup(2),
+        &relay.url("/vobiz/answer"),
+        2,
+        &[],
+    );
+    *request.uri_mut() = relay.url("/vobiz/answer").parse().unwrap();
+    request.headers_mut().remove("host");
+    let (answer, _) = relay.vobiz().send_from(request, true).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    laptop.upstream.next().await;
+    let exchange = laptop.harness.last_recorded().await;
+    assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
+    assert_eq!(exchange.request.tls.alpn.as_deref(), Some("h2"));
+
+    // 50 at once over the one tunnel: all answered, all recorded, all valid.
+    let vobiz = relay.vobiz();
+    let sends: Vec<_> = (100..150)
+        .map(|n| {
+            let request = callback(&authority, "/vobiz/hangup", hangup(n), &url, n, &[]);
+            let vobiz = vobiz.clone();
+            tokio::spawn(async move { vobiz.send(request).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for send in sends {
+        statuses.push(within(send).await.unwrap());
+    }
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let recorded = laptop.recorded_call_uuids().await;
+    for n in 100..150 {
+        assert!(recorded.contains(&call_uuid(n)), "call {n} not recorded");
+    }
+    laptop.harness.tunnel.store.flush().await;
+    let summaries = laptop.harness.reader().latest(100).unwrap();
+    assert_eq!(summaries.len(), 52);
+    assert!(summaries
+        .iter()
+        .all(|s| s.signature == VerdictStatus::Valid));
+
+    // One log line per callback, none with the body or a secret.
+    let line = relay
+        .log_line(&["POST /vobiz/hangup 200", "route=default"])
+        .await;
+    assert!(line.contains(&format!("from={sent_from}")), "{line}");
+    let log = relay.log().join("\n");
+    for secret in [
+        RELAY_TOKEN,
+        common::TOKEN,
+        "HangupCause",
+        "attempt=1",
+        "evil",
+    ] {
+        assert!(!log.contains(secret), "the relay logged {secret:?}:\n{log}");
+    }
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_and_host_routes_reach_their_own_laptop() {
+    let (alice_token, bob_token) = ("alice-TOKEN-aaaaaaaa", "bob-TOKEN-bbbbbbbbbb");
+    let routes = vec![
+        route(RouteMatch::Prefix("/alice".into()), alice_token),
+        route(RouteMatch::Host("bob.localhost".into()), bob_token),
+    ];
+    let relay = Relay::start(routes, |_| {}).await;
+    let mut alice = Laptop::start(&relay, alice_token).await;
+    let mut bob = Laptop::start(&relay, bob_token).await;
+    relay.connected("/alice").await;
+    relay.connected("bob.localhost").await;
+    let port = relay.port();
+
+    // The prefix is removed before forwarding and kept in the URL the laptop verifies.
+    let public = relay.url("/alice/vobiz/answer");
+    let request = callback(
+        &format!("localhost:{port}"),
+        "/alice/vobiz/answer",
+        hangup(1),
+        &public,
+        1,
+        &[],
+    );
+    assert_eq!(relay.vobiz().send(request).await.status, 200);
+    assert_eq!(alice.upstream.next().await.uri, "/vobiz/answer");
+    let exchange = alice.harness.last_recorded().await;
+    assert_eq!(exchange.request.public_url, public);
+    assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
+
+    // Exactly the prefix, nothing after it: verified against exactly that URL.
+    let public = relay.url("/alice?CallUUID=q");
+    let request = callback(
+        &format!("localhost:{port}"),
+        "/alice?CallUUID=q",
+        hangup(4),
+        &relay.url("/alice"), // signed without the query, as Vobiz does
+        4,
+        &[],
+    );
+    assert_eq!(relay.vobiz().send(request).await.status, 200);
+    assert_eq!(alice.upstream.next().await.uri, "/?CallUUID=q");
+    let exchange = alice.harness.last_recorded().await;
+    assert_eq!(exchange.request.public_url, public);
+    assert_eq!(
+        exchange.verdict.status,
+        VerdictStatus::Valid,
+        "{:?}",
+        exchange.verdict
+    );
+
+    let public = format!("https://bob.localhost:{port}/cb");
+    let request = callback(
+        &format!("bob.localhost:{port}"),
+        "/cb",
+        hangup(2),
+        &public,
+        2,
+        &[],
+    );
+    assert_eq!(relay.vobiz().send(request).await.status, 200);
+    assert_eq!(bob.upstream.next().await.uri, "/cb");
+    let exchange = bob.harness.last_recorded().await;
+    assert_eq!(exchange.request.public_url, public);
+    assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
+
+    // Nothing matches: 404, and neither laptop hears of it.
+    let request = callback(
+        &format!("localhost:{port}"),
+        "/carol/x",
+        hangup(3),
+        &relay.url("/carol/x"),
+        3,
+        &[],
+    );
+    let answer = relay.vobiz().send(request).await;
+    assert_eq!(answer.status, 404);
+    assert!(
+        answer.body.starts_with("vobiz-tunnel relay: "),
+        "{}",
+        answer.body
+    );
+    alice
+        .upstream
+        .assert_nothing(Duration::from_millis(100))
+        .await;
+    bob.upstream.assert_nothing(Duration::ZERO).await;
+    relay
+        .log_line(&["tunnel connected route=/alice", "/alice"])
+        .await;
+
+    // A second laptop with Alice's token replaces the first (newest wins).
+    let mut alice2 = Laptop::start(&relay, alice_token).await;
+    relay.log_line(&["tunnel replaced route=/alice"]).await;
+    alice.harness.tunnel.shutdown().await; // or it would take the route back
+    let delivered = within(async {
+        for n in 10.. {
+            let request = callback(
+                &format!("localhost:{port}"),
+                "/alice/cb",
+                hangup(n),
+                &relay.url("/alice/cb"),
+                n,
+                &[],
+            );
+            if relay.vobiz().send(request).await.status == 200 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unreachable!()
+    })
+    .await;
+    assert_eq!(alice2.upstream.next().await.uri, "/cb");
+    assert!(alice2
+        .recorded_call_uuids()
+        .await
+        .contains(&call_uuid(delivered)));
+    for laptop in [alice2, bob] {
+        laptop.harness.tunnel.shutdown().await;
+    }
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_tunnel_answers_503_at_once_then_reconnects_losing_nothing() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let mut events = laptop.events();
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let send = |n: u64| {
+        let request = callback(&authority, "/vobiz/hangup", hangup(n), &url, n, &[]);
+        let vobiz = relay.vobiz();
+        async move {
+            let started = Instant::now();
+            let answer = vobiz.send(request).await;
+            (n, answer.status, started.elapsed(), answer.body)
+        }
+    };
+
+    let mut results = vec![send(1).await];
+    assert_eq!(relay.server.disconnect_all(), 1);
+    // The laptop waits at least 125 ms before reconnecting: this one finds no tunnel.
+    let gap = send(2).await;
+    assert_eq!(gap.1, 503, "{}", gap.3);
+    assert!(gap.2 < Duration::from_secs(1), "503 took {:?}", gap.2);
+    assert!(
+        gap.3.starts_with("vobiz-tunnel relay: no laptop"),
+        "{}",
+        gap.3
+    );
+    results.push(gap);
+    let down = relay_state(&mut events, |s| !s.is_connected()).await;
+    assert!(matches!(down, RelayState::Reconnecting { .. }), "{down:?}");
+    // Callbacks keep coming while the laptop reconnects.
+    let mut n = 3;
+    let up = within(async {
+        loop {
+            results.push(send(n).await);
+            n += 1;
+            if let Ok(state) = tokio::time::timeout(
+                Duration::from_millis(20),
+                relay_state(&mut events, |_| true),
+            )
+            .await
+            {
+                if state.is_connected() {
+                    return state;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(up, RelayState::Connected { ref public_url, .. } if *public_url == relay.url("")),
+        "{up:?}"
+    );
+    relay.connected("default").await;
+    for _ in 0..5 {
+        results.push(send(n).await);
+        n += 1;
+    }
+
+    let recorded = laptop.recorded_call_uuids().await;
+    for (n, status, took, body) in &results {
+        match status {
+            200 => assert!(
+                recorded.contains(&call_uuid(*n)),
+                "call {n} answered 200 but not recorded"
+            ),
+            503 => {
+                assert!(*took < Duration::from_secs(1), "a 503 took {took:?}");
+                assert!(
+                    !recorded.contains(&call_uuid(*n)),
+                    "call {n} got 503 yet reached the laptop"
+                );
+            }
+            other => panic!("call {n}: unexpected {other}: {body}"),
+        }
+    }
+    assert!(
+        results.iter().rev().take(5).all(|r| r.1 == 200),
+        "after reconnecting: {results:?}"
+    );
+    assert_eq!(
+        recorded.len(),
+        results.iter().filter(|r| r.1 == 200).count()
+    );
+    relay
+        .log_line(&[
+            "tunnel disconnected route=default",
+            "disconnected by the relay",
+        ])
+        .await;
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hold_a_callback_rides_out_a_short_gap() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.hold = Duration::from_secs(2)
+    })
+    .await;
+    let mut laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    relay.server.disconnect_all();
+    assert!(!relay.server.is_connected("default"));
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let started = Instant::now();
+    let answer = relay
+        .vobiz()
+        .send(callback(
+            &authority,
+            "/vobiz/hangup",
+            hangup(1),
+            &url,
+            1,
+            &[],
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(laptop.upstream.next().await.body, hangup(1).as_bytes());
+    assert_eq!(laptop.recorded_call_uuids().await, vec![call_uuid(1)]);
+
+    // With the laptop gone for good, the hold ends in a 503 near --hold, inside Vobiz's 3 s.
+    laptop.harness.tunnel.shutdown().await;
+    let started = Instant::now();
+    let answer = relay
+        .vobiz()
+        .send(callback(
+            &authority,
+            "/vobiz/hangup",
+            hangup(2),
+            &url,
+            2,
+            &[],
+        ))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(answer.body.contains("--hold"), "{}", answer.body);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(DEADLINE > took);
+    relay.server.shutdown().await;
+}

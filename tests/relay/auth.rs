@@ -1,0 +1,243 @@
+//! Who may use the relay: tokens (refused, silent and malformed clients), the source
+//! allow-list, what the log may contain (JSON too), and the `relay` command line.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vobiz_tunnel::cli::LogFormat;
+use vobiz_tunnel::relay::config::IpBlock;
+use vobiz_tunnel::relay::{protocol, RelayClient, RelayState};
+
+use crate::common::{self, within};
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vobiz-tunnel");
+
+/// A raw TLS connection to the relay asking for the tunnel protocol.
+async fn raw_tunnel(relay: &Relay) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&relay.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![protocol::ALPN.to_vec()];
+    let tcp = TcpStream::connect(relay.server.local_addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = within(connector.connect(name, tcp)).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(protocol::ALPN));
+    stream
+}
+
+/// Reads until the relay closes; what it said.
+async fn read_to_close(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    let mut said = Vec::new();
+    let _ = within(stream.read_to_end(&mut said)).await;
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_and_logged_without_the_token() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let laptop = Laptop::without_relay().await;
+    let mut events = laptop.events();
+    let wrong = "WRONG-token-zzzzzzzzzzzz";
+    let client = RelayClient::spawn(
+        relay.client_config(wrong),
+        laptop.harness.tunnel.proxy.clone(),
+    );
+    let state = relay_state(&mut events, |s| !matches!(s, RelayState::Connecting { .. })).await;
+    match &state {
+        RelayState::Refused {
+            reason,
+            retry_in_secs,
+            ..
+        } => {
+            assert_eq!(reason, "unknown token");
+            assert!(
+                *retry_in_secs >= 15.0,
+                "refusals retry at the cap: {retry_in_secs}"
+            );
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(!relay.server.is_connected("default"));
+    relay.log_line(&["tunnel refused", "unknown token"]).await;
+    let log = relay.log().join("\n");
+    assert!(!log.contains(wrong) && !log.contains(RELAY_TOKEN), "{log}");
+    within(client.stop()).await;
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_malformed_tunnel_clients_are_dropped() {
+    let timeout = Duration::from_millis(300);
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| c.auth_timeout = timeout).await;
+
+    let mut silent = raw_tunnel(&relay).await;
+    let started = Instant::now();
+    let said = read_to_close(&mut silent).await;
+    assert!(said.is_empty(), "{said:?}");
+    assert!(started.elapsed() >= timeout && started.elapsed() < Duration::from_secs(3));
+    relay
+        .log_line(&["tunnel dropped", "sent no hello within 0.3 s"])
+        .await;
+
+    let mut long = raw_tunnel(&relay).await;
+    let _ = long.write_all(&vec![b'A'; protocol::MAX_LINE + 10]).await;
+    let said = read_to_close(&mut long).await;
+    assert_eq!(said, "REFUSED malformed hello\n");
+
+    let mut http = raw_tunnel(&relay).await;
+    http.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert_eq!(
+        read_to_close(&mut http).await,
+        "REFUSED not a vobiz-tunnel hello\n"
+    );
+
+    // The right token gets OK and the public base URL.
+    let mut good = raw_tunnel(&relay).await;
+    good.write_all(protocol::hello_line(RELAY_TOKEN).as_bytes())
+        .await
+        .unwrap();
+    let mut reader = tokio::io::BufReader::new(good);
+    let answer = within(protocol::read_answer(&mut reader)).await.unwrap();
+    let public_base = relay.url("");
+    assert_eq!(answer, protocol::Answer::Ok { public_base });
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_turns_other_senders_away() {
+    for (allowed, status) in [("10.0.0.0/8", 403), ("127.0.0.1", 200)] {
+        let block = IpBlock::parse(allowed).unwrap();
+        let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+            c.allow = Some(vec![block])
+        })
+        .await;
+        let mut laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+        relay.connected("default").await;
+        let url = relay.url("/cb");
+        let request = callback(
+            &format!("localhost:{}", relay.port()),
+            "/cb",
+            hangup(1),
+            &url,
+            1,
+            &[],
+        );
+        let answer = relay.vobiz().send(request).await;
+        assert_eq!(answer.status, status, "allow {allowed}: {}", answer.body);
+        if status == 403 {
+            assert!(
+                answer
+                    .body
+                    .contains("127.0.0.1 is not an allowed callback source"),
+                "{}",
+                answer.body
+            );
+            laptop
+                .upstream
+                .assert_nothing(Duration::from_millis(100))
+                .await;
+            relay.log_line(&["POST /cb 403", "not an allowed"]).await;
+        } else {
+            laptop.upstream.next().await;
+        }
+        laptop.harness.tunnel.shutdown().await;
+        relay.server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_have_the_facts_and_no_body_or_secret() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.log_format = LogFormat::Json
+    })
+    .await;
+    let laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let url = relay.url("/vobiz/hangup");
+    let body = format!("{}&Secret={RELAY_TOKEN}", hangup(7));
+    let request = callback(
+        &format!("localhost:{}", relay.port()),
+        "/vobiz/hangup?k=QUERYSECRET",
+        body,
+        &url,
+        7,
+        &[],
+    );
+    assert_eq!(relay.vobiz().send(request).await.status, 200);
+    let line = relay.log_line(&["\"callback\""]).await;
+    let value: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["path"], "/vobiz/hangup");
+    assert_eq!(value["status"], 200);
+    assert_eq!(value["route"], "default");
+    assert!(value["duration_ms"].as_f64().is_some() && value["time"].is_string());
+    let connected = relay.log_line(&["\"tunnel\"", "connected"]).await;
+    assert!(
+        serde_json::from_str::<Value>(&connected).is_ok(),
+        "{connected}"
+    );
+    let log = relay.log().join("\n");
+    for secret in [RELAY_TOKEN, "QUERYSECRET", "CallUUID", common::TOKEN] {
+        assert!(!log.contains(secret), "the relay logged {secret:?}:\n{log}");
+    }
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_the_relay_gets_a_hint() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let mut tcp = TcpStream::connect(relay.server.local_addr).await.unwrap();
+    tcp.write_all(b"POST /cb HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    within(tcp.read_to_string(&mut answer)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("use an https:// URL"), "{answer}");
+    relay.server.shutdown().await;
+}
+
+fn relay_cli(args: &[&str], token_env: Option<&str>) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("relay")
+        .args(args)
+        .env_remove("VOBIZ_TUNNEL_RELAY_TOKEN");
+    if let Some(token) = token_env {
+        command.env("VOBIZ_TUNNEL_RELAY_TOKEN", token);
+    }
+    let output = command.output().expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_relay_command_needs_a_token_and_never_shows_it() {
+    let (code, out, err) = relay_cli(&["--listen", "127.0.0.1:0"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("--token") && err.contains("VOBIZ_TUNNEL_RELAY_TOKEN"),
+        "{err}"
+    );
+
+    let secret = "ENV-relay-secret-should-not-show";
+    let (code, out, err) = relay_cli(&["--help"], Some(secret));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("--token"), "{out}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}");
+}

@@ -33,6 +33,7 @@ pub mod relay;
 pub mod replay;
 pub mod report;
 pub mod server;
+pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod tls;

@@ -56,7 +56,7 @@ fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
     let config = ListenConfig::from_args(args)?;
     let runtime = runtime()?;
     let (tunnel, stop) = runtime.block_on(async {
-        let stop = stop_signal()?;
+        let stop = vobiz_tunnel::shutdown::stop_signal()?;
         let tunnel = Tunnel::start(&config).await?;
         anyhow::Ok((tunnel, stop))
     })?;
@@ -171,28 +171,5 @@ fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {
                 println!("  public URL     {public}");
             }
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
-/// first polled, so a signal that arrives right after the banner is not lost.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
     }
 }

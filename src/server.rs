@@ -31,12 +31,15 @@ pub struct Server {
     pub limits: Limits,
 }
 
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 and HTTP/2 settings of a public listener (this one and the relay's): limits on
+/// headers and streams, and `header_timeout` for reading a request's headers (which also
+/// ends idle keep-alive connections).
+pub(crate) fn http_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(header_timeout)
         .preserve_header_case(true)
         .max_buf_size(256 * 1024);
     builder
@@ -55,7 +58,7 @@ impl Server {
     /// Accepts connections until `shutdown` turns true, then lets in-flight exchanges finish.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let acceptor = TlsAcceptor::from(self.tls.clone());
-        let http = Arc::new(http_builder(&self.limits));
+        let http = Arc::new(http_builder(self.limits.header_timeout));
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
         loop {

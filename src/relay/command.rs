@@ -30,7 +30,7 @@ pub fn relay_command(args: &RelayArgs) -> anyhow::Result<i32> {
 }
 
 async fn run(config: RelayConfig, log: RelayLog) -> anyhow::Result<()> {
-    let stop = stop_signal()?;
+    let stop = crate::shutdown::stop_signal()?;
     let tls = server_tls(&config.certs).await?;
     let listen = config.listen;
     let summary = routes_summary(&config);
@@ -88,26 +88,4 @@ fn spawn_printer(mut lines: mpsc::UnboundedReceiver<String>) -> std::thread::Joi
             }
         }
     })
-}
-
-/// Ctrl-C or SIGTERM, with the handlers installed now so that an early signal is not lost.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-    }
 }

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -39,24 +39,9 @@ const MAX_ATTEMPTS: u32 = 3;
 
 pub(super) type HttpBuilder = auto::Builder<TokioExecutor>;
 
-/// The public side's HTTP settings (as `crate::server`'s listener).
+/// The public side's HTTP settings: those of the laptop's own listener.
 pub(super) fn http_builder() -> HttpBuilder {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(256 * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256)
-        .max_header_list_size(256 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
+    crate::server::http_builder(HEADER_TIMEOUT)
 }
 
 /// Facts of one public connection, for every request on it.

@@ -38,6 +38,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Run the public relay that carries callbacks to laptops connected with `listen --relay`.
     Relay(RelayArgs),
+    /// Send a synthetic, signed Vobiz callback (or simulate a whole call) to a URL.
+    Trigger(TriggerArgs),
 }
 
 /// The auth tokens signatures are checked (and made) with.
@@ -177,6 +179,11 @@ pub struct ListenArgs {
     /// Seconds a client may take to send a request's body.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub body_timeout: f64,
+
+    /// Warn (never block) when a callback comes from outside Vobiz's published source
+    /// addresses. The list is shared by every Vobiz customer: hygiene, not authentication.
+    #[arg(long)]
+    pub vobiz_ips_warning: bool,
 
     /// Receive callbacks through a relay on a public host (`vobiz-tunnel relay` there):
     /// HOST[:PORT], port 443 by default. This machine connects out; nothing needs to reach it.
@@ -424,4 +431,137 @@ pub struct ImportArgs {
     pub har: PathBuf,
     #[command(flatten)]
     pub store: StoreArg,
+}
+
+/// `trigger`: one synthetic callback of a given kind, or a simulated call.
+#[derive(Debug, Clone, Args)]
+pub struct TriggerArgs {
+    #[command(subcommand)]
+    pub kind: TriggerKind,
+}
+
+/// The callback kinds of the catalogue (spec §4), plus `call`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TriggerKind {
+    /// answer_url: `Event=StartApp` (expects Vobiz XML).
+    Answer(TriggerOneArgs),
+    /// ring_url: `Event=Ring`.
+    Ring(TriggerOneArgs),
+    /// hangup_url: `Event=Hangup` with duration, cost and cause.
+    Hangup(TriggerOneArgs),
+    /// machine_detection_url: `Event=MachineDetection`.
+    MachineDetection(TriggerOneArgs),
+    /// `<Gather action>`: the caller's digits (expects Vobiz XML).
+    Gather(TriggerOneArgs),
+    /// `<Gather interimSpeechResultsCallback>`: partial speech results.
+    GatherInterim(TriggerOneArgs),
+    /// `<Dial callbackUrl>`: `Event=DialHangup` with the B leg's outcome.
+    DialStatus(TriggerOneArgs),
+    /// `<Dial action>`: `Event=DialAction` (expects Vobiz XML).
+    DialAction(TriggerOneArgs),
+    /// `<Record action>`: `Event=Record` (expects Vobiz XML).
+    Record(TriggerOneArgs),
+    /// `<Record callbackUrl>`: `Event=RecordStop` with the recording's URL and length.
+    RecordCallback(TriggerOneArgs),
+    /// `<Record transcriptionUrl>`: the transcription.
+    Transcription(TriggerOneArgs),
+    /// `<Conference callbackUrl>`: `Event=ConferenceEnter`.
+    Conference(TriggerOneArgs),
+    /// `<Stream statusCallbackUrl>`: `Event=StartStream`.
+    StreamStatus(TriggerOneArgs),
+    /// `<Redirect>` target: `Event=Redirect` (expects Vobiz XML).
+    Redirect(TriggerOneArgs),
+    /// Transfer API aleg_url/bleg_url: `Event=Transfer` (expects Vobiz XML).
+    Transfer(TriggerOneArgs),
+    /// Simulate a whole call: Ring, StartApp, then follow the XML your server answers.
+    Call(TriggerCallArgs),
+}
+
+/// Options shared by every trigger.
+#[derive(Debug, Clone, Args)]
+pub struct TriggerCommon {
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// Send no signature headers (for testing that your server rejects unsigned callbacks).
+    #[arg(long, conflicts_with = "bad_signature")]
+    pub unsigned: bool,
+    /// Send signatures that do not verify (for testing that your server rejects them).
+    #[arg(long)]
+    pub bad_signature: bool,
+    /// Folder of the development certificate; its CA (dev-ca.pem) is trusted for https.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VOBIZ_TUNNEL_CERTS_DIR",
+        default_value = "certs"
+    )]
+    pub certs_dir: PathBuf,
+    /// Accept any certificate from https targets (self-signed, expired, wrong name).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    pub timeout: f64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Answers slower than this fail (Vobiz gives up after about 3 s). For tests.
+    #[arg(long, value_name = "MS", default_value_t = 3000, hide = true)]
+    pub slow_after_ms: u64,
+}
+
+/// `trigger <kind>`: one callback.
+#[derive(Debug, Clone, Args)]
+pub struct TriggerOneArgs {
+    /// The URL to send the callback to.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// The URL to sign, when it differs from --to (the public URL configured at Vobiz).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Override or add a form field: K=V. Repeat for each.
+    #[arg(long = "param", value_name = "K=V")]
+    pub params: Vec<String>,
+    /// HTTP method: POST sends a form body, GET puts the fields in the query string.
+    #[arg(long, default_value = "POST", value_parser = ["POST", "GET"], ignore_case = true)]
+    pub method: String,
+    #[command(flatten)]
+    pub common: TriggerCommon,
+}
+
+/// `trigger call`: a simulated call driven by your answer XML.
+#[derive(Debug, Clone, Args)]
+pub struct TriggerCallArgs {
+    /// The answer URL (receives StartApp).
+    #[arg(long, value_name = "URL")]
+    pub answer_url: String,
+    /// Method for the answer URL.
+    #[arg(long, default_value = "POST", value_parser = ["POST", "GET"], ignore_case = true)]
+    pub answer_method: String,
+    /// The hangup URL [default: the answer URL].
+    #[arg(long, value_name = "URL")]
+    pub hangup_url: Option<String>,
+    /// The ring URL (receives Ring before StartApp).
+    #[arg(long, value_name = "URL")]
+    pub ring_url: Option<String>,
+    /// Digits the caller presses at each <Gather>, in turn (repeat for several Gathers).
+    #[arg(long, value_name = "DIGITS")]
+    pub digits: Vec<String>,
+    /// What the caller says at each <Gather> that accepts speech, in turn.
+    #[arg(long, value_name = "TEXT")]
+    pub speech: Vec<String>,
+    /// The caller's number (E.164 without +, as Vobiz sends it).
+    #[arg(long, value_name = "NUMBER", default_value = "919876543210")]
+    pub from: String,
+    /// The called number.
+    #[arg(long, value_name = "NUMBER", default_value = "918045678901")]
+    pub to_number: String,
+    /// inbound or outbound.
+    #[arg(long, default_value = "inbound", value_parser = ["inbound", "outbound"])]
+    pub direction: String,
+    /// Most requests one call may make (stops XML that loops).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub max_requests: usize,
+    #[command(flatten)]
+    pub common: TriggerCommon,
 }

@@ -114,6 +114,8 @@ pub struct ListenConfig {
     pub public_url: Option<BaseUrl>,
     pub store: PathBuf,
     pub reject_invalid: bool,
+    /// Warn (never block) on callbacks from outside Vobiz's published source addresses.
+    pub vobiz_ips_warning: bool,
     pub host_header: HostHeader,
     pub log_format: LogFormat,
     pub tui: bool,
@@ -198,6 +200,7 @@ impl ListenConfig {
                 .clone()
                 .unwrap_or_else(crate::store::default_path),
             reject_invalid: args.reject_invalid,
+            vobiz_ips_warning: args.vobiz_ips_warning,
             host_header: args.host_header,
             log_format: args.log_format,
             tui: !args.no_tui,

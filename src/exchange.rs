@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::checks::Finding;
 use crate::signature::Verdict;
 
 /// Row id of an exchange in the store.
@@ -244,11 +245,14 @@ pub enum Flag {
     ClientError,
     /// Read from a HAR file by `import`, not received by the listener.
     Imported,
+    /// A Vobiz retry or duplicate delivery: the same callback (`CallUUID`, `Event` and its
+    /// identifying fields) as an earlier exchange, with or without a new nonce.
+    Duplicate,
 }
 
 impl Flag {
     /// Every flag, for listings (filter help, error messages).
-    pub const ALL: [Flag; 8] = [
+    pub const ALL: [Flag; 9] = [
         Flag::Slow,
         Flag::NonceReused,
         Flag::Replay,
@@ -257,6 +261,7 @@ impl Flag {
         Flag::TooLarge,
         Flag::ClientError,
         Flag::Imported,
+        Flag::Duplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -269,6 +274,7 @@ impl Flag {
             Flag::TooLarge => "too_large",
             Flag::ClientError => "client_error",
             Flag::Imported => "imported",
+            Flag::Duplicate => "duplicate",
         }
     }
 
@@ -282,6 +288,7 @@ impl Flag {
             "too_large" => Flag::TooLarge,
             "client_error" => Flag::ClientError,
             "imported" => Flag::Imported,
+            "duplicate" => Flag::Duplicate,
             _ => return None,
         })
     }
@@ -308,6 +315,8 @@ pub struct Exchange {
     pub response: Option<ResponseRecord>,
     pub timings: Timings,
     pub flags: Vec<Flag>,
+    /// What the Vobiz checks ([`crate::checks`]) found: XML lint and delivery analysis.
+    pub findings: Vec<Finding>,
 }
 
 impl Exchange {
@@ -330,6 +339,7 @@ impl Exchange {
                 ..Timings::default()
             },
             flags: Vec::new(),
+            findings: Vec::new(),
         }
     }
 

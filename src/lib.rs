@@ -20,6 +20,7 @@
 //! (start-up), [`tls`], [`server`], [`pipeline`], [`signature`], [`store`], [`forward`];
 //! then [`output`] and [`report`] (what a person reads) and [`commands`] (offline subcommands).
 
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -37,5 +38,6 @@ pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod tls;
+pub mod trigger;
 pub mod tui;
 pub mod tunnel;

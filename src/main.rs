@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => vobiz_tunnel::export::export_command(&args),
         Some(Command::Import(args)) => vobiz_tunnel::export::import_command(&args),
         Some(Command::Relay(args)) => vobiz_tunnel::relay::relay_command(&args),
+        Some(Command::Trigger(args)) => {
+            runtime().and_then(|rt| rt.block_on(vobiz_tunnel::trigger::trigger_command(&args)))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

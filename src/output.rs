@@ -109,7 +109,13 @@ pub fn json_line(summary: &ExchangeSummary) -> String {
 fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> String {
     match (event, format) {
         (ExchangeEvent::Finished(exchange), LogFormat::Text) => {
-            text_line(&ExchangeSummary::of(exchange), offset)
+            let mut line = text_line(&ExchangeSummary::of(exchange), offset);
+            let warnings = crate::checks::warning_count(&exchange.findings);
+            if warnings > 0 {
+                // Short on purpose: `show ID` lists the findings themselves.
+                line.push_str(&format!("  ⚠ {warnings}"));
+            }
+            line
         }
         (ExchangeEvent::Finished(exchange), LogFormat::Json) => exchange_json_line(exchange),
         (ExchangeEvent::StoreError(message), LogFormat::Text) => format!("store error: {message}"),
@@ -149,8 +155,9 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> St
     }
 }
 
-/// The JSON line of a finished exchange, with the signature's one-line reason added.
-fn exchange_json_line(exchange: &Exchange) -> String {
+/// The JSON line of a finished exchange, with the signature's one-line reason and the
+/// Vobiz checks' findings added.
+pub fn exchange_json_line(exchange: &Exchange) -> String {
     let mut value =
         serde_json::to_value(ExchangeSummary::of(exchange)).unwrap_or_else(|_| json!({}));
     if let Some(object) = value.as_object_mut() {
@@ -158,6 +165,7 @@ fn exchange_json_line(exchange: &Exchange) -> String {
         object.insert("signature_detail".into(), json!(exchange.verdict.summary()));
         object.insert("nonce_reused_of".into(), json!(exchange.nonce_reused_of));
         object.insert("client_addr".into(), json!(exchange.request.client_addr));
+        object.insert("findings".into(), json!(exchange.findings));
     }
     value.to_string()
 }
@@ -206,5 +214,29 @@ fn skipped_line(count: u64, format: LogFormat) -> String {
             format!("({count} exchanges not printed: output too slow; they are in the store)")
         }
         LogFormat::Json => json!({"type": "skipped", "count": count}).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{Finding, Severity};
+
+    #[test]
+    fn the_text_line_counts_warnings_and_the_json_line_lists_findings() {
+        let mut exchange =
+            crate::checks::delivery_tests::callback("/hangup", "CallUUID=c1&Event=Hangup");
+        exchange.findings = vec![
+            Finding::new("slow-answer", Severity::Warning, "answered after 4.0 s"),
+            Finding::new("note", Severity::Info, "just so you know"),
+        ];
+        let event = ExchangeEvent::Finished(std::sync::Arc::new(exchange));
+        let text = event_line(&event, LogFormat::Text, UtcOffset::UTC);
+        assert!(text.ends_with("  ⚠ 1"), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&event_line(&event, LogFormat::Json, UtcOffset::UTC))
+                .unwrap_or_default();
+        assert_eq!(json["findings"][0]["rule"], "slow-answer");
+        assert_eq!(json["findings"][1]["severity"], "info");
     }
 }

@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::broadcast;
 
+use crate::checks;
 use crate::config::{BaseUrl, Limits};
 use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::{self, Outgoing, Upstream};
@@ -57,6 +58,8 @@ pub struct Proxy {
     /// The listener's port, offered to the signature explanation as a likely variant.
     pub listen_port: u16,
     pub events: broadcast::Sender<ExchangeEvent>,
+    /// The Vobiz checks' shared state: recent deliveries and the optional source allow-list.
+    pub checks: checks::Context,
 }
 
 /// How reading the request body ended.
@@ -164,6 +167,19 @@ pub async fn handle(
             let _ = proxy.events.send(ExchangeEvent::StoreError(message));
         }
     }
+    // Duplicates are judged in arrival order, here, not at the end: a Vobiz retry usually
+    // arrives while the slow first delivery is still waiting on the local server.
+    let early = checks::on_received(&exchange, &proxy.checks);
+    if !early.is_empty() {
+        let record = Arc::make_mut(&mut exchange);
+        if early
+            .iter()
+            .any(|f| f.rule == checks::delivery::DUPLICATE_DELIVERY)
+        {
+            record.add_flag(Flag::Duplicate);
+        }
+        record.findings.extend(early);
+    }
 
     match body {
         BodyRead::TooLarge { declared, .. } => {
@@ -232,6 +248,9 @@ impl Proxy {
     fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
         record.done();
+        // After `done` (slow-answer needs the duration), before the record is queued.
+        let found = checks::findings(record, &self.checks);
+        record.findings.extend(found);
         let response = match &record.response {
             Some(answer) => {
                 let mut response = Response::new(Full::new(answer.body.clone()));

@@ -131,6 +131,19 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
         let _ = writeln!(out, "  error       {error}");
     }
 
+    if !exchange.findings.is_empty() {
+        let _ = writeln!(out, "\nVobiz checks");
+        for finding in &exchange.findings {
+            let _ = writeln!(
+                out,
+                "  {:<7}  {}: {}",
+                finding.severity.as_str(),
+                finding.rule,
+                finding.message
+            );
+        }
+    }
+
     let _ = writeln!(out, "\n{}", verdict_text(&exchange.verdict).trim_end());
 
     let _ = writeln!(out, "\nRequest headers");
@@ -242,6 +255,7 @@ pub fn exchange_json(exchange: &Exchange) -> Value {
         "outcome": exchange.outcome,
         "error": exchange.error,
         "flags": exchange.flags,
+        "findings": exchange.findings,
         "timings": exchange.timings,
         "duration_ms": exchange.timings.duration_ms(),
         "signature": exchange.verdict.status,

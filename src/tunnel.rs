@@ -88,6 +88,7 @@ impl Tunnel {
             limits: config.limits,
             listen_port: local_addr.port(),
             events: events.clone(),
+            checks: crate::checks::Context::new(config.vobiz_ips_warning),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {

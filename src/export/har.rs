@@ -64,6 +64,7 @@ pub fn entry(exchange: &Exchange) -> Value {
         "outcome": exchange.outcome,
         "error": exchange.error,
         "flags": exchange.flags,
+        "findings": exchange.findings,
         "signature": exchange.verdict,
         "client_addr": request.client_addr,
         "tls": request.tls,

@@ -142,6 +142,11 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
             .filter_map(Value::as_str)
             .filter_map(Flag::parse)
             .collect();
+        // Absent in HARs written before the Vobiz checks existed: none, not an error.
+        if let Some(findings) = field("findings") {
+            exchange.findings = serde_json::from_value(findings.clone())
+                .map_err(|e| format!("_vobizTunnel.findings is malformed ({e})"))?;
+        }
     } else {
         // Chrome writes why a request got no answer here.
         let chrome_error = entry.get("response").and_then(|r| r.get("_error"));

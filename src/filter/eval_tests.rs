@@ -48,6 +48,7 @@ fn exchange() -> Exchange {
         }),
         timings: Default::default(),
         flags: vec![Flag::Slow, Flag::Replay],
+        findings: Vec::new(),
     }
 }
 

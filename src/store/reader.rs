@@ -178,6 +178,14 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ExchangeSummar
     })
 }
 
+/// The stored findings; an unreadable value reads as none rather than failing the row.
+fn parse_findings(text: &str) -> Vec<crate::checks::Finding> {
+    match text {
+        "" | "[]" => Vec::new(),
+        json => serde_json::from_str(json).unwrap_or_default(),
+    }
+}
+
 fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
     let detail: String = row.get("signature_detail")?;
     let signature: String = row.get("signature")?;
@@ -242,5 +250,6 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
             done_us: row.get("done_at_us")?,
         },
         flags: parse_flags(&flags),
+        findings: parse_findings(&row.get::<_, String>("findings")?),
     })
 }

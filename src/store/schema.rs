@@ -53,6 +53,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX exchanges_event ON exchanges(event COLLATE NOCASE);
     "#,
+    // 3: what the Vobiz checks found (XML lint, delivery analysis), a JSON array of
+    // {rule, severity, message}; rows of older versions read as none.
+    r#"
+    ALTER TABLE exchanges ADD COLUMN findings TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// How long the writer waits for another process's lock before giving up on a batch.

@@ -93,6 +93,14 @@ fn flags_text(flags: &[Flag]) -> String {
         .join(",")
 }
 
+/// The findings as the JSON array the `findings` column holds.
+fn findings_json(exchange: &Exchange) -> String {
+    if exchange.findings.is_empty() {
+        return "[]".into(); // the common case, without serde
+    }
+    serde_json::to_string(&exchange.findings).unwrap_or_else(|_| "[]".into())
+}
+
 /// The key under which a signed request's nonce is remembered: nonce and signature together,
 /// so two different callbacks that happen to share a nonce are not confused.
 fn nonce_key(exchange: &Exchange) -> Option<String> {
@@ -125,9 +133,9 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
             done_at_us, duration_ms, client_addr, tls_version, alpn, sni, http_version, method,
             target, path, host, public_url, request_headers, request_body, request_body_truncated,
             event, call_uuid, signature, signature_scheme, signature_detail, nonce_key, outcome,
-            error, status, response_headers, response_body, flags)
+            error, status, response_headers, response_body, flags, findings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
     )?;
     statement.execute(params![
         exchange.replay_of,
@@ -162,6 +170,7 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
         response.map(|r| r.headers.to_block()),
         response.map(|r| &r.body[..]),
         flags_text(&flags),
+        findings_json(exchange),
     ])?;
     Ok(Inserted {
         id: tx.last_insert_rowid(),
@@ -174,7 +183,7 @@ fn complete(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3, done_at_us = ?4,
             duration_ms = ?5, outcome = ?6, error = ?7, status = ?8, response_headers = ?9,
-            response_body = ?10, flags = ?11
+            response_body = ?10, flags = ?11, findings = ?12
          WHERE id = ?1",
     )?
     .execute(params![
@@ -189,6 +198,7 @@ fn complete(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<()> {
         response.map(|r| r.headers.to_block()),
         response.map(|r| &r.body[..]),
         flags_text(&exchange.flags),
+        findings_json(exchange),
     ])?;
     Ok(())
 }

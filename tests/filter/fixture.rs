@@ -144,6 +144,7 @@ pub fn exchange(i: usize) -> Exchange {
             ..Timings::default()
         },
         flags,
+        findings: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ use ratatui::Frame;
 
 use super::body::{body_lines, form_lines};
 use super::theme;
+use crate::checks::{Finding, Severity};
 use crate::exchange::{Exchange, Headers};
 use crate::output::date_time;
 use crate::signature::CheckResult;
@@ -81,13 +82,14 @@ fn response_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
             exchange.outcome.as_str()
         ))];
     };
-    let mut lines = vec![Line::from(vec![
+    let mut lines = finding_lines(&exchange.findings);
+    lines.push(Line::from(vec![
         Span::styled(
             format!("{}", response.status),
             theme::status_style(Some(response.status)),
         ),
         Span::raw(format!("  {}", exchange.outcome.as_str())),
-    ])];
+    ]));
     lines.push(theme::heading("Headers"));
     lines.extend(header_lines(&response.headers));
     lines.push(theme::heading(&format!(
@@ -95,6 +97,27 @@ fn response_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
         response.body.len()
     )));
     lines.extend(body_lines(&response.headers, &response.body, raw));
+    lines
+}
+
+/// The Vobiz checks' findings, first on the Response tab: what Vobiz would make of the answer.
+fn finding_lines(findings: &[Finding]) -> Vec<Line<'static>> {
+    if findings.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![theme::heading("Vobiz checks")];
+    for finding in findings {
+        let (mark, colour) = match finding.severity {
+            Severity::Error => ("✗", Color::Red),
+            Severity::Warning => ("⚠", Color::Yellow),
+            Severity::Info => ("i", Color::Cyan),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{mark} {} ", finding.rule), Style::new().fg(colour)),
+            Span::raw(finding.message.clone()),
+        ]));
+    }
+    lines.push(Line::raw(""));
     lines
 }
 

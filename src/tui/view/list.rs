@@ -36,6 +36,7 @@ fn flags_text(row: &ExchangeSummary) -> String {
             Flag::TooLarge => words.push("too-large".into()),
             Flag::ClientError => words.push("client".into()),
             Flag::Imported => words.push("imported".into()),
+            Flag::Duplicate => words.push("dup".into()),
         }
     }
     words.join(" ")

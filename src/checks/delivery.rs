@@ -1,0 +1,158 @@
+//! Delivery rules: how the exchange went from Vobiz's side — was it a retry or a duplicate,
+//! was the answer too slow, will a failed status callback be retried, was it signed, did it
+//! come from Vobiz's published addresses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{callback_kind, CallbackKind, Context, Finding, Severity};
+use crate::exchange::{Exchange, Flag, Outcome, SLOW_AFTER_MS};
+use crate::signature::VerdictStatus;
+
+/// Rule names (the contract: stored, printed, filtered by eye).
+pub const DUPLICATE_DELIVERY: &str = "duplicate-delivery";
+pub const SLOW_ANSWER: &str = "slow-answer";
+pub const STATUS_CALLBACK_FAILED: &str = "status-callback-failed";
+pub const UNSIGNED: &str = "unsigned";
+pub const OUTSIDE_VOBIZ_SOURCES: &str = "outside-vobiz-sources";
+
+/// Fields that tell two callbacks of the same call and `Event` apart (a second recording, a
+/// second B leg, another digit press); everything else may legitimately differ on a retry.
+const IDENTIFYING_FIELDS: &[&str] = &[
+    "RecordingID",
+    "DialBLegUUID",
+    "DialAction",
+    "Digits",
+    "Speech",
+    "ConferenceAction",
+    "ConferenceMemberID",
+    "StreamID",
+    "Name",
+    "SequenceNumber",
+    "recording_id",
+    "transcription_id",
+];
+
+/// The identity of a callback: path, `CallUUID`, `Event` and the identifying fields. `None`
+/// for requests that are not a call's callback, or that this tool sent itself (replays).
+pub fn delivery_key(exchange: &Exchange) -> Option<String> {
+    let call = exchange.call_uuid.as_deref()?;
+    if exchange.replay_of.is_some()
+        || exchange.has_flag(Flag::Replay)
+        || exchange.has_flag(Flag::Imported)
+    {
+        return None;
+    }
+    let mut key = format!(
+        "{}\u{1f}{call}\u{1f}{}",
+        exchange.request.path(),
+        exchange.event.as_deref().unwrap_or("")
+    );
+    // One decode of the form, not one scan per identifying field.
+    for (name, value) in exchange.request.form_fields() {
+        if IDENTIFYING_FIELDS.contains(&name.as_str()) {
+            key.push('\u{1f}');
+            key.push_str(&name);
+            key.push('=');
+            key.push_str(&value);
+        }
+    }
+    Some(key)
+}
+
+/// `duplicate-delivery`: the same callback arrived earlier within the tracker's window —
+/// a Vobiz retry (new nonce) or the same request again (same nonce).
+pub fn duplicate_delivery(exchange: &Exchange, context: &Context) -> Option<Finding> {
+    let key = delivery_key(exchange)?;
+    let earlier = context.tracker.observe(
+        key,
+        exchange.id,
+        exchange.timings.received_us,
+        exchange.verdict.nonce.clone(),
+    )?;
+    let which = earlier
+        .id
+        .map_or("an earlier exchange".to_string(), |id| format!("#{id}"));
+    let after = (exchange.timings.received_us - earlier.received_us).max(0) as f64 / 1e6;
+    let nonce = if earlier.same_nonce {
+        "same nonce"
+    } else {
+        "new nonce"
+    };
+    Some(Finding::new(
+        DUPLICATE_DELIVERY,
+        Severity::Warning,
+        format!(
+            "duplicate of {which} ({after:.1} s earlier; same CallUUID, Event and identifying \
+             fields, {nonce}): a Vobiz retry or a duplicate delivery; make the handler idempotent"
+        ),
+    ))
+}
+
+/// `slow-answer`: the exchange took more than 3 s; Vobiz would have given up (and retried).
+pub fn slow_answer(exchange: &Exchange, _: &Context) -> Option<Finding> {
+    let ms = exchange.timings.duration_ms()?;
+    (ms > SLOW_AFTER_MS).then(|| {
+        Finding::new(
+            SLOW_ANSWER,
+            Severity::Warning,
+            format!(
+                "answered after {:.1} s: Vobiz would have given up (it waits about 3 s)",
+                ms / 1000.0
+            ),
+        )
+    })
+}
+
+/// `status-callback-failed`: a status callback (Hangup, Ring, RecordStop, Dial/Conference/
+/// Stream status, ...) got no 2xx answer, so Vobiz will retry it.
+pub fn status_callback_failed(exchange: &Exchange, _: &Context) -> Option<Finding> {
+    let CallbackKind::Status(name) = callback_kind(exchange) else {
+        return None;
+    };
+    let answer = match exchange.status() {
+        Some(status) if (200..300).contains(&status) => return None,
+        Some(status) => format!("got {status}"),
+        None if exchange.outcome == Outcome::Pending => return None,
+        None => "got no answer".to_string(),
+    };
+    Some(Finding::new(
+        STATUS_CALLBACK_FAILED,
+        Severity::Error,
+        format!(
+            "the {name} status callback {answer}: Vobiz will retry it (up to 3 times); answer 200"
+        ),
+    ))
+}
+
+/// `unsigned`: a call's callback without any `X-Vobiz-Signature-*` header.
+pub fn unsigned(exchange: &Exchange, _: &Context) -> Option<Finding> {
+    let looks_vobiz = exchange.call_uuid.is_some() || exchange.event.is_some();
+    (exchange.verdict.status == VerdictStatus::Unsigned && looks_vobiz).then(|| {
+        Finding::new(
+            UNSIGNED,
+            Severity::Warning,
+            "unsigned callback: anyone can forge it; configure auth credentials on the callback \
+             URL so that Vobiz signs it",
+        )
+    })
+}
+
+/// `outside-vobiz-sources`: the sender's address is not in the allow-list (only when
+/// enabled; a warning, never a block — the list is shared by every Vobiz customer).
+pub fn outside_vobiz_sources(exchange: &Exchange, context: &Context) -> Option<Finding> {
+    let allowed = context.allowed_sources.as_ref()?;
+    let text = exchange.request.client_addr.as_deref()?;
+    let ip = text
+        .parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()?;
+    if allowed.iter().any(|block| block.contains(ip)) {
+        return None;
+    }
+    Some(Finding::new(
+        OUTSIDE_VOBIZ_SOURCES,
+        Severity::Warning,
+        format!("sent from {ip}, outside Vobiz's published callback addresses"),
+    ))
+}

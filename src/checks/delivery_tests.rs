@@ -1,0 +1,181 @@
+//! One test per delivery rule, both sides: it fires on the case it is for, and stays quiet on
+//! the ordinary one. Also the fixture the XML tests share.
+
+use bytes::Bytes;
+
+use super::delivery::*;
+use super::{findings, on_received, vobiz_sources, Context, Severity};
+use crate::exchange::{Exchange, Flag, Headers, Outcome, RequestRecord, ResponseRecord};
+use crate::signature::{Verdict, VerdictStatus};
+
+/// A form-posted callback to `path`, signed (valid), from a Vobiz address, answered 200 in
+/// 120 ms with an empty body.
+pub(crate) fn callback(path: &str, body: &str) -> Exchange {
+    let request = RequestRecord {
+        method: "POST".into(),
+        target: path.into(),
+        http_version: "HTTP/1.1".into(),
+        public_url: format!("https://hooks.example.com{path}"),
+        headers: Headers(vec![(
+            "content-type".into(),
+            b"application/x-www-form-urlencoded".to_vec(),
+        )]),
+        body: Bytes::from(body.to_string()),
+        client_addr: Some("15.206.6.156:40112".into()),
+        ..RequestRecord::default()
+    };
+    let verdict = Verdict {
+        status: VerdictStatus::Valid,
+        scheme: None,
+        form: None,
+        key: None,
+        nonce: Some("12345678901234567890".into()),
+        signature: Some("sig".into()),
+        checks: Vec::new(),
+        explanation: Vec::new(),
+        would_match: None,
+    };
+    let mut exchange = Exchange::received(request, verdict, 1_000_000);
+    exchange.id = Some(1);
+    answer(&mut exchange, 200, "text/plain", "");
+    exchange
+}
+
+/// Replaces the answer, keeping the 120 ms duration.
+pub(crate) fn answer(exchange: &mut Exchange, status: u16, content_type: &str, body: &str) {
+    exchange.answered(
+        ResponseRecord {
+            status,
+            headers: Headers(vec![(
+                "content-type".into(),
+                content_type.as_bytes().to_vec(),
+            )]),
+            body: Bytes::from(body.to_string()),
+        },
+        exchange.timings.received_us + 100_000,
+    );
+    exchange.timings.done_us = Some(exchange.timings.received_us + 120_000);
+}
+
+const HANGUP: &str = "CallUUID=c1&Event=Hangup&HangupCause=NORMAL_CLEARING";
+
+fn rules(exchange: &Exchange, context: &Context) -> Vec<String> {
+    findings(exchange, context)
+        .into_iter()
+        .map(|f| f.rule)
+        .collect()
+}
+
+#[test]
+fn duplicate_delivery_fires_on_a_second_delivery_with_a_new_nonce() {
+    let context = Context::default();
+    let first = callback("/hangup", HANGUP);
+    assert!(on_received(&first, &context).is_empty());
+    let mut retry = callback("/hangup", HANGUP);
+    retry.id = Some(2);
+    retry.timings.received_us += 4_000_000;
+    retry.verdict.nonce = Some("99999999999999999999".into());
+    let found = on_received(&retry, &context);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].rule, DUPLICATE_DELIVERY);
+    assert!(found[0].message.contains("#1"), "{}", found[0].message);
+    assert!(
+        found[0].message.contains("new nonce"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn duplicate_delivery_is_quiet_for_other_fields_other_calls_and_replays() {
+    let context = Context::default();
+    let recording = |id: &str| {
+        callback(
+            "/rec",
+            &format!("CallUUID=c1&Event=RecordStop&RecordingID={id}"),
+        )
+    };
+    assert!(on_received(&recording("r1"), &context).is_empty());
+    assert!(on_received(&recording("r2"), &context).is_empty());
+    assert!(on_received(&callback("/hangup", "CallUUID=c2&Event=Hangup"), &context).is_empty());
+    let mut replay = recording("r1");
+    replay.replay_of = Some(1);
+    replay.add_flag(Flag::Replay);
+    assert!(on_received(&replay, &context).is_empty());
+    assert!(on_received(&callback("/x", "no=call"), &context).is_empty());
+}
+
+#[test]
+fn slow_answer_fires_after_three_seconds_only() {
+    let context = Context::default();
+    let mut slow = callback("/hangup", HANGUP);
+    assert!(!rules(&slow, &context).contains(&SLOW_ANSWER.to_string()));
+    slow.timings.done_us = Some(slow.timings.received_us + 3_500_000);
+    let found = findings(&slow, &context);
+    let finding = found.iter().find(|f| f.rule == SLOW_ANSWER);
+    assert!(finding.is_some_and(|f| f.message.contains("would have given up")));
+}
+
+#[test]
+fn status_callback_failed_fires_on_a_non_2xx_status_answer() {
+    let context = Context::default();
+    let mut failed = callback("/hangup", HANGUP);
+    answer(&mut failed, 500, "text/plain", "boom");
+    let found = findings(&failed, &context);
+    let finding = found.iter().find(|f| f.rule == STATUS_CALLBACK_FAILED);
+    assert!(finding.is_some_and(|f| f.severity == Severity::Error
+        && f.message.contains("Hangup")
+        && f.message.contains("will retry")));
+    let mut timeout = callback("/hangup", HANGUP);
+    timeout.failed(Outcome::UpstreamTimeout, 504, "slow".into());
+    assert!(rules(&timeout, &context).contains(&STATUS_CALLBACK_FAILED.to_string()));
+}
+
+#[test]
+fn status_callback_failed_is_quiet_on_200_and_on_answer_callbacks() {
+    let context = Context::default();
+    let ok = callback("/hangup", HANGUP);
+    assert!(!rules(&ok, &context).contains(&STATUS_CALLBACK_FAILED.to_string()));
+    let mut answer_callback = callback("/answer", "CallUUID=c1&Event=StartApp");
+    answer(&mut answer_callback, 500, "text/plain", "boom");
+    let found = rules(&answer_callback, &context);
+    assert!(
+        !found.contains(&STATUS_CALLBACK_FAILED.to_string()),
+        "{found:?}"
+    );
+    assert!(found.contains(&"xml-status".to_string()), "{found:?}");
+}
+
+#[test]
+fn unsigned_fires_on_an_unsigned_callback_only() {
+    let context = Context::default();
+    let signed = callback("/hangup", HANGUP);
+    assert!(!rules(&signed, &context).contains(&UNSIGNED.to_string()));
+    let mut bare = callback("/hangup", HANGUP);
+    bare.verdict.status = VerdictStatus::Unsigned;
+    assert!(rules(&bare, &context).contains(&UNSIGNED.to_string()));
+    // A health check or a browser is not a Vobiz callback.
+    let mut probe = callback("/health", "");
+    probe.verdict.status = VerdictStatus::Unsigned;
+    assert!(!rules(&probe, &context).contains(&UNSIGNED.to_string()));
+}
+
+#[test]
+fn outside_vobiz_sources_fires_only_when_enabled_and_outside() {
+    let enabled = Context::new(true);
+    assert_eq!(enabled.allowed_sources, Some(vobiz_sources()));
+    let from_vobiz = callback("/hangup", HANGUP);
+    assert!(!rules(&from_vobiz, &enabled).contains(&OUTSIDE_VOBIZ_SOURCES.to_string()));
+    let mut foreign = callback("/hangup", HANGUP);
+    foreign.request.client_addr = Some("203.0.113.9:5555".into());
+    let found = findings(&foreign, &enabled);
+    let finding = found.iter().find(|f| f.rule == OUTSIDE_VOBIZ_SOURCES);
+    assert!(finding.is_some_and(|f| f.message.contains("203.0.113.9")));
+    // Off by default: never a warning without the flag.
+    assert!(!rules(&foreign, &Context::default()).contains(&OUTSIDE_VOBIZ_SOURCES.to_string()));
+}
+
+#[test]
+fn an_ordinary_status_callback_has_no_findings() {
+    assert!(findings(&callback("/hangup", HANGUP), &Context::new(true)).is_empty());
+}

@@ -1,0 +1,151 @@
+//! Vobiz checks: small named rules that look at a finished exchange and report what Vobiz
+//! would make of it — the XML lint of answers to answer/action callbacks ([`xml`]) and the
+//! delivery analysis (retries, duplicates, slow or failed answers, unsigned or foreign
+//! callbacks; [`delivery`]).
+//!
+//! A rule is a plain function returning at most one [`Finding`]; adding a rule is adding a
+//! function and its name to a list. Rule names are kebab-case and are a contract: they are
+//! stored, printed in the log and shown in the UI.
+//!
+//! The pipeline runs [`on_received`] right after a request is recorded (duplicate detection
+//! must see deliveries in arrival order, even when an earlier one is still waiting on the
+//! local server) and [`findings`] in its one exit, before the record is queued and published.
+
+pub mod delivery;
+pub mod kind;
+mod tracker;
+mod urls;
+mod vocabulary;
+pub mod xml;
+
+#[cfg(test)]
+pub(crate) mod delivery_tests;
+#[cfg(test)]
+mod xml_tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exchange::Exchange;
+use crate::relay::config::{IpBlock, VOBIZ_CALLBACK_SOURCES};
+
+pub use kind::{callback_kind, CallbackKind};
+pub use tracker::{DeliveryTracker, Earlier};
+pub use urls::url_problem;
+
+/// How much a finding matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; nothing is wrong.
+    Info,
+    /// Vobiz may misbehave, or a Plivo-era habit that Vobiz ignores.
+    Warning,
+    /// Vobiz will fail this call or retry this callback.
+    Error,
+}
+
+impl Severity {
+    /// The lower-case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One thing a rule found about an exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The rule's kebab-case name (`xml-content-type`, `duplicate-delivery`, ...).
+    pub rule: String,
+    pub severity: Severity,
+    /// One sentence that says what is wrong and what Vobiz does about it.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding of `rule`.
+    pub fn new(rule: &str, severity: Severity, message: impl Into<String>) -> Finding {
+        Finding {
+            rule: rule.to_string(),
+            severity,
+            message: message.into(),
+        }
+    }
+}
+
+/// How many findings are warnings or errors (what the log's `⚠ N` marker counts).
+pub fn warning_count(findings: &[Finding]) -> usize {
+    findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .count()
+}
+
+/// What rules need beyond the exchange; one per listener, shared by all its connections.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// Recent deliveries, for `duplicate-delivery`.
+    pub tracker: DeliveryTracker,
+    /// Source addresses callbacks are expected from; `None` turns `outside-vobiz-sources` off.
+    pub allowed_sources: Option<Vec<IpBlock>>,
+}
+
+impl Context {
+    /// The default context, with the source-address rule on (against Vobiz's published
+    /// addresses) when `warn_outside_sources` is set.
+    pub fn new(warn_outside_sources: bool) -> Context {
+        Context {
+            tracker: DeliveryTracker::default(),
+            allowed_sources: warn_outside_sources.then(vobiz_sources),
+        }
+    }
+}
+
+/// Vobiz's published callback source addresses as blocks.
+pub fn vobiz_sources() -> Vec<IpBlock> {
+    VOBIZ_CALLBACK_SOURCES
+        .iter()
+        .filter_map(|text| IpBlock::parse(text))
+        .collect()
+}
+
+/// A rule over the exchange and the context.
+pub type Rule = fn(&Exchange, &Context) -> Option<Finding>;
+
+/// Rules run when an exchange ends, in display order.
+pub const FINISH_RULES: &[Rule] = &[
+    delivery::slow_answer,
+    delivery::status_callback_failed,
+    delivery::unsigned,
+    delivery::outside_vobiz_sources,
+];
+
+/// Rules run as soon as a request is recorded: they depend on arrival order.
+pub const RECEIPT_RULES: &[Rule] = &[delivery::duplicate_delivery];
+
+/// The findings of the receipt rules (see the module docs).
+pub fn on_received(exchange: &Exchange, context: &Context) -> Vec<Finding> {
+    RECEIPT_RULES
+        .iter()
+        .filter_map(|rule| rule(exchange, context))
+        .collect()
+}
+
+/// The findings of every rule that runs at the end of an exchange: the XML lint (only for
+/// callbacks that expect Vobiz XML, so ordinary status callbacks never pay for a parse),
+/// then the delivery rules.
+pub fn findings(exchange: &Exchange, context: &Context) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if callback_kind(exchange).expects_xml() {
+        found.extend(xml::lint(exchange));
+    }
+    found.extend(
+        FINISH_RULES
+            .iter()
+            .filter_map(|rule| rule(exchange, context)),
+    );
+    found
+}

@@ -1,0 +1,197 @@
+//! `vobiz-tunnel trigger`: send a synthetic Vobiz callback, signed as Vobiz signs it, to any
+//! URL (the tunnel, or the local server directly), or simulate a whole call by following the
+//! Vobiz XML the server answers ([`call`]).
+//!
+//! ```text
+//! vobiz-tunnel trigger hangup --to https://localhost:8443/vobiz/hangup
+//! vobiz-tunnel trigger answer --to http://localhost:3000/answer --param From=919876543210 --method GET
+//! vobiz-tunnel trigger call --answer-url https://localhost:8443/answer --digits 1 --speech "yes"
+//! ```
+//!
+//! Exit status: 0 when the server handled the callback as Vobiz needs (2xx, within 3 s, valid
+//! XML where XML is expected), 1 otherwise.
+
+pub mod call;
+mod call_steps;
+pub mod call_xml;
+pub mod catalogue;
+mod fields;
+pub mod send;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
+use crate::signature::SigningKeys;
+use catalogue::{CallFacts, Kind, Step};
+use send::{Callback, Sender, Signing};
+
+/// Runs `trigger`; returns the exit status.
+pub async fn trigger_command(args: &TriggerArgs) -> anyhow::Result<i32> {
+    let (kind, one) = match &args.kind {
+        TriggerKind::Call(call_args) => return call::call_command(call_args).await,
+        TriggerKind::Answer(a) => (Kind::Answer, a),
+        TriggerKind::Ring(a) => (Kind::Ring, a),
+        TriggerKind::Hangup(a) => (Kind::Hangup, a),
+        TriggerKind::MachineDetection(a) => (Kind::MachineDetection, a),
+        TriggerKind::Gather(a) => (Kind::Gather, a),
+        TriggerKind::GatherInterim(a) => (Kind::GatherInterim, a),
+        TriggerKind::DialStatus(a) => (Kind::DialStatus, a),
+        TriggerKind::DialAction(a) => (Kind::DialAction, a),
+        TriggerKind::Record(a) => (Kind::Record, a),
+        TriggerKind::RecordCallback(a) => (Kind::RecordCallback, a),
+        TriggerKind::Transcription(a) => (Kind::Transcription, a),
+        TriggerKind::Conference(a) => (Kind::Conference, a),
+        TriggerKind::StreamStatus(a) => (Kind::StreamStatus, a),
+        TriggerKind::Redirect(a) => (Kind::Redirect, a),
+        TriggerKind::Transfer(a) => (Kind::Transfer, a),
+    };
+    trigger_one(kind, one).await
+}
+
+/// The sender for the shared options: signing mode, trusted roots, timeout. Says on stderr
+/// when no token is configured (the callback then goes unsigned).
+pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
+    let keys = crate::config::keys(&common.tokens)?;
+    let signing = if common.unsigned {
+        Signing::Unsigned
+    } else if common.bad_signature {
+        Signing::Bad
+    } else if let Some(auth) = keys.auth_tokens.first() {
+        Signing::Signed(SigningKeys {
+            auth_token: auth.clone(),
+            main_auth_token: keys.main_auth_tokens.first().cloned(),
+        })
+    } else {
+        eprintln!(
+            "vobiz-tunnel: no auth token (set VOBIZ_AUTH_TOKEN or --auth-token): sending unsigned"
+        );
+        Signing::Unsigned
+    };
+    if !(common.timeout.is_finite() && common.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let roots = [common.certs_dir.join(crate::tls::DEV_CA_FILE)];
+    Ok(Sender::new(
+        signing,
+        &roots,
+        common.insecure,
+        Duration::from_secs_f64(common.timeout),
+    ))
+}
+
+/// Applies `--param K=V` overrides: an existing key gets the value, a new key is added in
+/// byte order (where Vobiz would have put it).
+pub fn apply_params(fields: &mut Vec<(String, String)>, params: &[String]) -> anyhow::Result<()> {
+    for param in params {
+        let (key, value) = param
+            .split_once('=')
+            .with_context(|| format!("--param {param:?}: expected KEY=VALUE"))?;
+        match fields.iter_mut().find(|(k, _)| k == key) {
+            Some(field) => field.1 = value.to_owned(),
+            None => {
+                let at = fields.partition_point(|(k, _)| k.as_bytes() <= key.as_bytes());
+                fields.insert(at, (key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_url(flag: &str, url: &str) -> anyhow::Result<()> {
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("{flag} {url:?} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") if uri.authority().is_some() => Ok(()),
+        _ => bail!("{flag} {url:?}: expected http(s)://host[:port]/path"),
+    }
+}
+
+async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
+    check_url("--to", &args.to)?;
+    if let Some(public) = &args.public_url {
+        check_url("--public-url", public)?;
+    }
+    let sender = sender(&args.common)?;
+    let facts = CallFacts::new("919876543210", "918045678901", "inbound");
+    let step = Step {
+        at: 62.0,
+        digits: "1".into(),
+        length: 30.0,
+        ..Step::default()
+    };
+    let mut fields = catalogue::fields(kind, &facts, &step);
+    apply_params(&mut fields, &args.params)?;
+    let callback = Callback {
+        method: args.method.to_ascii_uppercase(),
+        url: args.to.clone(),
+        sign_url: args.public_url.clone().unwrap_or_else(|| args.to.clone()),
+        fields,
+    };
+    let slow = Duration::from_millis(args.common.slow_after_ms);
+    let (answer, failure) = match sender.send(&callback).await {
+        Ok(answer) => {
+            let failure = send::judge(&answer, kind.expects_xml(), slow);
+            (Some(answer), failure)
+        }
+        Err(error) => (None, Some(error)),
+    };
+    if args.common.json {
+        let value = serde_json::json!({
+            "kind": kind.name(),
+            "method": callback.method,
+            "url": callback.url,
+            "signed_url": callback.sign_url,
+            "fields": callback.fields.iter().map(|(k, v)| serde_json::json!([k, v])).collect::<Vec<_>>(),
+            "status": answer.as_ref().map(|a| a.status),
+            "elapsed_ms": answer.as_ref().map(|a| a.elapsed.as_secs_f64() * 1000.0),
+            "content_type": answer.as_ref().and_then(|a| a.content_type.clone()),
+            "body": answer.as_ref().map(|a| a.body.clone()),
+            "ok": failure.is_none(),
+            "error": failure,
+        });
+        println!("{value}");
+    } else {
+        println!("{} {} ({})", callback.method, callback.url, kind.name());
+        if let Some(answer) = &answer {
+            println!(
+                "{} in {} ms{}",
+                answer.status,
+                answer.elapsed.as_millis(),
+                answer
+                    .content_type
+                    .as_deref()
+                    .map(|c| format!(", {c}"))
+                    .unwrap_or_default()
+            );
+            if !answer.body.is_empty() {
+                println!("{}", answer.body.trim_end());
+            }
+        }
+        match &failure {
+            Some(reason) => println!("FAILED: {reason}"),
+            None => println!("ok"),
+        }
+    }
+    Ok(if failure.is_some() { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_override_or_insert_in_byte_order() {
+        let mut f = vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("C".to_owned(), "3".to_owned()),
+        ];
+        apply_params(&mut f, &["C=x".into(), "B=2".into(), "a=lower".into()]).unwrap();
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["A", "B", "C", "a"]);
+        assert_eq!(f[2].1, "x");
+        assert!(apply_params(&mut f, &["novalue".into()]).is_err());
+    }
+}

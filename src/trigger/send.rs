@@ -1,0 +1,315 @@
+//! Building, signing and sending one synthetic callback, and the HTTP(S) client that sends
+//! it: the development CA is trusted, and `--insecure` swaps in a verifier that accepts any
+//! certificate ([`AcceptAnyCertificate`], never used without that flag).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::forward::error_chain;
+use crate::signature::{signed_headers, AuthToken, Form, SigningKeys};
+
+/// Largest answer read; Vobiz itself refuses XML over 100 KB.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// How a callback is signed.
+#[derive(Clone, Debug)]
+pub enum Signing {
+    /// Like Vobiz: V1, V2, V3 (docs form) and, with a main token, -MA-V2/-MA-V3.
+    Signed(SigningKeys),
+    /// No signature headers at all.
+    Unsigned,
+    /// Headers of the right shape whose signatures do not verify.
+    Bad,
+}
+
+/// One callback ready to send.
+#[derive(Clone, Debug)]
+pub struct Callback {
+    /// `POST` or `GET`.
+    pub method: String,
+    /// Where it is sent.
+    pub url: String,
+    /// The URL signed (the URL configured at Vobiz); usually `url`.
+    pub sign_url: String,
+    /// Form fields, in the order sent.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What came back.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body (lossy UTF-8; answers are XML or text).
+    pub body: String,
+    /// From sending to the end of the body.
+    pub elapsed: Duration,
+}
+
+/// Sends callbacks: a pooled client plus how to sign them.
+pub struct Sender {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    signing: Signing,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// A client trusting the web PKI and the dev CA (or anything, with `insecure`).
+    pub fn new(
+        signing: Signing,
+        tls_roots: &[std::path::PathBuf],
+        insecure: bool,
+        timeout: Duration,
+    ) -> Sender {
+        let tls = if insecure {
+            rustls::ClientConfig::builder()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new()))
+                .with_no_client_auth()
+        } else {
+            crate::tls::client_config(tls_roots, &[])
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Sender {
+            client,
+            signing,
+            timeout,
+        }
+    }
+
+    /// The headers Vobiz would send with `callback` (signature headers per [`Signing`]).
+    pub fn headers(&self, callback: &Callback, body: &[u8]) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("User-Agent".to_owned(), "Vobiz".to_owned()),
+            (
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("Accept".to_owned(), "*/*".to_owned()),
+        ];
+        let sign = |keys: &SigningKeys| {
+            signed_headers(&callback.method, &callback.sign_url, body, keys, Form::Docs)
+        };
+        match &self.signing {
+            Signing::Unsigned => {}
+            Signing::Signed(keys) => headers.extend(sign(keys)),
+            Signing::Bad => {
+                // Signed with a token nobody has: right shape, fresh nonces, never valid.
+                let wrong = SigningKeys {
+                    auth_token: AuthToken::new("vobiz-tunnel-bad-signature"),
+                    main_auth_token: Some(AuthToken::new("vobiz-tunnel-bad-main-signature")),
+                };
+                headers.extend(sign(&wrong));
+            }
+        }
+        headers
+    }
+
+    /// Sends `callback` (a form body for POST, the query string for GET) and reads the answer.
+    pub async fn send(&self, callback: &Callback) -> Result<Answer, String> {
+        let encoded = serde_urlencoded::to_string(&callback.fields).map_err(|e| e.to_string())?;
+        let is_get = callback.method.eq_ignore_ascii_case("GET");
+        let (url, body) = if is_get {
+            let sep = if callback.url.contains('?') { '&' } else { '?' };
+            let url = if encoded.is_empty() {
+                callback.url.clone()
+            } else {
+                format!("{}{sep}{encoded}", callback.url)
+            };
+            (url, Bytes::new())
+        } else {
+            (callback.url.clone(), Bytes::from(encoded))
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{url} is not a URL: {e}"))?;
+        let method = hyper::Method::from_bytes(callback.method.to_ascii_uppercase().as_bytes())
+            .map_err(|e| format!("method {}: {e}", callback.method))?;
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in self.headers(callback, &body) {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer from {url}: {}", error_chain(e.as_ref())))?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status.as_u16(),
+                content_type: parts
+                    .headers
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                elapsed: started.elapsed(),
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "{url} did not answer within {} s",
+                self.timeout.as_secs_f64()
+            )),
+        }
+    }
+}
+
+/// Why an answer fails the callback, as Vobiz would judge it; `None` when it is fine.
+/// `slow_after`: answers slower than this count as failed (Vobiz waits about 3 s).
+pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Option<String> {
+    if !(200..300).contains(&answer.status) {
+        return Some(format!(
+            "HTTP {}: Vobiz treats the callback as failed",
+            answer.status
+        ));
+    }
+    if answer.elapsed > slow_after {
+        return Some(format!(
+            "answered in {} ms, slower than {} ms: Vobiz gives up",
+            answer.elapsed.as_millis(),
+            slow_after.as_millis()
+        ));
+    }
+    if expects_xml {
+        if let Err(e) = super::call_xml::parse(&answer.body) {
+            return Some(format!("invalid Vobiz XML: {e}"));
+        }
+    }
+    None
+}
+
+/// A certificate verifier that accepts every certificate and signature. Only `--insecure`
+/// installs it: it makes TLS encrypt without authenticating the server.
+#[derive(Debug)]
+pub struct AcceptAnyCertificate {
+    schemes: Vec<SignatureScheme>,
+}
+
+impl AcceptAnyCertificate {
+    /// The verifier, advertising the schemes the crypto provider supports.
+    pub fn new() -> Self {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        Self {
+            schemes: provider
+                .signature_verification_algorithms
+                .supported_schemes(),
+        }
+    }
+}
+
+impl Default for AcceptAnyCertificate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str, ms: u64) -> Answer {
+        Answer {
+            status,
+            content_type: None,
+            body: body.into(),
+            elapsed: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn judging_answers() {
+        let slow = Duration::from_millis(3000);
+        assert_eq!(judge(&answer(200, "<Response/>", 5), true, slow), None);
+        assert!(judge(&answer(500, "", 5), false, slow)
+            .unwrap()
+            .contains("500"));
+        assert!(judge(&answer(200, "", 3500), false, slow)
+            .unwrap()
+            .contains("slower"));
+        assert!(judge(&answer(200, "<Response>", 5), true, slow)
+            .unwrap()
+            .contains("invalid"));
+        assert_eq!(judge(&answer(200, "ok", 5), false, slow), None);
+    }
+
+    #[test]
+    fn bad_and_unsigned_headers() {
+        let cb = Callback {
+            method: "POST".into(),
+            url: "http://x/cb".into(),
+            sign_url: "http://x/cb".into(),
+            fields: vec![],
+        };
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let unsigned = Sender::new(Signing::Unsigned, &[], false, Duration::from_secs(1));
+        assert_eq!(unsigned.headers(&cb, b"").len(), 3);
+        let bad = Sender::new(Signing::Bad, &[], true, Duration::from_secs(1));
+        assert_eq!(bad.headers(&cb, b"").len(), 3 + 7);
+    }
+}

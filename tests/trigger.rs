@@ -1,0 +1,191 @@
+//! `vobiz-tunnel trigger`: every callback kind against a real upstream on loopback (fields,
+//! byte order, signatures), through the listener (recorded as valid), the real binary's exit
+//! statuses, and `trigger call` against a scripted Vobiz-XML server.
+
+mod common;
+#[path = "trigger/script.rs"]
+mod script;
+
+use clap::Parser;
+use common::{within, Reply, Seen, MAIN_TOKEN, TOKEN};
+use vobiz_tunnel::cli::{Cli, Command};
+use vobiz_tunnel::signature::{self, AuthToken, CallbackRequest, Keys, VerdictStatus};
+use vobiz_tunnel::trigger::catalogue::Kind;
+
+fn keys() -> Keys {
+    Keys {
+        auth_tokens: vec![AuthToken::new(TOKEN)],
+        main_auth_tokens: vec![AuthToken::new(MAIN_TOKEN)],
+    }
+}
+
+/// Runs `vobiz-tunnel trigger ...` in this process; returns the exit status.
+async fn trigger_in_process(args: &[&str]) -> i32 {
+    let mut argv = vec!["vobiz-tunnel", "trigger"];
+    argv.extend_from_slice(args);
+    let Some(Command::Trigger(args)) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("not a trigger command");
+    };
+    within(vobiz_tunnel::trigger::trigger_command(&args))
+        .await
+        .unwrap()
+}
+
+/// Runs the real binary with a clean environment; returns (status, stdout, stderr).
+async fn run_binary(args: &[&str]) -> (i32, String, String) {
+    let output = within(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vobiz-tunnel"))
+            .args(args)
+            .env_remove("VOBIZ_AUTH_TOKEN")
+            .env_remove("VOBIZ_MAIN_AUTH_TOKEN")
+            .env_remove("VOBIZ_TUNNEL_CERTS_DIR")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn form(seen: &Seen) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(&seen.body).unwrap()
+}
+
+fn verdict(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> VerdictStatus {
+    let request = CallbackRequest {
+        method,
+        url,
+        headers,
+        body,
+        extra_ports: &[],
+    };
+    signature::verify(&request, &keys()).status
+}
+
+fn is_uuid_v4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        && parts[2].starts_with('4')
+}
+
+const EVENTS: &[(&str, &str)] = &[
+    ("answer", "StartApp"),
+    ("ring", "Ring"),
+    ("hangup", "Hangup"),
+    ("machine-detection", "MachineDetection"),
+    ("dial-status", "DialHangup"),
+    ("dial-action", "DialAction"),
+    ("record", "Record"),
+    ("record-callback", "RecordStop"),
+    ("conference", "ConferenceEnter"),
+    ("stream-status", "StartStream"),
+    ("redirect", "Redirect"),
+    ("transfer", "Transfer"),
+];
+
+#[tokio::test]
+async fn every_kind_is_complete_sorted_and_signed() {
+    let mut upstream = common::upstream(Reply::default()).await;
+    for kind in Kind::ALL {
+        let url = format!("{}/vobiz/{}", upstream.url(), kind.name());
+        let code = trigger_in_process(&[
+            kind.name(),
+            "--to",
+            &url,
+            "--auth-token",
+            TOKEN,
+            "--main-auth-token",
+            MAIN_TOKEN,
+        ])
+        .await;
+        assert_eq!(code, 0, "{kind:?}");
+        let seen = upstream.next().await;
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.header("user-agent"), Some("Vobiz"));
+        assert_eq!(
+            seen.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(seen.header("accept"), Some("*/*"));
+        for nonce in ["x-vobiz-signature-v2-nonce", "x-vobiz-signature-v3-nonce"] {
+            let n = seen.header(nonce).unwrap();
+            assert!(
+                n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()),
+                "{n}"
+            );
+        }
+        assert!(seen.header("x-vobiz-signature-ma-v3").is_some());
+        let fields = form(&seen);
+        let keys: Vec<&[u8]> = fields.iter().map(|(k, _)| k.as_bytes()).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{kind:?}: {keys:?}");
+        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+        if kind != Kind::Transcription {
+            assert!(is_uuid_v4(get("CallUUID").unwrap()), "{kind:?}");
+            assert!(get("From").unwrap().starts_with("91"));
+            assert!(get("Direction").is_some() && get("CallStatus").is_some());
+        } else {
+            assert!(get("transcription").is_some() && get("recording_id").is_some());
+        }
+        if let Some((_, event)) = EVENTS.iter().find(|(n, _)| *n == kind.name()) {
+            assert_eq!(get("Event"), Some(*event), "{kind:?}");
+        }
+        if kind == Kind::Hangup {
+            for k in [
+                "Duration",
+                "BillDuration",
+                "HangupCause",
+                "HangupCauseCode",
+                "StartTime",
+                "AnswerTime",
+                "EndTime",
+                "TotalCost",
+            ] {
+                assert!(get(k).is_some(), "Hangup lacks {k}");
+            }
+        }
+        if kind == Kind::Gather {
+            assert_eq!(get("Digits"), Some("1"));
+        }
+        assert_eq!(
+            verdict("POST", &url, &seen.headers, &seen.body),
+            VerdictStatus::Valid,
+            "{kind:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_kind_through_the_listener_is_recorded_valid() {
+    let upstream = common::upstream(Reply::default()).await;
+    let harness = common::Harness::with_forward(&upstream.url()).await;
+    let certs = harness.dir.path().join("certs");
+    for kind in Kind::ALL {
+        let url = harness.url(&format!("/vobiz/{}", kind.name()));
+        let code = trigger_in_process(&[
+            kind.name(),
+            "--to",
+            &url,
+            "--certs-dir",
+            certs.to_str().unwrap(),
+            "--auth-token",
+            TOKEN,
+            "--main-auth-token",
+            MAIN_TOKEN,
+        ])
+        .await;
+        assert_eq!(code, 0, "{kind:?}");
+        let exchange = harness.last_recorded().await;
+        assert_eq!(exchange.request.target, format!("/vobiz/{}", kind.name()));
+        assert_eq!(exchange.verdict.status, VerdictStatus::Valid, "{kind:?}");
+    }
+}
+
+#[path = "trigger/binary.rs"]
+mod binary;
+#[path = "trigger/call.rs"]
+mod call;

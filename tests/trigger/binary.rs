@@ -1,0 +1,228 @@
+//! The real `vobiz-tunnel trigger` binary: exit statuses, verdicts through the listener,
+//! GET with `--param`, unsigned and bad signatures, failing and slow servers.
+
+use std::time::Duration;
+
+use super::common::{self, Reply, MAIN_TOKEN, TOKEN};
+use super::{form, run_binary, verdict};
+use vobiz_tunnel::signature::VerdictStatus;
+
+#[tokio::test]
+async fn answer_and_hangup_through_the_listener() {
+    let upstream = common::upstream(Reply::default()).await;
+    let harness = common::Harness::with_forward(&upstream.url()).await;
+    let certs = harness.dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    for (kind, path) in [("answer", "/answer"), ("hangup", "/vobiz/hangup")] {
+        let url = harness.url(path);
+        let (code, out, err) = run_binary(&[
+            "trigger",
+            kind,
+            "--to",
+            &url,
+            "--certs-dir",
+            certs,
+            "--auth-token",
+            TOKEN,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("200 in ") && out.contains("ok"), "{out}");
+        let exchange = harness.last_recorded().await;
+        assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
+    }
+    // Without --certs-dir the listener's own dev CA is unknown: the TLS error is explained.
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &harness.url("/x"),
+        "--certs-dir",
+        "/nonexistent",
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("cannot reach"), "{out}");
+    // --insecure accepts it.
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &harness.url("/x"),
+        "--certs-dir",
+        "/nonexistent",
+        "--insecure",
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn get_with_params_signs_the_url_without_the_query() {
+    let mut upstream = common::upstream(Reply::default()).await;
+    let url = format!("{}/answer", upstream.url());
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "answer",
+        "--to",
+        &url,
+        "--method",
+        "GET",
+        "--param",
+        "From=919811112222",
+        "--param",
+        "X-VH-Tenant=acme",
+        "--auth-token",
+        TOKEN,
+        "--main-auth-token",
+        MAIN_TOKEN,
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["status"], 200);
+    let seen = upstream.next().await;
+    assert_eq!(seen.method, "GET");
+    assert!(seen.body.is_empty());
+    let (path, query) = seen.uri.split_once('?').unwrap();
+    assert_eq!(path, "/answer");
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    assert!(fields.contains(&("From".into(), "919811112222".into())));
+    assert!(fields.contains(&("X-VH-Tenant".into(), "acme".into())));
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{keys:?}");
+    let full = format!("{}{}", upstream.url(), seen.uri);
+    assert_eq!(
+        verdict("GET", &full, &seen.headers, b""),
+        VerdictStatus::Valid
+    );
+}
+
+#[tokio::test]
+async fn unsigned_bad_and_missing_tokens() {
+    let upstream = common::upstream(Reply::default()).await;
+    let harness = common::Harness::with_forward(&upstream.url()).await;
+    let certs = harness.dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    let url = harness.url("/vobiz/hangup");
+    let (code, _, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &url,
+        "--certs-dir",
+        certs,
+        "--auth-token",
+        TOKEN,
+        "--unsigned",
+    ])
+    .await;
+    assert_eq!(code, 0, "the server answered 200");
+    assert_eq!(
+        harness.last_recorded().await.verdict.status,
+        VerdictStatus::Unsigned
+    );
+
+    let (code, _, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &url,
+        "--certs-dir",
+        certs,
+        "--auth-token",
+        TOKEN,
+        "--bad-signature",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        harness.last_recorded().await.verdict.status,
+        VerdictStatus::Invalid
+    );
+
+    let (code, _, err) =
+        run_binary(&["trigger", "hangup", "--to", &url, "--certs-dir", certs]).await;
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("no auth token") && err.contains("unsigned"),
+        "{err}"
+    );
+    assert_eq!(
+        harness.last_recorded().await.verdict.status,
+        VerdictStatus::Unsigned
+    );
+}
+
+#[tokio::test]
+async fn failing_slow_and_invalid_answers_exit_non_zero() {
+    let failing = common::upstream(Reply {
+        status: 500,
+        body: "boom",
+        ..Reply::default()
+    })
+    .await;
+    let (code, out, _) =
+        run_binary(&["trigger", "hangup", "--to", &format!("{}/h", failing.url())]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("500") && out.contains("FAILED"), "{out}");
+
+    let slow = common::upstream(Reply {
+        delay: Duration::from_millis(400),
+        ..Reply::default()
+    })
+    .await;
+    let to = format!("{}/h", slow.url());
+    let (code, out, _) =
+        run_binary(&["trigger", "hangup", "--to", &to, "--slow-after-ms", "200"]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("slower than 200 ms"), "{out}");
+    let (code, _, _) =
+        run_binary(&["trigger", "hangup", "--to", &to, "--slow-after-ms", "5000"]).await;
+    assert_eq!(code, 0);
+
+    let html = common::upstream(Reply {
+        body: "<html><body>hi",
+        content_type: "text/html",
+        ..Reply::default()
+    })
+    .await;
+    let (code, out, _) =
+        run_binary(&["trigger", "answer", "--to", &format!("{}/a", html.url())]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("invalid Vobiz XML"), "{out}");
+    // A hangup's answer is ignored by Vobiz: no XML needed.
+    let (code, _, _) =
+        run_binary(&["trigger", "hangup", "--to", &format!("{}/a", html.url())]).await;
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn public_url_is_what_gets_signed() {
+    let mut upstream = common::upstream(Reply::default()).await;
+    let public = "https://hooks.example.com/vobiz/hangup";
+    let (code, _, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &format!("{}/vobiz/hangup", upstream.url()),
+        "--public-url",
+        public,
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let seen = upstream.next().await;
+    assert_eq!(
+        verdict("POST", public, &seen.headers, &seen.body),
+        VerdictStatus::Valid
+    );
+    assert!(!form(&seen).is_empty());
+}

@@ -1,0 +1,227 @@
+//! `trigger call` against a scripted Vobiz-XML server: the sequence of requests, their
+//! events and signatures, the printed timeline, and the ways a call stops early.
+
+use super::script::{self, route, Route};
+use super::{run_binary, verdict, MAIN_TOKEN, TOKEN};
+use vobiz_tunnel::signature::VerdictStatus;
+
+const ANSWER: &str = "<Response><Speak>Hi</Speak><Gather action=\"/gather\" method=\"POST\">\
+<Speak>Press 1</Speak></Gather></Response>";
+const DIAL: &str = "<Response><Dial action=\"/dial-action\" callbackUrl=\"/dial-cb\">\
+<Number>+918067891234</Number></Dial></Response>";
+
+#[tokio::test]
+async fn a_call_follows_the_xml() {
+    let mut server = script::start(&[
+        ("/ring", route("")),
+        ("/answer", route(ANSWER)),
+        ("/gather", Route { body: DIAL, require: Some(("Digits", "1")) }),
+        ("/dial-cb", route("")),
+        ("/dial-action", route("<Response><Record action=\"/record\" callbackUrl=\"/record-cb\" redirect=\"true\"/></Response>")),
+        ("/record", route("<Response><Redirect>/next</Redirect></Response>")),
+        ("/record-cb", route("")),
+        ("/next", route("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Hangup/></Response>")),
+    ])
+    .await;
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--ring-url",
+        &server.url("/ring"),
+        "--digits",
+        "1",
+        "--auth-token",
+        TOKEN,
+        "--main-auth-token",
+        MAIN_TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let hits = server.drain();
+    let seen: Vec<(&str, Option<&str>)> = hits
+        .iter()
+        .map(|h| (h.path.as_str(), h.field("Event")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/ring", Some("Ring")),
+            ("/answer", Some("StartApp")),
+            ("/gather", None),
+            ("/dial-cb", Some("DialAnswer")),
+            ("/dial-cb", Some("DialHangup")),
+            ("/dial-action", Some("DialAction")),
+            ("/record", Some("Record")),
+            ("/record-cb", Some("RecordStop")),
+            ("/next", Some("Redirect")),
+            ("/answer", Some("Hangup")),
+        ]
+    );
+    let uuid = hits[0].field("CallUUID").unwrap();
+    for hit in &hits {
+        assert_eq!(hit.method, "POST");
+        assert_eq!(hit.field("CallUUID"), Some(uuid), "{}", hit.path);
+        assert_eq!(
+            verdict("POST", &hit.url, &hit.headers, &hit.body),
+            VerdictStatus::Valid,
+            "{}",
+            hit.path
+        );
+    }
+    assert_eq!(hits[2].field("Digits"), Some("1"));
+    assert_eq!(hits[3].field("DialBLegTo"), Some("918067891234"));
+    assert_eq!(hits[6].field("RecordingID"), hits[7].field("RecordingID"));
+    assert!(hits[7].field("RecordUrl").unwrap().starts_with("https://"));
+    let hangup = &hits[9];
+    assert_eq!(hangup.field("HangupSource"), Some("Answer XML"));
+    let duration: u64 = hangup.field("Duration").unwrap().parse().unwrap();
+    assert!(duration > 30, "the dial alone lasted 30 s: {duration}");
+    // The timeline: one line per step, in order.
+    let order = [
+        "Ring",
+        "StartApp",
+        "Speak \"Hi\"",
+        "Speak \"Press 1\"",
+        "Gather: Digits=1",
+        "Dial +918067891234",
+        "DialAnswer",
+        "DialHangup",
+        "DialAction",
+        "Record 10 s",
+        "RecordStop",
+        "Redirect",
+        "<Hangup>",
+        "Hangup",
+        "call completed",
+    ];
+    let mut at = 0;
+    for want in order {
+        let found = out[at..]
+            .find(want)
+            .unwrap_or_else(|| panic!("{want:?} missing or out of order in\n{out}"));
+        at += found + want.len();
+    }
+    assert!(
+        out.contains(&format!(
+            "{}/dial-action  200",
+            "POST http://".to_owned() + &server.addr.to_string()
+        )),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn speech_and_timeouts_and_the_end_of_the_xml() {
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route("<Response><Gather action=\"g1\" inputType=\"speech\"/></Response>"),
+        ),
+        ("/g1", route("<Response><Gather action=\"g2\"/></Response>")),
+        ("/g2", route("<Response><Wait length=\"5\"/></Response>")),
+        ("/hangup", route("")),
+    ])
+    .await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--hangup-url",
+        &server.url("/hangup"),
+        "--speech",
+        "yes",
+        "--auth-token",
+        TOKEN,
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["ok"], true);
+    let hits = server.drain();
+    assert_eq!(hits[1].field("Speech"), Some("yes"));
+    assert_eq!(hits[1].field("InputType"), Some("speech"));
+    assert_eq!(
+        hits[2].field("Digits"),
+        Some(""),
+        "no digits left: the timeout callback"
+    );
+    assert_eq!(hits[3].path, "/hangup");
+    assert_eq!(hits[3].field("HangupSource"), Some("Vobiz"));
+}
+
+#[tokio::test]
+async fn invalid_xml_stops_the_call() {
+    let mut server = script::start(&[("/answer", route("<Response><Speak>Hi</Response>"))]).await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("call FAILED: StartApp POST") && out.contains("invalid Vobiz XML"),
+        "{out}"
+    );
+    assert_eq!(server.drain().len(), 1, "no hangup after a broken answer");
+}
+
+#[tokio::test]
+async fn loops_and_failing_urls_stop_the_call() {
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route("<Response><Redirect>/a</Redirect></Response>"),
+        ),
+        (
+            "/a",
+            route("<Response><Redirect method=\"GET\">b</Redirect></Response>"),
+        ),
+        ("/b", route("<Response><Redirect>/a</Redirect></Response>")),
+        (
+            "/menu",
+            route("<Response><Gather action=\"/menu\"/></Response>"),
+        ),
+        (
+            "/broken",
+            route("<Response><Gather action=\"/missing\"/></Response>"),
+        ),
+    ])
+    .await;
+    let (code, out, _) =
+        run_binary(&["trigger", "call", "--answer-url", &server.url("/answer")]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("redirect loop") && out.contains("/a → ") && out.contains("/b → "),
+        "{out}"
+    );
+    let hits = server.drain();
+    assert_eq!(
+        hits.iter().map(|h| h.method.as_str()).collect::<Vec<_>>(),
+        ["POST", "POST", "GET"]
+    );
+
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/menu"),
+        "--max-requests",
+        "5",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("stopped after 5 requests"), "{out}");
+
+    let (code, out, _) =
+        run_binary(&["trigger", "call", "--answer-url", &server.url("/broken")]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("/missing: HTTP 404"), "{out}");
+}

@@ -1,13 +1,15 @@
 //! The inspector's state and its rules. [`AppState`] does no I/O: it applies pipeline events
-//! and user [`Action`]s, and answers with [`Command`]s for the loop to carry out (store reads,
+//! and user [`Action`](super::action::Action)s, and answers with [`Command`]s for the loop to carry out (store reads,
 //! replays, the editor, the clipboard). That keeps every behaviour unit-testable.
+
+mod update;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use time::UtcOffset;
 
-use super::action::{Action, InputMode};
+use super::action::InputMode;
 use super::health::Health;
 use crate::exchange::{Exchange, ExchangeId};
 use crate::filter::Filter;
@@ -393,255 +395,6 @@ impl AppState {
         Some(Command::LoadDetail(id))
     }
 
-    fn select(&mut self, index: usize) -> Vec<Command> {
-        if self.rows.is_empty() {
-            return Vec::new();
-        }
-        self.selected = index.min(self.rows.len() - 1);
-        let at_end = self.selected + 1 == self.rows.len();
-        self.follow = at_end && !self.has_newer;
-        if self.follow {
-            self.unseen = 0;
-        }
-        let mut commands: Vec<Command> = self.detail_for_selection().into_iter().collect();
-        if at_end && self.has_newer && !self.loading {
-            if let Some(after) = self.rows.last().and_then(|r| r.id) {
-                self.loading = true;
-                commands.push(Command::LoadNewer { after });
-            }
-        }
-        if self.selected == 0 && self.has_older && !self.loading {
-            if let Some(before) = self.rows.first().and_then(|r| r.id) {
-                self.loading = true;
-                commands.push(Command::LoadOlder { before });
-            }
-        }
-        commands
-    }
-
-    fn move_by(&mut self, delta: isize) -> Vec<Command> {
-        if self.diff.is_some() {
-            self.detail_scroll =
-                (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
-            return Vec::new();
-        }
-        match (self.view, self.focus) {
-            (View::Calls, _) if self.focus == Focus::List => {
-                let last = self.calls.len().saturating_sub(1) as isize;
-                self.call_selected = (self.call_selected as isize + delta).clamp(0, last) as usize;
-                Vec::new()
-            }
-            (_, Focus::Detail) => {
-                self.detail_scroll =
-                    (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
-                Vec::new()
-            }
-            _ => {
-                let index = (self.selected as isize + delta).max(0) as usize;
-                self.select(index)
-            }
-        }
-    }
-
-    /// A user action. Returns the work the loop must do.
-    pub fn update(&mut self, action: Action) -> Vec<Command> {
-        if self.input.is_some() {
-            return self.update_input(action);
-        }
-        if action != Action::Resize {
-            self.message = None;
-        }
-        let page = self.list_height.max(1) as isize;
-        match action {
-            Action::Up => return self.move_by(-1),
-            Action::Down => return self.move_by(1),
-            Action::PageUp => return self.move_by(-page),
-            Action::PageDown => return self.move_by(page),
-            Action::First => return self.select(0),
-            Action::Last => {
-                self.unseen = 0;
-                if self.has_newer {
-                    self.loading = true;
-                    return vec![Command::Reload];
-                }
-                self.follow = true;
-                return self.select(usize::MAX);
-            }
-            Action::Enter => match self.view {
-                View::Calls => {
-                    if let Some(call) = self.calls.get(self.call_selected) {
-                        return vec![Command::LoadCall(call.call_uuid.clone())];
-                    }
-                }
-                _ => self.focus = Focus::Detail,
-            },
-            Action::Back => {
-                if self.help {
-                    self.help = false;
-                } else if self.diff.is_some() {
-                    self.diff = None;
-                } else if self.focus == Focus::Detail {
-                    self.focus = Focus::List;
-                } else if self.view != View::Exchanges {
-                    self.view = View::Exchanges;
-                } else if !self.filter.is_empty() {
-                    self.filter = Filter::default();
-                    return vec![Command::Reload];
-                }
-            }
-            Action::NextTab => {
-                self.tab = (self.tab + 1) % TABS.len();
-                self.detail_scroll = 0;
-            }
-            Action::PrevTab => {
-                self.tab = (self.tab + TABS.len() - 1) % TABS.len();
-                self.detail_scroll = 0;
-            }
-            Action::Tab(index) => {
-                self.tab = index.min(TABS.len() - 1);
-                self.detail_scroll = 0;
-            }
-            Action::StartFilter => {
-                self.input = Some((Prompt::Filter, self.filter.text().to_string()));
-            }
-            Action::ReplayAsIs | Action::ReplayResigned => {
-                if let Some(id) = self.selected_id() {
-                    let resign = action == Action::ReplayResigned;
-                    self.message = Some(format!(
-                        "replaying #{id} {}…",
-                        if resign { "re-signed" } else { "as-is" }
-                    ));
-                    return vec![Command::Replay {
-                        id,
-                        resign,
-                        target: None,
-                    }];
-                }
-            }
-            Action::EditReplay | Action::EditReplayResigned => {
-                if let Some(id) = self.selected_id() {
-                    let resign = action == Action::EditReplayResigned;
-                    return vec![Command::Edit { id, resign }];
-                }
-            }
-            Action::ReplayTo => {
-                if self.selected_id().is_some() {
-                    self.input = Some((Prompt::ReplayTarget, self.status.forward.clone()));
-                }
-            }
-            Action::Mark => {
-                if let Some(id) = self.selected_id() {
-                    self.marked = if self.marked == Some(id) {
-                        None
-                    } else {
-                        Some(id)
-                    };
-                    self.message = Some(match self.marked {
-                        Some(id) => format!("marked #{id}: select another and press d to diff"),
-                        None => "mark cleared".into(),
-                    });
-                }
-            }
-            Action::Diff => match (self.marked, self.selected_id()) {
-                (Some(marked), Some(selected)) if marked != selected => {
-                    return vec![Command::LoadDiff { marked, selected }];
-                }
-                _ => {
-                    self.message = Some("mark an exchange with m, select another, then d".into());
-                }
-            },
-            Action::CopyCurl => {
-                if let Some(id) = self.selected_id() {
-                    return vec![Command::CopyCurl(id)];
-                }
-            }
-            Action::Export => {
-                self.input = Some((Prompt::ExportPath, "vobiz-tunnel-export.har".into()));
-            }
-            Action::ToggleFollow => {
-                self.follow = !self.follow;
-                if self.follow {
-                    self.unseen = 0;
-                    return self.select(usize::MAX);
-                }
-            }
-            Action::TogglePause => {
-                self.paused = !self.paused;
-                if !self.paused {
-                    for row in std::mem::take(&mut self.held) {
-                        self.arrive(row);
-                    }
-                    if self.follow {
-                        return self.detail_for_selection().into_iter().collect();
-                    }
-                }
-            }
-            Action::ToggleRaw => self.raw = !self.raw,
-            Action::NextView => {
-                self.view = match self.view {
-                    View::Exchanges => View::Calls,
-                    View::Calls => View::Health,
-                    View::Health => View::Exchanges,
-                };
-                self.focus = Focus::List;
-                if self.view == View::Calls {
-                    return vec![Command::LoadCalls];
-                }
-            }
-            Action::Help => self.help = !self.help,
-            Action::Quit => self.quit = true,
-            Action::Input(_) | Action::InputBackspace | Action::Submit | Action::Resize => {}
-        }
-        Vec::new()
-    }
-
-    fn update_input(&mut self, action: Action) -> Vec<Command> {
-        let Some((prompt, text)) = self.input.as_mut() else {
-            return Vec::new();
-        };
-        match action {
-            Action::Input(c) => text.push(c),
-            Action::InputBackspace => {
-                text.pop();
-            }
-            Action::Back => self.input = None,
-            Action::Quit => self.quit = true,
-            Action::Submit => {
-                let (prompt, text) = (*prompt, text.trim().to_string());
-                match prompt {
-                    Prompt::Filter => match Filter::parse(&text) {
-                        Ok(filter) => {
-                            self.input = None;
-                            self.filter = filter;
-                            self.message = None;
-                            return vec![Command::Reload];
-                        }
-                        Err(e) => self.message = Some(format!("filter: {e}")),
-                    },
-                    Prompt::ReplayTarget => {
-                        self.input = None;
-                        if let Some(id) = self.selected_id() {
-                            self.message = Some(format!("replaying #{id} to {text}…"));
-                            return vec![Command::Replay {
-                                id,
-                                resign: false,
-                                target: Some(text),
-                            }];
-                        }
-                    }
-                    Prompt::ExportPath => {
-                        self.input = None;
-                        if !text.is_empty() {
-                            return vec![Command::Export { path: text }];
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Vec::new()
-    }
-
     pub fn set_calls(&mut self, calls: Vec<CallSummary>) {
         self.calls = calls;
         self.call_selected = self.call_selected.min(self.calls.len().saturating_sub(1));
@@ -654,5 +407,4 @@ impl AppState {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

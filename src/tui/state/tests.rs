@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::exchange::{Exchange, Flag, Outcome, RequestRecord};
 use crate::signature::VerdictStatus;
+use crate::tui::action::Action;
 
 pub(crate) fn summary(id: i64, event: &str) -> ExchangeSummary {
     ExchangeSummary {

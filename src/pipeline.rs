@@ -76,11 +76,33 @@ enum BodyRead {
 }
 
 /// Serves one request. Never fails: errors become responses of our own, and records.
+///
+/// The work runs in a task of its own: hyper drops a request's future when the sender resets
+/// the stream or closes the connection, and a record half-way through would then stay
+/// `pending` forever. In its own task the exchange always reaches its end (the body read
+/// fails, or the answer comes back to nobody) and is recorded.
 pub async fn handle(
     proxy: Arc<Proxy>,
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    match tokio::spawn(serve(proxy, connection, request)).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            tracing::error!("a request's task failed: {e}");
+            Ok(plain(
+                500,
+                "vobiz-tunnel: internal error while handling this request\n",
+            ))
+        }
+    }
+}
+
+async fn serve(
+    proxy: Arc<Proxy>,
+    connection: Arc<ConnectionInfo>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let received_us = now_micros();
     let (mut parts, body) = request.into_parts();
     let envelope = match connection.relayed {
@@ -190,11 +212,11 @@ pub async fn handle(
                 "the request body{size} is over the limit of {} bytes (--max-body)",
                 proxy.limits.max_body_bytes
             );
-            return Ok(proxy.finish_locally(exchange, Outcome::TooLarge, 413, message));
+            return proxy.finish_locally(exchange, Outcome::TooLarge, 413, message);
         }
         BodyRead::Failed { reason, .. } => {
             let message = format!("the sender did not deliver the whole request body: {reason}");
-            return Ok(proxy.finish_locally(exchange, Outcome::ClientError, 400, message));
+            return proxy.finish_locally(exchange, Outcome::ClientError, 400, message);
         }
         BodyRead::Complete(_) => {}
     }
@@ -206,7 +228,7 @@ pub async fn handle(
         )
     {
         let message = format!("signature {}", exchange.verdict.summary());
-        return Ok(proxy.finish_locally(exchange, Outcome::Rejected, 403, message));
+        return proxy.finish_locally(exchange, Outcome::Rejected, 403, message);
     }
 
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
@@ -222,11 +244,11 @@ pub async fn handle(
     match proxy.upstream.send(outgoing).await {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
-            Ok(proxy.finish(exchange))
+            proxy.finish(exchange)
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
-            Ok(proxy.finish_locally(exchange, outcome, status, error.to_string()))
+            proxy.finish_locally(exchange, outcome, status, error.to_string())
         }
     }
 }

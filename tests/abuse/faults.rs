@@ -1,0 +1,277 @@
+//! Case 3: upstream faults, and case 4: `--reject-invalid` never forwards.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use vobiz_tunnel::exchange::Outcome;
+use vobiz_tunnel::signature::VerdictStatus;
+
+use super::*;
+
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(300);
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+
+/// Reads one request head (and its Content-Length body); the path, or `None` at EOF.
+async fn read_request(tcp: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.ok()?;
+    head.split_whitespace().nth(1).map(String::from)
+}
+
+/// An upstream that misbehaves by path: `/refuse` is not handled here (no listener).
+async fn faulty_upstream(listener: TcpListener) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            while let Some(path) = read_request(&mut tcp).await {
+                let tail = path.rsplit('/').next().unwrap_or_default().to_string();
+                match tail.as_str() {
+                    "reset" => {
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+                            .await;
+                        return; // dropped mid-response (1000 bytes promised)
+                    }
+                    "hang" => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    "slow-ok" => {
+                        tokio::time::sleep(FORWARD_TIMEOUT / 2).await;
+                        let _ = tcp.write_all(OK).await;
+                    }
+                    "trickle" => {
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n")
+                            .await;
+                        for _ in 0..20 {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            if tcp.write_all(b"x").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    "garbage" => {
+                        let _ = tcp
+                            .write_all(b"\x00\x01 this is not HTTP at all\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    "keepalive-then-close" => {
+                        // A normal keep-alive answer, then the connection is dropped while
+                        // the proxy's pool still holds it.
+                        let _ = tcp.write_all(OK).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                    _ => {
+                        if tcp.write_all(OK).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn timed(harness: &Harness, path: &str) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let answer = harness
+        .client()
+        .send(form_post(harness, path, "Event=Hangup&CallUUID=fault", &[]))
+        .await;
+    (answer.status, answer.body, started.elapsed())
+}
+
+/// A fault gives a timely `expected` with our body and is recorded; the next request works.
+async fn assert_fault(harness: &Harness, path: &str, expected: u16, outcome: Outcome) {
+    let (status, body, elapsed) = timed(harness, path).await;
+    assert_eq!(status, expected, "{path}: {body}");
+    assert!(body.starts_with("vobiz-tunnel: "), "{path}: {body}");
+    assert!(
+        elapsed < FORWARD_TIMEOUT + Duration::from_millis(700),
+        "{path}: answered after {elapsed:?}"
+    );
+    let recorded = recorded_under(harness, path).await;
+    assert_eq!(recorded.len(), 1, "{path}");
+    assert_eq!(recorded[0].outcome, outcome, "{path}: {:?}", recorded[0]);
+    assert_eq!(recorded[0].status(), Some(expected));
+    assert!(recorded[0].error.is_some(), "{path}: no error recorded");
+
+    let next = format!("{path}-next/ok");
+    let (status, body, elapsed) = timed(harness, &next).await;
+    assert_eq!(status, 200, "after {path}: {body}");
+    assert_eq!(body, "ok");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "after {path}: {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_give_timely_502_or_504_and_the_next_request_works() {
+    let _shared = LOAD.read().await;
+    // Refused: nothing listens on the port yet.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    drop(listener);
+    let harness = harness_with(&format!("http://{addr}"), |c| {
+        c.limits.forward_timeout = FORWARD_TIMEOUT;
+    })
+    .await;
+    let (status, body, elapsed) = timed(&harness, "/abuse/fault/refuse").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with("vobiz-tunnel: ") && body.contains("cannot reach"),
+        "{body}"
+    );
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    let refused = recorded_under(&harness, "/abuse/fault/refuse").await;
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].outcome, Outcome::UpstreamError);
+
+    // Now the local server comes up on that port, and misbehaves in every other way.
+    let listener = TcpListener::bind(addr)
+        .await
+        .expect("the port is free again");
+    tokio::spawn(faulty_upstream(listener));
+    let (status, body, _) = timed(&harness, "/abuse/fault/refuse-next/ok").await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_fault(&harness, "/abuse/fault/reset", 502, Outcome::UpstreamError).await;
+    assert_fault(&harness, "/abuse/fault/hang", 504, Outcome::UpstreamTimeout).await;
+    assert_fault(
+        &harness,
+        "/abuse/fault/trickle",
+        504,
+        Outcome::UpstreamTimeout,
+    )
+    .await;
+    assert_fault(
+        &harness,
+        "/abuse/fault/garbage",
+        502,
+        Outcome::UpstreamError,
+    )
+    .await;
+
+    // Slow but within the forward timeout: answered and forwarded.
+    let (status, body, elapsed) = timed(&harness, "/abuse/fault/slow-ok").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(elapsed < FORWARD_TIMEOUT + Duration::from_millis(500));
+
+    // Keep-alive connections closed by the local server between requests, repeatedly.
+    for i in 0..5 {
+        let (status, body, _) =
+            timed(&harness, &format!("/abuse/ka/{i}/keepalive-then-close")).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (status, body, elapsed) = timed(&harness, &format!("/abuse/ka/{i}/ok")).await;
+        assert_eq!(
+            status, 200,
+            "a request after a closed keep-alive connection: {body}"
+        );
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+    for exchange in recorded_under(&harness, "/abuse/ka/").await {
+        assert_eq!(exchange.outcome, Outcome::Forwarded, "{exchange:?}");
+    }
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_invalid_never_forwards_invalid_unsigned_or_wrong_token_callbacks() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| c.reject_invalid = true).await;
+    let kinds = ["valid", "tampered", "unsigned", "wrong-token"];
+    let mut tasks = Vec::new();
+    let harness = Arc::new(harness);
+    for i in 0..100u64 {
+        let kind = kinds[(i % 4) as usize];
+        let path = format!("/abuse/reject/{kind}/{i}");
+        let url = harness.url(&path);
+        let headers = match kind {
+            "valid" => vobiz_headers_fresh(&url, TOKEN, i),
+            "tampered" => {
+                let mut headers = vobiz_headers_fresh(&url, TOKEN, i);
+                let signature = &mut headers[0].1;
+                let flipped = if signature.starts_with('A') { "B" } else { "A" };
+                signature.replace_range(0..1, flipped);
+                headers
+            }
+            "unsigned" => vec![],
+            _ => vobiz_headers_fresh(&url, "SOMEONEelsesTOKEN0123456789abcdefXYZ", i),
+        };
+        let harness = harness.clone();
+        tasks.push(tokio::spawn(async move {
+            let answer = harness
+                .client()
+                .send(form_post(&harness, &path, HANGUP_BODY, &headers))
+                .await;
+            (kind, answer)
+        }));
+    }
+    for task in tasks {
+        let (kind, answer) = within(task).await.unwrap();
+        if kind == "valid" {
+            assert_eq!(answer.status, 200, "{kind}: {}", answer.body);
+        } else {
+            assert_eq!(answer.status, 403, "{kind}: {}", answer.body);
+            assert!(answer.body.starts_with("vobiz-tunnel: "), "{}", answer.body);
+        }
+    }
+    let mut forwarded = Vec::new();
+    for _ in 0..25 {
+        forwarded.push(upstream.next().await.uri);
+    }
+    upstream.assert_nothing(Duration::from_millis(300)).await;
+    assert!(
+        forwarded
+            .iter()
+            .all(|uri| uri.starts_with("/abuse/reject/valid/")),
+        "{forwarded:?}"
+    );
+    let recorded = recorded_under(&harness, "/abuse/reject/").await;
+    assert_eq!(recorded.len(), 100);
+    for exchange in &recorded {
+        let valid = exchange.request.target.starts_with("/abuse/reject/valid/");
+        if valid {
+            assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
+            assert_eq!(exchange.outcome, Outcome::Forwarded);
+        } else {
+            assert_ne!(
+                exchange.verdict.status,
+                VerdictStatus::Valid,
+                "{exchange:?}"
+            );
+            assert_eq!(exchange.outcome, Outcome::Rejected, "{exchange:?}");
+        }
+    }
+    match Arc::try_unwrap(harness) {
+        Ok(harness) => harness.tunnel.shutdown().await,
+        Err(_) => panic!("the harness is still shared"),
+    }
+}

@@ -1,0 +1,305 @@
+//! Case 2: garbage at every layer. Each gets a clear error or a close, and the listener
+//! still serves a normal callback afterwards.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use vobiz_tunnel::exchange::{Flag, Outcome};
+
+use super::*;
+
+const CLOSE_BOUND: Duration = Duration::from_secs(3);
+
+/// A 4xx status line, or nothing at all (a close), and never a 2xx/5xx.
+fn assert_refused(what: &str, received: Option<Vec<u8>>) -> String {
+    let received = received.unwrap_or_else(|| panic!("{what}: still open after {CLOSE_BOUND:?}"));
+    let text = String::from_utf8_lossy(&received).into_owned();
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 4"),
+        "{what}: {text}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_an_error_or_a_close_and_the_listener_survives() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.handshake_timeout = Duration::from_secs(1);
+        c.limits.header_timeout = Duration::from_secs(1);
+        c.limits.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = harness.tunnel.local_addr;
+
+    // Random bytes to the TLS port (not starting like plain HTTP).
+    let mut noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    noise[0] = 0x8f;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let _ = tcp.write_all(&noise).await;
+    assert!(
+        read_until_closed(&mut tcp, CLOSE_BOUND).await.is_some(),
+        "random bytes: the connection stayed open"
+    );
+
+    // A truncated ClientHello: the handshake timeout (1 s) closes it.
+    let hello = client_hello(&harness);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&hello[..hello.len() / 2]).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        read_until_closed(&mut tcp, CLOSE_BOUND).await.is_some(),
+        "truncated ClientHello: the connection stayed open"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Malformed request line and headers.
+    for (what, bytes) in [
+        ("request line", &b"GARBAGE\x01\x02 / HTTP/9.9\r\n\r\n"[..]),
+        ("no version", &b"POST /abuse/x\r\n\r\n"[..]),
+        (
+            "header without colon",
+            &b"POST /abuse/x HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n"[..],
+        ),
+        (
+            "NUL in header value",
+            &b"POST /abuse/x HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n"[..],
+        ),
+        (
+            "two content-lengths",
+            &b"POST /abuse/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\
+               Content-Length: 2\r\n\r\nab"[..],
+        ),
+    ] {
+        let text = assert_refused(what, raw_exchange(&harness, bytes, CLOSE_BOUND).await);
+        assert!(!text.is_empty(), "{what}: closed without a 4xx");
+    }
+
+    // Bad chunked encoding: the headers reached the pipeline, the body did not.
+    let bad_chunked = b"POST /abuse/bad-chunked HTTP/1.1\r\nHost: localhost\r\n\
+        Transfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\nZZZ\r\nxyz\r\n0\r\n\r\n";
+    let text = assert_refused(
+        "bad chunked",
+        raw_exchange(&harness, bad_chunked, CLOSE_BOUND).await,
+    );
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("vobiz-tunnel: "), "{text}");
+
+    // A header flood: thousands of headers, and one 1 MB header.
+    let mut many = b"POST /abuse/many HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    for i in 0..5000 {
+        many.extend_from_slice(format!("X-Flood-{i}: {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let text = assert_refused(
+        "5000 headers",
+        raw_exchange(&harness, &many, CLOSE_BOUND).await,
+    );
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    let mut huge = b"POST /abuse/huge HTTP/1.1\r\nHost: localhost\r\nX-Huge: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'h', 1024 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    assert_refused(
+        "1 MB header",
+        raw_exchange(&harness, &huge, CLOSE_BOUND).await,
+    );
+
+    // Survived so far?
+    let (status, body, _) = signed_callback(&harness, "/abuse/alive-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.next().await.uri, "/abuse/alive-1");
+
+    // The exchanges that reached the pipeline are recorded with their outcome; the
+    // malformed ones never did.
+    let chunked = recorded_under(&harness, "/abuse/bad-chunked").await;
+    assert_eq!(chunked.len(), 1);
+    assert_eq!(chunked[0].outcome, Outcome::ClientError);
+    assert!(chunked[0].has_flag(Flag::ClientError));
+    assert_eq!(chunked[0].request.body, &b"abcde"[..], "the prefix is kept");
+    for never in ["/abuse/x", "/abuse/many", "/abuse/huge"] {
+        assert!(recorded_under(&harness, never).await.is_empty(), "{never}");
+    }
+    upstream.assert_nothing(Duration::from_millis(100)).await;
+    harness.tunnel.shutdown().await;
+}
+
+/// A complete TLS ClientHello for `localhost`, as bytes on the wire.
+fn client_hello(harness: &Harness) -> Vec<u8> {
+    init_crypto();
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(harness.ca_path()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut client = rustls::ClientConnection::new(
+        Arc::new(config),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    assert!(hello.len() > 100);
+    hello
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_gets_413_without_being_buffered_or_forwarded() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.max_body_bytes = 64 * 1024;
+    })
+    .await;
+    let rss_before = rss_kib();
+    let tls = raw_tls(&harness).await;
+    let (mut read_half, mut write_half) = tokio::io::split(tls);
+    let reader =
+        tokio::spawn(
+            async move { read_until_closed(&mut read_half, Duration::from_secs(10)).await },
+        );
+    // Up to 64 MB in 16 KiB chunks, no Content-Length; stop when the server stops reading.
+    let chunk = vec![b'x'; 16 * 1024];
+    let mut sent = 0usize;
+    let head = b"POST /abuse/endless HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let total = 64 * 1024 * 1024;
+    let writing = async {
+        write_half.write_all(head).await?;
+        while sent < total {
+            write_half
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            write_half.write_all(&chunk).await?;
+            write_half.write_all(b"\r\n").await?;
+            sent += chunk.len();
+        }
+        write_half.write_all(b"0\r\n\r\n").await
+    };
+    // The write side blocks or fails once the server stops reading; either is fine.
+    let _ = tokio::time::timeout(Duration::from_secs(3), writing).await;
+    let received = within(reader).await.unwrap();
+    let text = String::from_utf8_lossy(received.as_deref().unwrap_or_default()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+    assert!(
+        text.contains("vobiz-tunnel: ") && text.contains("--max-body"),
+        "{text}"
+    );
+    assert!(
+        sent < total,
+        "the server read the whole {total} bytes before answering"
+    );
+
+    let recorded = recorded_under(&harness, "/abuse/endless").await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].outcome, Outcome::TooLarge);
+    assert_eq!(recorded[0].request.body.len(), 64 * 1024, "the prefix only");
+    assert!(recorded[0].request.body_truncated);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
+        assert!(
+            after < before + 48 * 1024,
+            "resident memory grew from {before} KiB to {after} KiB"
+        );
+    }
+    let (status, _, _) = signed_callback(&harness, "/abuse/alive-2").await;
+    assert_eq!(status, 200);
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_flood_with_resets_leaves_the_listener_serving() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.body_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let tls = handshake(&connector(&harness, b"h2"), tcp).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .max_concurrent_reset_streams(1024)
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+
+    // 400 streams: each sends its headers and a first byte, then its body fails, which makes
+    // the client reset the stream (RST_STREAM); the response futures are dropped too.
+    let mut streams = Vec::new();
+    for i in 0..400 {
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"E"))),
+            Err(std::io::Error::other("cancelled by the test")),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let request = hyper::Request::post(format!("/abuse/h2flood/{i}"))
+            .header("host", format!("localhost:{}", harness.port()))
+            .body(body)
+            .unwrap();
+        let mut sender = sender.clone();
+        streams.push(tokio::spawn(async move {
+            if sender.ready().await.is_err() {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), sender.send_request(request))
+                .await;
+        }));
+    }
+    for stream in streams {
+        within(stream).await.unwrap();
+    }
+    drop(sender);
+    // The connection ends (GOAWAY or close) or stays usable; it must not hang the test.
+    let _ = tokio::time::timeout(Duration::from_secs(3), connection).await;
+
+    // A normal callback, over HTTP/2 and HTTP/1.1.
+    let url = harness.url("/abuse/alive-h2");
+    let answer = harness
+        .client()
+        .send_h2(form_post(
+            &harness,
+            "/abuse/alive-h2",
+            HANGUP_BODY,
+            &vobiz_headers(&url, TOKEN, None),
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(upstream.next().await.uri, "/abuse/alive-h2");
+    let (status, _, _) = signed_callback(&harness, "/abuse/alive-h1").await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.next().await.uri, "/abuse/alive-h1");
+
+    // Streams that reached the pipeline are recorded as client errors, never forwarded.
+    let flood = settled_under(&harness, "/abuse/h2flood/", Duration::from_secs(3)).await;
+    let pending = flood
+        .iter()
+        .filter(|e| e.outcome == Outcome::Pending)
+        .count();
+    assert_eq!(
+        pending,
+        0,
+        "{pending} of {} recorded streams stayed pending forever",
+        flood.len()
+    );
+    for exchange in &flood {
+        assert_eq!(exchange.outcome, Outcome::ClientError, "{exchange:?}");
+        assert!(exchange.request.body_truncated);
+    }
+    upstream.assert_nothing(Duration::from_millis(100)).await;
+    harness.tunnel.shutdown().await;
+}

@@ -1,0 +1,249 @@
+//! Case 1: slow clients (slowloris headers, trickled bodies) and the connection cap.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vobiz_tunnel::exchange::Outcome;
+
+use super::*;
+
+const TICK: Duration = Duration::from_millis(200);
+
+/// How a trickling connection ended.
+#[derive(Debug)]
+struct Trickled {
+    /// From the end of the TLS handshake to the close, if it closed within the bound.
+    closed_after: Option<Duration>,
+    received: Vec<u8>,
+}
+
+/// Sends `prefix` at once, then one byte of `drip` every [`TICK`] until the server closes
+/// (EOF, reset or a failed write) or `bound` passes.
+async fn trickle(mut tls: Tls, prefix: Vec<u8>, drip: u8, bound: Duration) -> Trickled {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    if !prefix.is_empty() && tls.write_all(&prefix).await.is_err() {
+        return Trickled {
+            closed_after: Some(started.elapsed()),
+            received,
+        };
+    }
+    while started.elapsed() < bound {
+        if tls.write_all(&[drip]).await.is_err() || tls.flush().await.is_err() {
+            return Trickled {
+                closed_after: Some(started.elapsed()),
+                received,
+            };
+        }
+        let deadline = Instant::now() + TICK;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), tls.read(&mut buf)).await {
+                Err(_) => break, // nothing to read this tick: drip again
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Trickled {
+                        closed_after: Some(started.elapsed()),
+                        received,
+                    }
+                }
+                Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    Trickled {
+        closed_after: None,
+        received,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
+    let _exclusive = LOAD.write().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.max_connections = 1024;
+        c.limits.header_timeout = Duration::from_secs(1);
+        c.limits.body_timeout = Duration::from_secs(1);
+        c.limits.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let connector = connector(&harness, b"http/1.1");
+    let addr = harness.tunnel.local_addr;
+    let bound = Duration::from_secs(6);
+    let open = Arc::new(AtomicUsize::new(0));
+
+    // 500 slowloris connections and 20 trickled bodies, handshakes 64 at a time.
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..520usize {
+        let connector = connector.clone();
+        let gate = gate.clone();
+        let open = open.clone();
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.unwrap();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let tls = handshake(&connector, tcp).await;
+            drop(permit);
+            open.fetch_add(1, Ordering::SeqCst);
+            let body = i >= 500;
+            let prefix = if body {
+                b"POST /abuse/trickle-body HTTP/1.1\r\nHost: localhost\r\n\
+                  Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+                    .to_vec()
+            } else {
+                b"POST /abuse/slowloris HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".to_vec()
+            };
+            let outcome = trickle(tls, prefix, b'a', bound).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+            (body, outcome)
+        }));
+    }
+    // Wait until all have handshaken (or been closed already).
+    within(async {
+        while gate.available_permits() < 64 || open.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let open_at_start = open.load(Ordering::SeqCst);
+    let (status, body, elapsed) = signed_callback(&harness, "/abuse/normal").await;
+    let open_at_end = open.load(Ordering::SeqCst);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "a normal callback took {elapsed:?} with {open_at_start} slow clients connected"
+    );
+    assert!(
+        open_at_start >= 400 && open_at_end >= 400,
+        "the callback was not sent under load: {open_at_start} → {open_at_end} attackers open"
+    );
+    assert_eq!(upstream.next().await.uri, "/abuse/normal");
+
+    let mut closed_headers = 0;
+    let mut closed_bodies = 0;
+    for task in tasks {
+        let (body, outcome) = within(task).await.unwrap();
+        let after = outcome.closed_after.unwrap_or_else(|| {
+            panic!("a trickling connection (body: {body}) was still open after {bound:?}")
+        });
+        // 1 s deadline + a tick of slack for the drip and scheduling on a loaded machine.
+        assert!(
+            after < Duration::from_millis(2500),
+            "closed only after {after:?} (body: {body})"
+        );
+        if body {
+            let text = String::from_utf8_lossy(&outcome.received);
+            assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+            assert!(text.contains("vobiz-tunnel: "), "{text}");
+            assert!(text.contains("--body-timeout"), "{text}");
+            closed_bodies += 1;
+        } else {
+            closed_headers += 1;
+        }
+    }
+    assert_eq!((closed_headers, closed_bodies), (500, 20));
+    // The trickled bodies reached the pipeline: recorded as client errors with their prefix.
+    let recorded = recorded_under(&harness, "/abuse/trickle-body").await;
+    assert_eq!(recorded.len(), 20);
+    for exchange in &recorded {
+        assert_eq!(exchange.outcome, Outcome::ClientError, "{exchange:?}");
+        assert_eq!(exchange.status(), Some(400));
+        assert!(exchange.request.body_truncated);
+        assert!(!exchange.request.body.is_empty() && exchange.request.body.len() < 100);
+    }
+    // Slowloris never got a request through: nothing recorded for it, nothing forwarded.
+    assert!(recorded_under(&harness, "/abuse/slowloris")
+        .await
+        .is_empty());
+    upstream.assert_nothing(Duration::from_millis(100)).await;
+
+    // And the listener serves normally afterwards.
+    let (status, _, elapsed) = signed_callback(&harness, "/abuse/after").await;
+    assert_eq!(status, 200);
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds_and_the_listener_recovers() {
+    let _exclusive = LOAD.write().await;
+    let mut upstream = upstream(Reply::default()).await;
+    // Long header timeout: the attackers hold their slots until we let go of them.
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.max_connections = 50;
+        c.limits.header_timeout = Duration::from_secs(10);
+        c.limits.handshake_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let connector = connector(&harness, b"http/1.1");
+    let addr = harness.tunnel.local_addr;
+
+    let mut attackers = Vec::new();
+    for _ in 0..50 {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = within(handshake(&connector, tcp)).await;
+        tls.write_all(b"POST /abuse/held HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        attackers.push(tls);
+    }
+
+    // The 51st: TCP connects (the kernel's backlog), the handshake waits for a slot.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector51 = connector.clone();
+    let mut pending = tokio::spawn(async move { handshake(&connector51, tcp).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut pending)
+            .await
+            .is_err(),
+        "the 51st connection was served while 50 were held"
+    );
+
+    // One attacker leaves: its slot goes to the 51st, which is then served normally.
+    drop(attackers.pop());
+    let tls = tokio::time::timeout(Duration::from_secs(2), pending)
+        .await
+        .expect("the 51st handshake completes once a slot frees")
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let url = harness.url("/abuse/fifty-first");
+    let request = form_post(
+        &harness,
+        "/abuse/fifty-first",
+        HANGUP_BODY,
+        &vobiz_headers(&url, TOKEN, None),
+    );
+    let response = within(sender.send_request(request)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.next().await.uri, "/abuse/fifty-first");
+
+    // Still at the cap (49 attackers + this one): a 52nd waits too.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector52 = connector.clone();
+    let mut pending = tokio::spawn(async move { handshake(&connector52, tcp).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut pending)
+            .await
+            .is_err(),
+        "the cap did not hold after a slot was reused"
+    );
+
+    // Everyone leaves: the listener recovers fully.
+    drop(attackers);
+    drop(sender);
+    let _ = tokio::time::timeout(Duration::from_secs(2), pending)
+        .await
+        .expect("the 52nd handshake completes once slots free");
+    let (status, _, elapsed) = signed_callback(&harness, "/abuse/recovered").await;
+    assert_eq!(status, 200);
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    harness.tunnel.shutdown().await;
+}

@@ -334,6 +334,22 @@ impl TlsClient {
         .await
     }
 
+    /// Like [`TlsClient::send`], but a failure (refused, reset, cut off) is `None`, not a
+    /// panic: for tests where the server goes away on purpose.
+    pub async fn try_send(&self, request: Request<Full<Bytes>>) -> Option<u16> {
+        let tcp = TcpStream::connect(self.addr).await.ok()?;
+        let name = ServerName::try_from("localhost").ok()?;
+        let stream = self.connector(b"http/1.1").connect(name, tcp).await.ok()?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    }
+
     /// Sends one request over a new HTTP/2 connection.
     pub async fn send_h2(&self, request: Request<Full<Bytes>>) -> Answer {
         within(async {

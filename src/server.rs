@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
@@ -61,27 +61,9 @@ impl Server {
         let http = Arc::new(http_builder(self.limits.header_timeout));
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = shutdown.changed() => break,
-            };
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.changed() => break,
-            };
-            let (tcp, client_addr) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((permit, tcp, client_addr)) =
+            accept_next(&self.listener, &slots, &mut shutdown).await
+        {
             let watcher = graceful.watcher();
             let acceptor = acceptor.clone();
             let http = http.clone();
@@ -116,6 +98,35 @@ impl Server {
             tracing::warn!(
                 "some connections were still busy after {DRAIN_TIMEOUT:?}; closing them"
             );
+        }
+    }
+}
+
+/// Waits for a free connection slot, then the next connection; `None` once `shutdown` turns
+/// true. A failed accept (usually out of file descriptors) backs off instead of spinning.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.ok()?,
+            _ = shutdown.changed() => return None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return None,
+        };
+        match accepted {
+            Ok((tcp, addr)) => return Some((permit, tcp, addr)),
+            Err(e) => {
+                tracing::warn!(
+                    "accepting a connection on {:?} failed: {e}",
+                    listener.local_addr().ok()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use super::log::{RelayLog, TunnelEvent};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{answer_plain_http, looks_like_plain_http};
+use crate::server::{accept_next, answer_plain_http, looks_like_plain_http};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,26 +155,7 @@ async fn accept_loop(
     let http = Arc::new(public::http_builder());
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let graceful = GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!("relay: accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    while let Some((permit, tcp, peer)) = accept_next(&listener, &slots, &mut shutdown).await {
         let (acceptor, http, shared) = (acceptor.clone(), http.clone(), shared.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {

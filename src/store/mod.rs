@@ -9,6 +9,7 @@
 
 mod calls;
 mod checkpoint;
+mod deferred;
 mod filtered;
 mod reader;
 mod schema;
@@ -39,6 +40,12 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "the store {0} is read-only: every callback is recorded before it is forwarded, so \
+         the file and its folder must be writable (check their permissions and attributes, \
+         or pass another --store)"
+    )]
+    ReadOnly(PathBuf),
     #[error("no store at {0} (start `vobiz-tunnel listen` once, or pass --store)")]
     Missing(PathBuf),
     #[error("the store was written by a newer vobiz-tunnel (schema {found}; this build knows up to {supported})")]
@@ -67,6 +74,8 @@ enum Op {
         ack: oneshot::Sender<Result<Inserted, String>>,
     },
     Complete(Arc<Exchange>),
+    /// A whole exchange whose insert failed, queued again when it ended (no acknowledgement).
+    Late(Arc<Exchange>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -74,6 +83,8 @@ enum Op {
 #[derive(Debug, Default)]
 pub struct StoreHealth {
     failed_writes: AtomicU64,
+    deferred_writes: AtomicU64,
+    lost_writes: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -94,6 +105,26 @@ impl StoreHealth {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
+
+    /// Writes the store refused for now, waiting in memory to be retried.
+    pub fn deferred_writes(&self) -> u64 {
+        self.deferred_writes.load(Ordering::Relaxed)
+    }
+
+    /// Writes given up on (the memory cap for deferred writes, or a row SQLite refuses).
+    pub fn lost_writes(&self) -> u64 {
+        self.lost_writes.load(Ordering::Relaxed)
+    }
+
+    fn set_deferred(&self, count: usize) {
+        self.deferred_writes.store(count as u64, Ordering::Relaxed);
+    }
+
+    /// Counts and reports writes that will never be recorded.
+    fn lose(&self, count: usize, why: &str) {
+        self.lost_writes.fetch_add(count as u64, Ordering::Relaxed);
+        self.note(&format!("{count} writes lost, not recorded: {why}"));
+    }
 }
 
 /// Handle to the store's writer. Cheap to clone.
@@ -107,6 +138,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path`, migrates it and starts the writer.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let deferred = deferred::Deferred::new(deferred::MAX_ROWS, deferred::MAX_BYTES);
+        Store::open_with(path, deferred)
+    }
+
+    fn open_with(path: &Path, deferred: deferred::Deferred) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
@@ -118,8 +154,20 @@ impl Store {
             source,
         };
         let mut conn = rusqlite::Connection::open(path).map_err(open_err)?;
-        schema::configure(&conn)?;
-        schema::migrate(&mut conn)?;
+        // A file that cannot be opened for writing is opened read-only by SQLite, silently;
+        // every write would then fail. Say so now, naming the file, rather than run a proxy
+        // that records nothing (or fail below with SQLite's bare "unable to open").
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::ReadOnly(path.to_path_buf()));
+        }
+        // SQLite's own errors here (the folder refuses the -wal and -shm files, a damaged
+        // file) name no file: attach the path.
+        let with_path = |error| match error {
+            StoreError::Sqlite(source) => open_err(source),
+            other => other,
+        };
+        schema::configure(&conn).map_err(with_path)?;
+        schema::migrate(&mut conn).map_err(with_path)?;
         let (ops, queue) = mpsc::unbounded_channel();
         let health = Arc::new(StoreHealth::default());
         let writer_health = health.clone();
@@ -128,7 +176,7 @@ impl Store {
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                writer::run(conn, queue, &writer_health);
+                writer::run(conn, queue, &writer_health, deferred);
                 done.store(true, Ordering::Relaxed);
             })
             .map_err(StoreError::Thread)?;
@@ -164,12 +212,15 @@ impl Store {
     }
 
     /// Queues the end of an exchange (its outcome, response, timings and flags, which replace
-    /// the stored ones); the writer commits it with the next batch. Without an id it is ignored.
+    /// the stored ones); the writer commits it with the next batch. An exchange without an id
+    /// is one whose [`Store::insert`] failed (a lock, a full disk): it is queued whole, and the
+    /// writer retries it until the store accepts it, so what was received is still recorded.
     pub fn complete(&self, exchange: Arc<Exchange>) {
-        if exchange.id.is_none() {
-            return;
-        }
-        if self.ops.send(Op::Complete(exchange)).is_err() {
+        let op = match exchange.id {
+            Some(_) => Op::Complete(exchange),
+            None => Op::Late(exchange),
+        };
+        if self.ops.send(op).is_err() {
             self.health
                 .note("the store's writer has stopped; a completion was not recorded");
         }
@@ -374,6 +425,65 @@ mod tests {
             .insert(Arc::new(exchange("66666666666666666666")))
             .await
             .is_ok());
+    }
+
+    /// Polls the store until `count` rows are there (the writer retries with backoff).
+    async fn wait_for_rows(store: &Store, count: u64) {
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                store.flush().await;
+                if store.reader().unwrap().count().unwrap() >= count {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{count} rows were never recorded");
+    }
+
+    #[tokio::test]
+    async fn writes_refused_while_locked_are_recorded_once_the_lock_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).unwrap();
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let refused = Arc::new(exchange("77777777777777777777"));
+        assert!(store.insert(refused.clone()).await.is_err());
+        // The pipeline ends the exchange without an id: queued whole, retried.
+        let mut finished = (*refused).clone();
+        finished.outcome = Outcome::Forwarded;
+        store.complete(Arc::new(finished));
+        store.flush().await;
+        assert_eq!(store.health().deferred_writes(), 1);
+        assert_eq!(store.reader().unwrap().count().unwrap(), 0);
+
+        locker.execute_batch("COMMIT").unwrap();
+        wait_for_rows(&store, 1).await;
+        let id = store.reader().unwrap().latest(1).unwrap()[0].id.unwrap();
+        let read = store.reader().unwrap().get(id).unwrap().unwrap();
+        assert_eq!(read.outcome, Outcome::Forwarded);
+        assert_eq!(store.health().deferred_writes(), 0);
+        assert_eq!(store.health().lost_writes(), 0);
+    }
+
+    #[tokio::test]
+    async fn deferred_writes_are_capped_and_the_loss_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open_with(&path, deferred::Deferred::new(2, usize::MAX)).unwrap();
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        for i in 0..4 {
+            store.complete(Arc::new(exchange(&format!("{:020}", 900 + i))));
+        }
+        store.flush().await;
+        assert_eq!(store.health().deferred_writes(), 2);
+        assert_eq!(store.health().lost_writes(), 2);
+        locker.execute_batch("COMMIT").unwrap();
+        wait_for_rows(&store, 2).await;
+        assert_eq!(store.reader().unwrap().count().unwrap(), 2);
     }
 
     #[test]

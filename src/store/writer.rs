@@ -1,10 +1,14 @@
 //! The writer thread: drains the queue in batches, one transaction per batch, and acknowledges
 //! inserts only after their commit. A failed batch is reported and the thread keeps going, so a
-//! full disk or a locked file never stops the proxy.
+//! full disk or a locked file never stops the proxy; what did not commit waits in
+//! [`Deferred`] and is retried with backoff until the store accepts it.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::deferred::{is_transient, Deferred, Pending};
 use super::{Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
 
@@ -12,71 +16,215 @@ use crate::exchange::{Exchange, ExchangeId, Flag};
 /// enough that an acknowledgement never waits long behind a burst.
 const MAX_BATCH: usize = 512;
 
+/// While writes are deferred, how often the queue is looked at between retries.
+const POLL: Duration = Duration::from_millis(10);
+
 type Ack = oneshot::Sender<Result<Inserted, String>>;
+
+/// What the writer does next.
+enum Next {
+    Op(Op),
+    /// Nothing new, but deferred writes are due.
+    Retry,
+    Closed,
+}
 
 pub(super) fn run(
     mut conn: Connection,
     mut queue: mpsc::UnboundedReceiver<Op>,
     health: &StoreHealth,
+    mut deferred: Deferred,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+    loop {
+        match next(&mut queue, &deferred) {
+            Next::Op(first) => {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
             }
+            Next::Retry => {}
+            Next::Closed => break,
         }
-        write_batch(&mut conn, &mut batch, health);
+        write_batch(&mut conn, &mut batch, &mut deferred, health);
+    }
+    if !deferred.is_empty() {
+        // The last chance for what the store refused: one more attempt, then say what is lost.
+        write_batch(&mut conn, &mut batch, &mut deferred, health);
+        if !deferred.is_empty() {
+            health.lose(
+                deferred.len(),
+                "the store still refused them when the tool stopped",
+            );
+        }
     }
     if let Err(e) = conn.pragma_update(None, "optimize", "") {
         tracing::debug!("store optimize at exit failed: {e}");
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &mut Vec<Op>, health: &StoreHealth) {
+/// Waits for the next operation; with deferred writes waiting, only until their retry is due
+/// (the channel has no blocking receive with a timeout, hence the short polls, which happen
+/// only while the store refuses writes).
+fn next(queue: &mut mpsc::UnboundedReceiver<Op>, deferred: &Deferred) -> Next {
+    if deferred.is_empty() {
+        return queue.blocking_recv().map_or(Next::Closed, Next::Op);
+    }
+    loop {
+        match queue.try_recv() {
+            Ok(op) => return Next::Op(op),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        let now = Instant::now();
+        if now >= deferred.retry_at() {
+            return Next::Retry;
+        }
+        std::thread::sleep((deferred.retry_at() - now).min(POLL));
+    }
+}
+
+/// One transaction: the deferred writes first (oldest first), then `batch`.
+///
+/// A transient error (locked, full, read-only, I/O) on any statement aborts the whole
+/// transaction: SQLite may already have rolled it back by itself, and the statements after it
+/// would then run, and commit, one by one outside it. Every insert of the batch is then
+/// answered with the error (the pipeline forwards anyway and queues the exchange again when it
+/// ends, as an id-less completion), and every id-less exchange and completion is deferred.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Op>,
+    deferred: &mut Deferred,
+    health: &StoreHealth,
+) {
+    let fresh = batch.iter().any(|op| !matches!(op, Op::Flush(_)));
+    if !fresh && deferred.is_empty() {
+        // Only flushes: nothing to write, so no transaction (and no wait for a lock).
+        for op in batch.drain(..) {
+            if let Op::Flush(done) = op {
+                let _ = done.send(());
+            }
+        }
+        return;
+    }
+    let retried = deferred.take();
+    let retrying = retried.len();
     let mut acks: Vec<(Ack, Result<Inserted, String>)> = Vec::new();
     let mut flushes = Vec::new();
-    let outcome = conn
-        .transaction()
-        .map_err(|e| e.to_string())
-        .and_then(|tx| {
-            for op in batch.drain(..) {
-                match op {
-                    Op::Insert { exchange, ack } => {
-                        let result = insert(&tx, &exchange).map_err(|e| e.to_string());
-                        if let Err(e) = &result {
-                            let request = &exchange.request;
-                            health.note(&format!(
-                                "recording a {} {}: {e}",
-                                request.method, request.target
-                            ));
-                        }
-                        acks.push((ack, result));
+    // What must be written again if this transaction does not commit.
+    let mut keep: Vec<Pending> = Vec::new();
+    let mut failure: Option<rusqlite::Error> = None;
+    // IMMEDIATE: take the write lock first, waiting up to the busy timeout for another
+    // process's lock. A deferred transaction would start reading (the nonce lookup) and
+    // then fail to upgrade to a write at once, without waiting at all.
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => Some(tx),
+        Err(e) => {
+            failure = Some(e);
+            None
+        }
+    };
+    let ops = retried
+        .into_iter()
+        .map(Pending::into_op)
+        .chain(batch.drain(..));
+    for op in ops {
+        let live = tx.as_ref().filter(|_| failure.is_none());
+        match op {
+            Op::Insert { exchange, ack } => {
+                let result = match live.map(|tx| insert(tx, &exchange)) {
+                    None => Err(String::new()), // answered with the batch's failure below
+                    Some(Ok(inserted)) => Ok(inserted),
+                    Some(Err(e)) if is_transient(&e) => {
+                        failure = Some(e);
+                        Err(String::new())
                     }
-                    Op::Complete(exchange) => {
-                        if let Err(e) = complete(&tx, &exchange) {
-                            let id = exchange.id.unwrap_or_default();
-                            health.note(&format!("recording the end of exchange {id}: {e}"));
-                        }
+                    Some(Err(e)) => {
+                        let request = &exchange.request;
+                        health.note(&format!(
+                            "recording a {} {}: {e}",
+                            request.method, request.target
+                        ));
+                        Err(e.to_string())
                     }
-                    Op::Flush(done) => flushes.push(done),
-                }
+                };
+                drop(exchange);
+                acks.push((ack, result));
             }
-            tx.commit().map_err(|e| e.to_string())
-        });
-    if let Err(error) = &outcome {
-        health.note(&format!(
-            "commit failed, {} inserts lost: {error}",
-            acks.len()
-        ));
+            Op::Late(exchange) => {
+                match live.map(|tx| insert(tx, &exchange)) {
+                    Some(Err(e)) if is_transient(&e) => failure = Some(e),
+                    Some(Err(e)) => {
+                        let request = &exchange.request;
+                        health.lose(
+                            1,
+                            &format!("recording a {} {}: {e}", request.method, request.target),
+                        );
+                        continue;
+                    }
+                    None | Some(Ok(_)) => {}
+                }
+                keep.push(Pending::Insert(exchange));
+            }
+            Op::Complete(exchange) => {
+                match live.map(|tx| complete(tx, &exchange)) {
+                    Some(Err(e)) if is_transient(&e) => failure = Some(e),
+                    Some(Err(e)) => {
+                        let id = exchange.id.unwrap_or_default();
+                        health.note(&format!("recording the end of exchange {id}: {e}"));
+                        continue;
+                    }
+                    None | Some(Ok(())) => {}
+                }
+                keep.push(Pending::Complete(exchange));
+            }
+            Op::Flush(done) => flushes.push(done),
+        }
     }
+    match tx {
+        Some(tx) if failure.is_none() => failure = tx.commit().err(),
+        _ => {} // dropped: rolled back
+    }
+    match &failure {
+        None => {
+            if retrying > 0 {
+                tracing::warn!(
+                    "the store accepts writes again: {retrying} deferred writes recorded"
+                );
+            }
+            deferred.succeeded();
+        }
+        Some(error) => {
+            let waiting = keep.len();
+            if is_transient(error) {
+                for pending in keep {
+                    deferred.push(pending, health);
+                }
+                deferred.failed();
+            } else if waiting > 0 {
+                health.lose(waiting, &error.to_string());
+            }
+            // Retries that fail again are not news; a failure of new writes is.
+            if fresh || retrying == 0 {
+                health.note(&format!(
+                    "commit failed: {error} ({} writes wait in memory and are retried)",
+                    deferred.len()
+                ));
+            } else {
+                tracing::debug!("retrying {retrying} deferred store writes failed: {error}");
+            }
+            let message = error.to_string();
+            for (_, result) in &mut acks {
+                *result = Err(message.clone());
+            }
+        }
+    }
+    health.set_deferred(deferred.len());
     for (ack, result) in acks {
-        let result = match &outcome {
-            Ok(()) => result,
-            Err(error) => Err(error.clone()),
-        };
         let _ = ack.send(result);
     }
     for done in flushes {

@@ -180,7 +180,8 @@ fn generate_dev_identity(dir: &Path) -> Result<(), TlsError> {
 
 /// The listener's TLS settings: TLS 1.2 and 1.3 only (rustls offers only forward-secret AEAD
 /// suites), ALPN `h2` and `http/1.1`, session resumption by cache and by tickets so that
-/// senders opening one connection per callback pay for a full handshake only once.
+/// senders opening one connection per callback pay for a full handshake only once. Checked by
+/// `tests/tls_config.rs` and, from outside with testssl.sh, by `tests/tls/testssl.sh`.
 pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_protocol_versions(&[
         &rustls::version::TLS13,

@@ -34,6 +34,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Source of nonces and CallUUIDs, unique across every run of the process.
 static SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
+/// Requests started so far by every worker of the process (a progress gauge).
+pub fn requests_started() -> u64 {
+    SEQUENCE.load(Ordering::Relaxed) - 1
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// One connection per worker, reused for every request.

@@ -1,9 +1,11 @@
-//! End-to-end load benchmark: a real listener (`Tunnel::start`: TLS, signature check, SQLite
-//! recording, forwarding) in front of a fast loopback origin, driven by an in-repo load
-//! generator sending signed ~700-byte Vobiz Hangup POSTs, each workload also run directly
-//! against the origin so the table shows what the proxy costs.
+//! End-to-end load benchmark: the real `vobiz-tunnel listen` binary (TLS, signature check,
+//! SQLite recording, forwarding, in its own process) in front of a fast loopback origin,
+//! driven by an in-repo load generator sending signed ~700-byte Vobiz Hangup POSTs. Each
+//! workload is also run through nginx as a TLS reverse proxy (when installed; see
+//! `benches/compare-nginx.sh`) and directly against the origin, so the table shows the ratio
+//! to nginx and what the proxy costs.
 //!
-//! Workloads (proxy over TLS / direct over plain HTTP to the origin):
+//! Workloads (proxies over TLS / direct over plain HTTP to the origin):
 //! - a: keep-alive, 16 connections;   b: keep-alive, 64 connections;
 //! - c: a new connection per request, 16 at a time (TLS session resumption on, as senders do);
 //! - d: one request at a time on one keep-alive connection: the latency the proxy adds.
@@ -11,28 +13,32 @@
 //! Run: `cargo bench --bench load`. Environment: `LOAD_SECS` (measured seconds per run,
 //! default 5), `LOAD_CONNS` (`16,64,16` for a,b,c, or one number for all three),
 //! `LOAD_WARMUP_SECS` (default 1), `LOAD_ONLY` (e.g. `a,d`), `LOAD_MAX_REQUESTS` (per run,
-//! default 2 000 000). Without `--bench` (e.g. `cargo test --benches`) it does a short smoke
-//! run. Everything binds 127.0.0.1; every await is bounded; the store is checked at the end.
+//! default 2 000 000), `LOAD_NGINX` (see `nginx.rs`), `LOAD_SOAK=N` (afterwards, N more
+//! requests on workload a while the proxy's memory is sampled; see `soak.rs`). Without
+//! `--bench` (e.g. `cargo test --benches`) it does a short smoke run. Everything binds
+//! 127.0.0.1; every await is bounded; the store's rows are counted at the end.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod client;
+mod cpu;
+mod nginx;
 mod origin;
+mod proxy;
 mod report;
+mod soak;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use vobiz_tunnel::cli::{Cli, HostHeader};
-use vobiz_tunnel::config::{CertSource, ListenConfig};
 use vobiz_tunnel::signature::AuthToken;
-use vobiz_tunnel::tunnel::Tunnel;
 
 use client::{Mode, Plan, Target, REQUEST_TIMEOUT};
+use nginx::Nginx;
+use proxy::Proxy;
 use report::{Row, Run};
 
 /// Bound on start-up steps and on the final flush and shutdown.
@@ -44,6 +50,7 @@ struct Settings {
     conns: [usize; 3],
     only: Option<String>,
     max_requests: u64,
+    soak: Option<u64>,
 }
 
 impl Settings {
@@ -74,6 +81,7 @@ impl Settings {
             max_requests: var("LOAD_MAX_REQUESTS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(2_000_000),
+            soak: var("LOAD_SOAK").and_then(|v| v.replace('_', "").parse().ok()),
         }
     }
 }
@@ -140,6 +148,13 @@ fn store_breakdown(path: &std::path::Path) -> rusqlite::Result<(Vec<Group>, Stri
     Ok((groups, sizes))
 }
 
+/// The targets of one run: the proxy under test, nginx (if present) and the origin itself.
+struct Targets {
+    proxy: Arc<Target>,
+    nginx: Option<Arc<Target>>,
+    direct: Arc<Target>,
+}
+
 async fn bench(settings: Settings) {
     let load_before = report::load_average();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -148,59 +163,45 @@ async fn bench(settings: Settings) {
         .expect("the origin starts in time")
         .expect("the origin starts");
     let dir = tempfile::tempdir().expect("a temp dir");
-    let certs = dir.path().join("certs");
-    let forward = format!("http://{}", origin.addr);
-    let store = dir.path().join("exchanges.db");
-    // Built the way `vobiz-tunnel listen` builds it, so new settings get their defaults.
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let cli = Cli::parse_from([
-        "vobiz-tunnel",
-        "--listen=127.0.0.1:0",
-        &format!("--forward={forward}"),
-        &format!("--certs-dir={}", path(&certs)),
-        &format!("--store={}", path(&store)),
-        "--no-tui",
-        "--log-format=json",
-        "--max-connections=1024",
-        "--max-body=65536",
-        "--handshake-timeout=5",
-        "--header-timeout=5",
-        "--body-timeout=5",
-        "--forward-timeout=5",
-    ]);
-    let mut config = ListenConfig::from_args(&cli.listen).expect("valid listen settings");
-    // The environment (VOBIZ_* variables) must not change what is measured: a public URL or
-    // other tokens would change what is signed and verified.
-    config.keys = common::keys(&[common::TOKEN], &[]);
-    config.public_url = None;
-    config.certs = CertSource::Dev { dir: certs.clone() };
-    config.upstream_roots = vec![certs.join("dev-ca.pem")];
-    config.reject_invalid = false;
-    config.host_header = HostHeader::Keep;
-    let tunnel = tokio::time::timeout(SETUP_TIMEOUT, Tunnel::start(&config))
-        .await
-        .expect("the listener starts in time")
-        .expect("the listener starts");
+    let proxy_process = Proxy::start(dir.path(), origin.addr);
+    let certs = proxy_process.certs.clone();
+    let nginx_process = nginx::binary().and_then(|binary| {
+        let started = Nginx::start(
+            &binary,
+            dir.path(),
+            origin.addr,
+            &certs.join("dev-cert.pem"),
+            &certs.join("dev-key.pem"),
+        );
+        started
+            .map_err(|e| println!("nginx: not compared ({e})"))
+            .ok()
+    });
+    if nginx_process.is_none() && nginx::binary().is_none() {
+        println!("nginx: not found or LOAD_NGINX=0 (benches/compare-nginx.sh installs it)");
+    }
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(certs.join("dev-ca.pem")).expect("the dev CA") {
         roots.add(cert.expect("a PEM certificate")).expect("a CA");
     }
-    let port = tunnel.local_addr.port();
+    let roots = Arc::new(roots);
+    let port = proxy_process.addr.port();
     let token = AuthToken::new(common::TOKEN);
-    let proxy = Arc::new(Target {
-        addr: tunnel.local_addr,
-        roots: Some(Arc::new(roots)),
-        host: format!("localhost:{port}"),
-        sign_url: common::url(port),
-        token: token.clone(),
-    });
-    let direct = Arc::new(Target {
-        addr: origin.addr,
-        roots: None,
-        host: origin.addr.to_string(),
-        sign_url: common::url(port),
-        token,
-    });
+    // Every target receives the same bytes (signed for the proxy's URL) apart from `Host`.
+    let target = |addr: std::net::SocketAddr, tls: bool| {
+        Arc::new(Target {
+            addr,
+            roots: tls.then(|| roots.clone()),
+            host: format!("localhost:{}", addr.port()),
+            sign_url: common::url(port),
+            token: token.clone(),
+        })
+    };
+    let targets = Targets {
+        proxy: target(proxy_process.addr, true),
+        nginx: nginx_process.as_ref().map(|n| target(n.addr, true)),
+        direct: target(origin.addr, false),
+    };
 
     let [a, b, c] = settings.conns;
     let workloads = [
@@ -220,10 +221,15 @@ async fn bench(settings: Settings) {
         ),
     ];
     println!(
-        "load: {:.1} s measured after {:.1} s warm-up per run; proxy {} -> origin {}",
+        "load: {:.1} s measured after {:.1} s warm-up per run; vobiz-tunnel (pid {}) {} / \
+         nginx {} -> origin {}",
         settings.measure.as_secs_f64(),
         settings.warmup.as_secs_f64(),
-        tunnel.url(),
+        proxy_process.pid(),
+        proxy_process.addr,
+        nginx_process
+            .as_ref()
+            .map_or("-".to_string(), |n| n.addr.to_string()),
         origin.addr
     );
     let mut rows = Vec::new();
@@ -236,47 +242,69 @@ async fn bench(settings: Settings) {
         {
             continue;
         }
-        let through_proxy = run(&proxy, conns, mode, &settings).await;
-        println!("  {label}: proxy {:.0} req/s", through_proxy.req_per_s);
-        let to_origin = run(&direct, conns, mode, &settings).await;
+        let cpu_before = cpu::seconds(proxy_process.pid());
+        let mut through_proxy = run(&targets.proxy, conns, mode, &settings).await;
+        through_proxy.set_cpu(cpu::seconds(proxy_process.pid()) - cpu_before);
+        println!(
+            "  {label}: vobiz-tunnel {:.0} req/s",
+            through_proxy.req_per_s
+        );
+        let through_nginx = match (&targets.nginx, &nginx_process) {
+            (Some(nginx), Some(process)) => {
+                let cpu_before = cpu::seconds(process.pid());
+                let mut nginx = run(nginx, conns, mode, &settings).await;
+                nginx.set_cpu(cpu::seconds(process.pid()) - cpu_before);
+                println!("  {label}: nginx {:.0} req/s", nginx.req_per_s);
+                Some(nginx)
+            }
+            _ => None,
+        };
+        let to_origin = run(&targets.direct, conns, mode, &settings).await;
         println!("  {label}: direct {:.0} req/s", to_origin.req_per_s);
         sent += through_proxy.sent;
         answered += through_proxy.answered;
         rows.push(Row {
             label,
             proxy: through_proxy,
+            nginx: through_nginx,
             direct: to_origin,
         });
     }
     report::print_table(&rows);
     if let Some(d) = rows.iter().find(|r| r.label.starts_with('d')) {
         println!(
-            "\nadded latency (d, p50 proxy - p50 direct): {:.3} ms",
+            "\nadded latency (d, p50 vobiz-tunnel - p50 direct): {:.3} ms",
             d.proxy.p50_ms - d.direct.p50_ms
         );
     }
+    if let Some(total) = settings.soak {
+        let soak = soak::run(&targets.proxy, &proxy_process, total, settings.conns[0]).await;
+        sent += soak.sent;
+        answered += soak.answered;
+    }
+    let (rss, peak) = proxy_process.memory_kib();
+    println!(
+        "\nvobiz-tunnel memory: resident {:.1} MiB now, peak {:.1} MiB",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!("load generator + origin peak RSS: {}", report::peak_rss());
 
-    // Every forwarded exchange must be in the store once the queue is committed.
-    tokio::time::timeout(SETUP_TIMEOUT, tunnel.store.flush())
-        .await
-        .expect("the store flushes in time");
-    let recorded = tunnel
-        .store
-        .reader()
-        .and_then(|r| r.count())
-        .expect("count");
-    let (breakdown, sizes) = store_breakdown(tunnel.store.path()).expect("store breakdown");
+    // A graceful stop commits the store's queue; then every answered exchange must be there.
+    let store = proxy_process.store.clone();
+    proxy_process.stop();
+    drop(nginx_process);
+    origin.stop();
+    let recorded = store_rows(&store).expect("counting the store's rows");
+    let (breakdown, sizes) = store_breakdown(&store).expect("store breakdown");
     let file_bytes: u64 = ["", "-wal"]
         .iter()
         .filter_map(|suffix| {
-            let mut name = tunnel.store.path().as_os_str().to_owned();
+            let mut name = store.as_os_str().to_owned();
             name.push(suffix);
             std::fs::metadata(name).ok().map(|m| m.len())
         })
         .sum();
-    let failed_writes = tunnel.store.health().failed_writes();
-    let _ = tokio::time::timeout(SETUP_TIMEOUT, tunnel.shutdown()).await;
-    origin.stop();
     println!("\nstore: {recorded} rows; proxy requests sent {sent}, answered {answered}");
     for (outcome, signature, n) in &breakdown {
         println!("  {n:>9}  {outcome} / {signature}");
@@ -285,24 +313,31 @@ async fn bench(settings: Settings) {
         "  per row on average: {sizes}; file + WAL {:.0} B per row",
         file_bytes as f64 / recorded.max(1) as f64
     );
-    println!("peak RSS (VmHWM): {}", report::peak_rss());
     // Everything shares the machine's cores: a busy machine explains a bad run.
     println!(
         "load average at start: {load_before}; at end: {}",
         report::load_average()
     );
-    assert_eq!(failed_writes, 0, "the store reported failed writes");
     if sent == answered {
-        assert_eq!(recorded, answered, "every answered exchange is recorded");
+        assert_eq!(
+            recorded, answered as i64,
+            "every answered exchange is recorded"
+        );
         println!("OK: all {answered} answered proxy exchanges are in the store");
     } else {
         // Unanswered requests may or may not have reached the store.
         assert!(
-            (answered..=sent).contains(&recorded),
+            (answered as i64..=sent as i64).contains(&recorded),
             "store rows out of range"
         );
         println!("OK (with client errors): {answered} <= {recorded} rows <= {sent}");
     }
+}
+
+fn store_rows(path: &std::path::Path) -> rusqlite::Result<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))
 }
 
 fn main() {

@@ -21,6 +21,8 @@ pub struct Run {
     pub first_error: Option<String>,
     pub resumed: u64,
     pub full_handshakes: u64,
+    /// CPU time the proxy spent per answered request (warm-up included), in microseconds.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl Run {
@@ -55,6 +57,13 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Records the proxy's CPU seconds over the run (warm-up included, like `answered`).
+    pub fn set_cpu(&mut self, seconds: f64) {
+        self.cpu_us_per_request = Some(seconds * 1e6 / self.answered.max(1) as f64);
+    }
+}
+
 /// Nearest-rank percentile of sorted microseconds, in milliseconds (NaN when empty).
 fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     if sorted_us.is_empty() {
@@ -64,39 +73,61 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1000.0
 }
 
-/// A workload's two runs, proxy and direct.
+/// A workload's runs: through vobiz-tunnel, through nginx (when compared) and direct.
 pub struct Row {
     pub label: String,
     pub proxy: Run,
+    pub nginx: Option<Run>,
     pub direct: Run,
 }
 
 pub fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<34} {:>11} {:>11} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "workload", "proxy r/s", "direct r/s", "ratio", "prx p50", "prx p99", "dir p50", "dir p99"
+        "{:<32} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "workload",
+        "vt r/s",
+        "nginx r/s",
+        "direct",
+        "vt/ngx",
+        "vt p50",
+        "vt p99",
+        "ngx p50",
+        "ngx p99",
+        "dir p50"
     );
-    println!("{}", "-".repeat(104));
+    println!("{}", "-".repeat(127));
+    let ms = |v: f64| format!("{v:.3}ms");
     for row in rows {
-        let ratio = row.proxy.req_per_s / row.direct.req_per_s;
+        let nginx = row.nginx.as_ref();
         println!(
-            "{:<34} {:>11.0} {:>11.0} {:>6.2} {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>7.3}ms",
+            "{:<32} {:>9.0} {:>9} {:>9.0} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
             row.label,
             row.proxy.req_per_s,
+            nginx.map_or("-".into(), |n| format!("{:.0}", n.req_per_s)),
             row.direct.req_per_s,
-            ratio,
-            row.proxy.p50_ms,
-            row.proxy.p99_ms,
-            row.direct.p50_ms,
-            row.direct.p99_ms,
+            nginx.map_or("-".into(), |n| format!(
+                "{:.2}",
+                row.proxy.req_per_s / n.req_per_s
+            )),
+            ms(row.proxy.p50_ms),
+            ms(row.proxy.p99_ms),
+            nginx.map_or("-".into(), |n| ms(n.p50_ms)),
+            nginx.map_or("-".into(), |n| ms(n.p99_ms)),
+            ms(row.direct.p50_ms),
         );
     }
     println!();
     for row in rows {
-        for (side, run) in [("proxy", &row.proxy), ("direct", &row.direct)] {
+        let runs = [
+            ("vt", Some(&row.proxy)),
+            ("nginx", row.nginx.as_ref()),
+            ("direct", Some(&row.direct)),
+        ];
+        for (side, run) in runs {
+            let Some(run) = run else { continue };
             let mut line = format!(
-                "  {:<34} {side:<6} {} measured, max {:.3} ms, {} errors, {} non-200",
+                "  {:<32} {side:<6} {} measured, max {:.3} ms, {} errors, {} non-200",
                 row.label, run.measured, run.max_ms, run.errors, run.not_ok
             );
             if run.resumed + run.full_handshakes > 0 {
@@ -104,6 +135,9 @@ pub fn print_table(rows: &[Row]) {
                     ", TLS handshakes: {} resumed / {} full",
                     run.resumed, run.full_handshakes
                 ));
+            }
+            if let Some(cpu) = run.cpu_us_per_request {
+                line.push_str(&format!(", proxy CPU {cpu:.1} µs/request"));
             }
             if let Some(error) = &run.first_error {
                 line.push_str(&format!(" (first error: {error})"));

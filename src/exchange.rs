@@ -126,17 +126,28 @@ impl RequestRecord {
     /// One form field (first occurrence), found without decoding the others: this runs for
     /// every request, to fill the `event` and `call_uuid` columns.
     pub fn form_field(&self, name: &str) -> Option<String> {
+        self.raw_form_pairs()
+            .find(|(raw_name, _)| *raw_name == name.as_bytes())
+            .map(|(_, raw_value)| decode_form_component(raw_value))
+    }
+
+    /// The form's `name=value` pairs as sent (the body for form posts, else the query),
+    /// split but not decoded, so a caller decodes only the fields it wants.
+    pub fn raw_form_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let source: &[u8] = if self.is_form_post() {
             &self.body
         } else {
-            self.target.split_once('?')?.1.as_bytes()
+            self.target
+                .split_once('?')
+                .map_or(&[], |(_, q)| q.as_bytes())
         };
         source
             .split(|&b| b == b'&')
-            .find(|pair| pair.split(|&b| b == b'=').next() == Some(name.as_bytes()))
-            .and_then(|pair| serde_urlencoded::from_bytes::<Vec<(String, String)>>(pair).ok())
-            .and_then(|mut decoded| decoded.pop())
-            .map(|(_, value)| value)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.iter().position(|&b| b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &[][..]),
+            })
     }
 
     /// Form fields of the callback: the body for form posts, else the query string.
@@ -151,6 +162,37 @@ impl RequestRecord {
             None => Vec::new(),
         }
     }
+}
+
+/// One `application/x-www-form-urlencoded` name or value, decoded (`+` is a space, `%XX` a
+/// byte; invalid UTF-8 is replaced, as serde_urlencoded does for whole forms).
+pub fn decode_form_component(raw: &[u8]) -> String {
+    if !raw.iter().any(|&b| b == b'+' || b == b'%') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let escaped = match raw[i] {
+            b'%' => raw
+                .get(i + 1..i + 3)
+                .and_then(|pair| Some(hex(pair[0])? << 4 | hex(pair[1])?)),
+            _ => None,
+        };
+        match (raw[i], escaped) {
+            (_, Some(byte)) => {
+                bytes.push(byte);
+                i += 3;
+                continue;
+            }
+            (b'+', None) => bytes.push(b' '),
+            // A `%` not followed by two hex digits stays as it is.
+            (other, None) => bytes.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// What the local server (or the tool itself) answered.
@@ -398,6 +440,25 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-field decoder agrees with serde_urlencoded's whole-form decoding.
+        #[test]
+        fn a_form_component_decodes_like_serde_urlencoded(
+            raw in proptest::collection::vec(
+                prop_oneof![Just(b'%'), Just(b'+'), Just(b'A'), Just(b'f'), Just(b'0'), Just(b'9'),
+                    Just(b'g'), Just(b' '), Just(0xc3u8), Just(0xa9u8), any::<u8>()]
+                    .prop_filter("no pair separators", |b| *b != b'&' && *b != b'='),
+                0..24,
+            )
+        ) {
+            let mut form = b"name=".to_vec();
+            form.extend_from_slice(&raw);
+            let expected: Vec<(String, String)> = serde_urlencoded::from_bytes(&form).unwrap();
+            prop_assert_eq!(decode_form_component(&raw), expected[0].1.clone());
+        }
+    }
 
     #[test]
     fn header_block_round_trips_bytes_and_order() {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use serde::Serialize;
 use serde_json::json;
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::broadcast;
@@ -156,18 +157,29 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> St
 }
 
 /// The JSON line of a finished exchange, with the signature's one-line reason and the
-/// Vobiz checks' findings added.
+/// Vobiz checks' findings added. Serialized straight to text (no intermediate JSON tree):
+/// it runs once per exchange.
 pub fn exchange_json_line(exchange: &Exchange) -> String {
-    let mut value =
-        serde_json::to_value(ExchangeSummary::of(exchange)).unwrap_or_else(|_| json!({}));
-    if let Some(object) = value.as_object_mut() {
-        object.insert("type".into(), json!("exchange"));
-        object.insert("signature_detail".into(), json!(exchange.verdict.summary()));
-        object.insert("nonce_reused_of".into(), json!(exchange.nonce_reused_of));
-        object.insert("client_addr".into(), json!(exchange.request.client_addr));
-        object.insert("findings".into(), json!(exchange.findings));
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(flatten)]
+        summary: ExchangeSummary,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        signature_detail: String,
+        nonce_reused_of: Option<crate::exchange::ExchangeId>,
+        client_addr: &'a Option<String>,
+        findings: &'a [crate::checks::Finding],
     }
-    value.to_string()
+    let line = Line {
+        summary: ExchangeSummary::of(exchange),
+        kind: "exchange",
+        signature_detail: exchange.verdict.summary(),
+        nonce_reused_of: exchange.nonce_reused_of,
+        client_addr: &exchange.request.client_addr,
+        findings: &exchange.findings,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|_| json!({"type": "exchange"}).to_string())
 }
 
 /// Prints every event until the channel closes. Runs on a blocking thread: stdout may be a

@@ -47,13 +47,14 @@ pub fn delivery_key(exchange: &Exchange) -> Option<String> {
         exchange.request.path(),
         exchange.event.as_deref().unwrap_or("")
     );
-    // One decode of the form, not one scan per identifying field.
-    for (name, value) in exchange.request.form_fields() {
-        if IDENTIFYING_FIELDS.contains(&name.as_str()) {
+    // One pass over the raw pairs, decoding only the identifying fields (this runs for
+    // every request; decoding the whole form was a tenth of the proxy's CPU).
+    for (name, value) in exchange.request.raw_form_pairs() {
+        if let Some(field) = IDENTIFYING_FIELDS.iter().find(|f| f.as_bytes() == name) {
             key.push('\u{1f}');
-            key.push_str(&name);
+            key.push_str(field);
             key.push('=');
-            key.push_str(&value);
+            key.push_str(&crate::exchange::decode_form_component(value));
         }
     }
     Some(key)

@@ -1,8 +1,14 @@
 //! Recent deliveries, for the `duplicate-delivery` rule: which callback (by its identity key)
 //! arrived when, as which exchange. Bounded in time (the window) and in size (the capacity),
 //! with a time-ordered queue for eviction; the lock is held only for a map lookup and insert.
+//!
+//! Keys and nonces are kept as 64-bit hashes (SipHash with a per-process random key), not as
+//! strings: 50 000 remembered deliveries then take ~3 MB instead of ~15 MB, and a false match
+//! needs a 64-bit collision.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use crate::exchange::ExchangeId;
@@ -28,14 +34,14 @@ pub struct Earlier {
 struct Seen {
     id: Option<ExchangeId>,
     received_us: i64,
-    nonce: Option<String>,
+    nonce: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Recent {
-    by_key: HashMap<String, Seen>,
+    by_key: HashMap<u64, Seen>,
     /// Keys in arrival order, for eviction.
-    order: VecDeque<(i64, String)>,
+    order: VecDeque<(i64, u64)>,
 }
 
 /// Thread-safe memory of recent deliveries.
@@ -44,6 +50,7 @@ pub struct DeliveryTracker {
     recent: Mutex<Recent>,
     window_us: i64,
     capacity: usize,
+    hasher: RandomState,
 }
 
 impl Default for DeliveryTracker {
@@ -59,6 +66,7 @@ impl DeliveryTracker {
             recent: Mutex::new(Recent::default()),
             window_us,
             capacity: capacity.max(1),
+            hasher: RandomState::new(),
         }
     }
 
@@ -71,6 +79,8 @@ impl DeliveryTracker {
         received_us: i64,
         nonce: Option<String>,
     ) -> Option<Earlier> {
+        let key = self.hasher.hash_one(&key);
+        let nonce = nonce.map(|n| self.hasher.hash_one(&n));
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let horizon = received_us.saturating_sub(self.window_us);
@@ -93,7 +103,7 @@ impl DeliveryTracker {
                 });
             }
         }
-        recent.order.push_back((received_us, key.clone()));
+        recent.order.push_back((received_us, key));
         recent.by_key.insert(
             key,
             Seen {

@@ -213,10 +213,11 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// Time from receipt to the end of the exchange, in milliseconds.
+    /// Time from receipt to the end of the exchange, in milliseconds. Saturating: imported
+    /// timings can be any `i64`.
     pub fn duration_ms(&self) -> Option<f64> {
         self.done_us
-            .map(|done| (done - self.received_us).max(0) as f64 / 1000.0)
+            .map(|done| done.saturating_sub(self.received_us).max(0) as f64 / 1000.0)
     }
 }
 

@@ -187,7 +187,10 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
     let timings = &exchange.timings;
     let since = |at: Option<i64>| {
         at.map_or("-".into(), |t| {
-            format!("+{:.3} ms", (t - timings.received_us) as f64 / 1000.0)
+            format!(
+                "+{:.3} ms",
+                t.saturating_sub(timings.received_us) as f64 / 1000.0
+            )
         })
     };
     let _ = writeln!(out, "\nTimings");

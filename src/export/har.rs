@@ -201,7 +201,7 @@ pub fn phases(timings: &Timings) -> (f64, f64, f64) {
     let mut last = timings.received_us;
     let mut phase = |end: Option<i64>| {
         let Some(end) = end else { return 0.0 };
-        let ms = (end - last).max(0) as f64 / 1000.0;
+        let ms = end.saturating_sub(last).max(0) as f64 / 1000.0;
         last = last.max(end);
         ms
     };

@@ -275,14 +275,15 @@ fn har_timings(entry: &Object, answered: bool) -> Result<Timings, String> {
         ..Timings::default()
     };
     let total = micros(entry.get("time"));
+    // Saturating: a file may hold any number (the phases saturate at i64::MAX µs).
     if answered && phases.is_some() {
-        let forwarded = received_us + phase("send").unwrap_or(0);
-        let first_byte = forwarded + phase("wait").unwrap_or(0);
+        let forwarded = received_us.saturating_add(phase("send").unwrap_or(0));
+        let first_byte = forwarded.saturating_add(phase("wait").unwrap_or(0));
         timings.forwarded_us = Some(forwarded);
         timings.first_byte_us = Some(first_byte);
-        timings.done_us = Some(first_byte + phase("receive").unwrap_or(0));
+        timings.done_us = Some(first_byte.saturating_add(phase("receive").unwrap_or(0)));
     } else {
-        timings.done_us = total.map(|t| received_us + t);
+        timings.done_us = total.map(|t| received_us.saturating_add(t));
     }
     Ok(timings)
 }

@@ -144,3 +144,33 @@ fn malformed_input_is_an_error_naming_the_entry() {
         );
     }
 }
+
+/// Found by `cargo fuzz run har_import`: timings far out of range (phases of 1e19 ms, or
+/// `_vobizTunnel.timings` at both ends of `i64`) overflowed i64 arithmetic in the import, in
+/// `duration_ms`, in the HAR phases and in `show`. They now saturate.
+#[test]
+fn extreme_timings_import_export_and_show_without_overflow() {
+    let huge_phases = json!({"startedDateTime": "2026-06-08T00:00:00Z", "time": 1e300,
+        "request": {"method": "GET", "url": "http://a/"},
+        "response": {"status": 200},
+        "timings": {"send": 9.2e18, "wait": 1e300, "receive": 1e19}});
+    let huge_total = json!({"startedDateTime": "2026-06-08T00:00:00Z", "time": 1e300,
+        "request": {"method": "GET", "url": "http://a/"}});
+    let extremes = json!({"startedDateTime": "2026-06-08T00:00:00Z",
+        "request": {"method": "GET", "url": "http://a/"},
+        "_vobizTunnel": {"timings": {"received_us": i64::MIN, "forwarded_us": 0,
+            "first_byte_us": i64::MIN, "done_us": i64::MAX}}});
+    let exchanges = parse_har(&har(json!([huge_phases, huge_total, extremes]))).unwrap();
+    assert_eq!(exchanges[0].timings.done_us, Some(i64::MAX));
+    assert_eq!(exchanges[1].timings.done_us, Some(i64::MAX));
+    assert_eq!(
+        exchanges[2].timings.duration_ms(),
+        Some(i64::MAX as f64 / 1000.0)
+    );
+    for exchange in &exchanges {
+        let _ = crate::report::exchange_text(exchange, time::UtcOffset::UTC);
+        let entry = har_entry(exchange);
+        let again = parse_har(&har(json!([entry]))).unwrap().remove(0);
+        assert_eq!(&again, exchange);
+    }
+}

@@ -65,7 +65,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let start = state.call_timeline.first().map_or(0, |r| r.received_at_us);
     let mut lines: Vec<Line<'static>> = Vec::new();
     for row in &state.call_timeline {
-        let offset_s = (row.received_at_us - start) as f64 / 1_000_000.0;
+        let offset_s = row.received_at_us.saturating_sub(start) as f64 / 1_000_000.0;
         lines.push(Line::from(vec![
             Span::styled(
                 format!("+{offset_s:>8.3} s  "),

@@ -181,7 +181,10 @@ fn timing_lines(exchange: &Exchange, state: &AppState) -> Vec<Line<'static>> {
     let timings = &exchange.timings;
     let since = |at: Option<i64>| {
         at.map_or("-".into(), |t| {
-            format!("+{:.3} ms", (t - timings.received_us) as f64 / 1000.0)
+            format!(
+                "+{:.3} ms",
+                t.saturating_sub(timings.received_us) as f64 / 1000.0
+            )
         })
     };
     let request = &exchange.request;

@@ -17,13 +17,13 @@ impl AppState {
         }
         let mut commands: Vec<Command> = self.detail_for_selection().into_iter().collect();
         if at_end && self.has_newer && !self.loading {
-            if let Some(after) = self.rows.last().and_then(|r| r.id) {
+            if let Some(after) = self.rows.back().and_then(|r| r.id) {
                 self.loading = true;
                 commands.push(Command::LoadNewer { after });
             }
         }
         if self.selected == 0 && self.has_older && !self.loading {
-            if let Some(before) = self.rows.first().and_then(|r| r.id) {
+            if let Some(before) = self.rows.front().and_then(|r| r.id) {
                 self.loading = true;
                 commands.push(Command::LoadOlder { before });
             }

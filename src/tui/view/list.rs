@@ -66,7 +66,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let height = area.height.saturating_sub(3) as usize;
     let start = window_start(state.rows.len(), state.selected, height.max(1));
     let end = (start + height).min(state.rows.len());
-    let rows = state.rows[start..end].iter().map(|row| {
+    let rows = state.rows.range(start..end).map(|row| {
         let mark = theme::verdict_mark(row.signature, layout.short_mark);
         let marked = state.marked.is_some() && row.id == state.marked;
         let id = row.id.map_or("?".into(), |id| {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Truncation;
 use super::deferred::{is_transient, Deferred, Pending};
 use super::{Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
@@ -36,6 +37,7 @@ pub(super) fn run(
     mut deferred: Deferred,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut truncation = Truncation::new(&conn);
     loop {
         match next(&mut queue, &deferred) {
             Next::Op(first) => {
@@ -51,6 +53,7 @@ pub(super) fn run(
             Next::Closed => break,
         }
         write_batch(&mut conn, &mut batch, &mut deferred, health);
+        truncation.run_if_due(&conn);
     }
     if !deferred.is_empty() {
         // The last chance for what the store refused: one more attempt, then say what is lost.

@@ -74,6 +74,7 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
     let addr = harness.tunnel.local_addr;
     let bound = Duration::from_secs(6);
     let open = Arc::new(AtomicUsize::new(0));
+    let handshaken = Arc::new(AtomicUsize::new(0));
 
     // 500 slowloris connections and 20 trickled bodies, handshakes 64 at a time.
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
@@ -82,12 +83,14 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
         let connector = connector.clone();
         let gate = gate.clone();
         let open = open.clone();
+        let handshaken = handshaken.clone();
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
             let tcp = TcpStream::connect(addr).await.unwrap();
             let tls = handshake(&connector, tcp).await;
             drop(permit);
             open.fetch_add(1, Ordering::SeqCst);
+            handshaken.fetch_add(1, Ordering::SeqCst);
             let body = i >= 500;
             let prefix = if body {
                 b"POST /abuse/trickle-body HTTP/1.1\r\nHost: localhost\r\n\
@@ -101,9 +104,10 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
             (body, outcome)
         }));
     }
-    // Wait until all have handshaken (or been closed already).
+    // Wait until all have handshaken (counting the ones already closed). Free permits alone
+    // said nothing: on a busy machine most tasks had not even started to wait for one.
     within(async {
-        while gate.available_permits() < 64 || open.load(Ordering::SeqCst) == 0 {
+        while handshaken.load(Ordering::SeqCst) < 520 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })

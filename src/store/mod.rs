@@ -173,14 +173,16 @@ impl Store {
         let writer_health = health.clone();
         let writer_done = Arc::new(AtomicBool::new(false));
         let done = writer_done.clone();
+        let checkpoints = Arc::new(checkpoint::Shared::default());
+        let writer_checkpoints = checkpoints.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                writer::run(conn, queue, &writer_health, deferred);
+                writer::run(conn, queue, &writer_health, deferred, writer_checkpoints);
                 done.store(true, Ordering::Relaxed);
             })
             .map_err(StoreError::Thread)?;
-        checkpoint::spawn(path.to_path_buf(), writer_done);
+        checkpoint::spawn(path.to_path_buf(), writer_done, checkpoints);
         Ok(Store {
             path: Arc::new(path.to_path_buf()),
             ops,

@@ -83,6 +83,8 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Checkpoints run on their own thread (see `checkpoint.rs`), never inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts over (see `checkpoint.rs`), its file is cut back to this size.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }
 

@@ -3,12 +3,13 @@
 //! full disk or a locked file never stops the proxy; what did not commit waits in
 //! [`Deferred`] and is retried with backoff until the store accepts it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Truncation;
+use super::checkpoint::{self, Truncation};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::{Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
@@ -35,9 +36,10 @@ pub(super) fn run(
     mut queue: mpsc::UnboundedReceiver<Op>,
     health: &StoreHealth,
     mut deferred: Deferred,
+    checkpoints: Arc<checkpoint::Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut truncation = Truncation::new(&conn);
+    let mut truncation = Truncation::new(&conn, checkpoints);
     loop {
         match next(&mut queue, &deferred) {
             Next::Op(first) => {

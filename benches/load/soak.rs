@@ -28,16 +28,20 @@ pub async fn run(target: &Arc<Target>, proxy: &Proxy, total: u64, conns: usize) 
         .map(|_| tokio::spawn(target.clone().worker(plan)))
         .collect();
     let mut samples: Vec<(u64, u64)> = Vec::new();
-    println!("  {:>8} {:>10} {:>10}", "seconds", "requests", "RSS MiB");
+    println!(
+        "  {:>8} {:>10} {:>10} {:>10}",
+        "seconds", "requests", "RSS MiB", "peak MiB"
+    );
     while !workers.iter().all(|w| w.is_finished()) {
         tokio::time::sleep(SAMPLE_EVERY).await;
         let done = client::requests_started() - started_before;
-        let (rss, _) = proxy.memory_kib();
+        let (rss, peak) = proxy.memory_kib();
         samples.push((done, rss));
         println!(
-            "  {:>8.0} {done:>10} {:>10.1}",
+            "  {:>8.0} {done:>10} {:>10.1} {:>10.1}",
             start.elapsed().as_secs_f64(),
-            rss as f64 / 1024.0
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
         );
         assert!(
             start.elapsed() < MAX_SOAK + SAMPLE_EVERY,

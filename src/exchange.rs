@@ -115,12 +115,15 @@ impl RequestRecord {
         self.target.split('?').next().unwrap_or("")
     }
 
-    fn is_form_post(&self) -> bool {
+    /// The body is a form: non-empty, sent as `application/x-www-form-urlencoded` (in any
+    /// case: media types are case-insensitive, and the signature check reads them so).
+    pub fn is_form_post(&self) -> bool {
+        const FORM: &str = "application/x-www-form-urlencoded";
         !self.body.is_empty()
-            && self
-                .headers
-                .get_str("content-type")
-                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+            && self.headers.get_str("content-type").is_some_and(|ct| {
+                ct.len() >= FORM.len()
+                    && ct.as_bytes()[..FORM.len()].eq_ignore_ascii_case(FORM.as_bytes())
+            })
     }
 
     /// One form field (first occurrence), found without decoding the others: this runs for
@@ -491,6 +494,11 @@ mod tests {
         assert_eq!(request.form_field("From").as_deref(), Some("+91"));
         assert_eq!(request.form_field("Event").as_deref(), Some("Hangup"));
         assert_eq!(request.form_field("Nope"), None);
+        request.headers = Headers(vec![(
+            "content-type".into(),
+            b"Application/X-WWW-Form-URLEncoded".to_vec(),
+        )]);
+        assert_eq!(request.form_field("Event").as_deref(), Some("Hangup"));
         request.body = Bytes::new();
         let verdict = crate::signature::verify(
             &crate::signature::CallbackRequest {

@@ -93,7 +93,7 @@ pub fn entry(exchange: &Exchange) -> Value {
             .get_str("content-type")
             .unwrap_or("application/octet-stream");
         let mut post = json!({"mimeType": mime, "text": String::from_utf8_lossy(&request.body)});
-        if mime.starts_with("application/x-www-form-urlencoded") {
+        if request.is_form_post() {
             post["params"] = pairs(&request.form_fields());
         }
         har_request["postData"] = post;

@@ -7,7 +7,7 @@
 //! WAL then grew by ~14 KB per exchange (14 GB over a million) and so did its shared-memory
 //! index, which is mapped into the process (+30 MB resident). So once the WAL is over
 //! [`RESTART_ABOVE`], the writer thread itself runs a RESTART checkpoint between two batches
-//! ([`Truncation`]), right after a passive checkpoint has finished and before the next one
+//! ([`WalRestart`]), right after a passive checkpoint has finished and before the next one
 //! starts ([`Shared`]): only the frames of the last few milliseconds are left to copy, and
 //! the next commit writes the WAL from its start again (`journal_size_limit`, set in
 //! `schema::configure`, then cuts the file back). Measured at full load: commits wait a few
@@ -24,19 +24,19 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 /// How often the WAL is copied back into the database file. Often, so that little is left
-/// for the writer's truncation (which holds up commits while it runs).
+/// for the writer's WAL restart (which holds up commits while it runs).
 const INTERVAL: Duration = Duration::from_millis(100);
 /// WAL size above which the writer starts the WAL over.
 const RESTART_ABOVE: u64 = 64 * 1024 * 1024;
 /// A restart slower than this is reported (callbacks wait for it).
-const SLOW_TRUNCATION: Duration = Duration::from_millis(250);
+const SLOW_RESTART: Duration = Duration::from_millis(250);
 /// How long the final checkpoint waits for locks.
 const LOCK_WAIT: Duration = Duration::from_millis(200);
 
-/// What the checkpoint thread and the writer's truncation share.
+/// What the checkpoint thread and the writer's WAL restart share.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    /// Held while a passive checkpoint runs; the truncation only tries it.
+    /// Held while a passive checkpoint runs; the restart only tries it.
     running: Mutex<()>,
     /// A passive checkpoint has just finished: nearly every frame is in the database file.
     caught_up: AtomicBool,
@@ -45,24 +45,24 @@ pub(super) struct Shared {
 /// The writer's side: between batches, after each passive checkpoint, a look at the WAL's
 /// size and, when it is over [`RESTART_ABOVE`], a RESTART checkpoint on the writer's
 /// connection.
-pub(super) struct Truncation {
+pub(super) struct WalRestart {
     wal: Option<PathBuf>,
     above: u64,
     shared: Arc<Shared>,
 }
 
-impl Truncation {
-    pub(super) fn new(conn: &Connection, shared: Arc<Shared>) -> Truncation {
-        Truncation::above(conn, RESTART_ABOVE, shared)
+impl WalRestart {
+    pub(super) fn new(conn: &Connection, shared: Arc<Shared>) -> WalRestart {
+        WalRestart::above(conn, RESTART_ABOVE, shared)
     }
 
-    fn above(conn: &Connection, above: u64, shared: Arc<Shared>) -> Truncation {
+    fn above(conn: &Connection, above: u64, shared: Arc<Shared>) -> WalRestart {
         let wal = conn.path().filter(|p| !p.is_empty()).map(|p| {
             let mut wal = std::ffi::OsString::from(p);
             wal.push("-wal");
             PathBuf::from(wal)
         });
-        Truncation { wal, above, shared }
+        WalRestart { wal, above, shared }
     }
 
     pub(super) fn run_if_due(&mut self, conn: &Connection) {
@@ -83,7 +83,7 @@ impl Truncation {
             tracing::debug!("WAL restart skipped: {e}");
         }
         let took = started.elapsed();
-        if took > SLOW_TRUNCATION {
+        if took > SLOW_RESTART {
             tracing::warn!("emptying the store's WAL held up recording for {took:?}");
         }
     }
@@ -130,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_wal_over_the_limit_is_emptied_between_batches() {
+    fn a_wal_over_the_limit_starts_over_between_batches() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let conn = Connection::open(&path).unwrap();
@@ -142,24 +142,24 @@ mod tests {
                 .len()
         };
         let shared = Arc::new(Shared::default());
-        let mut truncation = Truncation::above(&conn, 256 * 1024, shared.clone());
+        let mut restart = WalRestart::above(&conn, 256 * 1024, shared.clone());
         for _ in 0..100 {
             conn.execute("INSERT INTO t VALUES (zeroblob(8192))", [])
                 .unwrap();
         }
         assert!(wal_size() > 256 * 1024, "{}", wal_size());
-        truncation.run_if_due(&conn);
+        restart.run_if_due(&conn);
         assert!(wal_size() > 256 * 1024, "not before a passive checkpoint");
         shared.caught_up.store(true, Ordering::Relaxed);
         let passive = shared.running.lock().unwrap();
-        truncation.run_if_due(&conn);
+        restart.run_if_due(&conn);
         assert!(
             wal_size() > 256 * 1024,
             "not while a passive checkpoint runs"
         );
         drop(passive);
         shared.caught_up.store(true, Ordering::Relaxed);
-        truncation.run_if_due(&conn);
+        restart.run_if_due(&conn);
         // Restarted: the next commit writes its frames from the start of the WAL again.
         conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
         let frames: i64 = conn

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Op, StoreHealth};
+use super::Op;
 use crate::exchange::Exchange;
 
 /// At most this many writes wait in memory.
@@ -109,24 +109,27 @@ impl Deferred {
         self.queue.drain(..).collect()
     }
 
-    /// Keeps `pending` for the next attempt, unless the caps are reached: then it is lost,
-    /// counted and reported.
-    pub(super) fn push(&mut self, pending: Pending, health: &StoreHealth) {
+    /// Keeps `pending` for the next attempt, unless the caps are reached: then it is
+    /// dropped and `false` returned (the caller counts and reports the losses, once per batch
+    /// rather than once per write, which at full load would flood the log).
+    pub(super) fn keep(&mut self, pending: Pending) -> bool {
         let weight = pending.weight();
         if self.queue.len() >= self.max_rows || self.bytes + weight > self.max_bytes {
-            health.lose(
-                1,
-                &format!(
-                    "{} writes already wait for the store (at most {} rows, {} MiB are kept)",
-                    self.queue.len(),
-                    self.max_rows,
-                    self.max_bytes / (1024 * 1024)
-                ),
-            );
-            return;
+            return false;
         }
         self.bytes += weight;
         self.queue.push_back(pending);
+        true
+    }
+
+    /// Why writes over the caps are dropped, for the report.
+    pub(super) fn full_reason(&self) -> String {
+        format!(
+            "{} writes already wait for the store (at most {} rows, {} MiB are kept)",
+            self.queue.len(),
+            self.max_rows,
+            self.max_bytes / (1024 * 1024)
+        )
     }
 
     /// An attempt failed: the next one after the backoff, which doubles up to [`MAX_BACKOFF`].

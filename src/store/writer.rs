@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::{self, Truncation};
+use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::{Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
@@ -39,7 +39,7 @@ pub(super) fn run(
     checkpoints: Arc<checkpoint::Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut truncation = Truncation::new(&conn, checkpoints);
+    let mut restart = WalRestart::new(&conn, checkpoints);
     loop {
         match next(&mut queue, &deferred) {
             Next::Op(first) => {
@@ -55,7 +55,7 @@ pub(super) fn run(
             Next::Closed => break,
         }
         write_batch(&mut conn, &mut batch, &mut deferred, health);
-        truncation.run_if_due(&conn);
+        restart.run_if_due(&conn);
     }
     if !deferred.is_empty() {
         // The last chance for what the store refused: one more attempt, then say what is lost.
@@ -206,8 +206,14 @@ fn write_batch(
         Some(error) => {
             let waiting = keep.len();
             if is_transient(error) {
+                let mut dropped = 0;
                 for pending in keep {
-                    deferred.push(pending, health);
+                    if !deferred.keep(pending) {
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
+                    health.lose(dropped, &deferred.full_reason());
                 }
                 deferred.failed();
             } else if waiting > 0 {

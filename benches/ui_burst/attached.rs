@@ -12,7 +12,7 @@ use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 
 use crate::process::{kill_and_reap, wait_exit};
 use crate::settings::Settings;
-use crate::{common, listen_args, BIN, CLEARED_ENV, KEY_TIMEOUT, SETTLE_TIMEOUT, START_TIMEOUT};
+use crate::{cleared_env, common, listen_args, BIN, KEY_TIMEOUT, SETTLE_TIMEOUT, START_TIMEOUT};
 
 /// The title of the `?` overlay: on screen exactly while the help is open.
 const HELP_TITLE: &str = "Keys (? or Esc closes)";
@@ -87,7 +87,7 @@ impl Attached {
             .expect("a pseudo-terminal");
         let mut command = CommandBuilder::new(BIN);
         command.args(listen_args(dir.path(), forward));
-        for name in CLEARED_ENV {
+        for name in cleared_env() {
             command.env_remove(name);
         }
         command.env("VOBIZ_AUTH_TOKEN", common::TOKEN);

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::process::{kill_and_reap, wait_exit};
-use crate::{common, listen_args, BIN, CLEARED_ENV, SETTLE_TIMEOUT, START_TIMEOUT};
+use crate::{cleared_env, common, listen_args, BIN, SETTLE_TIMEOUT, START_TIMEOUT};
 
 /// The binary with `--no-tui`, its stdout (one JSON line per exchange) drained by a thread.
 pub struct Detached {
@@ -23,7 +23,7 @@ impl Detached {
         command
             .args(listen_args(dir.path(), forward))
             .arg("--no-tui");
-        for name in CLEARED_ENV {
+        for name in cleared_env() {
             command.env_remove(name);
         }
         // A session of its own, like the attached child (a pty's controlling process must

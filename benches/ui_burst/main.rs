@@ -58,21 +58,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A key not answered by then counts as missed.
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Settings from the environment that would change what is listened on, signed or verified.
-const CLEARED_ENV: [&str; 12] = [
-    "VOBIZ_MAIN_AUTH_TOKEN",
-    "VOBIZ_TUNNEL_LISTEN",
-    "VOBIZ_TUNNEL_FORWARD",
-    "VOBIZ_TUNNEL_STORE",
-    "VOBIZ_TUNNEL_CERTS_DIR",
-    "VOBIZ_TUNNEL_CERT",
-    "VOBIZ_TUNNEL_KEY",
-    "VOBIZ_TUNNEL_PUBLIC_URL",
-    "VOBIZ_TUNNEL_LOG_FORMAT",
-    "VOBIZ_TUNNEL_LOG",
-    "VISUAL",
-    "EDITOR",
-];
+/// Settings from the environment that would change what is listened on, signed, verified
+/// or opened: every `VOBIZ_*` variable set here (new settings included), and the editor.
+fn cleared_env() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_string_lossy().starts_with("VOBIZ_"))
+        .chain(["VISUAL".into(), "EDITOR".into()])
+        .collect()
+}
 
 /// The same listener settings for both runs (the attached run only drops `--no-tui`).
 fn listen_args(dir: &Path, forward: &str) -> Vec<String> {

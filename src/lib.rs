@@ -9,9 +9,9 @@
 //!                   pipeline::handle   one request, top to bottom
 //!                      read      body into bytes, within --max-body and --body-timeout
 //!                      verify    signature::verify → Verdict (with the explanation)
-//!                      record    store: committed before forwarding
-//!                      forward   forward::Upstream → the local server
-//!                      record    store: response, timings, outcome (every exit path)
+//!                      forward   forward::Upstream → the local server (a slow answer:
+//!                                the request is recorded as pending meanwhile)
+//!                      record    store: the whole exchange, committed (every exit path)
 //!                      respond   the local server's answer, or our own 502/504/413/403
 //!                      publish   ExchangeEvent → log lines (output), the UI
 //! ```

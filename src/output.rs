@@ -182,6 +182,9 @@ pub fn exchange_json_line(exchange: &Exchange) -> String {
     serde_json::to_string(&line).unwrap_or_else(|_| json!({"type": "exchange"}).to_string())
 }
 
+/// How long the printer lets lines gather once it has printed all it had (see `spawn_printer`).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Prints every event until the channel closes. Runs on a blocking thread: stdout may be a
 /// slow pipe, and lines are flushed in batches whenever the queue runs dry.
 pub fn spawn_printer(
@@ -197,12 +200,20 @@ pub fn spawn_printer(
                 Ok(event) => event,
                 Err(broadcast::error::TryRecvError::Empty) => {
                     let _ = out.flush();
-                    match events.blocking_recv() {
-                        Ok(event) => event,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = writeln!(out, "{}", skipped_line(n, format));
-                            continue;
+                    // Under load, let lines gather for a moment instead of being woken for
+                    // each one (a wake-up costs the proxy's threads more than the line).
+                    // Idle, the next line wakes the thread at once.
+                    std::thread::sleep(GATHER);
+                    if let Ok(event) = events.try_recv() {
+                        event
+                    } else {
+                        match events.blocking_recv() {
+                            Ok(event) => event,
+                            Err(broadcast::error::RecvError::Closed) => break,
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                let _ = writeln!(out, "{}", skipped_line(n, format));
+                                continue;
+                            }
                         }
                     }
                 }

@@ -1,4 +1,5 @@
-//! One request, top to bottom: read → verify → record → forward → record → respond → publish.
+//! One request, top to bottom: read → verify → forward → record → respond → publish (and, for
+//! a slow answer, record pending while forwarding).
 //! Every way out of [`handle`] goes through [`Proxy::finish`], so failed, rejected and oversized
 //! exchanges are recorded and published exactly like successful ones.
 
@@ -19,7 +20,11 @@ use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInf
 use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
-use crate::store::Store;
+use crate::store::{Inserted, Store, StoreError};
+
+/// How long a forwarded request may wait for its answer before it is written to the store as
+/// pending (see `serve`).
+const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What the pipeline tells its subscribers (the log printer, the UI).
 #[derive(Clone, Debug)]
@@ -173,22 +178,6 @@ async fn serve(
     };
     let mut exchange = Arc::new(Exchange::received(request_record, verdict, received_us));
 
-    // Record before forwarding: what was received survives a crash mid-forward.
-    match proxy.store.insert(exchange.clone()).await {
-        Ok(inserted) => {
-            let record = Arc::make_mut(&mut exchange);
-            record.id = Some(inserted.id);
-            if let Some(earlier) = inserted.nonce_reused_of {
-                record.nonce_reused_of = Some(earlier);
-                record.add_flag(Flag::NonceReused);
-            }
-        }
-        Err(e) => {
-            // The writer already counted and logged it; tell the subscribers too.
-            let message = format!("could not record a {} {}: {e}", parts.method, target);
-            let _ = proxy.events.send(ExchangeEvent::StoreError(message));
-        }
-    }
     // Duplicates are judged in arrival order, here, not at the end: a Vobiz retry usually
     // arrives while the slow first delivery is still waiting on the local server.
     let early = checks::on_received(&exchange, &proxy.checks);
@@ -212,11 +201,15 @@ async fn serve(
                 "the request body{size} is over the limit of {} bytes (--max-body)",
                 proxy.limits.max_body_bytes
             );
-            return proxy.finish_locally(exchange, Outcome::TooLarge, 413, message);
+            return proxy
+                .finish_locally(exchange, Outcome::TooLarge, 413, message)
+                .await;
         }
         BodyRead::Failed { reason, .. } => {
             let message = format!("the sender did not deliver the whole request body: {reason}");
-            return proxy.finish_locally(exchange, Outcome::ClientError, 400, message);
+            return proxy
+                .finish_locally(exchange, Outcome::ClientError, 400, message)
+                .await;
         }
         BodyRead::Complete(_) => {}
     }
@@ -228,7 +221,9 @@ async fn serve(
         )
     {
         let message = format!("signature {}", exchange.verdict.summary());
-        return proxy.finish_locally(exchange, Outcome::Rejected, 403, message);
+        return proxy
+            .finish_locally(exchange, Outcome::Rejected, 403, message)
+            .await;
     }
 
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
@@ -241,21 +236,36 @@ async fn serve(
         client_ip: client_addr.map(|a| a.ip()),
         extensions: parts.extensions,
     };
-    match proxy.upstream.send(outgoing).await {
+    let forwarded = proxy.upstream.send(outgoing);
+    let mut forwarded = std::pin::pin!(forwarded);
+    // Most answers come back within a few milliseconds: the exchange is then written once,
+    // whole, at its end. A slower one is written now, as pending, so that what was received
+    // survives a crash while the local server thinks.
+    let result = match tokio::time::timeout(RECORD_PENDING_AFTER, &mut forwarded).await {
+        Ok(result) => result,
+        Err(_) => {
+            let (inserted, result) = tokio::join!(proxy.store.insert(exchange.clone()), forwarded);
+            proxy.recorded(&mut exchange, inserted);
+            result
+        }
+    };
+    match result {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
-            proxy.finish(exchange)
+            proxy.finish(exchange).await
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
-            proxy.finish_locally(exchange, outcome, status, error.to_string())
+            proxy
+                .finish_locally(exchange, outcome, status, error.to_string())
+                .await
         }
     }
 }
 
 impl Proxy {
     /// Ends an exchange with an answer of our own (see [`Exchange::failed`]).
-    fn finish_locally(
+    async fn finish_locally(
         &self,
         mut exchange: Arc<Exchange>,
         outcome: Outcome,
@@ -263,14 +273,16 @@ impl Proxy {
         message: String,
     ) -> Response<Full<Bytes>> {
         Arc::make_mut(&mut exchange).failed(outcome, status, message);
-        self.finish(exchange)
+        self.finish(exchange).await
     }
 
-    /// The one exit: the end stamped, the record queued, the event published, the response.
-    fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
+    /// The one exit: the end stamped, the record committed, the event published, the
+    /// response. The sender is answered only after the commit, so every answered callback is
+    /// in the store, even if the process is killed the next instant.
+    async fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
         record.done();
-        // After `done` (slow-answer needs the duration), before the record is queued.
+        // After `done` (slow-answer needs the duration), before the record is written.
         let found = checks::findings(record, &self.checks);
         record.findings.extend(found);
         let response = match &record.response {
@@ -283,8 +295,34 @@ impl Proxy {
             }
             None => plain(502, "vobiz-tunnel: no response was produced\n"),
         };
-        record_end(&self.store, &self.events, exchange);
+        let written = self.store.finish(exchange.clone()).await;
+        self.recorded(&mut exchange, written);
+        let _ = self.events.send(ExchangeEvent::Finished(exchange));
         response
+    }
+
+    /// Takes in what the store answered for an exchange: its id and whether its nonce was
+    /// seen before, or the failure, which the writer has logged and the subscribers hear.
+    fn recorded(&self, exchange: &mut Arc<Exchange>, written: Result<Inserted, StoreError>) {
+        match written {
+            Ok(inserted) => {
+                let record = Arc::make_mut(exchange);
+                record.id = Some(inserted.id);
+                if let Some(earlier) = inserted.nonce_reused_of {
+                    record.nonce_reused_of = Some(earlier);
+                    record.add_flag(Flag::NonceReused);
+                }
+                checks::identify(record, &self.checks);
+            }
+            Err(e) => {
+                let request = &exchange.request;
+                let message = format!(
+                    "could not record a {} {}: {e}",
+                    request.method, request.target
+                );
+                let _ = self.events.send(ExchangeEvent::StoreError(message));
+            }
+        }
     }
 }
 

@@ -609,6 +609,80 @@ async fn concurrent_callbacks_are_all_recorded() {
 }
 
 #[tokio::test]
+async fn every_answered_callback_is_already_in_the_store_with_its_answer() {
+    let origin = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&origin.url()).await;
+    let url = harness.url("/cb");
+    let reader = harness.reader();
+    for seed in 0..20u64 {
+        let headers = vobiz_headers_fresh(&url, TOKEN, seed);
+        let body = format!("Event=Hangup&CallUUID=answered-{seed}");
+        let answer = harness
+            .client()
+            .send(form_post(&harness, "/cb", &body, &headers))
+            .await;
+        assert_eq!(answer.status, 200);
+        // No flush, no wait: the answer left only after the commit.
+        let rows = reader.latest(1).unwrap();
+        let row = rows.last().expect("the answered exchange is in the store");
+        assert_eq!(row.status, Some(200), "{row:?}");
+        assert_eq!(row.outcome, Outcome::Forwarded, "{row:?}");
+    }
+    assert_eq!(reader.count().unwrap(), 20);
+}
+
+#[tokio::test]
+async fn a_callback_waiting_on_a_slow_server_is_recorded_as_pending_then_completed() {
+    let mut upstream = upstream(Reply {
+        delay: Duration::from_millis(1500),
+        ..Reply::default()
+    })
+    .await;
+    let harness = Arc::new(Harness::with_forward(&upstream.url()).await);
+    let mut events = harness.tunnel.events.subscribe();
+    let sending = {
+        let harness = harness.clone();
+        tokio::spawn(async move {
+            let body = "Event=Hangup&CallUUID=slow-1";
+            harness
+                .client()
+                .send(form_post(&harness, "/slow", body, &[]))
+                .await
+                .status
+        })
+    };
+    upstream.next().await;
+    // While the local server thinks, what was received is already durable.
+    let reader = harness.reader();
+    let pending = within(async {
+        loop {
+            if let Some(row) = reader.latest(1).unwrap().pop() {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(pending.outcome, Outcome::Pending, "{pending:?}");
+    assert_eq!(pending.status, None);
+    assert!(!sending.is_finished(), "the answer came before the check");
+
+    assert_eq!(within(sending).await.unwrap(), 200);
+    let finished = loop {
+        if let vobiz_tunnel::pipeline::ExchangeEvent::Finished(exchange) =
+            within(events.recv()).await.unwrap()
+        {
+            break exchange;
+        }
+    };
+    assert_eq!(finished.id, pending.id, "the same row, completed");
+    let stored = reader.get(pending.id.unwrap()).unwrap().unwrap();
+    assert_eq!(stored.outcome, Outcome::Forwarded);
+    assert_eq!(stored.status(), Some(200));
+    assert_eq!(reader.count().unwrap(), 1);
+}
+
+#[tokio::test]
 async fn a_locked_store_does_not_stop_forwarding_and_is_reported() {
     let mut upstream = upstream(Reply::default()).await;
     let harness = Harness::with_forward(&upstream.url()).await;

@@ -134,6 +134,18 @@ pub fn on_received(exchange: &Exchange, context: &Context) -> Vec<Finding> {
         .collect()
 }
 
+/// Tells the delivery tracker the id the store gave an exchange, so that later deliveries of
+/// the same callback can name it (the id is known only once the exchange is written, after
+/// [`on_received`] remembered the delivery).
+pub fn identify(exchange: &Exchange, context: &Context) {
+    let Some(id) = exchange.id else { return };
+    if let Some(key) = delivery::delivery_key(exchange, &context.tracker) {
+        context
+            .tracker
+            .identify(key, exchange.timings.received_us, id);
+    }
+}
+
 /// The findings of every rule that runs at the end of an exchange: the XML lint (only for
 /// callbacks that expect Vobiz XML, so ordinary status callbacks never pay for a parse),
 /// then the delivery rules.

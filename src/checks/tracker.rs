@@ -8,7 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
 use crate::exchange::ExchangeId;
@@ -70,17 +70,22 @@ impl DeliveryTracker {
         }
     }
 
-    /// Records a delivery of `key` and returns the first delivery of the same key within the
-    /// window, if any. A repeat is not recorded again, so a third delivery also names the first.
+    /// The hasher that makes a delivery's identity into the key this tracker remembers.
+    pub fn key_hasher(&self) -> impl Hasher {
+        self.hasher.build_hasher()
+    }
+
+    /// Records a delivery of `key` (see [`DeliveryTracker::key_hasher`]) and returns the first
+    /// delivery of the same key within the window, if any. A repeat is not recorded again, so
+    /// a third delivery also names the first.
     pub fn observe(
         &self,
-        key: String,
+        key: u64,
         id: Option<ExchangeId>,
         received_us: i64,
-        nonce: Option<String>,
+        nonce: Option<&str>,
     ) -> Option<Earlier> {
-        let key = self.hasher.hash_one(&key);
-        let nonce = nonce.map(|n| self.hasher.hash_one(&n));
+        let nonce = nonce.map(|n| self.hasher.hash_one(n));
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let horizon = received_us.saturating_sub(self.window_us);
@@ -115,6 +120,17 @@ impl DeliveryTracker {
         None
     }
 
+    /// Gives the delivery of `key` received at `received_us` its exchange id, if it is the one
+    /// remembered and has none yet.
+    pub fn identify(&self, key: u64, received_us: i64, id: ExchangeId) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = recent.by_key.get_mut(&key) {
+            if seen.received_us == received_us && seen.id.is_none() {
+                seen.id = Some(id);
+            }
+        }
+    }
+
     /// How many deliveries are remembered.
     pub fn len(&self) -> usize {
         self.recent
@@ -132,15 +148,22 @@ impl DeliveryTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::Hash;
+
+    fn key(tracker: &DeliveryTracker, name: &str) -> u64 {
+        let mut hasher = tracker.key_hasher();
+        name.hash(&mut hasher);
+        hasher.finish()
+    }
 
     #[test]
     fn a_repeat_within_the_window_names_the_first() {
         let tracker = DeliveryTracker::new(1_000, 10);
         assert_eq!(
-            tracker.observe("k".into(), Some(1), 0, Some("n1".into())),
+            tracker.observe(key(&tracker, "k"), Some(1), 0, Some("n1")),
             None
         );
-        let again = tracker.observe("k".into(), Some(2), 500, Some("n2".into()));
+        let again = tracker.observe(key(&tracker, "k"), Some(2), 500, Some("n2"));
         assert_eq!(
             again,
             Some(Earlier {
@@ -149,18 +172,36 @@ mod tests {
                 same_nonce: false
             })
         );
-        let third = tracker.observe("k".into(), Some(3), 600, Some("n1".into()));
+        let third = tracker.observe(key(&tracker, "k"), Some(3), 600, Some("n1"));
         assert_eq!(third.map(|e| (e.id, e.same_nonce)), Some((Some(1), true)));
-        assert_eq!(tracker.observe("other".into(), Some(4), 700, None), None);
+        assert_eq!(
+            tracker.observe(key(&tracker, "other"), Some(4), 700, None),
+            None
+        );
+    }
+
+    #[test]
+    fn a_first_delivery_learns_its_id_once_written() {
+        let tracker = DeliveryTracker::new(1_000, 10);
+        tracker.observe(key(&tracker, "k"), None, 100, None);
+        // Another delivery's id (a repeat received later) does not take the first's place.
+        tracker.identify(key(&tracker, "k"), 200, 9);
+        tracker.identify(key(&tracker, "k"), 100, 7);
+        tracker.identify(key(&tracker, "k"), 100, 8);
+        let again = tracker.observe(key(&tracker, "k"), None, 300, None);
+        assert_eq!(again.and_then(|e| e.id), Some(7));
     }
 
     #[test]
     fn old_deliveries_are_forgotten_and_memory_is_bounded() {
         let tracker = DeliveryTracker::new(1_000, 3);
-        tracker.observe("k".into(), Some(1), 0, None);
-        assert_eq!(tracker.observe("k".into(), Some(2), 5_000, None), None);
+        tracker.observe(key(&tracker, "k"), Some(1), 0, None);
+        assert_eq!(
+            tracker.observe(key(&tracker, "k"), Some(2), 5_000, None),
+            None
+        );
         for i in 0..10 {
-            tracker.observe(format!("x{i}"), Some(i), 5_000 + i, None);
+            tracker.observe(key(&tracker, &format!("x{i}")), Some(i), 5_000 + i, None);
         }
         assert!(tracker.len() <= 3, "{}", tracker.len());
     }

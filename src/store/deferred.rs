@@ -1,12 +1,12 @@
 //! Writes the store could not take yet, kept in memory and retried with backoff.
 //!
 //! A lock held by another process for longer than the busy timeout, a full disk or a file
-//! that became read-only are usually temporary. The proxy never waits for them (an insert
-//! that fails is answered at once and the callback is forwarded), but what was received must
-//! still be recorded: the pipeline queues the whole finished exchange again (see
-//! [`super::Store::complete`]) and the writer keeps every such write, and every completion,
-//! here until a transaction commits. Memory is bounded: past [`MAX_ROWS`] or [`MAX_BYTES`] a
-//! write is dropped and counted as lost, loudly ([`super::StoreHealth::lost_writes`]).
+//! that became read-only are usually temporary. The proxy does not wait for them beyond that
+//! timeout (a write that fails is answered with the error at once, and the callback is
+//! answered all the same), but what was received must still be recorded: the writer keeps
+//! the end of every exchange (the whole exchange when it has no row yet) here until a
+//! transaction commits. Memory is bounded: past [`MAX_ROWS`] or [`MAX_BYTES`] a write is
+//! dropped and counted as lost, loudly ([`super::StoreHealth::lost_writes`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -41,25 +41,21 @@ pub(super) fn is_transient(error: &rusqlite::Error) -> bool {
     )
 }
 
-/// A write that did not commit.
-pub(super) enum Pending {
-    /// A whole exchange whose first insert failed.
-    Insert(Arc<Exchange>),
-    /// The end of an exchange that has a row.
-    Complete(Arc<Exchange>),
-}
+/// The end of an exchange that did not commit: written into its row when it has one, else
+/// as a whole new row.
+pub(super) struct Pending(pub(super) Arc<Exchange>);
 
 impl Pending {
     pub(super) fn into_op(self) -> Op {
-        match self {
-            Pending::Insert(exchange) => Op::Late(exchange),
-            Pending::Complete(exchange) => Op::Complete(exchange),
+        Op::End {
+            exchange: self.0,
+            ack: None,
         }
     }
 
     /// Roughly what it holds in memory.
     fn weight(&self) -> usize {
-        let (Pending::Insert(exchange) | Pending::Complete(exchange)) = self;
+        let exchange = &self.0;
         let response = exchange
             .response
             .as_ref()

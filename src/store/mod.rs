@@ -2,8 +2,10 @@
 //!
 //! One writer thread owns the write connection and commits whatever is queued in one
 //! transaction (group commit), so recording keeps up with the proxy however many connections
-//! are open. The pipeline awaits the commit of a request before forwarding it, so a crash
-//! mid-forward loses nothing that was received; completions are queued without waiting.
+//! are open. The pipeline writes each exchange once, whole, when it ends, and answers the
+//! sender only after that commit: whatever got an answer is in the store. An exchange still
+//! in flight after a few milliseconds (a slow local server) is written at once as pending and
+//! updated at its end, so a crash mid-forward loses nothing that was received.
 //! Readers ([`StoreReader`]) open their own connections; WAL mode lets them read while a
 //! listener writes.
 
@@ -41,7 +43,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error(
-        "the store {0} is read-only: every callback is recorded before it is forwarded, so \
+        "the store {0} is read-only: every callback is recorded before it is answered, so \
          the file and its folder must be writable (check their permissions and attributes, \
          or pass another --store)"
     )]
@@ -68,14 +70,22 @@ pub struct Inserted {
     pub nonce_reused_of: Option<ExchangeId>,
 }
 
+type Ack = oneshot::Sender<Result<Inserted, String>>;
+
 enum Op {
+    /// A new row (the request side of an exchange still in flight, or a whole exchange),
+    /// answered with its id once committed.
     Insert {
         exchange: Arc<Exchange>,
-        ack: oneshot::Sender<Result<Inserted, String>>,
+        ack: Ack,
     },
-    Complete(Arc<Exchange>),
-    /// A whole exchange whose insert failed, queued again when it ended (no acknowledgement).
-    Late(Arc<Exchange>),
+    /// The end of an exchange: written into its row, or as a whole new row when it has none
+    /// (it was never written at receipt, or the store refused that write). Answered once
+    /// committed when someone waits for it.
+    End {
+        exchange: Arc<Exchange>,
+        ack: Option<Ack>,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -203,28 +213,50 @@ impl Store {
     /// caller can `Arc::make_mut` the exchange afterwards without a copy.
     pub async fn insert(&self, exchange: Arc<Exchange>) -> Result<Inserted, StoreError> {
         let (ack, answer) = oneshot::channel();
-        self.ops
-            .send(Op::Insert { exchange, ack })
-            .map_err(|_| StoreError::WriterGone)?;
+        self.send(Op::Insert { exchange, ack })?;
+        Self::answer(answer).await
+    }
+
+    /// Commits the end of an exchange (its outcome, response, timings and flags, which replace
+    /// the stored ones; the whole exchange when it has no id yet) and returns once the commit
+    /// is done, with its id. When the store refuses the write (a lock, a full disk), the error
+    /// is returned at once and the writer keeps the exchange and retries it until the store
+    /// accepts it, so what was received is still recorded. Like [`Store::insert`], the writer
+    /// drops its reference before answering (unless it keeps the exchange for a retry).
+    pub async fn finish(&self, exchange: Arc<Exchange>) -> Result<Inserted, StoreError> {
+        let (ack, answer) = oneshot::channel();
+        self.send(Op::End {
+            exchange,
+            ack: Some(ack),
+        })?;
+        Self::answer(answer).await
+    }
+
+    /// Queues the end of an exchange like [`Store::finish`], without waiting for the commit.
+    pub fn complete(&self, exchange: Arc<Exchange>) {
+        if self
+            .send(Op::End {
+                exchange,
+                ack: None,
+            })
+            .is_err()
+        {
+            self.health
+                .note("the store's writer has stopped; a completion was not recorded");
+        }
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.ops.send(op).map_err(|_| StoreError::WriterGone)
+    }
+
+    async fn answer(
+        answer: oneshot::Receiver<Result<Inserted, String>>,
+    ) -> Result<Inserted, StoreError> {
         match answer.await {
             Ok(Ok(inserted)) => Ok(inserted),
             Ok(Err(message)) => Err(StoreError::Write(message)),
             Err(_) => Err(StoreError::WriterGone),
-        }
-    }
-
-    /// Queues the end of an exchange (its outcome, response, timings and flags, which replace
-    /// the stored ones); the writer commits it with the next batch. An exchange without an id
-    /// is one whose [`Store::insert`] failed (a lock, a full disk): it is queued whole, and the
-    /// writer retries it until the store accepts it, so what was received is still recorded.
-    pub fn complete(&self, exchange: Arc<Exchange>) {
-        let op = match exchange.id {
-            Some(_) => Op::Complete(exchange),
-            None => Op::Late(exchange),
-        };
-        if self.ops.send(op).is_err() {
-            self.health
-                .note("the store's writer has stopped; a completion was not recorded");
         }
     }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
-use super::{Inserted, Op, StoreHealth};
+use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
 
 /// Upper bound of operations per transaction: large enough to amortise the commit, small
@@ -20,8 +20,6 @@ const MAX_BATCH: usize = 512;
 
 /// While writes are deferred, how often the queue is looked at between retries.
 const POLL: Duration = Duration::from_millis(10);
-
-type Ack = oneshot::Sender<Result<Inserted, String>>;
 
 /// What the writer does next.
 enum Next {
@@ -97,9 +95,9 @@ fn next(queue: &mut mpsc::UnboundedReceiver<Op>, deferred: &Deferred) -> Next {
 ///
 /// A transient error (locked, full, read-only, I/O) on any statement aborts the whole
 /// transaction: SQLite may already have rolled it back by itself, and the statements after it
-/// would then run, and commit, one by one outside it. Every insert of the batch is then
-/// answered with the error (the pipeline forwards anyway and queues the exchange again when it
-/// ends, as an id-less completion), and every id-less exchange and completion is deferred.
+/// would then run, and commit, one by one outside it. Every write of the batch is then
+/// answered with the error, and every end of an exchange is deferred (a failed insert of a
+/// request still in flight is not: its end follows, without an id, and is written whole).
 fn write_batch(
     conn: &mut Connection,
     batch: &mut Vec<Op>,
@@ -160,32 +158,30 @@ fn write_batch(
                 drop(exchange);
                 acks.push((ack, result));
             }
-            Op::Late(exchange) => {
-                match live.map(|tx| insert(tx, &exchange)) {
-                    Some(Err(e)) if is_transient(&e) => failure = Some(e),
+            Op::End { exchange, ack } => {
+                let result = match live.map(|tx| end(tx, &exchange)) {
+                    Some(Err(e)) if is_transient(&e) => {
+                        failure = Some(e);
+                        Err(String::new())
+                    }
                     Some(Err(e)) => {
                         let request = &exchange.request;
                         health.lose(
                             1,
                             &format!("recording a {} {}: {e}", request.method, request.target),
                         );
+                        if let Some(ack) = ack {
+                            acks.push((ack, Err(e.to_string())));
+                        }
                         continue;
                     }
-                    None | Some(Ok(_)) => {}
+                    None => Err(String::new()),
+                    Some(Ok(inserted)) => Ok(inserted),
+                };
+                keep.push(Pending(exchange));
+                if let Some(ack) = ack {
+                    acks.push((ack, result));
                 }
-                keep.push(Pending::Insert(exchange));
-            }
-            Op::Complete(exchange) => {
-                match live.map(|tx| complete(tx, &exchange)) {
-                    Some(Err(e)) if is_transient(&e) => failure = Some(e),
-                    Some(Err(e)) => {
-                        let id = exchange.id.unwrap_or_default();
-                        health.note(&format!("recording the end of exchange {id}: {e}"));
-                        continue;
-                    }
-                    None | Some(Ok(())) => {}
-                }
-                keep.push(Pending::Complete(exchange));
             }
             Op::Flush(done) => flushes.push(done),
         }
@@ -196,6 +192,8 @@ fn write_batch(
     }
     match &failure {
         None => {
+            // Before the answers: a waiting pipeline then owns its exchange alone again.
+            drop(keep);
             if retrying > 0 {
                 tracing::warn!(
                     "the store accepts writes again: {retrying} deferred writes recorded"
@@ -337,7 +335,21 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
     })
 }
 
-fn complete(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<()> {
+/// The end of an exchange: into its row, or the whole exchange as a new row.
+fn end(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserted> {
+    match exchange.id {
+        Some(id) => {
+            complete(tx, id, exchange)?;
+            Ok(Inserted {
+                id,
+                nonce_reused_of: exchange.nonce_reused_of,
+            })
+        }
+        None => insert(tx, exchange),
+    }
+}
+
+fn complete(tx: &Transaction<'_>, id: ExchangeId, exchange: &Exchange) -> rusqlite::Result<()> {
     let response = exchange.response.as_ref();
     tx.prepare_cached(
         "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3, done_at_us = ?4,
@@ -346,7 +358,7 @@ fn complete(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<()> {
          WHERE id = ?1",
     )?
     .execute(params![
-        exchange.id,
+        id,
         exchange.timings.forwarded_us,
         exchange.timings.first_byte_us,
         exchange.timings.done_us,

@@ -15,6 +15,7 @@
 mod algorithm;
 mod explain;
 mod sign;
+pub mod stored;
 #[cfg(test)]
 mod tests;
 mod verify;

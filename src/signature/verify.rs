@@ -115,7 +115,10 @@ pub(super) fn header<'h>(
 }
 
 /// A signature header's value; repeated headers are one comma-separated list (RFC 9110 §5.3).
-fn sig_value<'h>(headers: &'h [(String, String)], scheme: Scheme) -> Option<Cow<'h, str>> {
+pub(super) fn sig_value<'h>(
+    headers: &'h [(String, String)],
+    scheme: Scheme,
+) -> Option<Cow<'h, str>> {
     let mut values = header(headers, scheme.header_name());
     let first = values.next()?;
     let rest: Vec<&str> = values.collect();

@@ -10,7 +10,7 @@ use super::{schema, StoreError};
 use crate::exchange::{
     Exchange, ExchangeId, Flag, Headers, Outcome, RequestRecord, ResponseRecord, Timings, TlsInfo,
 };
-use crate::signature::{Scheme, Verdict, VerdictStatus};
+use crate::signature::{stored, Scheme, Verdict, VerdictStatus};
 
 /// The columns a list row needs. Field names are the JSON contract of `list --json` and of
 /// the headless log's `exchange` lines.
@@ -187,9 +187,16 @@ fn parse_findings(text: &str) -> Vec<crate::checks::Finding> {
 }
 
 fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
+    let request_headers = Headers::from_block(&row.get::<_, Vec<u8>>("request_headers")?);
+    let public_url: String = row.get("public_url")?;
     let detail: String = row.get("signature_detail")?;
     let signature: String = row.get("signature")?;
-    let verdict = serde_json::from_str::<Verdict>(&detail).unwrap_or_else(|_| Verdict {
+    let header_pairs = request_headers.to_text_pairs();
+    let received = stored::Received {
+        headers: &header_pairs,
+        url: &public_url,
+    };
+    let verdict = stored::from_stored_json(&detail, &received).unwrap_or_else(|_| Verdict {
         status: parse_status(&signature),
         scheme: None,
         form: None,
@@ -202,7 +209,6 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
     });
     let outcome: String = row.get("outcome")?;
     let flags: String = row.get("flags")?;
-    let request_headers: Vec<u8> = row.get("request_headers")?;
     let response = match row.get::<_, Option<u16>>("status")? {
         Some(status) => Some(ResponseRecord {
             status,
@@ -226,8 +232,8 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
             target: row.get("target")?,
             http_version: row.get("http_version")?,
             host: row.get("host")?,
-            public_url: row.get("public_url")?,
-            headers: Headers::from_block(&request_headers),
+            public_url,
+            headers: request_headers,
             body: row.get::<_, Vec<u8>>("request_body")?.into(),
             body_truncated: row.get("request_body_truncated")?,
             client_addr: row.get("client_addr")?,

@@ -58,6 +58,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE exchanges ADD COLUMN findings TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 4: `signature_detail` leaves out what the row's request headers and URL already say
+    // (signature values, nonces, documented strings to sign) and what the verdict repeats;
+    // see `signature::stored`. The table is unchanged: the new version only makes older
+    // builds refuse the store rather than misread its new rows.
+    "-- signature_detail in its compact form",
 ];
 
 /// How long the writer waits for another process's lock before giving up on a batch.

@@ -13,6 +13,7 @@ use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
+use crate::signature::stored;
 
 /// Upper bound of operations per transaction: large enough to amortise the commit, small
 /// enough that an acknowledgement never waits long behind a burst.
@@ -283,7 +284,14 @@ fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserte
     }
     let request = &exchange.request;
     let response = exchange.response.as_ref();
-    let verdict_json = serde_json::to_string(&exchange.verdict).unwrap_or_else(|_| "{}".into());
+    let header_pairs = request.headers.to_text_pairs();
+    let verdict_json = stored::to_stored_json(
+        &exchange.verdict,
+        &stored::Received {
+            headers: &header_pairs,
+            url: &request.public_url,
+        },
+    );
     let mut statement = tx.prepare_cached(
         "INSERT INTO exchanges (
             replay_of, nonce_reused_of, received_at_us, forwarded_at_us, first_byte_at_us,

@@ -31,6 +31,20 @@ pub(super) fn hmac_sha256_b64(key: &[u8], msg: &str) -> String {
     }
 }
 
+/// HMAC-SHA256 keyed with `key`, for [`hmac_sha256_b64_with`] (`None` cannot happen: HMAC
+/// takes keys of any length).
+pub(super) fn hmac_sha256_keyed(key: &[u8]) -> Option<Hmac<Sha256>> {
+    Hmac::<Sha256>::new_from_slice(key).ok()
+}
+
+/// [`hmac_sha256_b64`] from an already keyed HMAC (the key schedule is half the work for a
+/// short message).
+pub(super) fn hmac_sha256_b64_with(keyed: &Hmac<Sha256>, msg: &str) -> String {
+    let mut mac = keyed.clone();
+    mac.update(msg.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
 /// `base64(HMAC-SHA1(key, msg))` for the legacy V1 header.
 pub(super) fn hmac_sha1_b64(key: &[u8], msg: &str) -> String {
     match Hmac::<Sha1>::new_from_slice(key) {

@@ -194,7 +194,7 @@ fn try_match<'c>(
     ];
     for (form, sts) in forms.iter().filter_map(|(f, s)| Some((*f, s.as_deref()?))) {
         for k in keys.iter().take(MAX_KEYS) {
-            let expected = algorithm::hmac_sha256_b64(k.token.expose().as_bytes(), sts);
+            let expected = k.token.sign_sha256(sts);
             if algorithm::matching_member(value, &expected).is_some() {
                 return Some((&k.label, form));
             }

@@ -31,46 +31,86 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// An auth token. Never printed in full: `Debug` and `Display` show [`AuthToken::redacted`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuthToken(String);
+///
+/// The redacted form and the HMAC-SHA256 key schedule are computed once, when the token is
+/// configured, rather than for every callback verified.
+#[derive(Clone)]
+pub struct AuthToken {
+    secret: String,
+    shown: String,
+    /// HMAC-SHA256 keyed with the token, ready to be cloned for each message (boxed: it is
+    /// a few hundred bytes, and tokens travel in enums and vectors).
+    keyed: Option<Box<hmac::Hmac<sha2::Sha256>>>,
+}
+
+impl PartialEq for AuthToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret
+    }
+}
+
+impl Eq for AuthToken {}
 
 impl AuthToken {
     /// Wraps a token.
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        let secret = s.into();
+        AuthToken {
+            shown: redact(&secret),
+            keyed: algorithm::hmac_sha256_keyed(secret.as_bytes()).map(Box::new),
+            secret,
+        }
     }
 
     /// The token itself, for HMAC keys only. Never log or display this.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.secret
     }
 
     /// A recognisable but safe form, e.g. `TEST…XYZ`: the first 4 and last 3 characters,
     /// fewer for short tokens so that at most half of the token is ever shown.
     pub fn redacted(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
-        if chars.is_empty() {
-            return "(empty)".to_owned();
-        }
-        let budget = chars.len() / 2;
-        let head = 4.min(budget.div_ceil(2));
-        let tail = 3.min(budget - head);
-        let mut s: String = chars.iter().take(head).collect();
-        s.push('…');
-        s.extend(chars.iter().skip(chars.len() - tail));
-        s
+        self.shown.clone()
     }
+
+    /// [`AuthToken::redacted`], borrowed.
+    fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// `base64(HMAC-SHA256(token, msg))`.
+    fn sign_sha256(&self, msg: &str) -> String {
+        match &self.keyed {
+            Some(keyed) => algorithm::hmac_sha256_b64_with(keyed, msg),
+            None => algorithm::hmac_sha256_b64(self.secret.as_bytes(), msg),
+        }
+    }
+}
+
+/// See [`AuthToken::redacted`].
+fn redact(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.is_empty() {
+        return "(empty)".to_owned();
+    }
+    let budget = chars.len() / 2;
+    let head = 4.min(budget.div_ceil(2));
+    let tail = 3.min(budget - head);
+    let mut s: String = chars.iter().take(head).collect();
+    s.push('…');
+    s.extend(chars.iter().skip(chars.len() - tail));
+    s
 }
 
 impl fmt::Debug for AuthToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthToken({})", self.redacted())
+        write!(f, "AuthToken({})", self.shown())
     }
 }
 
 impl fmt::Display for AuthToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
+        f.write_str(self.shown())
     }
 }
 

@@ -91,8 +91,8 @@ impl<'r, 'k> Ctx<'r, 'k> {
 /// Tokens with labels like `auth token #1 (TEST…XYZ)`.
 fn labeled<'k>(kind: &str, tokens: &'k [AuthToken], numbered: bool) -> Vec<Labeled<'k>> {
     let label = |i: usize, t: &AuthToken| match numbered {
-        true => format!("{kind} #{} ({})", i + 1, t.redacted()),
-        false => format!("{kind} ({})", t.redacted()),
+        true => format!("{kind} #{} ({})", i + 1, t.shown()),
+        false => format!("{kind} ({})", t.shown()),
     };
     let tokens = tokens.iter().enumerate();
     tokens
@@ -128,8 +128,16 @@ pub(super) fn sig_value<'h>(
     }
 }
 
-/// An HMAC-then-base64 function (SHA-256 for V2/V3, SHA-1 for V1).
-type MacFn = fn(&[u8], &str) -> String;
+/// An HMAC-then-base64 function of a token (SHA-256 for V2/V3, SHA-1 for V1).
+type MacFn = fn(&AuthToken, &str) -> String;
+
+fn sha256_mac(token: &AuthToken, msg: &str) -> String {
+    token.sign_sha256(msg)
+}
+
+fn sha1_mac(token: &AuthToken, msg: &str) -> String {
+    algorithm::hmac_sha1_b64(token.expose().as_bytes(), msg)
+}
 
 /// Tries `sts` with each key, recording attempts; stops at the first match.
 fn try_keys(
@@ -140,7 +148,7 @@ fn try_keys(
     mac: MacFn,
 ) -> bool {
     for k in keys {
-        let expected = mac(k.token.expose().as_bytes(), sts);
+        let expected = mac(k.token, sts);
         let matched = algorithm::matching_member(&check.value, &expected).is_some();
         let (key, string_to_sign) = (k.label.clone(), sts.to_owned());
         check.attempts.push(Attempt {
@@ -195,7 +203,7 @@ fn check_decisive(
         true => algorithm::v3_docs_string(base, nonce),
         false => algorithm::v2_string(base, nonce),
     };
-    let mac: MacFn = algorithm::hmac_sha256_b64;
+    let mac: MacFn = sha256_mac;
     let mut valid = try_keys(&mut check, keys, Form::Docs, &docs, mac);
     if !valid && scheme.is_v3() {
         // Without query or params the SDK string equals the docs one: no need to retry it.
@@ -221,13 +229,7 @@ fn check_v1(ctx: &Ctx<'_, '_>, value: &str) -> HeaderCheck {
         let no_params = Params::new();
         let post = ctx.req.method.eq_ignore_ascii_case("POST");
         let sts = algorithm::v1_string(ctx.req.url, if post { ctx.params() } else { &no_params });
-        try_keys(
-            &mut check,
-            &ctx.auth,
-            Form::Docs,
-            &sts,
-            algorithm::hmac_sha1_b64,
-        );
+        try_keys(&mut check, &ctx.auth, Form::Docs, &sts, sha1_mac);
     }
     check
 }

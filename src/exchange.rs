@@ -144,13 +144,7 @@ impl RequestRecord {
                 .split_once('?')
                 .map_or(&[], |(_, q)| q.as_bytes())
         };
-        source
-            .split(|&b| b == b'&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| match pair.iter().position(|&b| b == b'=') {
-                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-                None => (pair, &[][..]),
-            })
+        FormPairs { rest: source }
     }
 
     /// Form fields of the callback: the body for form posts, else the query string.
@@ -163,6 +157,36 @@ impl RequestRecord {
         match self.target.split_once('?') {
             Some((_, query)) => serde_urlencoded::from_str(query).unwrap_or_default(),
             None => Vec::new(),
+        }
+    }
+}
+
+/// The `name=value` pairs of a form, split at `&` and the first `=` (empty pairs skipped).
+/// memchr finds the separators: a callback's form is scanned several times per request.
+struct FormPairs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for FormPairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let (pair, rest) = match memchr::memchr(b'&', self.rest) {
+                Some(end) => (&self.rest[..end], &self.rest[end + 1..]),
+                None => (self.rest, &[][..]),
+            };
+            self.rest = rest;
+            if pair.is_empty() {
+                continue;
+            }
+            return Some(match memchr::memchr(b'=', pair) {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &[][..]),
+            });
         }
     }
 }
@@ -461,6 +485,32 @@ mod tests {
             form.extend_from_slice(&raw);
             let expected: Vec<(String, String)> = serde_urlencoded::from_bytes(&form).unwrap();
             prop_assert_eq!(decode_form_component(&raw), expected[0].1.clone());
+        }
+
+        /// Splitting into raw pairs, then decoding each part, gives serde_urlencoded's pairs.
+        #[test]
+        fn raw_pairs_split_like_serde_urlencoded(
+            form in proptest::collection::vec(
+                prop_oneof![Just(b'&'), Just(b'='), Just(b'%'), Just(b'+'), Just(b'a'),
+                    Just(b'2'), any::<u8>()],
+                0..40,
+            )
+        ) {
+            let request = RequestRecord {
+                method: "POST".into(),
+                headers: Headers(vec![(
+                    "content-type".into(),
+                    b"application/x-www-form-urlencoded".to_vec(),
+                )]),
+                body: form.clone().into(),
+                ..RequestRecord::default()
+            };
+            let split: Vec<(String, String)> = request
+                .raw_form_pairs()
+                .map(|(name, value)| (decode_form_component(name), decode_form_component(value)))
+                .collect();
+            let expected: Vec<(String, String)> = serde_urlencoded::from_bytes(&form).unwrap();
+            prop_assert_eq!(split, expected);
         }
     }
 

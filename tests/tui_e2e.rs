@@ -66,20 +66,13 @@ impl Tui {
             "--certs-dir",
             dir.path().join("certs").to_str().unwrap(),
         ]);
-        for name in [
-            "VOBIZ_MAIN_AUTH_TOKEN",
-            "VOBIZ_TUNNEL_LISTEN",
-            "VOBIZ_TUNNEL_FORWARD",
-            "VOBIZ_TUNNEL_STORE",
-            "VOBIZ_TUNNEL_CERTS_DIR",
-            "VOBIZ_TUNNEL_CERT",
-            "VOBIZ_TUNNEL_KEY",
-            "VOBIZ_TUNNEL_PUBLIC_URL",
-            "VOBIZ_TUNNEL_LOG_FORMAT",
-            "VOBIZ_TUNNEL_LOG",
-            "VISUAL",
-            "EDITOR",
-        ] {
+        // Nothing of the caller's configuration leaks in: every VOBIZ_* setting is cleared
+        // (a hand-kept list goes stale as options are added), and no editor is launched.
+        let inherited = std::env::vars_os().map(|(name, _)| name);
+        for name in inherited.filter(|name| name.to_string_lossy().starts_with("VOBIZ_")) {
+            command.env_remove(name);
+        }
+        for name in ["VISUAL", "EDITOR"] {
             command.env_remove(name);
         }
         command.env("VOBIZ_AUTH_TOKEN", TOKEN);

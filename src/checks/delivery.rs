@@ -74,7 +74,11 @@ pub fn duplicate_delivery(exchange: &Exchange, context: &Context) -> Option<Find
     let which = earlier
         .id
         .map_or("an earlier exchange".to_string(), |id| format!("#{id}"));
-    let after = (exchange.timings.received_us - earlier.received_us).max(0) as f64 / 1e6;
+    // Saturating: imported exchanges carry whatever timestamps their HAR file said.
+    let after = (exchange.timings.received_us)
+        .saturating_sub(earlier.received_us)
+        .max(0) as f64
+        / 1e6;
     let nonce = if earlier.same_nonce {
         "same nonce"
     } else {

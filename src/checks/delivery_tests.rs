@@ -87,6 +87,37 @@ fn duplicate_delivery_fires_on_a_second_delivery_with_a_new_nonce() {
 }
 
 #[test]
+fn a_first_delivery_written_after_its_receipt_is_named_by_its_retry() {
+    // The pipeline writes an exchange at its end: at receipt it has no id yet.
+    let context = Context::default();
+    let mut first = callback("/hangup", HANGUP);
+    first.id = None;
+    assert!(on_received(&first, &context).is_empty());
+    first.id = Some(41);
+    super::identify(&first, &context);
+    let mut retry = callback("/hangup", HANGUP);
+    retry.id = None;
+    retry.timings.received_us += 2_000_000;
+    let found = on_received(&retry, &context);
+    assert!(found[0].message.contains("duplicate of #41"), "{found:?}");
+}
+
+#[test]
+fn extreme_timestamps_do_not_overflow_the_duplicate_message() {
+    // Imported exchanges carry whatever timestamps their file said: a "retry" stamped long
+    // before its first delivery is still named, with no overflow on the way.
+    let context = Context::default();
+    let mut first = callback("/hangup", HANGUP);
+    first.timings.received_us = i64::MAX;
+    assert!(on_received(&first, &context).is_empty());
+    let mut retry = callback("/hangup", HANGUP);
+    retry.timings.received_us = i64::MIN;
+    let found = on_received(&retry, &context);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.contains("0.0 s earlier"), "{found:?}");
+}
+
+#[test]
 fn duplicate_delivery_is_quiet_for_other_fields_other_calls_and_replays() {
     let context = Context::default();
     let recording = |id: &str| {

@@ -94,3 +94,23 @@ pub fn v2_v3_headers(token: &AuthToken, url: &str, n: u64) -> [(&'static str, St
         ("x-vobiz-signature-v3-nonce", n3),
     ]
 }
+
+/// A signed Hangup callback, number `n` (its own CallUUID and nonces), as the load
+/// generators send it: the headers of a real Vobiz POST; the body is [`hangup_body`].
+pub fn hangup_request(
+    host: &str,
+    token: &AuthToken,
+    sign_url: &str,
+    n: u64,
+) -> hyper::http::request::Builder {
+    use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
+    let mut builder = hyper::Request::post(PATH)
+        .header(HOST, host)
+        .header(USER_AGENT, "Vobiz")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "*/*");
+    for (name, value) in v2_v3_headers(token, sign_url, n) {
+        builder = builder.header(name, value);
+    }
+    builder
+}

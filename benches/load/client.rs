@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::CONNECTION;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -129,14 +129,7 @@ impl Target {
     /// A signed Hangup callback, number `n`.
     fn request(&self, n: u64, close: bool) -> Request<Full<Bytes>> {
         let body = common::hangup_body(&common::call_uuid(n));
-        let mut builder = Request::post(common::PATH)
-            .header(HOST, &self.host)
-            .header(USER_AGENT, "Vobiz")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "*/*");
-        for (name, value) in common::v2_v3_headers(&self.token, &self.sign_url, n) {
-            builder = builder.header(name, value);
-        }
+        let mut builder = common::hangup_request(&self.host, &self.token, &self.sign_url, n);
         if close {
             builder = builder.header(CONNECTION, "close");
         }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -103,14 +102,7 @@ impl Client {
     /// A signed Hangup callback, number `n`, with its own CallUUID and nonces.
     fn request(&self, n: u64) -> Request<Full<Bytes>> {
         let body = common::hangup_body(&common::call_uuid(n));
-        let mut builder = Request::post(common::PATH)
-            .header(HOST, &self.host)
-            .header(USER_AGENT, "Vobiz")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "*/*");
-        for (name, value) in common::v2_v3_headers(&self.token, &self.sign_url, n) {
-            builder = builder.header(name, value);
-        }
+        let builder = common::hangup_request(&self.host, &self.token, &self.sign_url, n);
         builder
             .body(Full::new(Bytes::from(body)))
             .expect("a well-formed request")

@@ -32,17 +32,7 @@ struct Input {
 }
 
 fn unsigned() -> Verdict {
-    Verdict {
-        status: VerdictStatus::Unsigned,
-        scheme: None,
-        form: None,
-        key: None,
-        nonce: None,
-        signature: None,
-        checks: Vec::new(),
-        explanation: Vec::new(),
-        would_match: None,
-    }
+    Verdict::bare(VerdictStatus::Unsigned)
 }
 
 /// A name the scan can find without decoding: what `Event` and `CallUUID` are.

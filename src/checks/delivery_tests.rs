@@ -25,15 +25,9 @@ pub(crate) fn callback(path: &str, body: &str) -> Exchange {
         ..RequestRecord::default()
     };
     let verdict = Verdict {
-        status: VerdictStatus::Valid,
-        scheme: None,
-        form: None,
-        key: None,
         nonce: Some("12345678901234567890".into()),
         signature: Some("sig".into()),
-        checks: Vec::new(),
-        explanation: Vec::new(),
-        would_match: None,
+        ..Verdict::bare(VerdictStatus::Valid)
     };
     let mut exchange = Exchange::received(request, verdict, 1_000_000);
     exchange.id = Some(1);

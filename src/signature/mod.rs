@@ -278,6 +278,21 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict of `status` with nothing else known yet: no header, key or sentence.
+    pub fn bare(status: VerdictStatus) -> Verdict {
+        Verdict {
+            status,
+            scheme: None,
+            form: None,
+            key: None,
+            nonce: None,
+            signature: None,
+            checks: Vec::new(),
+            explanation: Vec::new(),
+            would_match: None,
+        }
+    }
+
     /// One line, e.g. `valid (V3, docs form, auth token #1 (TEST…XYZ))` or
     /// `invalid: would be valid if Vobiz had called https://h:8443/cb`.
     pub fn summary(&self) -> String {

@@ -262,17 +262,7 @@ pub fn verify(req: &CallbackRequest<'_>, keys: &Keys) -> Verdict {
             false => check_v1(&ctx, &value),
         });
     }
-    let mut v = Verdict {
-        status: VerdictStatus::Unsigned,
-        scheme: None,
-        form: None,
-        key: None,
-        nonce: None,
-        signature: None,
-        checks: Vec::new(),
-        explanation: Vec::new(),
-        would_match: None,
-    };
+    let mut v = Verdict::bare(VerdictStatus::Unsigned);
     let strongest = checks.first().filter(|_| decisive > 0);
     let checkable = checks
         .iter()

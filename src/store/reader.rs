@@ -197,15 +197,8 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
         url: &public_url,
     };
     let verdict = stored::from_stored_json(&detail, &received).unwrap_or_else(|_| Verdict {
-        status: parse_status(&signature),
-        scheme: None,
-        form: None,
-        key: None,
-        nonce: None,
-        signature: None,
-        checks: Vec::new(),
         explanation: vec!["the stored signature details could not be read".into()],
-        would_match: None,
+        ..Verdict::bare(parse_status(&signature))
     });
     let outcome: String = row.get("outcome")?;
     let flags: String = row.get("flags")?;

@@ -135,6 +135,12 @@ enum Answer {
     Nothing(Vec<u8>),
 }
 
+/// What the control hello gets: the good suite, over TLS 1.2.
+const GOOD_OVER_TLS12: Answer = Answer::ServerHello {
+    version: TLS12,
+    suite: GOOD,
+};
+
 async fn answer_to(harness: &Harness, hello: &[u8]) -> Answer {
     let mut tcp = within(TcpStream::connect(harness.tunnel.local_addr))
         .await
@@ -178,13 +184,7 @@ async fn listener() -> Harness {
 async fn the_control_hello_is_accepted_with_tls_1_2() {
     let harness = listener().await;
     let answer = answer_to(&harness, &client_hello(TLS12, &[GOOD])).await;
-    assert_eq!(
-        answer,
-        Answer::ServerHello {
-            version: TLS12,
-            suite: GOOD
-        }
-    );
+    assert_eq!(answer, GOOD_OVER_TLS12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,13 +213,7 @@ async fn suites_without_forward_secrecy_or_aead_are_refused() {
     let mut all: Vec<u16> = REFUSED.iter().map(|(suite, _)| *suite).collect();
     all.push(GOOD);
     let answer = answer_to(&harness, &client_hello(TLS12, &all)).await;
-    assert_eq!(
-        answer,
-        Answer::ServerHello {
-            version: TLS12,
-            suite: GOOD
-        }
-    );
+    assert_eq!(answer, GOOD_OVER_TLS12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

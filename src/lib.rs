@@ -37,6 +37,7 @@ pub mod server;
 pub mod shutdown;
 pub mod signature;
 pub mod store;
+pub mod thread_priority;
 pub mod tls;
 pub mod trigger;
 pub mod tui;

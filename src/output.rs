@@ -193,6 +193,7 @@ pub fn spawn_printer(
     offset: UtcOffset,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        crate::thread_priority::lower_current_thread(crate::thread_priority::BACKGROUND);
         // Not locked for the thread's life: the banner and other prints must still get through.
         let mut out = std::io::BufWriter::new(std::io::stdout());
         loop {

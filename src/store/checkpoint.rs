@@ -94,6 +94,7 @@ pub(super) fn spawn(path: PathBuf, writer_done: Arc<AtomicBool>, shared: Arc<Sha
     let started = std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            crate::thread_priority::lower_current_thread(crate::thread_priority::BACKGROUND);
             let conn = match Connection::open(&path) {
                 Ok(conn) => conn,
                 Err(e) => {

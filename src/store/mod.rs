@@ -188,6 +188,7 @@ impl Store {
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
+                crate::thread_priority::lower_current_thread(crate::thread_priority::STORE_WRITER);
                 writer::run(conn, queue, &writer_health, deferred, writer_checkpoints);
                 done.store(true, Ordering::Relaxed);
             })

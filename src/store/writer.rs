@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior,
+};
 use tokio::sync::mpsc;
 
 use super::checkpoint::{self, WalRestart};
@@ -132,15 +134,22 @@ fn write_batch(
             None
         }
     };
+    let mut statements = tx.as_ref().and_then(|tx| match Statements::prepare(tx) {
+        Ok(statements) => Some(statements),
+        Err(e) => {
+            failure = Some(e);
+            None
+        }
+    });
     let ops = retried
         .into_iter()
         .map(Pending::into_op)
         .chain(batch.drain(..));
     for op in ops {
-        let live = tx.as_ref().filter(|_| failure.is_none());
+        let live = statements.as_mut().filter(|_| failure.is_none());
         match op {
             Op::Insert { exchange, ack } => {
-                let result = match live.map(|tx| insert(tx, &exchange)) {
+                let result = match live.map(|statements| statements.insert(&exchange)) {
                     None => Err(String::new()), // answered with the batch's failure below
                     Some(Ok(inserted)) => Ok(inserted),
                     Some(Err(e)) if is_transient(&e) => {
@@ -160,7 +169,7 @@ fn write_batch(
                 acks.push((ack, result));
             }
             Op::End { exchange, ack } => {
-                let result = match live.map(|tx| end(tx, &exchange)) {
+                let result = match live.map(|statements| statements.end(&exchange)) {
                     Some(Err(e)) if is_transient(&e) => {
                         failure = Some(e);
                         Err(String::new())
@@ -187,6 +196,7 @@ fn write_batch(
             Op::Flush(done) => flushes.push(done),
         }
     }
+    drop(statements); // they borrow the transaction
     match tx {
         Some(tx) if failure.is_none() => failure = tx.commit().err(),
         _ => {} // dropped: rolled back
@@ -269,115 +279,128 @@ fn nonce_key(exchange: &Exchange) -> Option<String> {
     }
 }
 
-fn insert(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserted> {
-    let nonce_key = nonce_key(exchange);
-    let nonce_reused_of: Option<ExchangeId> = match &nonce_key {
-        Some(key) => tx
-            .prepare_cached("SELECT id FROM exchanges WHERE nonce_key = ?1 ORDER BY id LIMIT 1")?
-            .query_row([key], |row| row.get(0))
-            .optional()?,
-        None => None,
-    };
-    let mut flags = exchange.flags.clone();
-    if nonce_reused_of.is_some() && !flags.contains(&Flag::NonceReused) {
-        flags.push(Flag::NonceReused);
-    }
-    let request = &exchange.request;
-    let response = exchange.response.as_ref();
-    let header_pairs = request.headers.to_text_pairs();
-    let verdict_json = stored::to_stored_json(
-        &exchange.verdict,
-        &stored::Received {
-            headers: &header_pairs,
-            url: &request.public_url,
-        },
-    );
-    let mut statement = tx.prepare_cached(
-        "INSERT INTO exchanges (
-            replay_of, nonce_reused_of, received_at_us, forwarded_at_us, first_byte_at_us,
-            done_at_us, duration_ms, client_addr, tls_version, alpn, sni, http_version, method,
-            target, path, host, public_url, request_headers, request_body, request_body_truncated,
-            event, call_uuid, signature, signature_scheme, signature_detail, nonce_key, outcome,
-            error, status, response_headers, response_body, flags, findings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
-    )?;
-    statement.execute(params![
-        exchange.replay_of,
-        nonce_reused_of,
-        exchange.timings.received_us,
-        exchange.timings.forwarded_us,
-        exchange.timings.first_byte_us,
-        exchange.timings.done_us,
-        exchange.timings.duration_ms(),
-        request.client_addr,
-        request.tls.version,
-        request.tls.alpn,
-        request.tls.sni,
-        request.http_version,
-        request.method,
-        request.target,
-        request.path(),
-        request.host,
-        request.public_url,
-        request.headers.to_block(),
-        &request.body[..],
-        request.body_truncated,
-        exchange.event,
-        exchange.call_uuid,
-        exchange.verdict.status.as_str(),
-        exchange.verdict.scheme.map(|s| s.as_str()),
-        verdict_json,
-        nonce_key,
-        exchange.outcome.as_str(),
-        exchange.error,
-        response.map(|r| r.status),
-        response.map(|r| r.headers.to_block()),
-        response.map(|r| &r.body[..]),
-        flags_text(&flags),
-        findings_json(exchange),
-    ])?;
-    Ok(Inserted {
-        id: tx.last_insert_rowid(),
-        nonce_reused_of,
-    })
+/// The writer's statements, prepared once per transaction: the statement cache would hash
+/// and compare each statement's whole SQL text for every row.
+struct Statements<'tx> {
+    first_with_nonce: CachedStatement<'tx>,
+    insert: CachedStatement<'tx>,
+    complete: CachedStatement<'tx>,
 }
 
-/// The end of an exchange: into its row, or the whole exchange as a new row.
-fn end(tx: &Transaction<'_>, exchange: &Exchange) -> rusqlite::Result<Inserted> {
-    match exchange.id {
-        Some(id) => {
-            complete(tx, id, exchange)?;
-            Ok(Inserted {
-                id,
-                nonce_reused_of: exchange.nonce_reused_of,
-            })
+impl<'tx> Statements<'tx> {
+    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Statements {
+            first_with_nonce: tx.prepare_cached(
+                "SELECT id FROM exchanges WHERE nonce_key = ?1 ORDER BY id LIMIT 1",
+            )?,
+            insert: tx.prepare_cached(
+                "INSERT INTO exchanges (
+                    replay_of, nonce_reused_of, received_at_us, forwarded_at_us,
+                    first_byte_at_us, done_at_us, duration_ms, client_addr, tls_version, alpn,
+                    sni, http_version, method, target, path, host, public_url, request_headers,
+                    request_body, request_body_truncated, event, call_uuid, signature,
+                    signature_scheme, signature_detail, nonce_key, outcome, error, status,
+                    response_headers, response_body, flags, findings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
+                    ?32, ?33)",
+            )?,
+            complete: tx.prepare_cached(
+                "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3,
+                    done_at_us = ?4, duration_ms = ?5, outcome = ?6, error = ?7, status = ?8,
+                    response_headers = ?9, response_body = ?10, flags = ?11, findings = ?12
+                 WHERE id = ?1",
+            )?,
+        })
+    }
+
+    fn insert(&mut self, exchange: &Exchange) -> rusqlite::Result<Inserted> {
+        let nonce_key = nonce_key(exchange);
+        let nonce_reused_of: Option<ExchangeId> = match &nonce_key {
+            Some(key) => self
+                .first_with_nonce
+                .query_row([key], |row| row.get(0))
+                .optional()?,
+            None => None,
+        };
+        let mut flags = exchange.flags.clone();
+        if nonce_reused_of.is_some() && !flags.contains(&Flag::NonceReused) {
+            flags.push(Flag::NonceReused);
         }
-        None => insert(tx, exchange),
+        let request = &exchange.request;
+        let response = exchange.response.as_ref();
+        let header_pairs = request.headers.to_text_pairs();
+        let verdict_json = stored::to_stored_json(
+            &exchange.verdict,
+            &stored::Received {
+                headers: &header_pairs,
+                url: &request.public_url,
+            },
+        );
+        let id = self.insert.insert(params![
+            exchange.replay_of,
+            nonce_reused_of,
+            exchange.timings.received_us,
+            exchange.timings.forwarded_us,
+            exchange.timings.first_byte_us,
+            exchange.timings.done_us,
+            exchange.timings.duration_ms(),
+            request.client_addr,
+            request.tls.version,
+            request.tls.alpn,
+            request.tls.sni,
+            request.http_version,
+            request.method,
+            request.target,
+            request.path(),
+            request.host,
+            request.public_url,
+            request.headers.to_block(),
+            &request.body[..],
+            request.body_truncated,
+            exchange.event,
+            exchange.call_uuid,
+            exchange.verdict.status.as_str(),
+            exchange.verdict.scheme.map(|s| s.as_str()),
+            verdict_json,
+            nonce_key,
+            exchange.outcome.as_str(),
+            exchange.error,
+            response.map(|r| r.status),
+            response.map(|r| r.headers.to_block()),
+            response.map(|r| &r.body[..]),
+            flags_text(&flags),
+            findings_json(exchange),
+        ])?;
+        Ok(Inserted {
+            id,
+            nonce_reused_of,
+        })
     }
-}
 
-fn complete(tx: &Transaction<'_>, id: ExchangeId, exchange: &Exchange) -> rusqlite::Result<()> {
-    let response = exchange.response.as_ref();
-    tx.prepare_cached(
-        "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3, done_at_us = ?4,
-            duration_ms = ?5, outcome = ?6, error = ?7, status = ?8, response_headers = ?9,
-            response_body = ?10, flags = ?11, findings = ?12
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        exchange.timings.forwarded_us,
-        exchange.timings.first_byte_us,
-        exchange.timings.done_us,
-        exchange.timings.duration_ms(),
-        exchange.outcome.as_str(),
-        exchange.error,
-        response.map(|r| r.status),
-        response.map(|r| r.headers.to_block()),
-        response.map(|r| &r.body[..]),
-        flags_text(&exchange.flags),
-        findings_json(exchange),
-    ])?;
-    Ok(())
+    /// The end of an exchange: into its row, or the whole exchange as a new row.
+    fn end(&mut self, exchange: &Exchange) -> rusqlite::Result<Inserted> {
+        let Some(id) = exchange.id else {
+            return self.insert(exchange);
+        };
+        let response = exchange.response.as_ref();
+        self.complete.execute(params![
+            id,
+            exchange.timings.forwarded_us,
+            exchange.timings.first_byte_us,
+            exchange.timings.done_us,
+            exchange.timings.duration_ms(),
+            exchange.outcome.as_str(),
+            exchange.error,
+            response.map(|r| r.status),
+            response.map(|r| r.headers.to_block()),
+            response.map(|r| &r.body[..]),
+            flags_text(&exchange.flags),
+            findings_json(exchange),
+        ])?;
+        Ok(Inserted {
+            id,
+            nonce_reused_of: exchange.nonce_reused_of,
+        })
+    }
 }

@@ -2,7 +2,7 @@
 //! printer) step back for the async worker that serves them. On a machine with few cores the
 //! scheduler otherwise preempts the worker in the middle of a request to run them, and every
 //! connection the worker carries waits; run a moment later, they also find more work per
-//! wake-up (bigger commits, longer batches of log lines). On 2 cores this is worth about 15%
+//! wake-up (bigger commits, longer batches of log lines). On 2 cores this is worth about 13%
 //! of keep-alive throughput (README, "How it works").
 
 /// The store's writer: every answer waits for its commit, so it steps back only a little.

@@ -114,3 +114,19 @@ pub fn hangup_request(
     }
     builder
 }
+
+/// Reads an answer to its end, as a sender must before reusing the connection, and returns
+/// its status; errors are named for the load generators' tallies.
+pub async fn answer_status(
+    response: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+) -> Result<u16, String> {
+    use http_body_util::BodyExt;
+    let response = response.map_err(|e| format!("request: {e}"))?;
+    let status = response.status().as_u16();
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("response body: {e}"))?;
+    Ok(status)
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::CONNECTION;
 use hyper::Request;
@@ -182,13 +182,7 @@ impl Target {
         tally.sent += 1;
         let response = sender.send_request(request).await;
         *conn = Some(Conn { sender, driver });
-        let response = response.map_err(|e| format!("request: {e}"))?;
-        let status = response.status().as_u16();
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("response body: {e}"))?;
+        let status = common::answer_status(response).await?;
         tally.answered += 1;
         Ok(status)
     }

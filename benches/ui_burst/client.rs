@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -125,17 +125,7 @@ impl Client {
                     .ready()
                     .await
                     .map_err(|e| format!("connection: {e}"))?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .map_err(|e| format!("request: {e}"))?;
-                let status = response.status().as_u16();
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| format!("response body: {e}"))?;
-                Ok::<_, String>(status)
+                common::answer_status(sender.send_request(request).await).await
             };
             let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
                 .await

@@ -7,6 +7,7 @@
 #   benches/compare-nginx.sh                 # all workloads, 5 s each
 #   LOAD_SECS=10 LOAD_ONLY=a,c benches/compare-nginx.sh
 #   LOAD_SOAK=1000000 LOAD_ONLY=a benches/compare-nginx.sh   # + the memory soak
+#   LOAD_NGINX_UPSTREAM=close benches/compare-nginx.sh         # nginx's stock proxy_pass
 #
 # Every process binds 127.0.0.1 only. See benches/load/main.rs for the settings.
 set -euo pipefail

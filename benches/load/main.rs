@@ -227,9 +227,14 @@ async fn bench(settings: Settings) {
         settings.warmup.as_secs_f64(),
         proxy_process.pid(),
         proxy_process.addr,
-        nginx_process
-            .as_ref()
-            .map_or("-".to_string(), |n| n.addr.to_string()),
+        nginx_process.as_ref().map_or("-".to_string(), |n| format!(
+            "{} ({})",
+            n.addr,
+            match nginx::upstream_mode() {
+                nginx::UpstreamMode::KeepAlive => "keep-alive to the origin",
+                nginx::UpstreamMode::Close => "a connection to the origin per request",
+            }
+        )),
         origin.addr
     );
     let mut rows = Vec::new();

@@ -4,6 +4,11 @@
 //! to the origin, and its default access log (one line written per request, as vobiz-tunnel
 //! records one row per request). `LOAD_NGINX_ACCESS_LOG=off` turns the log off.
 //!
+//! `LOAD_NGINX_UPSTREAM=close` compares with nginx's stock reverse-proxy setup instead: a
+//! plain `proxy_pass`, which speaks HTTP/1.0 to the origin and opens a connection to it per
+//! request (what most nginx configurations in front of an app do). vobiz-tunnel keeps its
+//! connections to the local server alive in both cases.
+//!
 //! nginx is found on `PATH` or at `/usr/sbin/nginx` (`benches/compare-nginx.sh` installs the
 //! Debian package); `LOAD_NGINX=0` skips it, `LOAD_NGINX=/path/to/nginx` picks a binary.
 
@@ -13,6 +18,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How nginx talks to the origin.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamMode {
+    /// Keep-alive connections to the origin (`keepalive` in the upstream block, HTTP/1.1).
+    KeepAlive,
+    /// nginx's default: HTTP/1.0 and a new connection to the origin per request.
+    Close,
+}
+
+/// The upstream mode `LOAD_NGINX_UPSTREAM` asks for (`keepalive`, the default, or `close`).
+pub fn upstream_mode() -> UpstreamMode {
+    match std::env::var("LOAD_NGINX_UPSTREAM").as_deref() {
+        Ok("close") => UpstreamMode::Close,
+        _ => UpstreamMode::KeepAlive,
+    }
+}
 
 pub struct Nginx {
     pub addr: SocketAddr,
@@ -55,6 +77,13 @@ impl Nginx {
             _ => format!("{}/access.log", dir.display()),
         };
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (keepalive, upstream_http) = match upstream_mode() {
+            UpstreamMode::KeepAlive => (
+                "keepalive 128;",
+                "proxy_http_version 1.1;\n            proxy_set_header Connection \"\";",
+            ),
+            UpstreamMode::Close => ("", ""),
+        };
         let d = dir.display();
         let config = format!(
             "worker_processes {workers};
@@ -72,7 +101,7 @@ http {{
     keepalive_requests 1000000;
     upstream origin {{
         server {origin};
-        keepalive 128;
+        {keepalive}
     }}
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -83,8 +112,7 @@ http {{
         ssl_session_tickets on;
         location / {{
             proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
+            {upstream_http}
             proxy_set_header Host $http_host;
         }}
     }}

@@ -36,6 +36,7 @@ pub mod report;
 pub mod server;
 pub mod shutdown;
 pub mod signature;
+pub mod slow_answers;
 pub mod store;
 pub mod thread_priority;
 pub mod tls;

@@ -20,11 +20,12 @@ use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInf
 use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
+use crate::slow_answers::SlowAnswers;
 use crate::store::{Inserted, Store, StoreError};
 
 /// How long a forwarded request may wait for its answer before it is written to the store as
-/// pending (see `serve`).
-const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+/// pending (see `serve`); [`Proxy::slow_answers`] watches it.
+pub const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What the pipeline tells its subscribers (the log printer, the UI).
 #[derive(Clone, Debug)]
@@ -65,6 +66,8 @@ pub struct Proxy {
     pub events: broadcast::Sender<ExchangeEvent>,
     /// The Vobiz checks' shared state: recent deliveries and the optional source allow-list.
     pub checks: checks::Context,
+    /// Tells a forwarded request when to record itself as pending ([`RECORD_PENDING_AFTER`]).
+    pub slow_answers: SlowAnswers,
 }
 
 /// How reading the request body ended.
@@ -241,9 +244,11 @@ async fn serve(
     // Most answers come back within a few milliseconds: the exchange is then written once,
     // whole, at its end. A slower one is written now, as pending, so that what was received
     // survives a crash while the local server thinks.
-    let result = match tokio::time::timeout(RECORD_PENDING_AFTER, &mut forwarded).await {
-        Ok(result) => result,
-        Err(_) => {
+    let slow = proxy.slow_answers.wait();
+    let result = tokio::select! {
+        biased;
+        result = &mut forwarded => result,
+        () = slow => {
             let (inserted, result) = tokio::join!(proxy.store.insert(exchange.clone()), forwarded);
             proxy.recorded(&mut exchange, inserted);
             result

@@ -13,6 +13,7 @@ use crate::forward::Upstream;
 use crate::pipeline::{ExchangeEvent, Proxy};
 use crate::relay::RelayClient;
 use crate::server::Server;
+use crate::slow_answers::SlowAnswers;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -92,6 +93,7 @@ impl Tunnel {
             listen_port: local_addr.port(),
             events: events.clone(),
             checks: crate::checks::Context::new(config.vobiz_ips_warning),
+            slow_answers: SlowAnswers::start(crate::pipeline::RECORD_PENDING_AFTER),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {

@@ -16,6 +16,17 @@ pub type ExchangeId = i64;
 /// Responses slower than this are flagged: Vobiz gives up on a callback after about 3 seconds.
 pub const SLOW_AFTER_MS: f64 = 3000.0;
 
+/// A body for a record: a copy that owns exactly its bytes.
+///
+/// hyper hands bodies out as slices of its read buffers, which are 8 KB and more, and a slice
+/// keeps its whole buffer alive. A record lives on after its exchange (in the event backlog
+/// for slow subscribers, in the UI), so held slices pinned ~18 KB per exchange: a printer
+/// that fell behind under load held ~35 MB with its 2 048 events. Copying a callback's body
+/// costs far less than that, and hyper can then reuse its buffer in place.
+pub fn detached(body: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(body)
+}
+
 /// Microseconds since the Unix epoch; the unit of every timestamp in the store.
 pub fn now_micros() -> i64 {
     SystemTime::now()

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
-use crate::exchange::{now_micros, Headers, ResponseRecord};
+use crate::exchange::{detached, now_micros, Headers, ResponseRecord};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -227,9 +227,9 @@ async fn read_response(
         })?
         .to_bytes();
     Ok(ResponseRecord {
+        body: detached(&body),
         status: parts.status.as_u16(),
         headers: headers_record(&parts.headers),
-        body,
     })
 }
 

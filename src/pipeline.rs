@@ -396,7 +396,10 @@ async fn read_body(mut body: Incoming, headers: &hyper::HeaderMap, limits: &Limi
         Ok::<bool, String>(true)
     };
     let result = tokio::time::timeout(limits.body_timeout, collect).await;
-    let received = single.unwrap_or_else(|| joined.freeze());
+    let received = match single {
+        Some(frame) => crate::exchange::detached(&frame),
+        None => joined.freeze(),
+    };
     match result {
         Ok(Ok(true)) => BodyRead::Complete(received),
         Ok(Ok(false)) => BodyRead::TooLarge {

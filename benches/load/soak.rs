@@ -13,6 +13,8 @@ use crate::report::Run;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// A soak that cannot finish by then (fewer than ~300 req/s) is broken, not slow.
 const MAX_SOAK: Duration = Duration::from_secs(3600);
+/// The resident size the proxy must stay under at steady load, UI detached (issue target).
+const BUDGET_MIB: f64 = 64.0;
 
 pub async fn run(target: &Arc<Target>, proxy: &Proxy, total: u64, conns: usize) -> Run {
     println!("\nsoak: {total} requests on {conns} keep-alive connections");
@@ -71,5 +73,12 @@ pub async fn run(target: &Arc<Target>, proxy: &Proxy, total: u64, conns: usize) 
             (*max as f64 - *first as f64) / 1024.0
         );
     }
+    // The samples can miss a short spike; the kernel's high-water mark cannot.
+    let peak_mib = proxy.memory_kib().1 as f64 / 1024.0;
+    let verdict = match peak_mib < BUDGET_MIB {
+        true => "under",
+        false => "OVER",
+    };
+    println!("soak: peak resident {peak_mib:.1} MiB, {verdict} the {BUDGET_MIB:.0} MiB budget");
     run
 }

@@ -383,7 +383,7 @@ async fn read_body(mut body: Incoming, headers: &hyper::HeaderMap, limits: &Limi
                 joined.extend_from_slice(&data[..room]);
                 return Ok(false);
             }
-            // The common case is one frame: keep it without copying.
+            // The common case is one frame: kept as it is, not joined (and detached below).
             match single.take() {
                 None if joined.is_empty() => single = Some(data),
                 None => joined.extend_from_slice(&data),

@@ -481,6 +481,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_detached_body_owns_its_bytes_and_not_the_buffer_it_came_from() {
+        let buffer = Bytes::from(vec![7u8; 64 * 1024]);
+        let slice = buffer.slice(100..800);
+        let body = detached(&slice);
+        assert_eq!(body, slice);
+        let range = buffer.as_ptr_range();
+        assert!(
+            !range.contains(&body.as_ptr()),
+            "the record's body must not point into hyper's read buffer"
+        );
+    }
+
     proptest! {
         /// The one-field decoder agrees with serde_urlencoded's whole-form decoding.
         #[test]

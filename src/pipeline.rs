@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::checks;
 use crate::config::{BaseUrl, Limits};
-use crate::exchange::{now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
+use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
@@ -397,7 +397,7 @@ async fn read_body(mut body: Incoming, headers: &hyper::HeaderMap, limits: &Limi
     };
     let result = tokio::time::timeout(limits.body_timeout, collect).await;
     let received = match single {
-        Some(frame) => crate::exchange::detached(&frame),
+        Some(frame) => detached(&frame),
         None => joined.freeze(),
     };
     match result {

@@ -183,7 +183,10 @@ async fn serve(
 
     // Duplicates are judged in arrival order, here, not at the end: a Vobiz retry usually
     // arrives while the slow first delivery is still waiting on the local server.
-    let early = checks::on_received(&exchange, &proxy.checks);
+    let checks::Receipt {
+        findings: early,
+        delivery,
+    } = checks::on_received(&exchange, &proxy.checks);
     if !early.is_empty() {
         let record = Arc::make_mut(&mut exchange);
         if early
@@ -205,13 +208,13 @@ async fn serve(
                 proxy.limits.max_body_bytes
             );
             return proxy
-                .finish_locally(exchange, Outcome::TooLarge, 413, message)
+                .finish_locally(exchange, delivery, Outcome::TooLarge, 413, message)
                 .await;
         }
         BodyRead::Failed { reason, .. } => {
             let message = format!("the sender did not deliver the whole request body: {reason}");
             return proxy
-                .finish_locally(exchange, Outcome::ClientError, 400, message)
+                .finish_locally(exchange, delivery, Outcome::ClientError, 400, message)
                 .await;
         }
         BodyRead::Complete(_) => {}
@@ -225,7 +228,7 @@ async fn serve(
     {
         let message = format!("signature {}", exchange.verdict.summary());
         return proxy
-            .finish_locally(exchange, Outcome::Rejected, 403, message)
+            .finish_locally(exchange, delivery, Outcome::Rejected, 403, message)
             .await;
     }
 
@@ -250,19 +253,19 @@ async fn serve(
         result = &mut forwarded => result,
         () = slow => {
             let (inserted, result) = tokio::join!(proxy.store.insert(exchange.clone()), forwarded);
-            proxy.recorded(&mut exchange, inserted);
+            proxy.recorded(&mut exchange, delivery, inserted);
             result
         }
     };
     match result {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
-            proxy.finish(exchange).await
+            proxy.finish(exchange, delivery).await
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
             proxy
-                .finish_locally(exchange, outcome, status, error.to_string())
+                .finish_locally(exchange, delivery, outcome, status, error.to_string())
                 .await
         }
     }
@@ -273,18 +276,24 @@ impl Proxy {
     async fn finish_locally(
         &self,
         mut exchange: Arc<Exchange>,
+        delivery: Option<u64>,
         outcome: Outcome,
         status: u16,
         message: String,
     ) -> Response<Full<Bytes>> {
         Arc::make_mut(&mut exchange).failed(outcome, status, message);
-        self.finish(exchange).await
+        self.finish(exchange, delivery).await
     }
 
     /// The one exit: the end stamped, the record committed, the event published, the
     /// response. The sender is answered only after the commit, so every answered callback is
     /// in the store, even if the process is killed the next instant.
-    async fn finish(&self, mut exchange: Arc<Exchange>) -> Response<Full<Bytes>> {
+    /// `delivery` is the key [`checks::on_received`] remembered the callback by.
+    async fn finish(
+        &self,
+        mut exchange: Arc<Exchange>,
+        delivery: Option<u64>,
+    ) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
         record.done();
         // After `done` (slow-answer needs the duration), before the record is written.
@@ -301,14 +310,19 @@ impl Proxy {
             None => plain(502, "vobiz-tunnel: no response was produced\n"),
         };
         let written = self.store.finish(exchange.clone()).await;
-        self.recorded(&mut exchange, written);
+        self.recorded(&mut exchange, delivery, written);
         let _ = self.events.send(ExchangeEvent::Finished(exchange));
         response
     }
 
     /// Takes in what the store answered for an exchange: its id and whether its nonce was
     /// seen before, or the failure, which the writer has logged and the subscribers hear.
-    fn recorded(&self, exchange: &mut Arc<Exchange>, written: Result<Inserted, StoreError>) {
+    fn recorded(
+        &self,
+        exchange: &mut Arc<Exchange>,
+        delivery: Option<u64>,
+        written: Result<Inserted, StoreError>,
+    ) {
         match written {
             Ok(inserted) => {
                 let record = Arc::make_mut(exchange);
@@ -317,7 +331,7 @@ impl Proxy {
                     record.nonce_reused_of = Some(earlier);
                     record.add_flag(Flag::NonceReused);
                 }
-                checks::identify(record, &self.checks);
+                checks::identify(record, delivery, &self.checks);
             }
             Err(e) => {
                 let request = &exchange.request;

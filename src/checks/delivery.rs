@@ -44,8 +44,7 @@ pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u6
     {
         return None;
     }
-    // Hashed part by part, never joined into a string (this runs twice per request: at
-    // receipt, and again when the store has given the exchange its id).
+    // Hashed part by part, never joined into a string: this runs for every request.
     let mut key = tracker.key_hasher();
     exchange.request.path().hash(&mut key);
     call.hash(&mut key);
@@ -61,10 +60,10 @@ pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u6
     Some(key.finish())
 }
 
-/// `duplicate-delivery`: the same callback arrived earlier within the tracker's window —
-/// a Vobiz retry (new nonce) or the same request again (same nonce).
-pub fn duplicate_delivery(exchange: &Exchange, context: &Context) -> Option<Finding> {
-    let key = delivery_key(exchange, &context.tracker)?;
+/// `duplicate-delivery`: the same callback (its [`delivery_key`] is `key`) arrived earlier
+/// within the tracker's window — a Vobiz retry (new nonce) or the same request again (same
+/// nonce).
+pub fn duplicate_delivery(exchange: &Exchange, context: &Context, key: u64) -> Option<Finding> {
     let earlier = context.tracker.observe(
         key,
         exchange.id,

@@ -64,12 +64,12 @@ fn rules(exchange: &Exchange, context: &Context) -> Vec<String> {
 fn duplicate_delivery_fires_on_a_second_delivery_with_a_new_nonce() {
     let context = Context::default();
     let first = callback("/hangup", HANGUP);
-    assert!(on_received(&first, &context).is_empty());
+    assert!(on_received(&first, &context).findings.is_empty());
     let mut retry = callback("/hangup", HANGUP);
     retry.id = Some(2);
     retry.timings.received_us += 4_000_000;
     retry.verdict.nonce = Some("99999999999999999999".into());
-    let found = on_received(&retry, &context);
+    let found = on_received(&retry, &context).findings;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].rule, DUPLICATE_DELIVERY);
     assert!(found[0].message.contains("#1"), "{}", found[0].message);
@@ -86,13 +86,15 @@ fn a_first_delivery_written_after_its_receipt_is_named_by_its_retry() {
     let context = Context::default();
     let mut first = callback("/hangup", HANGUP);
     first.id = None;
-    assert!(on_received(&first, &context).is_empty());
+    let receipt = on_received(&first, &context);
+    assert!(receipt.findings.is_empty());
+    assert!(receipt.delivery.is_some());
     first.id = Some(41);
-    super::identify(&first, &context);
+    super::identify(&first, receipt.delivery, &context);
     let mut retry = callback("/hangup", HANGUP);
     retry.id = None;
     retry.timings.received_us += 2_000_000;
-    let found = on_received(&retry, &context);
+    let found = on_received(&retry, &context).findings;
     assert!(found[0].message.contains("duplicate of #41"), "{found:?}");
 }
 
@@ -103,10 +105,10 @@ fn extreme_timestamps_do_not_overflow_the_duplicate_message() {
     let context = Context::default();
     let mut first = callback("/hangup", HANGUP);
     first.timings.received_us = i64::MAX;
-    assert!(on_received(&first, &context).is_empty());
+    assert!(on_received(&first, &context).findings.is_empty());
     let mut retry = callback("/hangup", HANGUP);
     retry.timings.received_us = i64::MIN;
-    let found = on_received(&retry, &context);
+    let found = on_received(&retry, &context).findings;
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].message.contains("0.0 s earlier"), "{found:?}");
 }
@@ -120,14 +122,20 @@ fn duplicate_delivery_is_quiet_for_other_fields_other_calls_and_replays() {
             &format!("CallUUID=c1&Event=RecordStop&RecordingID={id}"),
         )
     };
-    assert!(on_received(&recording("r1"), &context).is_empty());
-    assert!(on_received(&recording("r2"), &context).is_empty());
-    assert!(on_received(&callback("/hangup", "CallUUID=c2&Event=Hangup"), &context).is_empty());
+    assert!(on_received(&recording("r1"), &context).findings.is_empty());
+    assert!(on_received(&recording("r2"), &context).findings.is_empty());
+    assert!(
+        on_received(&callback("/hangup", "CallUUID=c2&Event=Hangup"), &context)
+            .findings
+            .is_empty()
+    );
     let mut replay = recording("r1");
     replay.replay_of = Some(1);
     replay.add_flag(Flag::Replay);
-    assert!(on_received(&replay, &context).is_empty());
-    assert!(on_received(&callback("/x", "no=call"), &context).is_empty());
+    assert!(on_received(&replay, &context).findings.is_empty());
+    assert!(on_received(&callback("/x", "no=call"), &context)
+        .findings
+        .is_empty());
 }
 
 #[test]

@@ -123,23 +123,31 @@ pub const FINISH_RULES: &[Rule] = &[
     delivery::outside_vobiz_sources,
 ];
 
-/// Rules run as soon as a request is recorded: they depend on arrival order.
-pub const RECEIPT_RULES: &[Rule] = &[delivery::duplicate_delivery];
+/// What [`on_received`] found, and the delivery's identity for [`identify`].
+#[derive(Debug, Default)]
+pub struct Receipt {
+    pub findings: Vec<Finding>,
+    /// The key the delivery tracker remembers this callback by (see
+    /// [`delivery::delivery_key`]), hashed once per request and kept for [`identify`].
+    pub delivery: Option<u64>,
+}
 
-/// The findings of the receipt rules (see the module docs).
-pub fn on_received(exchange: &Exchange, context: &Context) -> Vec<Finding> {
-    RECEIPT_RULES
-        .iter()
-        .filter_map(|rule| rule(exchange, context))
-        .collect()
+/// The rules that run as soon as a request is received, because they depend on arrival
+/// order: today `duplicate-delivery` (see the module docs).
+pub fn on_received(exchange: &Exchange, context: &Context) -> Receipt {
+    let delivery = delivery::delivery_key(exchange, &context.tracker);
+    let findings = delivery
+        .and_then(|key| delivery::duplicate_delivery(exchange, context, key))
+        .into_iter()
+        .collect();
+    Receipt { findings, delivery }
 }
 
 /// Tells the delivery tracker the id the store gave an exchange, so that later deliveries of
 /// the same callback can name it (the id is known only once the exchange is written, after
-/// [`on_received`] remembered the delivery).
-pub fn identify(exchange: &Exchange, context: &Context) {
-    let Some(id) = exchange.id else { return };
-    if let Some(key) = delivery::delivery_key(exchange, &context.tracker) {
+/// [`on_received`] remembered the delivery as `delivery`).
+pub fn identify(exchange: &Exchange, delivery: Option<u64>, context: &Context) {
+    if let (Some(id), Some(key)) = (exchange.id, delivery) {
         context
             .tracker
             .identify(key, exchange.timings.received_us, id);

@@ -86,8 +86,14 @@ impl Headers {
 
     /// Lossy text pairs, the form the signature check and the displays take.
     pub fn to_text_pairs(&self) -> Vec<(String, String)> {
+        self.text_pairs_where(|_| true)
+    }
+
+    /// [`Headers::to_text_pairs`] of just the headers whose name passes `keep`.
+    pub fn text_pairs_where(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
         self.0
             .iter()
+            .filter(|(n, _)| keep(n))
             .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
             .collect()
     }

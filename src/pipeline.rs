@@ -167,7 +167,7 @@ async fn serve(
         tls,
     };
     let verdict = {
-        let header_pairs = request_record.headers.to_text_pairs();
+        let header_pairs = (request_record.headers).text_pairs_where(signature::reads_header);
         signature::verify(
             &CallbackRequest {
                 method: &request_record.method,

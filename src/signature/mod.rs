@@ -130,6 +130,18 @@ impl Keys {
     }
 }
 
+/// Whether verification (and the stored form of its verdict) ever reads header `name`: the
+/// `X-Vobiz-*` signature and nonce headers, and `Content-Type`, which says whether the body
+/// is a form for the SDK's string to sign. A [`CallbackRequest`] may leave every other
+/// header out and gets the same verdict; the proxy does, to copy 3 headers instead of 12.
+pub fn reads_header(name: &str) -> bool {
+    let vobiz = name
+        .as_bytes()
+        .get(..b"x-vobiz-".len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"x-vobiz-"));
+    vobiz || name.eq_ignore_ascii_case("content-type")
+}
+
 /// What Vobiz sent, as the tool saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct CallbackRequest<'a> {
@@ -137,7 +149,8 @@ pub struct CallbackRequest<'a> {
     pub method: &'a str,
     /// The public URL Vobiz called: `scheme://authority/path[?query]`.
     pub url: &'a str,
-    /// Headers as received; name lookup is case-insensitive.
+    /// Headers as received (at least those [`reads_header`] names); name lookup is
+    /// case-insensitive.
     pub headers: &'a [(String, String)],
     /// Raw body; form-decoded for the SDK form (and V1) when it is a form.
     pub body: &'a [u8],

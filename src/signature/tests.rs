@@ -161,6 +161,38 @@ proptest! {
     }
 
     #[test]
+    fn headers_verification_never_reads_change_nothing(
+        token in TOKEN, other in TOKEN, n2 in NONCE, n3 in NONCE, path in PATH,
+        params in params(), get: bool, sdk: bool, kept in prop::collection::vec(any::<bool>(), 5),
+        extra in prop::collection::vec((header_name(), ".{0,30}"), 0..8),
+    ) {
+        // The proxy verifies (and stores the verdict) with only the headers `reads_header`
+        // names: valid, invalid and unsigned requests must come out exactly as with all.
+        let (method, url, body) = request(&path, &params, get);
+        let form = if sdk { Form::Sdk } else { Form::Docs };
+        let signing = SigningKeys { auth_token: AuthToken::new(&token), main_auth_token: None };
+        let signed =
+            signed_headers_with_nonces(method, &url, body.as_bytes(), &signing, form, &n2, &n3);
+        let mut headers: Vec<(String, String)> = signed
+            .into_iter()
+            .zip(kept.iter().cycle())
+            .filter_map(|(header, kept)| kept.then_some(header))
+            .collect();
+        headers.extend(extra);
+        let read: Vec<(String, String)> =
+            headers.iter().filter(|(name, _)| reads_header(name)).cloned().collect();
+        for k in [keys(&[&token], &[]), keys(&[&other], &[&token])] {
+            let all = verify(&callback(method, &url, &headers, body.as_bytes()), &k);
+            let some = verify(&callback(method, &url, &read, body.as_bytes()), &k);
+            prop_assert_eq!(&all, &some);
+            let stored_with = |headers: &[(String, String)]| {
+                stored::to_stored_json(&all, &stored::Received { headers, url: &url })
+            };
+            prop_assert_eq!(stored_with(&headers), stored_with(&read));
+        }
+    }
+
+    #[test]
     fn redaction_never_reveals_more_than_half(s in ".{0,60}") {
         let r = AuthToken::new(s.as_str()).redacted();
         let shown = r.chars().filter(|c| *c != '…').count();
@@ -208,6 +240,34 @@ fn redaction_shows_at_most_half() {
         (format!("{t}"), format!("{t:?}")),
         ("TEST…XYZ".into(), "AuthToken(TEST…XYZ)".into())
     );
+}
+
+#[test]
+fn reads_header_names_the_vobiz_headers_and_content_type() {
+    let read = [
+        "X-Vobiz-Signature-V3",
+        "x-vobiz-signature-ma-v2",
+        "X-VOBIZ-SIGNATURE",
+        "Content-Type",
+        "content-type",
+    ];
+    for name in read {
+        assert!(reads_header(name), "{name}");
+    }
+    // Byte slicing, not char slicing: a multi-byte name across the prefix does not panic.
+    let unread = [
+        "",
+        "x-vobiz",
+        "x-vobiz\u{e9}-v3",
+        "\u{e9}-vobiz-signature",
+        "Host",
+    ];
+    for name in unread
+        .into_iter()
+        .chain(["X-Forwarded-For", "Content-Length"])
+    {
+        assert!(!reads_header(name), "{name}");
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
-use crate::signature::stored;
+use crate::signature::{self, stored};
 
 /// Upper bound of operations per transaction: large enough to amortise the commit, small
 /// enough that an acknowledgement never waits long behind a burst.
@@ -329,7 +329,8 @@ impl<'tx> Statements<'tx> {
         }
         let request = &exchange.request;
         let response = exchange.response.as_ref();
-        let header_pairs = request.headers.to_text_pairs();
+        // The reader rebuilds from all the headers; these are the ones that can matter.
+        let header_pairs = (request.headers).text_pairs_where(signature::reads_header);
         let verdict_json = stored::to_stored_json(
             &exchange.verdict,
             &stored::Received {

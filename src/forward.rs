@@ -80,7 +80,8 @@ pub struct Outgoing<'a> {
     pub method: &'a str,
     /// Origin-form target (`/path?query`) as received.
     pub target: &'a str,
-    pub headers: &'a HeaderMap,
+    /// The received headers, made into the forwarded ones (see [`upstream_headers`]).
+    pub headers: HeaderMap,
     pub body: Bytes,
     /// The Host the sender used (the `Host` header, or the HTTP/2 authority).
     pub original_host: Option<&'a str>,
@@ -277,6 +278,33 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 /// hop-by-hop headers; `Host` kept (or rewritten to `rewrite_host`); `X-Forwarded-For`
 /// extended with the client, `X-Forwarded-Proto: https` and `X-Forwarded-Host` set.
 pub fn upstream_headers(
+    mut incoming: HeaderMap,
+    original_host: Option<&str>,
+    client_ip: Option<IpAddr>,
+    rewrite_host: Option<&str>,
+) -> HeaderMap {
+    let replaced = |name: &HeaderName| {
+        HOP_BY_HOP.contains(&name.as_str())
+            || name == X_FORWARDED_FOR
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST
+    };
+    if rewrite_host.is_some() || incoming.keys().any(replaced) {
+        return rebuilt_upstream_headers(&incoming, original_host, client_ip, rewrite_host);
+    }
+    // The usual callback: nothing to drop or replace, so the received map is extended in
+    // place (the same result as rebuilding it, without copying every header).
+    if let Some(host) = original_host.filter(|_| !incoming.contains_key(HOST)) {
+        if let Ok(value) = HeaderValue::from_str(host) {
+            incoming.insert(HOST, value);
+        }
+    }
+    add_forwarded(&mut incoming, original_host, client_ip, &[]);
+    incoming
+}
+
+/// [`upstream_headers`] when headers must be dropped or replaced: a new map, in order.
+fn rebuilt_upstream_headers(
     incoming: &HeaderMap,
     original_host: Option<&str>,
     client_ip: Option<IpAddr>,
@@ -304,12 +332,23 @@ pub fn upstream_headers(
             }
         }
     }
+    let prior: Vec<&str> = incoming
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    add_forwarded(&mut headers, original_host, client_ip, &prior);
+    headers
+}
+
+/// Sets `X-Forwarded-For` (`prior` hops, then the client), `-Proto` and `-Host`.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    original_host: Option<&str>,
+    client_ip: Option<IpAddr>,
+    prior: &[&str],
+) {
     if let Some(ip) = client_ip {
-        let prior: Vec<&str> = incoming
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
         let mut chain = prior.join(", ");
         if !chain.is_empty() {
             chain.push_str(", ");
@@ -323,7 +362,6 @@ pub fn upstream_headers(
     if let Some(value) = original_host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), value);
     }
-    headers
 }
 
 /// The headers the sender gets back from the local server's answer (hop-by-hop removed).
@@ -369,7 +407,7 @@ mod tests {
             ("x-vobiz-signature-v3", "abc="),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        let out = upstream_headers(&incoming, Some("example.com"), None, None);
+        let out = upstream_headers(incoming, Some("example.com"), None, None);
         assert!(out.get("connection").is_none());
         assert!(out.get("x-secret-hop").is_none());
         assert!(out.get("transfer-encoding").is_none());
@@ -380,7 +418,7 @@ mod tests {
     #[test]
     fn order_and_repeated_values_are_kept() {
         let incoming = map(&[("x-b", "1"), ("x-a", "2"), ("x-b", "3")]);
-        let out = upstream_headers(&incoming, None, None, None);
+        let out = upstream_headers(incoming, None, None, None);
         let names: Vec<_> = out
             .iter()
             .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
@@ -395,7 +433,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
         ]);
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        let out = upstream_headers(&incoming, Some("hooks.example.com"), Some(ip), None);
+        let out = upstream_headers(incoming, Some("hooks.example.com"), Some(ip), None);
         assert_eq!(out["x-forwarded-for"], "10.0.0.1, 203.0.113.9");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert_eq!(out["x-forwarded-host"], "hooks.example.com");
@@ -406,7 +444,7 @@ mod tests {
     fn host_is_rewritten_on_request_and_filled_in_for_http2() {
         let incoming = map(&[("host", "hooks.example.com")]);
         let out = upstream_headers(
-            &incoming,
+            incoming,
             Some("hooks.example.com"),
             None,
             Some("localhost:3000"),
@@ -414,8 +452,36 @@ mod tests {
         assert_eq!(out["host"], "localhost:3000");
         assert_eq!(out["x-forwarded-host"], "hooks.example.com");
         // HTTP/2 requests carry no Host header: the authority becomes one.
-        let out = upstream_headers(&HeaderMap::new(), Some("h2.example.com:8443"), None, None);
+        let out = upstream_headers(HeaderMap::new(), Some("h2.example.com:8443"), None, None);
         assert_eq!(out["host"], "h2.example.com:8443");
+    }
+
+    #[test]
+    fn extending_in_place_gives_what_rebuilding_gives() {
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let cases = [
+            map(&[
+                ("host", "hooks.example.com"),
+                ("x-vobiz-signature-v3", "abc="),
+                ("x-b", "1"),
+                ("x-a", "2"),
+                ("x-b", "3"),
+            ]),
+            map(&[("content-type", "application/x-www-form-urlencoded")]),
+            HeaderMap::new(),
+        ];
+        let pairs = |map: &HeaderMap| {
+            map.iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        for incoming in cases {
+            for (host, client) in [(Some("hooks.example.com:8443"), Some(ip)), (None, None)] {
+                let rebuilt = rebuilt_upstream_headers(&incoming, host, client, None);
+                let extended = upstream_headers(incoming.clone(), host, client, None);
+                assert_eq!(pairs(&extended), pairs(&rebuilt));
+            }
+        }
     }
 
     #[test]

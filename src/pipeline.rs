@@ -236,7 +236,7 @@ async fn serve(
     let outgoing = Outgoing {
         method: parts.method.as_str(),
         target: &target,
-        headers: &parts.headers,
+        headers: parts.headers,
         body: body_bytes,
         original_host: original_host.as_deref(),
         client_ip: client_addr.map(|a| a.ip()),

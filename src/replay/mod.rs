@@ -230,7 +230,7 @@ impl Replayer {
         let outgoing = Outgoing {
             method: &method,
             target: &target,
-            headers: &header_map,
+            headers: header_map,
             body,
             original_host: host.as_deref(),
             client_ip: None,

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::row::Row;
 use super::Op;
 use crate::exchange::Exchange;
 
@@ -48,6 +49,7 @@ pub(super) struct Pending(pub(super) Arc<Exchange>);
 impl Pending {
     pub(super) fn into_op(self) -> Op {
         Op::End {
+            row: Row::of(&self.0),
             exchange: self.0,
             ack: None,
         }

@@ -14,6 +14,7 @@ mod checkpoint;
 mod deferred;
 mod filtered;
 mod reader;
+mod row;
 mod schema;
 mod writer;
 
@@ -22,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
+
+use row::Row;
 
 use crate::exchange::{Exchange, ExchangeId};
 
@@ -77,6 +80,7 @@ enum Op {
     /// answered with its id once committed.
     Insert {
         exchange: Arc<Exchange>,
+        row: Row,
         ack: Ack,
     },
     /// The end of an exchange: written into its row, or as a whole new row when it has none
@@ -84,6 +88,7 @@ enum Op {
     /// committed when someone waits for it.
     End {
         exchange: Arc<Exchange>,
+        row: Row,
         ack: Option<Ack>,
     },
     Flush(oneshot::Sender<()>),
@@ -214,7 +219,8 @@ impl Store {
     /// caller can `Arc::make_mut` the exchange afterwards without a copy.
     pub async fn insert(&self, exchange: Arc<Exchange>) -> Result<Inserted, StoreError> {
         let (ack, answer) = oneshot::channel();
-        self.send(Op::Insert { exchange, ack })?;
+        let row = Row::of(&exchange);
+        self.send(Op::Insert { exchange, row, ack })?;
         Self::answer(answer).await
     }
 
@@ -227,6 +233,7 @@ impl Store {
     pub async fn finish(&self, exchange: Arc<Exchange>) -> Result<Inserted, StoreError> {
         let (ack, answer) = oneshot::channel();
         self.send(Op::End {
+            row: Row::of(&exchange),
             exchange,
             ack: Some(ack),
         })?;
@@ -237,6 +244,7 @@ impl Store {
     pub fn complete(&self, exchange: Arc<Exchange>) {
         if self
             .send(Op::End {
+                row: Row::of(&exchange),
                 exchange,
                 ack: None,
             })

@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
+use super::row::{flags_text, Row};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
-use crate::signature::{self, stored};
 
 /// Upper bound of operations per transaction: large enough to amortise the commit, small
 /// enough that an acknowledgement never waits long behind a burst.
@@ -148,8 +148,8 @@ fn write_batch(
     for op in ops {
         let live = statements.as_mut().filter(|_| failure.is_none());
         match op {
-            Op::Insert { exchange, ack } => {
-                let result = match live.map(|statements| statements.insert(&exchange)) {
+            Op::Insert { exchange, row, ack } => {
+                let result = match live.map(|statements| statements.insert(&exchange, &row)) {
                     None => Err(String::new()), // answered with the batch's failure below
                     Some(Ok(inserted)) => Ok(inserted),
                     Some(Err(e)) if is_transient(&e) => {
@@ -168,8 +168,8 @@ fn write_batch(
                 drop(exchange);
                 acks.push((ack, result));
             }
-            Op::End { exchange, ack } => {
-                let result = match live.map(|statements| statements.end(&exchange)) {
+            Op::End { exchange, row, ack } => {
+                let result = match live.map(|statements| statements.end(&exchange, &row)) {
                     Some(Err(e)) if is_transient(&e) => {
                         failure = Some(e);
                         Err(String::new())
@@ -253,32 +253,6 @@ fn write_batch(
     batch.clear();
 }
 
-fn flags_text(flags: &[Flag]) -> String {
-    flags
-        .iter()
-        .map(|f| f.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The findings as the JSON array the `findings` column holds.
-fn findings_json(exchange: &Exchange) -> String {
-    if exchange.findings.is_empty() {
-        return "[]".into(); // the common case, without serde
-    }
-    serde_json::to_string(&exchange.findings).unwrap_or_else(|_| "[]".into())
-}
-
-/// The key under which a signed request's nonce is remembered: nonce and signature together,
-/// so two different callbacks that happen to share a nonce are not confused.
-fn nonce_key(exchange: &Exchange) -> Option<String> {
-    let verdict = &exchange.verdict;
-    match (&verdict.nonce, &verdict.signature) {
-        (Some(nonce), Some(signature)) => Some(format!("{nonce} {signature}")),
-        _ => None,
-    }
-}
-
 /// The writer's statements, prepared once per transaction: the statement cache would hash
 /// and compare each statement's whole SQL text for every row.
 struct Statements<'tx> {
@@ -314,30 +288,22 @@ impl<'tx> Statements<'tx> {
         })
     }
 
-    fn insert(&mut self, exchange: &Exchange) -> rusqlite::Result<Inserted> {
-        let nonce_key = nonce_key(exchange);
-        let nonce_reused_of: Option<ExchangeId> = match &nonce_key {
+    fn insert(&mut self, exchange: &Exchange, row: &Row) -> rusqlite::Result<Inserted> {
+        let nonce_reused_of: Option<ExchangeId> = match &row.nonce_key {
             Some(key) => self
                 .first_with_nonce
                 .query_row([key], |row| row.get(0))
                 .optional()?,
             None => None,
         };
-        let mut flags = exchange.flags.clone();
-        if nonce_reused_of.is_some() && !flags.contains(&Flag::NonceReused) {
-            flags.push(Flag::NonceReused);
-        }
+        let reflagged =
+            (nonce_reused_of.is_some() && !exchange.has_flag(Flag::NonceReused)).then(|| {
+                let mut flags = exchange.flags.clone();
+                flags.push(Flag::NonceReused);
+                flags_text(&flags)
+            });
         let request = &exchange.request;
         let response = exchange.response.as_ref();
-        // The reader rebuilds from all the headers; these are the ones that can matter.
-        let header_pairs = (request.headers).text_pairs_where(signature::reads_header);
-        let verdict_json = stored::to_stored_json(
-            &exchange.verdict,
-            &stored::Received {
-                headers: &header_pairs,
-                url: &request.public_url,
-            },
-        );
         let id = self.insert.insert(params![
             exchange.replay_of,
             nonce_reused_of,
@@ -356,22 +322,22 @@ impl<'tx> Statements<'tx> {
             request.path(),
             request.host,
             request.public_url,
-            request.headers.to_block(),
+            row.request_headers,
             &request.body[..],
             request.body_truncated,
             exchange.event,
             exchange.call_uuid,
             exchange.verdict.status.as_str(),
             exchange.verdict.scheme.map(|s| s.as_str()),
-            verdict_json,
-            nonce_key,
+            row.signature_detail,
+            row.nonce_key,
             exchange.outcome.as_str(),
             exchange.error,
             response.map(|r| r.status),
-            response.map(|r| r.headers.to_block()),
+            row.response_headers,
             response.map(|r| &r.body[..]),
-            flags_text(&flags),
-            findings_json(exchange),
+            reflagged.as_ref().unwrap_or(&row.flags),
+            row.findings,
         ])?;
         Ok(Inserted {
             id,
@@ -380,9 +346,9 @@ impl<'tx> Statements<'tx> {
     }
 
     /// The end of an exchange: into its row, or the whole exchange as a new row.
-    fn end(&mut self, exchange: &Exchange) -> rusqlite::Result<Inserted> {
+    fn end(&mut self, exchange: &Exchange, row: &Row) -> rusqlite::Result<Inserted> {
         let Some(id) = exchange.id else {
-            return self.insert(exchange);
+            return self.insert(exchange, row);
         };
         let response = exchange.response.as_ref();
         self.complete.execute(params![
@@ -394,10 +360,10 @@ impl<'tx> Statements<'tx> {
             exchange.outcome.as_str(),
             exchange.error,
             response.map(|r| r.status),
-            response.map(|r| r.headers.to_block()),
+            row.response_headers,
             response.map(|r| &r.body[..]),
-            flags_text(&exchange.flags),
-            findings_json(exchange),
+            row.flags,
+            row.findings,
         ])?;
         Ok(Inserted {
             id,

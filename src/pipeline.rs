@@ -167,7 +167,9 @@ async fn serve(
         tls,
     };
     let verdict = {
-        let header_pairs = (request_record.headers).text_pairs_where(signature::reads_header);
+        let header_pairs = request_record
+            .headers
+            .text_pairs_where(signature::reads_header);
         signature::verify(
             &CallbackRequest {
                 method: &request_record.method,

@@ -133,7 +133,7 @@ impl Keys {
 /// Whether verification (and the stored form of its verdict) ever reads header `name`: the
 /// `X-Vobiz-*` signature and nonce headers, and `Content-Type`, which says whether the body
 /// is a form for the SDK's string to sign. A [`CallbackRequest`] may leave every other
-/// header out and gets the same verdict; the proxy does, to copy 3 headers instead of 12.
+/// header out and gets the same verdict; the proxy does, to copy a few headers, not all.
 pub fn reads_header(name: &str) -> bool {
     let vobiz = name
         .as_bytes()

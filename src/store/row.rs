@@ -21,7 +21,7 @@ impl Row {
     pub fn of(exchange: &Exchange) -> Row {
         let request = &exchange.request;
         // The reader rebuilds from all the headers; these are the ones that can matter.
-        let header_pairs = (request.headers).text_pairs_where(signature::reads_header);
+        let header_pairs = request.headers.text_pairs_where(signature::reads_header);
         let signature_detail = stored::to_stored_json(
             &exchange.verdict,
             &stored::Received {

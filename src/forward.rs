@@ -123,7 +123,10 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
-            .http1_preserve_header_case(true)
+            // Not `http1_preserve_header_case`: hyper writes a request's header names in the
+            // case its extensions carry (`Outgoing::extensions`) whatever that flag says; the
+            // flag only makes it remember the case of each response's names, which nothing
+            // reads (answers are recorded and passed on from their header map).
             .build(connector);
         Upstream {
             client,

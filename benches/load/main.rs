@@ -348,6 +348,8 @@ fn store_rows(path: &std::path::Path) -> rusqlite::Result<i64> {
 fn main() {
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
     let settings = Settings::from_env(bench_mode);
+    // Checked before any process starts: a bad value exits at once, leaving nothing behind.
+    nginx::upstream_mode();
     if !bench_mode {
         println!("load: smoke run (use `cargo bench --bench load` for real figures)");
     }

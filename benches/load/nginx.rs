@@ -29,10 +29,15 @@ pub enum UpstreamMode {
 }
 
 /// The upstream mode `LOAD_NGINX_UPSTREAM` asks for (`keepalive`, the default, or `close`).
+/// Any other value stops the bench: a typo must not silently run the other comparison.
 pub fn upstream_mode() -> UpstreamMode {
     match std::env::var("LOAD_NGINX_UPSTREAM").as_deref() {
+        Err(_) | Ok("keepalive") => UpstreamMode::KeepAlive,
         Ok("close") => UpstreamMode::Close,
-        _ => UpstreamMode::KeepAlive,
+        Ok(other) => {
+            eprintln!("LOAD_NGINX_UPSTREAM={other:?}: expected `keepalive` or `close`");
+            std::process::exit(2);
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::slow_answers::SlowAnswers;
-use crate::store::{Arrival, Inserted, Store, StoreError};
+use crate::store::{Inserted, Store, StoreError};
 
 /// How long a forwarded request may wait for its answer before it is written to the store as
 /// pending (see `serve`); [`Proxy::slow_answers`] watches it.
@@ -123,9 +123,6 @@ async fn serve(
         false => (connection.client_addr, connection.tls.clone()),
     };
     let body = read_body(body, &parts.headers, &proxy.limits).await;
-    // Counted from here (not while a slow sender trickles its body) until its row is queued:
-    // the store's writer waits for it a moment rather than commit the others without it.
-    let mut arrival = proxy.store.arrival();
 
     let original_host = parts
         .uri
@@ -213,20 +210,13 @@ async fn serve(
                 proxy.limits.max_body_bytes
             );
             return proxy
-                .finish_locally(exchange, delivery, arrival, Outcome::TooLarge, 413, message)
+                .finish_locally(exchange, delivery, Outcome::TooLarge, 413, message)
                 .await;
         }
         BodyRead::Failed { reason, .. } => {
             let message = format!("the sender did not deliver the whole request body: {reason}");
             return proxy
-                .finish_locally(
-                    exchange,
-                    delivery,
-                    arrival,
-                    Outcome::ClientError,
-                    400,
-                    message,
-                )
+                .finish_locally(exchange, delivery, Outcome::ClientError, 400, message)
                 .await;
         }
         BodyRead::Complete(_) => {}
@@ -240,7 +230,7 @@ async fn serve(
     {
         let message = format!("signature {}", exchange.verdict.summary());
         return proxy
-            .finish_locally(exchange, delivery, arrival, Outcome::Rejected, 403, message)
+            .finish_locally(exchange, delivery, Outcome::Rejected, 403, message)
             .await;
     }
 
@@ -264,8 +254,6 @@ async fn serve(
         biased;
         result = &mut forwarded => result,
         () = slow => {
-            // Its end will be long in coming: the writer must not wait for it.
-            arrival.release();
             let (inserted, result) = tokio::join!(proxy.store.insert(exchange.clone()), forwarded);
             proxy.recorded(&mut exchange, delivery, inserted);
             result
@@ -274,19 +262,12 @@ async fn serve(
     match result {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
-            proxy.finish(exchange, delivery, arrival).await
+            proxy.finish(exchange, delivery).await
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
             proxy
-                .finish_locally(
-                    exchange,
-                    delivery,
-                    arrival,
-                    outcome,
-                    status,
-                    error.to_string(),
-                )
+                .finish_locally(exchange, delivery, outcome, status, error.to_string())
                 .await
         }
     }
@@ -298,25 +279,22 @@ impl Proxy {
         &self,
         mut exchange: Arc<Exchange>,
         delivery: Option<u64>,
-        arrival: Arrival,
         outcome: Outcome,
         status: u16,
         message: String,
     ) -> Response<Full<Bytes>> {
         Arc::make_mut(&mut exchange).failed(outcome, status, message);
-        self.finish(exchange, delivery, arrival).await
+        self.finish(exchange, delivery).await
     }
 
     /// The one exit: the end stamped, the record committed, the event published, the
     /// response. The sender is answered only after the commit, so every answered callback is
     /// in the store, even if the process is killed the next instant.
-    /// `delivery` is the key [`checks::on_received`] remembered the callback by; `arrival`
-    /// is given back to the store as the record is queued.
+    /// `delivery` is the key [`checks::on_received`] remembered the callback by.
     async fn finish(
         &self,
         mut exchange: Arc<Exchange>,
         delivery: Option<u64>,
-        arrival: Arrival,
     ) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
         record.done();
@@ -333,7 +311,7 @@ impl Proxy {
             }
             None => plain(502, "vobiz-tunnel: no response was produced\n"),
         };
-        let written = self.store.finish(exchange.clone(), arrival).await;
+        let written = self.store.finish(exchange.clone()).await;
         self.recorded(&mut exchange, delivery, written);
         let _ = self.events.send(ExchangeEvent::Finished(exchange));
         response

@@ -2,15 +2,13 @@
 //!
 //! One writer thread owns the write connection and commits whatever is queued in one
 //! transaction (group commit), so recording keeps up with the proxy however many connections
-//! are open; while callbacks are in flight, it waits a moment for their rows too
-//! (`arrivals.rs`). The pipeline writes each exchange once, whole, when it ends, and answers the
+//! are open. The pipeline writes each exchange once, whole, when it ends, and answers the
 //! sender only after that commit: whatever got an answer is in the store. An exchange still
 //! in flight after a few milliseconds (a slow local server) is written at once as pending and
 //! updated at its end, so a crash mid-forward loses nothing that was received.
 //! Readers ([`StoreReader`]) open their own connections; WAL mode lets them read while a
 //! listener writes.
 
-mod arrivals;
 mod calls;
 mod checkpoint;
 mod deferred;
@@ -26,12 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use arrivals::Arrivals;
 use row::Row;
 
 use crate::exchange::{Exchange, ExchangeId};
 
-pub use arrivals::Arrival;
 pub use calls::CallSummary;
 pub use reader::{ExchangeSummary, StoreReader};
 pub use schema::SCHEMA_VERSION;
@@ -152,7 +148,6 @@ pub struct Store {
     path: Arc<PathBuf>,
     ops: mpsc::UnboundedSender<Op>,
     health: Arc<StoreHealth>,
-    arrivals: Arc<Arrivals>,
 }
 
 impl Store {
@@ -195,21 +190,11 @@ impl Store {
         let done = writer_done.clone();
         let checkpoints = Arc::new(checkpoint::Shared::default());
         let writer_checkpoints = checkpoints.clone();
-        let arrivals = Arc::new(Arrivals::default());
-        let writer_arrivals = arrivals.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
                 crate::thread_priority::lower_current_thread(crate::thread_priority::STORE_WRITER);
-                let health = &writer_health;
-                writer::run(
-                    conn,
-                    queue,
-                    health,
-                    &writer_arrivals,
-                    deferred,
-                    writer_checkpoints,
-                );
+                writer::run(conn, queue, &writer_health, deferred, writer_checkpoints);
                 done.store(true, Ordering::Relaxed);
             })
             .map_err(StoreError::Thread)?;
@@ -218,7 +203,6 @@ impl Store {
             path: Arc::new(path.to_path_buf()),
             ops,
             health,
-            arrivals,
         })
     }
 
@@ -240,33 +224,19 @@ impl Store {
         Self::answer(answer).await
     }
 
-    /// Counts an exchange that has just arrived until its row is queued (by
-    /// [`Store::finish`]) or the arrival is released: the writer waits for such rows a moment
-    /// before it commits, so that one commit carries them all (see `arrivals.rs`).
-    pub fn arrival(&self) -> Arrival {
-        Arrival::new(&self.arrivals)
-    }
-
     /// Commits the end of an exchange (its outcome, response, timings and flags, which replace
     /// the stored ones; the whole exchange when it has no id yet) and returns once the commit
-    /// is done, with its id. `arrival` is released as the row is queued. When the store refuses the write (a lock, a full disk), the error
+    /// is done, with its id. When the store refuses the write (a lock, a full disk), the error
     /// is returned at once and the writer keeps the exchange and retries it until the store
     /// accepts it, so what was received is still recorded. Like [`Store::insert`], the writer
     /// drops its reference before answering (unless it keeps the exchange for a retry).
-    pub async fn finish(
-        &self,
-        exchange: Arc<Exchange>,
-        arrival: Arrival,
-    ) -> Result<Inserted, StoreError> {
+    pub async fn finish(&self, exchange: Arc<Exchange>) -> Result<Inserted, StoreError> {
         let (ack, answer) = oneshot::channel();
-        let sent = self.send(Op::End {
+        self.send(Op::End {
             row: Row::of(&exchange),
             exchange,
             ack: Some(ack),
-        });
-        // Only now: a writer waiting for it then finds the row already queued.
-        drop(arrival);
-        sent?;
+        })?;
         Self::answer(answer).await
     }
 

@@ -11,7 +11,6 @@ use rusqlite::{
 };
 use tokio::sync::mpsc;
 
-use super::arrivals::Arrivals;
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::row::{flags_text, Row};
@@ -21,14 +20,6 @@ use crate::exchange::{Exchange, ExchangeId, Flag};
 /// Upper bound of operations per transaction: large enough to amortise the commit, small
 /// enough that an acknowledgement never waits long behind a burst.
 const MAX_BATCH: usize = 512;
-
-/// How long a commit may wait for rows still on their way (see `arrivals.rs`). Rows whose
-/// local server is slow stop being waited for after `pipeline::RECORD_PENDING_AFTER`; this
-/// bounds what the others can hold a callback up by.
-const LINGER: Duration = Duration::from_micros(300);
-
-/// How often the queue is looked at while lingering.
-const LINGER_POLL: Duration = Duration::from_micros(50);
 
 /// While writes are deferred, how often the queue is looked at between retries.
 const POLL: Duration = Duration::from_millis(10);
@@ -45,7 +36,6 @@ pub(super) fn run(
     mut conn: Connection,
     mut queue: mpsc::UnboundedReceiver<Op>,
     health: &StoreHealth,
-    arrivals: &Arrivals,
     mut deferred: Deferred,
     checkpoints: Arc<checkpoint::Shared>,
 ) {
@@ -55,7 +45,12 @@ pub(super) fn run(
         match next(&mut queue, &deferred) {
             Next::Op(first) => {
                 batch.push(first);
-                gather(&mut queue, &mut batch, arrivals, LINGER);
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
             }
             Next::Retry => {}
             Next::Closed => break,
@@ -75,35 +70,6 @@ pub(super) fn run(
     }
     if let Err(e) = conn.pragma_update(None, "optimize", "") {
         tracing::debug!("store optimize at exit failed: {e}");
-    }
-}
-
-/// Adds what is queued to `batch`, and waits up to `linger` ([`LINGER`]) for more while
-/// fewer rows are in hand than are still on their way (see `arrivals.rs`). Roughly half the
-/// callbacks in flight are then committed while the proxy works on the others, rather than
-/// every callback waiting for the slowest. With nothing else on its way (one callback at a
-/// time) there is no wait at all.
-fn gather(
-    queue: &mut mpsc::UnboundedReceiver<Op>,
-    batch: &mut Vec<Op>,
-    arrivals: &Arrivals,
-    linger: Duration,
-) {
-    let linger_until = Instant::now() + linger;
-    loop {
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        if batch.len() >= MAX_BATCH
-            || batch.len() >= arrivals.expected()
-            || Instant::now() >= linger_until
-        {
-            return;
-        }
-        std::thread::sleep(LINGER_POLL);
     }
 }
 
@@ -403,81 +369,5 @@ impl<'tx> Statements<'tx> {
             id,
             nonce_reused_of: exchange.nonce_reused_of,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::arrivals::Arrival;
-
-    /// A bound no test reaches unless `gather` lingers when it should not.
-    const LONG: Duration = Duration::from_secs(10);
-
-    fn queue_with(ops: usize) -> (mpsc::UnboundedSender<Op>, mpsc::UnboundedReceiver<Op>) {
-        let (sender, queue) = mpsc::unbounded_channel();
-        for _ in 0..ops {
-            sender.send(Op::Flush(oneshot_sender())).unwrap();
-        }
-        (sender, queue)
-    }
-
-    fn oneshot_sender() -> tokio::sync::oneshot::Sender<()> {
-        tokio::sync::oneshot::channel().0
-    }
-
-    #[test]
-    fn with_nothing_on_its_way_the_batch_is_what_is_queued() {
-        let (_sender, mut queue) = queue_with(3);
-        let arrivals = Arc::new(Arrivals::default());
-        let mut batch = Vec::new();
-        let started = Instant::now();
-        gather(&mut queue, &mut batch, &arrivals, LONG);
-        assert_eq!(batch.len(), 3);
-        assert!(
-            started.elapsed() < LONG,
-            "nothing expected, yet it lingered"
-        );
-    }
-
-    #[test]
-    fn rows_on_their_way_are_waited_for_until_half_are_in_hand() {
-        let (sender, mut queue) = queue_with(1);
-        let arrivals = Arc::new(Arrivals::default());
-        let two_more = [Arrival::new(&arrivals), Arrival::new(&arrivals)];
-        let late = std::thread::spawn(move || {
-            let [first, still_coming] = two_more;
-            std::thread::sleep(Duration::from_millis(20));
-            sender.send(Op::Flush(oneshot_sender())).unwrap();
-            drop(first); // as `Store::finish` does: queued first, then released
-            (sender, still_coming)
-        });
-        let mut batch = Vec::new();
-        let started = Instant::now();
-        // 1 in hand, 2 on the way: wait; 2 in hand, 1 on the way: commit.
-        gather(&mut queue, &mut batch, &arrivals, LONG);
-        let _still_coming = late.join().unwrap();
-        assert_eq!(batch.len(), 2, "the late row was waited for");
-        assert!(started.elapsed() < LONG, "it lingered on with half in hand");
-    }
-
-    #[test]
-    fn lingering_stops_at_its_bound_and_at_a_full_batch() {
-        let arrivals = Arc::new(Arrivals::default());
-        let _never_queued: Vec<_> = (0..MAX_BATCH * 2)
-            .map(|_| Arrival::new(&arrivals))
-            .collect();
-
-        let (_sender, mut queue) = queue_with(1);
-        let mut batch = Vec::new();
-        let started = Instant::now();
-        gather(&mut queue, &mut batch, &arrivals, Duration::from_millis(30));
-        assert!(started.elapsed() >= Duration::from_millis(30));
-        assert_eq!(batch.len(), 1);
-
-        let (_sender, mut queue) = queue_with(MAX_BATCH + 5);
-        let mut batch = Vec::new();
-        gather(&mut queue, &mut batch, &arrivals, LONG);
-        assert_eq!(batch.len(), MAX_BATCH);
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo bench --bench load`. Environment: `LOAD_SECS` (measured seconds per run,
 //! default 5), `LOAD_CONNS` (`16,64,16` for a,b,c, or one number for all three),
-//! `LOAD_WARMUP_SECS` (default 1), `LOAD_ONLY` (e.g. `a,d`), `LOAD_MAX_REQUESTS` (per run,
+//! `LOAD_WARMUP_SECS` (default 1), `LOAD_ONLY` (e.g. `a,d`), `LOAD_PROXY_BIN` (another build
+//! of the binary to measure, see `benches/ab.sh`), `LOAD_MAX_REQUESTS` (per run,
 //! default 2 000 000), `LOAD_NGINX` (see `nginx.rs`), `LOAD_SOAK=N` (afterwards, N more
 //! requests on workload a while the proxy's memory is sampled; see `soak.rs`). Without
 //! `--bench` (e.g. `cargo test --benches`) it does a short smoke run. Everything binds

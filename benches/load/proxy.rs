@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vobiz-tunnel");
+/// Another build to measure instead of this one (what `benches/ab.sh` compares).
+const BIN_OVERRIDE: &str = "LOAD_PROXY_BIN";
 /// Bound on start-up (the first run generates the dev certificate) and on a graceful stop
 /// (which commits what is still queued for the store).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +35,8 @@ impl Proxy {
         let certs = dir.join("certs");
         let log = dir.join("proxy-log.json");
         let log_file = std::fs::File::create(&log).expect("a log file");
-        let mut command = Command::new(BIN);
+        let binary = std::env::var_os(BIN_OVERRIDE).unwrap_or_else(|| BIN.into());
+        let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("VOBIZ_") {
                 command.env_remove(name);

@@ -35,8 +35,15 @@ impl Proxy {
         let certs = dir.join("certs");
         let log = dir.join("proxy-log.json");
         let log_file = std::fs::File::create(&log).expect("a log file");
-        let binary = std::env::var_os(BIN_OVERRIDE).unwrap_or_else(|| BIN.into());
-        let mut command = Command::new(binary);
+        let binary = match std::env::var_os(BIN_OVERRIDE) {
+            Some(other) => {
+                let other = PathBuf::from(other);
+                println!("load: measuring {} ({BIN_OVERRIDE})", other.display());
+                other
+            }
+            None => PathBuf::from(BIN),
+        };
+        let mut command = Command::new(&binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("VOBIZ_") {
                 command.env_remove(name);
@@ -58,7 +65,7 @@ impl Proxy {
             .stdout(log_file)
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("the vobiz-tunnel binary starts");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let mut proxy = Proxy {
             addr: ([127, 0, 0, 1], 0).into(),
             store,

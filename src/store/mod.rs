@@ -377,6 +377,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_exchange_that_carries_an_id_is_still_inserted_whole() {
+        // Its encoded row leaves the request side out (an id means "already written"); the
+        // writer encodes it itself rather than store a row without it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut carried = exchange("44444444444444444444");
+        carried.id = Some(999);
+        let inserted = store.insert(Arc::new(carried.clone())).await.unwrap();
+        carried.id = Some(inserted.id);
+        let read = store.reader().unwrap().get(inserted.id).unwrap().unwrap();
+        assert_eq!(read, carried);
+    }
+
+    #[tokio::test]
     async fn a_reused_nonce_and_signature_point_to_the_first_exchange() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();

@@ -8,17 +8,35 @@ use crate::signature::{self, stored};
 
 /// An exchange's encoded columns.
 pub(super) struct Row {
-    pub request_headers: Vec<u8>,
-    pub signature_detail: String,
-    /// See [`nonce_key`].
-    pub nonce_key: Option<String>,
+    /// Only for an exchange without a row yet: the end of one already written as pending
+    /// (a slow answer) updates the response side alone.
+    pub request: Option<RequestColumns>,
     pub response_headers: Option<Vec<u8>>,
     pub flags: String,
     pub findings: String,
 }
 
+/// The encoded columns of the request side, written once, with the row.
+pub(super) struct RequestColumns {
+    pub headers: Vec<u8>,
+    pub signature_detail: String,
+    /// See [`nonce_key`].
+    pub nonce_key: Option<String>,
+}
+
 impl Row {
     pub fn of(exchange: &Exchange) -> Row {
+        Row {
+            request: exchange.id.is_none().then(|| RequestColumns::of(exchange)),
+            response_headers: exchange.response.as_ref().map(|r| r.headers.to_block()),
+            flags: flags_text(&exchange.flags),
+            findings: findings_json(exchange),
+        }
+    }
+}
+
+impl RequestColumns {
+    pub fn of(exchange: &Exchange) -> RequestColumns {
         let request = &exchange.request;
         // The reader rebuilds from all the headers; these are the ones that can matter.
         let header_pairs = request.headers.text_pairs_where(signature::reads_header);
@@ -29,13 +47,10 @@ impl Row {
                 url: &request.public_url,
             },
         );
-        Row {
-            request_headers: request.headers.to_block(),
+        RequestColumns {
+            headers: request.headers.to_block(),
             signature_detail,
             nonce_key: nonce_key(exchange),
-            response_headers: exchange.response.as_ref().map(|r| r.headers.to_block()),
-            flags: flags_text(&exchange.flags),
-            findings: findings_json(exchange),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
-use super::row::{flags_text, Row};
+use super::row::{flags_text, RequestColumns, Row};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
 
@@ -289,7 +289,17 @@ impl<'tx> Statements<'tx> {
     }
 
     fn insert(&mut self, exchange: &Exchange, row: &Row) -> rusqlite::Result<Inserted> {
-        let nonce_reused_of: Option<ExchangeId> = match &row.nonce_key {
+        // `Row::of` leaves the request side out only for an exchange that already has a row;
+        // should one be inserted again anyway, it is still written whole.
+        let encoded_here;
+        let columns = match &row.request {
+            Some(columns) => columns,
+            None => {
+                encoded_here = RequestColumns::of(exchange);
+                &encoded_here
+            }
+        };
+        let nonce_reused_of: Option<ExchangeId> = match &columns.nonce_key {
             Some(key) => self
                 .first_with_nonce
                 .query_row([key], |row| row.get(0))
@@ -322,15 +332,15 @@ impl<'tx> Statements<'tx> {
             request.path(),
             request.host,
             request.public_url,
-            row.request_headers,
+            columns.headers,
             &request.body[..],
             request.body_truncated,
             exchange.event,
             exchange.call_uuid,
             exchange.verdict.status.as_str(),
             exchange.verdict.scheme.map(|s| s.as_str()),
-            row.signature_detail,
-            row.nonce_key,
+            columns.signature_detail,
+            columns.nonce_key,
             exchange.outcome.as_str(),
             exchange.error,
             response.map(|r| r.status),

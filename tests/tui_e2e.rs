@@ -575,3 +575,80 @@ async fn a_burst_is_recorded_and_keys_are_answered_during_it() {
     assert_eq!(tui.wait_exit().await, 0);
     tui.assert_restored();
 }
+
+/// Sends a signed form POST of `body` to `path` on its own connection; returns the status.
+async fn send_signed(tui: &Tui, addr: SocketAddr, path: &str, body: &str, seed: u64) -> u16 {
+    let port = addr.port();
+    let url = format!("https://localhost:{port}{path}");
+    let headers = vobiz_headers_fresh(&url, TOKEN, seed);
+    send(addr, &tui.ca_path(), callback(port, path, body, &headers)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_view_follows_callbacks_as_they_arrive() {
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+
+    let ring_a = "CallUUID=call-a-0001&Event=Ring&From=919876543210";
+    assert_eq!(send_signed(&tui, addr, "/ring", ring_a, 1).await, 200);
+    upstream.next().await;
+    tui.wait_for("the Ring listed", |s| list_row(s, 1).is_some())
+        .await;
+
+    // v: the call view; Enter opens call A's timeline.
+    tui.press("v");
+    tui.wait_for_text("Calls (1)").await;
+    tui.press("\r");
+    tui.wait_for_text("Call call-a-0001").await;
+
+    // While the view is open, call A hangs up and call B rings: both show without a key.
+    let hangup_a = "CallUUID=call-a-0001&Event=Hangup&HangupCause=NORMAL_CLEARING";
+    assert_eq!(send_signed(&tui, addr, "/hangup", hangup_a, 2).await, 200);
+    let ring_b = "CallUUID=call-b-0002&Event=Ring&From=919876500000";
+    assert_eq!(send_signed(&tui, addr, "/ring", ring_b, 3).await, 200);
+    upstream.next().await;
+    upstream.next().await;
+    let screen = tui
+        .wait_for("both calls, and call A's timeline with its Hangup", |s| {
+            s.contains("Calls (2)")
+                && s.contains("call-b-0002")
+                && s.lines().any(|l| l.contains("Ring → Hangup"))
+                && s.lines()
+                    .any(|l| l.contains("Hangup") && l.contains("/hangup"))
+        })
+        .await;
+    tui.show("call view after arrivals");
+    assert!(
+        screen.contains("Call call-a-0001"),
+        "the open timeline is still call A's:\n{screen}"
+    );
+
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_forward_shows_as_the_last_error() {
+    // A port nothing listens on: the local server "is not running".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut tui = Tui::start(&dead);
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+
+    let ring = "CallUUID=call-c-0003&Event=Ring";
+    assert_eq!(send_signed(&tui, addr, "/ring", ring, 4).await, 502);
+    let screen = tui
+        .wait_for("the forwarding failure in the status bar", |s| {
+            s.contains("last error: #1 POST /ring: cannot reach your local server")
+        })
+        .await;
+    tui.show("last error");
+    assert!(list_row(&screen, 1).is_some(), "and the row is listed");
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}

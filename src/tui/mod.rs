@@ -31,6 +31,8 @@ use crate::store::{ExchangeSummary, Store, StoreError, StoreReader};
 pub const FRAME: Duration = Duration::from_millis(33);
 /// How often the store is asked for exchanges another process recorded (a `replay` run).
 const POLL_STORE: Duration = Duration::from_millis(500);
+/// How often the call view, when shown, is read again while callbacks arrive.
+const REFRESH_CALLS: Duration = Duration::from_millis(250);
 /// Events applied before input is looked at again, so keys are answered during a burst.
 const EVENTS_PER_TURN: usize = 20_000;
 
@@ -94,6 +96,7 @@ impl App {
         let mut input_pending = false;
         let mut last_draw = Instant::now() - FRAME;
         let mut last_poll = Instant::now();
+        let mut last_calls_refresh = Instant::now();
         loop {
             if self.state.quit || self.ctx.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -106,6 +109,13 @@ impl App {
             if last_poll.elapsed() >= POLL_STORE && !self.state.loading {
                 last_poll = Instant::now();
                 dirty |= self.poll_store();
+            }
+            if last_calls_refresh.elapsed() >= REFRESH_CALLS {
+                last_calls_refresh = Instant::now();
+                for command in self.state.refresh_calls() {
+                    self.execute(command, terminal);
+                    dirty = true;
+                }
             }
             if dirty && (input_pending || last_draw.elapsed() >= FRAME) {
                 let size = terminal.size()?;
@@ -237,6 +247,10 @@ impl App {
             },
             Command::LoadCall(uuid) => match self.reader.call(&uuid) {
                 Ok(rows) => self.state.set_call_timeline(rows),
+                Err(e) => self.fail("loading the call", e),
+            },
+            Command::RefreshCall(uuid) => match self.reader.call(&uuid) {
+                Ok(rows) => self.state.refresh_call_timeline(rows),
                 Err(e) => self.fail("loading the call", e),
             },
             Command::Replay { id, resign, target } => {

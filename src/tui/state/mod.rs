@@ -79,7 +79,10 @@ pub enum Command {
         selected: ExchangeId,
     },
     LoadCalls,
+    /// Open one call's timeline (moves the focus to it).
     LoadCall(String),
+    /// Read the open timeline again: callbacks of its call arrived.
+    RefreshCall(String),
 }
 
 /// Facts for the status bar, fixed at start.
@@ -138,6 +141,10 @@ pub struct AppState {
     pub calls: Vec<CallSummary>,
     pub call_selected: usize,
     pub call_timeline: Vec<ExchangeSummary>,
+    /// Callbacks of some call arrived since `calls` was read.
+    calls_stale: bool,
+    /// Callbacks of the open timeline's call arrived since it was read.
+    timeline_stale: bool,
     /// Rows the list shows at once (set by the loop from the layout).
     pub list_height: usize,
     pub quit: bool,
@@ -178,6 +185,8 @@ impl AppState {
             calls: Vec::new(),
             call_selected: 0,
             call_timeline: Vec::new(),
+            calls_stale: false,
+            timeline_stale: false,
             list_height: 20,
             quit: false,
         }
@@ -298,6 +307,7 @@ impl AppState {
     pub fn merge_polled(&mut self, rows: Vec<ExchangeSummary>) {
         for row in rows {
             self.count_once(&row);
+            self.note_call(row.call_uuid.as_deref());
             self.arrive(row);
         }
     }
@@ -322,13 +332,26 @@ impl AppState {
             ExchangeEvent::Finished(exchange) => {
                 let summary = ExchangeSummary::of(&exchange);
                 self.count_once(&summary);
+                self.note_call(summary.call_uuid.as_deref());
+                if let Some(error) = &exchange.error {
+                    let id = exchange.id.map_or("?".into(), |id| id.to_string());
+                    let request = &exchange.request;
+                    self.last_error = Some(format!(
+                        "#{id} {} {}: {error}",
+                        request.method,
+                        request.path()
+                    ));
+                }
                 if !self.filter.matches(&exchange) {
                     return;
                 }
                 let newest = self.arrive(summary);
                 if newest && self.selected_id() == exchange.id {
                     self.detail = Some(exchange);
-                    self.detail_scroll = 0;
+                    // The scroll is the call timeline's while that view is shown.
+                    if self.view == View::Exchanges {
+                        self.detail_scroll = 0;
+                    }
                 }
             }
             ExchangeEvent::StoreError(message) => self.last_error = Some(message),
@@ -400,14 +423,64 @@ impl AppState {
         Some(Command::LoadDetail(id))
     }
 
+    /// The call list, read again: the selection stays on the same call as newer calls come
+    /// in above it.
     pub fn set_calls(&mut self, calls: Vec<CallSummary>) {
+        let selected = self
+            .calls
+            .get(self.call_selected)
+            .map(|c| c.call_uuid.clone());
         self.calls = calls;
-        self.call_selected = self.call_selected.min(self.calls.len().saturating_sub(1));
+        self.call_selected = selected
+            .and_then(|uuid| self.calls.iter().position(|c| c.call_uuid == uuid))
+            .unwrap_or(self.call_selected)
+            .min(self.calls.len().saturating_sub(1));
     }
 
+    /// A call opened with Enter: its timeline, focused.
     pub fn set_call_timeline(&mut self, rows: Vec<ExchangeSummary>) {
         self.call_timeline = rows;
+        self.timeline_stale = false;
         self.focus = Focus::Detail;
+        self.detail_scroll = 0;
+    }
+
+    /// The open timeline, read again; focus and scroll stay.
+    pub fn refresh_call_timeline(&mut self, rows: Vec<ExchangeSummary>) {
+        self.call_timeline = rows;
+    }
+
+    /// The call the open timeline shows.
+    fn timeline_call(&self) -> Option<&str> {
+        self.call_timeline.first()?.call_uuid.as_deref()
+    }
+
+    /// A callback of `call_uuid` arrived: the call view is out of date.
+    fn note_call(&mut self, call_uuid: Option<&str>) {
+        let Some(uuid) = call_uuid else { return };
+        self.calls_stale = true;
+        if self.timeline_call() == Some(uuid) {
+            self.timeline_stale = true;
+        }
+    }
+
+    /// What to read again so that the call view, when shown, follows arrivals. The loop
+    /// calls this at most every few hundred milliseconds: a burst is then one read, not one
+    /// per callback.
+    pub fn refresh_calls(&mut self) -> Vec<Command> {
+        if self.view != View::Calls {
+            return Vec::new();
+        }
+        let mut commands = Vec::new();
+        if std::mem::take(&mut self.calls_stale) {
+            commands.push(Command::LoadCalls);
+        }
+        if std::mem::take(&mut self.timeline_stale) {
+            if let Some(uuid) = self.timeline_call() {
+                commands.push(Command::RefreshCall(uuid.to_string()));
+            }
+        }
+        commands
     }
 }
 

@@ -280,6 +280,95 @@ fn views_tabs_help_and_quit() {
     assert!(state.quit);
 }
 
+fn call(uuid: &str, exchanges: u64) -> CallSummary {
+    CallSummary {
+        call_uuid: uuid.into(),
+        first_at_us: 0,
+        last_at_us: 0,
+        exchanges,
+        events: vec!["Ring".into()],
+        failures: 0,
+    }
+}
+
+fn of_call(id: i64, event: &str, uuid: &str) -> ExchangeEvent {
+    let mut exchange = (*exchange(id, event)).clone();
+    exchange.call_uuid = Some(uuid.into());
+    ExchangeEvent::Finished(Arc::new(exchange))
+}
+
+#[test]
+fn the_call_view_follows_arrivals_and_keeps_its_selection() {
+    let mut state = state_with(1);
+    state.apply(of_call(2, "Ring", "c1"));
+    assert_eq!(
+        state.refresh_calls(),
+        vec![],
+        "nothing is read while another view is shown"
+    );
+    // Entering the view reads what arrived meanwhile.
+    assert_eq!(state.update(Action::NextView), vec![Command::LoadCalls]);
+    state.set_calls(vec![call("c1", 2)]);
+    assert_eq!(state.refresh_calls(), vec![], "nothing new arrived");
+
+    state.update(Action::Enter);
+    state.set_call_timeline(vec![summary(1, "Ring"), summary(2, "Hangup")]);
+    assert_eq!(state.focus, Focus::Detail);
+    state.update(Action::Down);
+    let scroll = state.detail_scroll;
+
+    // A callback of another call, then one of the open call: one read each, whatever the
+    // number of arrivals.
+    state.apply(of_call(3, "Ring", "c2"));
+    assert_eq!(state.refresh_calls(), vec![Command::LoadCalls]);
+    state.apply(of_call(4, "Hangup", "c1"));
+    state.apply(of_call(5, "Hangup", "c1"));
+    assert_eq!(
+        state.refresh_calls(),
+        vec![Command::LoadCalls, Command::RefreshCall("c1".into())]
+    );
+    assert_eq!(state.refresh_calls(), vec![]);
+
+    // The newer call comes in above; the selection stays on c1, the focus and scroll stay.
+    state.set_calls(vec![call("c2", 1), call("c1", 4)]);
+    assert_eq!(state.calls[state.call_selected].call_uuid, "c1");
+    state.refresh_call_timeline(vec![summary(1, "Ring"), summary(4, "Hangup")]);
+    assert_eq!(state.focus, Focus::Detail);
+    assert_eq!(state.detail_scroll, scroll);
+    assert_eq!(state.call_timeline.len(), 2);
+
+    // The calls polled from another process's replays count too.
+    let mut replayed = summary(6, "Hangup");
+    replayed.call_uuid = Some("c1".into());
+    state.merge_polled(vec![replayed]);
+    assert_eq!(
+        state.refresh_calls(),
+        vec![Command::LoadCalls, Command::RefreshCall("c1".into())]
+    );
+}
+
+#[test]
+fn a_failed_forward_is_the_last_error() {
+    let mut state = state_with(0);
+    let mut failed = (*exchange(7, "Hangup")).clone();
+    failed.failed(
+        Outcome::UpstreamError,
+        502,
+        "cannot reach your local server at http://127.0.0.1:1: connection refused".into(),
+    );
+    state.apply(ExchangeEvent::Finished(Arc::new(failed)));
+    assert_eq!(
+        state.last_error.as_deref(),
+        Some(
+            "#7 POST /cb: cannot reach your local server at http://127.0.0.1:1: \
+             connection refused"
+        )
+    );
+    // A callback answered normally afterwards does not hide it: it is the *last* error.
+    state.apply(ExchangeEvent::Finished(exchange(8, "Hangup")));
+    assert!(state.last_error.as_deref().unwrap().starts_with("#7 "));
+}
+
 #[test]
 fn rows_beyond_the_cap_are_dropped_from_memory() {
     let mut state = state_with(0);

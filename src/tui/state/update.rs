@@ -96,6 +96,7 @@ impl AppState {
                     self.focus = Focus::List;
                 } else if self.view != View::Exchanges {
                     self.view = View::Exchanges;
+                    self.detail_scroll = 0;
                 } else if !self.filter.is_empty() {
                     self.filter = Filter::default();
                     return vec![Command::Reload];
@@ -196,8 +197,13 @@ impl AppState {
                     View::Health => View::Exchanges,
                 };
                 self.focus = Focus::List;
+                // The exchange detail and the call timeline share the scroll.
+                self.detail_scroll = 0;
                 if self.view == View::Calls {
-                    return vec![Command::LoadCalls];
+                    // Whatever arrived while another view was shown is read now.
+                    self.calls_stale = true;
+                    self.timeline_stale = !self.call_timeline.is_empty();
+                    return self.refresh_calls();
                 }
             }
             Action::Help => self.help = !self.help,

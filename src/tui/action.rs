@@ -43,6 +43,10 @@ pub enum Action {
     /// A character typed into the filter or prompt line.
     Input(char),
     InputBackspace,
+    /// Ctrl-W in the filter or prompt line: delete the last word.
+    InputDeleteWord,
+    /// Ctrl-U in the filter or prompt line: clear it (prompts open pre-filled).
+    InputClear,
     /// Enter in the filter or prompt line.
     Submit,
     Resize,
@@ -87,6 +91,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("p", "pause the view (arrivals are still recorded)"),
     ("b", "raw body bytes on/off"),
     ("v", "view: exchanges → calls → health"),
+    (
+        "Ctrl-U  Ctrl-W",
+        "in the filter or a prompt: clear it, delete a word",
+    ),
     ("?", "this help"),
     ("q  Ctrl-C", "quit"),
 ];
@@ -113,6 +121,9 @@ fn map_key(key: &KeyEvent, mode: InputMode) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) {
         return match key.code {
             KeyCode::Char('c') => Some(Action::Quit),
+            // In a text line, the shell's editing keys rather than paging.
+            KeyCode::Char('u') if mode == InputMode::Text => Some(Action::InputClear),
+            KeyCode::Char('w') if mode == InputMode::Text => Some(Action::InputDeleteWord),
             KeyCode::Char('u') => Some(Action::PageUp),
             KeyCode::Char('d') => Some(Action::PageDown),
             _ => None,
@@ -195,6 +206,17 @@ mod tests {
         );
         assert_eq!(map_event(&key(KeyCode::Enter), text), Some(Action::Submit));
         assert_eq!(map_event(&key(KeyCode::Esc), text), Some(Action::Back));
+    }
+
+    #[test]
+    fn ctrl_u_and_ctrl_w_edit_a_text_line_and_page_elsewhere() {
+        let ctrl = |c| Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        let text = InputMode::Text;
+        assert_eq!(map_event(&ctrl('u'), text), Some(Action::InputClear));
+        assert_eq!(map_event(&ctrl('w'), text), Some(Action::InputDeleteWord));
+        let navigate = InputMode::Navigate;
+        assert_eq!(map_event(&ctrl('u'), navigate), Some(Action::PageUp));
+        assert_eq!(map_event(&ctrl('d'), navigate), Some(Action::PageDown));
     }
 
     #[test]

@@ -209,6 +209,21 @@ fn replay_keys_ask_for_the_selected_exchange() {
 }
 
 #[test]
+fn a_prefilled_prompt_is_cleared_or_cut_a_word_at_a_time() {
+    let mut state = state_with(1);
+    state.update(Action::ReplayTo);
+    state.input.as_mut().unwrap().1 = "http://localhost:3000/a b  ".into();
+    state.update(Action::InputDeleteWord);
+    assert_eq!(state.input.as_ref().unwrap().1, "http://localhost:3000/a ");
+    state.update(Action::InputDeleteWord);
+    assert_eq!(state.input.as_ref().unwrap().1, "");
+    state.update(Action::Input('x'));
+    state.update(Action::InputClear);
+    assert_eq!(state.input.as_ref().unwrap().1, "");
+    assert!(state.input.is_some(), "the prompt stays open");
+}
+
+#[test]
 fn nothing_to_replay_in_an_empty_list() {
     let mut state = state_with(0);
     assert!(state.update(Action::ReplayAsIs).is_empty());

@@ -208,7 +208,12 @@ impl AppState {
             }
             Action::Help => self.help = !self.help,
             Action::Quit => self.quit = true,
-            Action::Input(_) | Action::InputBackspace | Action::Submit | Action::Resize => {}
+            Action::Input(_)
+            | Action::InputBackspace
+            | Action::InputDeleteWord
+            | Action::InputClear
+            | Action::Submit
+            | Action::Resize => {}
         }
         Vec::new()
     }
@@ -222,6 +227,11 @@ impl AppState {
             Action::InputBackspace => {
                 text.pop();
             }
+            Action::InputDeleteWord => {
+                let kept = text.trim_end().rfind(' ').map_or(0, |space| space + 1);
+                text.truncate(kept);
+            }
+            Action::InputClear => text.clear(),
             Action::Back => self.input = None,
             Action::Quit => self.quit = true,
             Action::Submit => {

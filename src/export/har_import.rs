@@ -17,9 +17,12 @@ use crate::signature::{verify, CallbackRequest, Keys, Verdict};
 
 type Object = Map<String, Value>;
 
-/// Converts a HAR document into exchanges ready to insert (no ids, flagged
-/// [`Flag::Imported`]). Errors name the entry: `entry 3: request.url is not a URL ("x")`,
-/// where 3 is the index in `log.entries`.
+/// Converts a HAR document into exchanges, flagged [`Flag::Imported`]. Errors name the entry:
+/// `entry 3: request.url is not a URL ("x")`, where 3 is the index in `log.entries`.
+///
+/// An entry of our own export keeps its `id` and `replay_of` as they were in the store it
+/// came from; those name nothing in another store, so [`store_all`](super::store_all)
+/// renumbers them on insert. Entries of other tools have neither.
 pub fn parse_har(bytes: &[u8]) -> Result<Vec<Exchange>, String> {
     let document: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
     let entries = document
@@ -46,6 +49,14 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
                 v.as_str()
                     .map(String::from)
                     .ok_or(format!("_vobizTunnel.{key} is not a string"))
+            })
+            .transpose()
+    };
+    let id = |key: &str| -> Result<Option<i64>, String> {
+        field(key)
+            .map(|v| {
+                v.as_i64()
+                    .ok_or(format!("_vobizTunnel.{key} is not an exchange id"))
             })
             .transpose()
     };
@@ -131,6 +142,8 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
     };
     exchange.response = response;
     if ours.is_some() {
+        exchange.id = id("id")?;
+        exchange.replay_of = id("replay_of")?;
         exchange.event = text("event")?;
         exchange.call_uuid = text("call_uuid")?;
         exchange.error = text("error")?;

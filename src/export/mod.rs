@@ -14,6 +14,7 @@ mod ndjson;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -194,12 +195,26 @@ fn n_exchanges(count: u64) -> String {
 
 /// Inserts `exchanges` in order and returns their ids. If the store fails part-way, the
 /// error says how many (and which) were stored before it.
+///
+/// Ids carried over from the exporting store are renumbered: a replay imported after its
+/// original stays linked to it; one whose original was not imported is linked to nothing
+/// (its old `replay_of` would name an unrelated exchange of this store).
 pub async fn store_all(store: &Store, exchanges: Vec<Exchange>) -> anyhow::Result<Vec<ExchangeId>> {
     let total = exchanges.len();
     let mut ids = Vec::with_capacity(total);
-    for exchange in exchanges {
+    let mut renumbered: HashMap<ExchangeId, ExchangeId> = HashMap::new();
+    for mut exchange in exchanges {
+        let exported_id = exchange.id.take();
+        exchange.replay_of = exchange
+            .replay_of
+            .and_then(|original| renumbered.get(&original).copied());
         match store.insert(Arc::new(exchange)).await {
-            Ok(inserted) => ids.push(inserted.id),
+            Ok(inserted) => {
+                if let Some(exported_id) = exported_id {
+                    renumbered.insert(exported_id, inserted.id);
+                }
+                ids.push(inserted.id)
+            }
             Err(error) => {
                 let stored = match (ids.first(), ids.last()) {
                     (Some(first), Some(last)) => format!(" (#{first}–#{last})"),

@@ -435,6 +435,18 @@ async fn callbacks_show_up_and_keys_replay_filter_and_quit() {
     assert!(list_row(&screen, 2).is_some() && list_row(&screen, 4).is_some());
     tui.show("filtered");
 
+    // c: the selected exchange as curl, to the clipboard (OSC 52) and whole on screen.
+    let selected = detail_id(&screen).expect("a selected exchange");
+    tui.press("c");
+    let title = format!("#{selected} as curl, copied (OSC 52) — Esc closes");
+    let screen = tui.wait_for_text(&title).await;
+    assert!(screen.contains("curl --cacert"), "{screen}");
+    let osc52 = find_last(&tui.output.lock().unwrap().raw, b"\x1b]52;c;");
+    assert!(osc52.is_some(), "the command went to the clipboard");
+    tui.press("\x1b");
+    tui.wait_for("the box closed", |s| !s.contains(&title))
+        .await;
+
     // ? shows the keys; q quits with status 0 and the terminal restored.
     tui.press("?");
     let screen = tui.wait_for_text("Keys (? or Esc closes)").await;

@@ -27,7 +27,7 @@ use vobiz_tunnel::signature::{
 };
 use vobiz_tunnel::store::{CallSummary, ExchangeSummary};
 use vobiz_tunnel::tui::action::Action;
-use vobiz_tunnel::tui::state::{AppState, Command, Focus, Prompt, StatusInfo, View};
+use vobiz_tunnel::tui::state::{AppState, Command, Focus, Popup, Prompt, StatusInfo, View};
 use vobiz_tunnel::tui::view;
 
 const TOKEN: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
@@ -760,6 +760,40 @@ fn help_overlay_narrow() {
     let mut state = selecting(8);
     state.update(Action::Help);
     assert_screen!("help_narrow_80x24", state, 80, 24);
+}
+
+#[test]
+fn copy_as_curl_shows_the_whole_command_until_esc() {
+    let mut state = selecting(8);
+    let exchange = by_id(8);
+    let command = vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url);
+    assert!(command.len() > 120, "longer than a line: {command}");
+    state.popup = Some(Popup {
+        title: "#8 as curl, copied (OSC 52)".into(),
+        text: command.clone(),
+    });
+    let text = assert_screen!("curl_popup_120x36", state, 120, 36);
+    assert!(text.contains("#8 as curl, copied (OSC 52) — Esc closes"));
+    // The whole command is in the box, however it was wrapped: its lines, read between the
+    // box's borders, give back the command (spaces aside).
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    let top = lines
+        .iter()
+        .position(|l| l.iter().collect::<String>().contains("as curl"))
+        .unwrap();
+    let left = lines[top].iter().position(|&c| c == '┌').unwrap();
+    let right = left + lines[top][left..].iter().position(|&c| c == '┐').unwrap();
+    let inside: String = lines[top + 1..]
+        .iter()
+        .take_while(|l| l[left] == '│')
+        .flat_map(|l| l[left + 1..right].iter())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let expected: String = command.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(inside, expected, "the whole command is shown:\n{text}");
+    state.update(Action::Back);
+    assert_eq!(state.popup, None, "Esc closes it");
+    assert_eq!(state.view, View::Exchanges);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use time::UtcOffset;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use self::action::map_event;
-use self::state::{AppState, Command, StatusInfo, PAGE};
+use self::state::{AppState, Command, Popup, StatusInfo, PAGE};
 use self::terminal::TerminalGuard;
 use crate::config::BaseUrl;
 use crate::pipeline::ExchangeEvent;
@@ -270,10 +270,16 @@ impl App {
                 Ok(Some(exchange)) => {
                     let command =
                         crate::export::curl_command(&exchange, &exchange.request.public_url);
-                    let copied = terminal.copy_to_clipboard(&command);
-                    self.state.message = Some(match copied {
-                        Ok(()) => format!("copied (OSC 52): {command}"),
-                        Err(_) => command,
+                    let copied = terminal.copy_to_clipboard(&command).is_ok();
+                    let title = if copied {
+                        format!("#{id} as curl, copied (OSC 52)")
+                    } else {
+                        format!("#{id} as curl")
+                    };
+                    self.state.message = Some(format!("{title}; Esc closes"));
+                    self.state.popup = Some(Popup {
+                        title,
+                        text: command,
                     });
                 }
                 _ => self.fail("copy as curl", format!("#{id} could not be read")),

@@ -85,6 +85,13 @@ pub enum Command {
     RefreshCall(String),
 }
 
+/// A titled text shown over the view, wrapped, so that all of it can be read and selected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Popup {
+    pub title: String,
+    pub text: String,
+}
+
 /// Facts for the status bar, fixed at start.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatusInfo {
@@ -128,6 +135,8 @@ pub struct AppState {
     pub marked: Option<ExchangeId>,
     pub diff: Option<(Arc<Exchange>, Arc<Exchange>)>,
     pub help: bool,
+    /// Text too long for the status line (a curl command), shown whole until Esc.
+    pub popup: Option<Popup>,
     pub message: Option<String>,
     pub last_error: Option<String>,
     /// The tunnel to the relay, when listening through one.
@@ -175,6 +184,7 @@ impl AppState {
             marked: None,
             diff: None,
             help: false,
+            popup: None,
             message: None,
             last_error: None,
             relay: None,

@@ -90,6 +90,8 @@ impl AppState {
             Action::Back => {
                 if self.help {
                     self.help = false;
+                } else if self.popup.is_some() {
+                    self.popup = None;
                 } else if self.diff.is_some() {
                     self.diff = None;
                 } else if self.focus == Focus::Detail {

@@ -8,6 +8,7 @@ mod diff;
 mod health;
 mod help;
 mod list;
+mod popup;
 mod theme;
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
@@ -69,6 +70,9 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState) {
     }
     if state.diff.is_some() {
         diff::render(frame, main, state);
+    }
+    if let Some(popup) = &state.popup {
+        popup::render(frame, main, popup);
     }
     if state.help {
         help::render(frame, main);

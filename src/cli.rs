@@ -137,8 +137,10 @@ pub struct ListenArgs {
     #[arg(long, value_name = "PATH", env = "VOBIZ_TUNNEL_STORE")]
     pub store: Option<PathBuf>,
 
-    /// Answer 403 (with the reason) to unsigned or invalid callbacks instead of forwarding them.
-    /// They are still recorded.
+    /// Forward only callbacks whose signature a configured token verified; answer 403 (with
+    /// the reason) to the rest: unsigned, invalid, or signed only with a kind of token that is
+    /// not configured (-MA- headers without a main token). They are still recorded. Needs a
+    /// token.
     #[arg(long, env = "VOBIZ_TUNNEL_REJECT_INVALID")]
     pub reject_invalid: bool,
 

@@ -22,6 +22,11 @@ pub enum ConfigError {
     Zero { flag: &'static str },
     #[error("an empty auth token was given (check {0})")]
     EmptyToken(&'static str),
+    #[error(
+        "--reject-invalid needs a token to verify callbacks with: set VOBIZ_AUTH_TOKEN \
+         (--auth-token) and, for -MA- headers, VOBIZ_MAIN_AUTH_TOKEN (--main-auth-token)"
+    )]
+    RejectWithoutToken,
     #[error(transparent)]
     Relay(#[from] crate::relay::config::RelayConfigError),
 }
@@ -188,12 +193,17 @@ impl ListenConfig {
         if args.max_body == 0 {
             return Err(ConfigError::Zero { flag: "--max-body" });
         }
+        let keys = keys(&args.tokens)?;
+        if args.reject_invalid && keys.auth_tokens.is_empty() && keys.main_auth_tokens.is_empty() {
+            // Every callback would be refused: surely not what was meant.
+            return Err(ConfigError::RejectWithoutToken);
+        }
         Ok(ListenConfig {
             listen: args.listen,
             forward,
             upstream_roots: vec![args.certs_dir.join(crate::tls::DEV_CA_FILE)],
             certs,
-            keys: keys(&args.tokens)?,
+            keys,
             public_url,
             store: args
                 .store

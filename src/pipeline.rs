@@ -222,12 +222,10 @@ async fn serve(
         BodyRead::Complete(_) => {}
     }
 
-    if proxy.reject_invalid
-        && matches!(
-            exchange.verdict.status,
-            VerdictStatus::Invalid | VerdictStatus::Unsigned
-        )
-    {
+    // Only what a configured token verified goes through: `unchecked` (signed only with a
+    // kind of token that is not configured, e.g. `-MA-` headers without a main token) proves
+    // nothing either, and a junk header of that kind must not be a way past the check.
+    if proxy.reject_invalid && exchange.verdict.status != VerdictStatus::Valid {
         let message = format!("signature {}", exchange.verdict.summary());
         return proxy
             .finish_locally(exchange, delivery, Outcome::Rejected, 403, message)

@@ -180,6 +180,33 @@ fn a_store_that_cannot_be_opened_stops_start_up_with_its_path() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+#[test]
+fn reject_invalid_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("exchanges.db");
+    let certs = dir.path().join("certs");
+    let (code, _, err) = run(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tui",
+            "--reject-invalid",
+            "--store",
+            store.to_str().unwrap(),
+            "--certs-dir",
+            certs.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--reject-invalid needs a token") && err.contains("VOBIZ_AUTH_TOKEN"),
+        "{err}"
+    );
+    assert!(!store.exists(), "it stopped before opening anything");
+}
+
 /// A running `vobiz-tunnel listen`, its stdout read line by line on a thread.
 struct Running {
     child: Child,

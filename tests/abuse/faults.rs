@@ -201,6 +201,71 @@ async fn upstream_faults_give_timely_502_or_504_and_the_next_request_works() {
     harness.tunnel.shutdown().await;
 }
 
+/// Only a sub-account token configured: `-MA-` headers cannot be checked, and a junk one
+/// (alone, or next to a bad V3) must not be a way past `--reject-invalid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_invalid_refuses_what_no_configured_token_can_check() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| {
+        c.reject_invalid = true;
+        c.keys.main_auth_tokens.clear();
+    })
+    .await;
+    let nonce = ("X-Vobiz-Signature-V3-Nonce", "12345678901234567890");
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("ma-v3", vec![("X-Vobiz-Signature-MA-V3", "AAAA"), nonce]),
+        (
+            "ma-v2",
+            vec![
+                ("X-Vobiz-Signature-MA-V2", "AAAA"),
+                ("X-Vobiz-Signature-V2-Nonce", "12345678901234567890"),
+            ],
+        ),
+        (
+            "ma-and-bad-v3",
+            vec![
+                ("X-Vobiz-Signature-MA-V3", "AAAA"),
+                ("X-Vobiz-Signature-V3", "AAAA"),
+                nonce,
+            ],
+        ),
+        ("v1", vec![("X-Vobiz-Signature", "AAAA")]),
+    ];
+    for (name, headers) in cases {
+        let path = format!("/abuse/unchecked/{name}");
+        let headers: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let answer = harness
+            .client()
+            .send(form_post(&harness, &path, HANGUP_BODY, &headers))
+            .await;
+        assert_eq!(answer.status, 403, "{name}: {}", answer.body);
+        assert!(answer.body.starts_with("vobiz-tunnel: "), "{}", answer.body);
+    }
+    let path = "/abuse/unchecked/valid";
+    let headers = vobiz_headers_fresh(&harness.url(path), TOKEN, 1);
+    let answer = harness
+        .client()
+        .send(form_post(&harness, path, HANGUP_BODY, &headers))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(upstream.next().await.uri, path, "only the valid one");
+    upstream.assert_nothing(Duration::from_millis(300)).await;
+    for exchange in recorded_under(&harness, "/abuse/unchecked/").await {
+        let valid = exchange.request.target.ends_with("/valid");
+        let expected = if valid {
+            Outcome::Forwarded
+        } else {
+            Outcome::Rejected
+        };
+        assert_eq!(exchange.outcome, expected, "{exchange:?}");
+    }
+    harness.tunnel.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_invalid_never_forwards_invalid_unsigned_or_wrong_token_callbacks() {
     let _shared = LOAD.read().await;

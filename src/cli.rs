@@ -173,8 +173,9 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub handshake_timeout: f64,
 
-    /// Seconds a client may take to send a request's headers; also how long an idle
-    /// keep-alive connection is kept.
+    /// Seconds a client may take to send a request's headers; also how long a connection
+    /// is kept without a request in flight (idle keep-alive, HTTP/2 without streams, or
+    /// silence after the TLS handshake).
     #[arg(long, value_name = "SECS", default_value_t = 15.0)]
     pub header_timeout: f64,
 

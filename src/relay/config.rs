@@ -134,6 +134,9 @@ pub struct RelayConfig {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub handshake_timeout: Duration,
+    /// How long a sender may take over a request's headers; also how long a public
+    /// connection is kept without a request in flight.
+    pub header_timeout: Duration,
     pub log_format: LogFormat,
 }
 
@@ -238,6 +241,7 @@ impl RelayConfig {
             max_body_bytes: args.max_body,
             max_connections: args.max_connections.max(1),
             handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(15),
             log_format: args.log_format,
         })
     }

@@ -26,9 +26,8 @@ use super::server::Shared;
 use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
 use crate::forward::{error_chain, is_hop_by_hop};
+use crate::server::watch;
 
-/// How long a sender may take over a request's headers (also ends idle keep-alive connections).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a sender may take over a request's body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer carried back from a laptop.
@@ -40,8 +39,8 @@ const MAX_ATTEMPTS: u32 = 3;
 pub(super) type HttpBuilder = auto::Builder<TokioExecutor>;
 
 /// The public side's HTTP settings: those of the laptop's own listener.
-pub(super) fn http_builder() -> HttpBuilder {
-    crate::server::http_builder(HEADER_TIMEOUT)
+pub(super) fn http_builder(header_timeout: Duration) -> HttpBuilder {
+    crate::server::http_builder(header_timeout)
 }
 
 /// Facts of one public connection, for every request on it.
@@ -56,7 +55,7 @@ pub(super) async fn serve(
     peer: SocketAddr,
     http: Arc<HttpBuilder>,
     shared: Arc<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let session = tls.get_ref().1;
     let conn = Arc::new(PublicConn {
@@ -73,11 +72,17 @@ pub(super) async fn serve(
             sni: session.server_name().map(str::to_string),
         },
     });
-    let service = service_fn(move |request| handle(shared.clone(), conn.clone(), request));
+    let activity = watch::Activity::new();
+    let counter = activity.clone();
+    let idle_timeout = shared.config.header_timeout;
+    let service = service_fn(move |request| {
+        watch::counted(&counter, handle(shared.clone(), conn.clone(), request))
+    });
     let connection = http.serve_connection(TokioIo::new(tls), service);
-    match watcher.watch(connection).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
+    match watch::serve(connection, &activity, idle_timeout, stop).await {
+        watch::Ended::Idle => Ok(()),
+        watch::Ended::Finished(Ok(())) => Ok(()),
+        watch::Ended::Finished(Err(e)) => {
             let reason = error_chain(e.as_ref());
             let lower = reason.to_ascii_lowercase();
             let ordinary = ["timeout", "timed out", "closed", "reset", "broken pipe"];

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -22,7 +21,7 @@ use super::log::{RelayLog, TunnelEvent};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, answer_plain_http, looks_like_plain_http};
+use crate::server::{accept_next, all_closed, answer_plain_http, looks_like_plain_http};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,21 +151,21 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let http = Arc::new(public::http_builder());
+    let http = Arc::new(public::http_builder(shared.config.header_timeout));
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
-    let graceful = GracefulShutdown::new();
     while let Some((permit, tcp, peer)) = accept_next(&listener, &slots, &mut shutdown).await {
         let (acceptor, http, shared) = (acceptor.clone(), http.clone(), shared.clone());
-        let watcher = graceful.watcher();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(reason) = connection(tcp, peer, acceptor, http, shared, watcher).await {
+            if let Err(reason) = connection(tcp, peer, acceptor, http, shared, stop).await {
                 tracing::info!("relay: connection from {peer}: {reason}");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let max = shared.config.max_connections;
+    if tokio::time::timeout(DRAIN_TIMEOUT, all_closed(&slots, max))
         .await
         .is_err()
     {
@@ -180,7 +179,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     http: Arc<public::HttpBuilder>,
     shared: Arc<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let deadline = shared.config.handshake_timeout;
@@ -207,7 +206,7 @@ async fn connection(
         }
         // A TLS-ALPN-01 validation: the handshake itself was the answer.
         Some(alpn) if alpn == crate::tls::acme::ACME_TLS_ALPN => Ok(()),
-        _ => public::serve(tls, peer, http, shared, watcher).await,
+        _ => public::serve(tls, peer, http, shared, stop).await,
     }
 }
 

@@ -251,3 +251,91 @@ async fn the_connection_cap_holds_and_the_listener_recovers() {
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     harness.tunnel.shutdown().await;
 }
+
+/// Reads until the server closes the connection; how long that took, if within `bound`.
+async fn closed_within(tls: &mut Tls, bound: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(bound, async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {} // a GOAWAY or SETTINGS frame: keep reading
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// Connections that hold a slot without ever serving a request: silent after the TLS
+/// handshake, stopped halfway through the HTTP/2 preface, or HTTP/2 without a stream (its
+/// client answers the server's pings, so keep-alive alone never ends it). Each is closed at
+/// the header timeout, so a cap full of them keeps callbacks out for no longer than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_without_requests_are_closed_and_cannot_hold_the_cap() {
+    const EACH: usize = 4;
+    let _exclusive = LOAD.write().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let header_timeout = Duration::from_secs(1);
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.max_connections = 3 * EACH;
+        c.limits.header_timeout = header_timeout;
+    })
+    .await;
+    let addr = harness.tunnel.local_addr;
+    let (h1, h2) = (connector(&harness, b"http/1.1"), connector(&harness, b"h2"));
+
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    let mut half_preface = Vec::new();
+    let mut idle_h2 = Vec::new();
+    for _ in 0..EACH {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        silent.push(within(handshake(&h1, tcp)).await);
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = within(handshake(&h2, tcp)).await;
+        tls.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        tls.flush().await.unwrap();
+        half_preface.push(tls);
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = within(handshake(&h2, tcp)).await;
+        let (sender, connection) = within(hyper::client::conn::http2::handshake::<
+            _,
+            _,
+            http_body_util::Empty<bytes::Bytes>,
+        >(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        ))
+        .await
+        .expect("an HTTP/2 connection");
+        idle_h2.push((sender, tokio::spawn(connection)));
+    }
+
+    // The cap is full: this callback waits in the kernel's backlog until the idle ones go.
+    let (status, body, _) = signed_callback(&harness, "/abuse/after-idle").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.next().await.uri, "/abuse/after-idle");
+    let waited = opened.elapsed();
+    println!("a callback behind a cap full of idle connections waited {waited:?}");
+    assert!(
+        waited < header_timeout + Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+
+    let bound = header_timeout + Duration::from_secs(2);
+    for (kind, group) in [("silent", &mut silent), ("half preface", &mut half_preface)] {
+        for tls in group.iter_mut() {
+            let closed = closed_within(tls, bound).await;
+            assert!(closed.is_some(), "a {kind} connection is still open");
+        }
+    }
+    for (_sender, connection) in idle_h2 {
+        let ended = tokio::time::timeout(bound, connection).await;
+        assert!(ended.is_ok(), "an idle HTTP/2 connection is still open");
+    }
+    harness.tunnel.shutdown().await;
+}

@@ -115,6 +115,57 @@ async fn silent_and_malformed_tunnel_clients_are_dropped() {
     relay.server.shutdown().await;
 }
 
+/// A public connection that never carries a request (silent after the handshake, or HTTP/2
+/// without a stream, whose client answers keep-alive pings) is closed at the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_connections_without_requests_are_closed() {
+    let timeout = Duration::from_millis(500);
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| c.header_timeout = timeout).await;
+    let public = |alpn: &[u8]| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&relay.ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let addr = relay.server.local_addr;
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut silent = within(public(b"http/1.1").connect(name.clone(), tcp))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut silent).await, "");
+    let closed = started.elapsed();
+    assert!(
+        closed >= timeout && closed < Duration::from_secs(3),
+        "{closed:?}"
+    );
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = within(public(b"h2").connect(name, tcp)).await.unwrap();
+    let (_sender, connection) = within(hyper::client::conn::http2::handshake::<
+        _,
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    ))
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(3), connection).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection is still open");
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    relay.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allow_list_turns_other_senders_away() {
     for (allowed, status) in [("10.0.0.0/8", 403), ("127.0.0.1", 200)] {

@@ -68,6 +68,7 @@ impl Relay {
             max_body_bytes: 64 * 1024,
             max_connections: 512,
             handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
         };
         tweak(&mut config);

@@ -1,7 +1,10 @@
 //! The accept loop: TCP → TLS → hyper (HTTP/1.1 or HTTP/2 by ALPN), one task per connection.
 //! Limits live here: a cap on concurrent connections, a deadline on the handshake, on reading
-//! request headers (which also ends idle keep-alive connections) and, in the pipeline, on the
-//! body. A connection that fails only ever takes itself down.
+//! request headers, on idleness (see [`watch`]: no connection holds a slot without serving a
+//! request) and, in the pipeline, on the body. A connection that fails only ever takes itself
+//! down.
+
+pub(crate) mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +13,9 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
@@ -56,15 +58,14 @@ pub(crate) fn http_builder(header_timeout: Duration) -> auto::Builder<TokioExecu
 
 impl Server {
     /// Accepts connections until `shutdown` turns true, then lets in-flight exchanges finish.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let http = Arc::new(http_builder(self.limits.header_timeout));
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
-        let graceful = GracefulShutdown::new();
         while let Some((permit, tcp, client_addr)) =
             accept_next(&self.listener, &slots, &mut shutdown).await
         {
-            let watcher = graceful.watcher();
+            let stop = shutdown.clone();
             let acceptor = acceptor.clone();
             let http = http.clone();
             let proxy = self.proxy.clone();
@@ -78,7 +79,7 @@ impl Server {
                     http,
                     proxy.clone(),
                     limits,
-                    watcher,
+                    stop,
                 )
                 .await
                 {
@@ -91,9 +92,12 @@ impl Server {
             });
         }
         drop(self.listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
+        if tokio::time::timeout(
+            DRAIN_TIMEOUT,
+            all_closed(&slots, self.limits.max_connections),
+        )
+        .await
+        .is_err()
         {
             tracing::warn!(
                 "some connections were still busy after {DRAIN_TIMEOUT:?}; closing them"
@@ -102,12 +106,18 @@ impl Server {
     }
 }
 
+/// Returns once every connection has ended (each holds one of the `max` slots while it runs).
+pub(crate) async fn all_closed(slots: &Semaphore, max: usize) {
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
 /// Waits for a free connection slot, then the next connection; `None` once `shutdown` turns
 /// true. A failed accept (usually out of file descriptors) backs off instead of spinning.
 pub(crate) async fn accept_next(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
     loop {
         let permit = tokio::select! {
@@ -144,7 +154,7 @@ async fn serve_connection(
     http: Arc<auto::Builder<TokioExecutor>>,
     proxy: Arc<Proxy>,
     limits: Limits,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let mut first = [0u8; 4];
@@ -180,11 +190,22 @@ async fn serve_connection(
         },
         relayed: false,
     });
-    let service = service_fn(move |request| pipeline::handle(proxy.clone(), info.clone(), request));
+    let activity = watch::Activity::new();
+    let counter = activity.clone();
+    let service = service_fn(move |request| {
+        watch::counted(
+            &counter,
+            pipeline::handle(proxy.clone(), info.clone(), request),
+        )
+    });
     let connection = http.serve_connection(TokioIo::new(tls_stream), service);
-    match watcher.watch(connection).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
+    match watch::serve(connection, &activity, limits.header_timeout, stop).await {
+        watch::Ended::Idle => {
+            tracing::debug!("connection from {client_addr} closed: idle");
+            Ok(())
+        }
+        watch::Ended::Finished(Ok(())) => Ok(()),
+        watch::Ended::Finished(Err(e)) => {
             let reason = crate::forward::error_chain(e.as_ref());
             if is_ordinary_close(&reason) {
                 tracing::debug!("connection from {client_addr} ended: {reason}");

@@ -165,7 +165,9 @@ pub struct ListenArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VOBIZ_TUNNEL_LOG_FORMAT")]
     pub log_format: LogFormat,
 
-    /// Most connections served at once; further ones wait in the kernel's backlog.
+    /// Most connections served at once; further ones wait in the kernel's backlog. The
+    /// open-files limit is raised to fit; where it cannot be, the cap is lowered (with a
+    /// warning).
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub max_connections: usize,
 

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("VOBIZ_TUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: in a file or a pipe the escapes are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 

@@ -12,7 +12,7 @@ use crate::config::{CertSource, ListenConfig};
 use crate::forward::Upstream;
 use crate::pipeline::{ExchangeEvent, Proxy};
 use crate::relay::RelayClient;
-use crate::server::Server;
+use crate::server::{fd_limit, Server};
 use crate::slow_answers::SlowAnswers;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -63,6 +63,9 @@ impl Tunnel {
             }
         };
         let tls_config = tls::server_config(identity)?;
+        let mut limits = config.limits;
+        limits.max_connections =
+            fd_limit::cap_connections(limits.max_connections, "--max-connections");
         let store = Store::open(&config.store)?;
         let upstream = Upstream::new(
             config.forward.clone(),
@@ -89,7 +92,7 @@ impl Tunnel {
             keys: config.keys.clone(),
             public_url: config.public_url.clone(),
             reject_invalid: config.reject_invalid,
-            limits: config.limits,
+            limits,
             listen_port: local_addr.port(),
             events: events.clone(),
             checks: crate::checks::Context::new(config.vobiz_ips_warning),
@@ -100,7 +103,7 @@ impl Tunnel {
             listener,
             tls: tls_config,
             proxy: proxy.clone(),
-            limits: config.limits,
+            limits,
         };
         let task = tokio::spawn(server.run(stop));
         let relay = config

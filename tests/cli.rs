@@ -455,3 +455,76 @@ fn sigterm_stops_the_listener_cleanly() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// Starts `listen` under an open-files limit of `soft`/`hard` (as `ulimit -n` would).
+#[cfg(target_os = "linux")]
+fn listen_with_open_files(dir: &std::path::Path, soft: u64, hard: u64) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(BIN);
+    command
+        .args(["listen", "--listen", "127.0.0.1:0", "--no-tui"])
+        .args(["--log-format", "json", "--store"])
+        .arg(dir.join("store.db"))
+        .arg("--certs-dir")
+        .arg(dir.join("certs"))
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .env("VOBIZ_TUNNEL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: between fork and exec, setrlimit is async-signal-safe and touches only `limit`.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command.spawn().unwrap()
+}
+
+/// The listener's "listening" line, then what `/proc` says of its open-files limit.
+#[cfg(target_os = "linux")]
+fn started_with_limit(child: &mut Child) -> String {
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"listening\""), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files"));
+    open_files.unwrap().to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_files_limit_is_raised_or_the_connection_cap_lowered_to_fit() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // A soft limit below the hard one: raised, and the default cap of 2048 kept.
+    let mut child = listen_with_open_files(dir.path(), 256, 8192);
+    let limit = started_with_limit(&mut child);
+    let words: Vec<&str> = limit.split_whitespace().collect();
+    assert_eq!(&words[3..5], ["8192", "8192"], "{limit}");
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("open files"), "no warning: {stderr}");
+
+    // A hard limit of 256: the cap goes down to what fits, and says so.
+    let mut child = listen_with_open_files(dir.path(), 256, 256);
+    started_with_limit(&mut child);
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains('\x1b'), "no colours in a pipe: {stderr:?}");
+    assert!(
+        stderr.contains("--max-connections 2048 needs about 4160 open files")
+            && stderr.contains("may open 256 (ulimit -n); serving at most 96 connections"),
+        "{stderr}"
+    );
+}

@@ -21,7 +21,7 @@ use super::log::{RelayLog, TunnelEvent};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, all_closed, answer_plain_http, looks_like_plain_http};
+use crate::server::{accept_next, all_closed, answer_plain_http, fd_limit, looks_like_plain_http};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,10 +91,12 @@ fn with_listener_alpn(tls: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfi
 impl RelayServer {
     /// Binds `config.listen` and starts accepting callbacks and tunnels.
     pub async fn start(
-        config: RelayConfig,
+        mut config: RelayConfig,
         tls: Arc<rustls::ServerConfig>,
         log: RelayLog,
     ) -> std::io::Result<RelayServer> {
+        config.max_connections =
+            fd_limit::cap_connections(config.max_connections, "--max-connections");
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::new(config.routes.clone()));

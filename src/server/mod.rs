@@ -4,6 +4,7 @@
 //! request) and, in the pipeline, on the body. A connection that fails only ever takes itself
 //! down.
 
+pub(crate) mod fd_limit;
 pub(crate) mod watch;
 
 use std::net::SocketAddr;

@@ -56,7 +56,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
-            eprintln!("vobiz-tunnel: {error:#}");
+            // Each cause once: most of our errors already name theirs.
+            let text = vobiz_tunnel::forward::error_chain(error.as_ref());
+            eprintln!("vobiz-tunnel: {text}");
             ExitCode::from(1)
         }
     }

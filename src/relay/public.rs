@@ -57,20 +57,9 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let session = tls.get_ref().1;
     let conn = Arc::new(PublicConn {
         peer,
-        tls: TlsInfo {
-            version: session.protocol_version().map(|v| {
-                v.as_str()
-                    .map(|s| s.replace('_', "."))
-                    .unwrap_or_else(|| format!("{v:?}"))
-            }),
-            alpn: session
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            sni: session.server_name().map(str::to_string),
-        },
+        tls: crate::tls::session_info(tls.get_ref().1),
     });
     let activity = watch::Activity::new();
     let counter = activity.clone();

@@ -21,7 +21,7 @@ use super::log::{RelayLog, TunnelEvent};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, all_closed, answer_plain_http, fd_limit, looks_like_plain_http};
+use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -183,20 +183,10 @@ async fn connection(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let _ = tcp.set_nodelay(true);
     let deadline = shared.config.handshake_timeout;
-    let mut first = [0u8; 4];
-    let peeked = tokio::time::timeout(deadline, tcp.peek(&mut first))
-        .await
-        .map_err(|_| "sent nothing before the handshake timeout".to_string())?
-        .map_err(|e| format!("connection failed before the handshake: {e}"))?;
-    if peeked == 0 {
+    let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay").await? else {
         return Ok(()); // opened and closed: a port check
-    }
-    if looks_like_plain_http(&first[..peeked]) {
-        answer_plain_http(tcp, "vobiz-tunnel relay").await;
-        return Err("sent plain HTTP to the HTTPS port (answered 400)".into());
-    }
+    };
     let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?

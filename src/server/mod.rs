@@ -20,7 +20,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
-use crate::exchange::TlsInfo;
 use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
 
 /// How long in-flight exchanges get to finish when the listener stops.
@@ -142,6 +141,30 @@ pub(crate) async fn accept_next(
     }
 }
 
+/// Looks at a new connection's first bytes, within `timeout`: the connection back if they
+/// may start a TLS handshake, `None` if it closed without a byte (a port check), an error if
+/// it stayed silent or spoke plain HTTP (answered 400 with a hint, as `speaker`).
+pub(crate) async fn expect_tls(
+    tcp: TcpStream,
+    timeout: Duration,
+    speaker: &str,
+) -> Result<Option<TcpStream>, String> {
+    let _ = tcp.set_nodelay(true);
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(timeout, tcp.peek(&mut first))
+        .await
+        .map_err(|_| "sent nothing before the handshake timeout".to_string())?
+        .map_err(|e| format!("connection failed before the handshake: {e}"))?;
+    if peeked == 0 {
+        return Ok(None);
+    }
+    if looks_like_plain_http(&first[..peeked]) {
+        answer_plain_http(tcp, speaker).await;
+        return Err("sent plain HTTP to the HTTPS port (answered 400 with a hint)".into());
+    }
+    Ok(Some(tcp))
+}
+
 /// Whether the first bytes look like a plain-text HTTP request rather than a TLS record.
 pub(crate) fn looks_like_plain_http(first: &[u8]) -> bool {
     first.first().is_some_and(u8::is_ascii_uppercase)
@@ -157,38 +180,16 @@ async fn serve_connection(
     limits: Limits,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let _ = tcp.set_nodelay(true);
-    let mut first = [0u8; 4];
-    let peeked = tokio::time::timeout(limits.handshake_timeout, tcp.peek(&mut first))
-        .await
-        .map_err(|_| "sent nothing before the handshake timeout".to_string())?
-        .map_err(|e| format!("connection failed before the handshake: {e}"))?;
-    if peeked == 0 {
+    let Some(tcp) = expect_tls(tcp, limits.handshake_timeout, "vobiz-tunnel").await? else {
         return Ok(()); // opened and closed: a port check
-    }
-    if looks_like_plain_http(&first[..peeked]) {
-        answer_plain_http(tcp, "vobiz-tunnel").await;
-        return Err("sent plain HTTP to the HTTPS port (answered 400 with a hint)".into());
-    }
-
+    };
     let tls_stream = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let (_, session) = tls_stream.get_ref();
     let info = Arc::new(ConnectionInfo {
         client_addr: Some(client_addr),
-        tls: TlsInfo {
-            version: session.protocol_version().map(|v| {
-                v.as_str()
-                    .map(|s| s.replace('_', "."))
-                    .unwrap_or_else(|| format!("{v:?}"))
-            }),
-            alpn: session
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            sni: session.server_name().map(str::to_string),
-        },
+        tls: crate::tls::session_info(tls_stream.get_ref().1),
         relayed: false,
     });
     let activity = watch::Activity::new();

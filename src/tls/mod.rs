@@ -255,6 +255,21 @@ pub async fn relay_server_config(
 
 /// Root certificates for outgoing connections: the public web PKI plus the development CA
 /// and any extra PEM files given (a local https server, a private relay).
+/// What an exchange records of the TLS session it came over.
+pub fn session_info(session: &rustls::ServerConnection) -> crate::exchange::TlsInfo {
+    crate::exchange::TlsInfo {
+        version: session.protocol_version().map(|v| {
+            v.as_str()
+                .map(|s| s.replace('_', "."))
+                .unwrap_or_else(|| format!("{v:?}"))
+        }),
+        alpn: session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        sni: session.server_name().map(str::to_string),
+    }
+}
+
 pub fn root_store(extra_pem_files: &[PathBuf]) -> RootCertStore {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

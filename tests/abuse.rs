@@ -27,17 +27,7 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// A TLS connector trusting the harness's development CA.
 pub fn connector(harness: &Harness, alpn: &[u8]) -> tokio_rustls::TlsConnector {
-    init_crypto();
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(harness.ca_path()).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tls_connector(&harness.ca_path(), alpn)
 }
 
 /// Completes a TLS handshake over `tcp`.

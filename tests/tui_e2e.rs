@@ -259,28 +259,13 @@ fn detail_id(screen: &str) -> Option<i64> {
     })
 }
 
-/// A TLS connector trusting the listener's development CA, for HTTP/1.1.
-fn connector(ca: &PathBuf) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    init_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// One keep-alive HTTP/1.1 connection over TLS to the listener.
 async fn connect(
     addr: SocketAddr,
-    ca: &PathBuf,
+    ca: &std::path::Path,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector(ca)
+    let tls = tls_connector(ca, b"http/1.1")
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake");
@@ -310,7 +295,7 @@ fn callback(
         .unwrap()
 }
 
-async fn send(addr: SocketAddr, ca: &PathBuf, request: Request<Full<Bytes>>) -> u16 {
+async fn send(addr: SocketAddr, ca: &std::path::Path, request: Request<Full<Bytes>>) -> u16 {
     within(async {
         let mut sender = connect(addr, ca).await;
         let response = sender.send_request(request).await.unwrap();

@@ -292,29 +292,30 @@ pub struct TlsClient {
     ca: PathBuf,
 }
 
+/// A TLS client connector that trusts the CA in the PEM file `ca` and offers `alpn`.
+pub fn tls_connector(ca: &std::path::Path, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    init_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 impl TlsClient {
     pub fn new(addr: SocketAddr, ca: PathBuf) -> TlsClient {
         TlsClient { addr, ca }
     }
 
-    fn connector(&self, alpn: &[u8]) -> tokio_rustls::TlsConnector {
-        init_crypto();
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::pem::PemObject;
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&self.ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
-
     async fn tls_stream(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        self.connector(alpn)
+        tls_connector(&self.ca, alpn)
             .connect(name, tcp)
             .await
             .expect("TLS handshake")
@@ -339,7 +340,10 @@ impl TlsClient {
     pub async fn try_send(&self, request: Request<Full<Bytes>>) -> Option<u16> {
         let tcp = TcpStream::connect(self.addr).await.ok()?;
         let name = ServerName::try_from("localhost").ok()?;
-        let stream = self.connector(b"http/1.1").connect(name, tcp).await.ok()?;
+        let stream = tls_connector(&self.ca, b"http/1.1")
+            .connect(name, tcp)
+            .await
+            .ok()?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;

@@ -2,11 +2,9 @@
 //! allow-list, what the log may contain (JSON too), and the `relay` command line.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,17 +19,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_vobiz-tunnel");
 
 /// A raw TLS connection to the relay asking for the tunnel protocol.
 async fn raw_tunnel(relay: &Relay) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&relay.ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![protocol::ALPN.to_vec()];
     let tcp = TcpStream::connect(relay.server.local_addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = common::tls_connector(&relay.ca, protocol::ALPN);
     let stream = within(connector.connect(name, tcp)).await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(protocol::ALPN));
     stream
@@ -121,17 +111,7 @@ async fn silent_and_malformed_tunnel_clients_are_dropped() {
 async fn public_connections_without_requests_are_closed() {
     let timeout = Duration::from_millis(500);
     let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| c.header_timeout = timeout).await;
-    let public = |alpn: &[u8]| {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&relay.ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let public = |alpn: &[u8]| common::tls_connector(&relay.ca, alpn);
     let name = ServerName::try_from("localhost").unwrap();
     let addr = relay.server.local_addr;
 

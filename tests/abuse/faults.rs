@@ -201,6 +201,90 @@ async fn upstream_faults_give_timely_502_or_504_and_the_next_request_works() {
     harness.tunnel.shutdown().await;
 }
 
+/// A local server that answers `answered` requests per connection, then reads the next
+/// one and closes without an answer (as if its idle timeout fired just then); every path it
+/// read goes to `seen`.
+async fn closing_upstream(
+    listener: TcpListener,
+    answered: usize,
+    seen: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            for served in 0.. {
+                let Some(path) = read_request(&mut tcp).await else {
+                    return;
+                };
+                let _ = seen.send(path);
+                if served == answered {
+                    return; // dropped unanswered
+                }
+                if tcp.write_all(OK).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// A kept-alive connection that the local server drops under a request is tried once more
+/// on a new connection (the server had closed it; the request is not lost). A new
+/// connection dropped the same way is the server's answer: 502, not repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_by_a_kept_alive_connection_goes_again_on_a_new_one() {
+    let _shared = LOAD.read().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(closing_upstream(listener, 1, seen_tx));
+    let harness = harness_with(&format!("http://{addr}"), |_| {}).await;
+
+    let (status, body, _) = timed(&harness, "/abuse/race/first").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    // The same kept-alive connection takes the next request and drops it.
+    let (status, body, elapsed) = timed(&harness, "/abuse/race/second").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "answered on a new connection"
+    );
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    let mut paths = Vec::new();
+    while let Ok(path) = seen.try_recv() {
+        paths.push(path);
+    }
+    assert_eq!(
+        paths,
+        [
+            "/abuse/race/first",
+            "/abuse/race/second",
+            "/abuse/race/second"
+        ],
+        "dropped once, sent again once"
+    );
+    for exchange in recorded_under(&harness, "/abuse/race/").await {
+        assert_eq!(exchange.outcome, Outcome::Forwarded, "{exchange:?}");
+    }
+    harness.tunnel.shutdown().await;
+
+    // A server that drops every request: a new connection's failure is not repeated.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(closing_upstream(listener, 0, seen_tx));
+    let harness = harness_with(&format!("http://{addr}"), |_| {}).await;
+    let (status, body, _) = timed(&harness, "/abuse/race/dropped").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(seen.recv().await.as_deref(), Some("/abuse/race/dropped"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(seen.try_recv().is_err(), "sent once only");
+    harness.tunnel.shutdown().await;
+}
+
 /// Only a sub-account token configured: `-MA-` headers cannot be checked, and a junk one
 /// (alone, or next to a bad V3) must not be a way past `--reject-invalid`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,19 @@
 //! The upstream side: sends a recorded request to the developer's local server through a
 //! keep-alive pool and reads its answer. Header rules live here: what is hop-by-hop, what
-//! `X-Forwarded-*` says, which `Host` the local server sees.
+//! `X-Forwarded-*` says, which `Host` the local server sees. A request that a kept-alive
+//! connection dropped before any answer is sent once more on a new one ([`reuse`]).
+
+mod reuse;
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{Request, Response, Uri, Version};
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
 use crate::exchange::{detached, now_micros, Headers, ResponseRecord};
+use reuse::Stamped;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -94,7 +99,9 @@ pub struct Outgoing<'a> {
 /// The developer's local server and how to talk to it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Stamped<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    /// The same, without a pool: for the one retry, which must go on a new connection.
+    fresh: Client<Stamped<HttpsConnector<HttpConnector>>, Full<Bytes>>,
     base: BaseUrl,
     host_header: HostHeader,
     timeout: Duration,
@@ -120,6 +127,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let connector = Stamped(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
@@ -127,9 +135,13 @@ impl Upstream {
             // case its extensions carry (`Outgoing::extensions`) whatever that flag says; the
             // flag only makes it remember the case of each response's names, which nothing
             // reads (answers are recorded and passed on from their header map).
+            .build(connector.clone());
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         Upstream {
             client,
+            fresh,
             base,
             host_header,
             timeout,
@@ -173,20 +185,23 @@ impl Upstream {
         *request.extensions_mut() = outgoing.extensions;
 
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                let reason = error_chain(&e);
-                if e.is_connect() {
-                    ForwardError::Unreachable {
-                        target: target.clone(),
-                        reason,
+            let response = self
+                .request_once_more_if_dropped(request)
+                .await
+                .map_err(|e| {
+                    let reason = error_chain(&e);
+                    if e.is_connect() {
+                        ForwardError::Unreachable {
+                            target: target.clone(),
+                            reason,
+                        }
+                    } else {
+                        ForwardError::Broken {
+                            target: target.clone(),
+                            reason,
+                        }
                     }
-                } else {
-                    ForwardError::Broken {
-                        target: target.clone(),
-                        reason,
-                    }
-                }
-            })?;
+                })?;
             let first_byte_us = now_micros();
             read_response(response, self.max_response_bytes, &target)
                 .await
@@ -202,6 +217,47 @@ impl Upstream {
                 seconds: self.timeout.as_secs_f64(),
             }),
         }
+    }
+}
+
+impl Upstream {
+    /// Sends `request`; if a kept-alive connection drops it before any answer, sends it
+    /// again on a new connection (see [`reuse`]).
+    async fn request_once_more_if_dropped(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let again = {
+            let mut copy = Request::new(request.body().clone());
+            *copy.method_mut() = request.method().clone();
+            *copy.uri_mut() = request.uri().clone();
+            *copy.version_mut() = request.version();
+            *copy.headers_mut() = request.headers().clone();
+            *copy.extensions_mut() = request.extensions().clone();
+            copy
+        };
+        let connection = capture_connection(&mut request);
+        let started = Instant::now();
+        let error = match self.client.request(request).await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        let reused = connection
+            .connection_metadata()
+            .as_ref()
+            .is_some_and(|connected| reuse::was_reused(connected, started));
+        if !(reused && !error.is_connect() && reuse::closed_before_answer(&error)) {
+            return Err(error);
+        }
+        tracing::debug!(
+            "a kept-alive connection to the local server dropped {} {} ({}): sending it again \
+             on a new connection",
+            again.method(),
+            again.uri(),
+            error_chain(&error)
+        );
+        // Not through the pool: it may hold more connections the server has closed.
+        self.fresh.request(again).await
     }
 }
 

@@ -44,7 +44,7 @@ impl StoreReader {
             "SELECT call_uuid, min(received_at_us), max(received_at_us), count(*),
                     group_concat(coalesce(event, '?'), char(31)),
                     sum(CASE WHEN status IS NULL OR status >= 400 THEN 1 ELSE 0 END)
-             FROM (SELECT * FROM exchanges
+             FROM (SELECT id, call_uuid, received_at_us, event, status FROM exchanges
                    WHERE call_uuid IS NOT NULL
                      AND id > (SELECT coalesce(max(id), 0) FROM exchanges) - ?1
                    ORDER BY id)

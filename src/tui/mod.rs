@@ -31,8 +31,11 @@ use crate::store::{ExchangeSummary, Store, StoreError, StoreReader};
 pub const FRAME: Duration = Duration::from_millis(33);
 /// How often the store is asked for exchanges another process recorded (a `replay` run).
 const POLL_STORE: Duration = Duration::from_millis(500);
-/// How often the call view, when shown, is read again while callbacks arrive.
+/// How often the call view, when shown, is read again while callbacks arrive: at most every
+/// 250 ms, and never more than a fifth of the time (the read groups the last 20 000
+/// exchanges: tens of milliseconds on a busy store, done off this thread).
 const REFRESH_CALLS: Duration = Duration::from_millis(250);
+const REFRESH_CALLS_SHARE: u32 = 4;
 /// Events applied before input is looked at again, so keys are answered during a burst.
 const EVENTS_PER_TURN: usize = 20_000;
 
@@ -55,6 +58,7 @@ enum Reply {
     Page(u64, Result<(Vec<ExchangeSummary>, u64), String>),
     Older(u64, Result<Vec<ExchangeSummary>, String>),
     Newer(u64, Result<Vec<ExchangeSummary>, String>),
+    Calls(Result<Vec<crate::store::CallSummary>, String>),
 }
 
 struct App {
@@ -65,6 +69,10 @@ struct App {
     reply_to: mpsc::Sender<Reply>,
     /// Bumped by every reload; pages of older generations are stale.
     generation: u64,
+    /// When the call list being read was asked for.
+    calls_reading: Option<Instant>,
+    /// When the call list may be read again.
+    calls_due: Instant,
 }
 
 /// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
@@ -80,6 +88,8 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
         replies,
         reply_to,
         generation: 0,
+        calls_reading: None,
+        calls_due: Instant::now(),
     };
     let mut terminal = TerminalGuard::enter()?;
     app.execute(Command::Reload, &mut terminal);
@@ -96,7 +106,6 @@ impl App {
         let mut input_pending = false;
         let mut last_draw = Instant::now() - FRAME;
         let mut last_poll = Instant::now();
-        let mut last_calls_refresh = Instant::now();
         loop {
             if self.state.quit || self.ctx.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -110,8 +119,7 @@ impl App {
                 last_poll = Instant::now();
                 dirty |= self.poll_store();
             }
-            if last_calls_refresh.elapsed() >= REFRESH_CALLS {
-                last_calls_refresh = Instant::now();
+            if self.calls_reading.is_none() && Instant::now() >= self.calls_due {
                 for command in self.state.refresh_calls() {
                     self.execute(command, terminal);
                     dirty = true;
@@ -241,10 +249,13 @@ impl App {
                     _ => self.fail("diff", "an exchange could not be read"),
                 }
             }
-            Command::LoadCalls => match self.reader.calls(500) {
-                Ok(calls) => self.state.set_calls(calls),
-                Err(e) => self.fail("loading calls", e),
-            },
+            Command::LoadCalls => {
+                self.calls_reading = Some(Instant::now());
+                self.read_in_background(
+                    |_, calls| Reply::Calls(calls),
+                    |reader, _| reader.calls(500),
+                );
+            }
             Command::LoadCall(uuid) => match self.reader.call(&uuid) {
                 Ok(rows) => self.state.set_call_timeline(rows),
                 Err(e) => self.fail("loading the call", e),
@@ -361,6 +372,17 @@ impl App {
                     self.fail("loading newer exchanges", e);
                 }
             },
+            Reply::Calls(result) => {
+                let took = self
+                    .calls_reading
+                    .take()
+                    .map_or(Duration::ZERO, |at| at.elapsed());
+                self.calls_due = Instant::now() + REFRESH_CALLS.max(took * REFRESH_CALLS_SHARE);
+                match result {
+                    Ok(calls) => self.state.set_calls(calls),
+                    Err(e) => self.fail("loading calls", e),
+                }
+            }
             Reply::Page(..) | Reply::Older(..) | Reply::Newer(..) => {}
         }
     }

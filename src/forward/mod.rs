@@ -6,14 +6,13 @@
 mod reuse;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{Request, Response, Uri, Version};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
 use crate::exchange::{detached, now_micros, Headers, ResponseRecord};
-use reuse::Stamped;
+use reuse::Counted;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -99,9 +98,11 @@ pub struct Outgoing<'a> {
 /// The developer's local server and how to talk to it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<Stamped<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    client: Client<Counted<HttpsConnector<HttpConnector>>, Full<Bytes>>,
     /// The same, without a pool: for the one retry, which must go on a new connection.
-    fresh: Client<Stamped<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    fresh: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The pooled client's connector, which counts the connections it starts.
+    connections: Counted<HttpsConnector<HttpConnector>>,
     base: BaseUrl,
     host_header: HostHeader,
     timeout: Duration,
@@ -127,7 +128,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let connector = Stamped(connector);
+        let counted = Counted::new(connector.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
@@ -135,13 +136,14 @@ impl Upstream {
             // case its extensions carry (`Outgoing::extensions`) whatever that flag says; the
             // flag only makes it remember the case of each response's names, which nothing
             // reads (answers are recorded and passed on from their header map).
-            .build(connector.clone());
+            .build(counted.clone());
         let fresh = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(connector);
         Upstream {
             client,
             fresh,
+            connections: counted,
             base,
             host_header,
             timeout,
@@ -225,7 +227,7 @@ impl Upstream {
     /// again on a new connection (see [`reuse`]).
     async fn request_once_more_if_dropped(
         &self,
-        mut request: Request<Full<Bytes>>,
+        request: Request<Full<Bytes>>,
     ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         let again = {
             let mut copy = Request::new(request.body().clone());
@@ -236,16 +238,12 @@ impl Upstream {
             *copy.extensions_mut() = request.extensions().clone();
             copy
         };
-        let connection = capture_connection(&mut request);
-        let started = Instant::now();
+        let mark = self.connections.mark();
         let error = match self.client.request(request).await {
             Ok(response) => return Ok(response),
             Err(error) => error,
         };
-        let reused = connection
-            .connection_metadata()
-            .as_ref()
-            .is_some_and(|connected| reuse::was_reused(connected, started));
+        let reused = self.connections.none_started_since(mark);
         if !(reused && !error.is_connect() && reuse::closed_before_answer(&error)) {
             return Err(error);
         }

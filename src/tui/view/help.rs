@@ -1,6 +1,6 @@
 //! The `?` overlay: every key binding, from the same table the keymap documents.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::widgets::{Block, Clear, Row, Table};
 use ratatui::Frame;
@@ -10,18 +10,7 @@ use crate::tui::action::BINDINGS;
 pub fn render(frame: &mut Frame<'_>, area: Rect) {
     let height = (BINDINGS.len() as u16 + 2).min(area.height);
     let width = 78.min(area.width);
-    let [_, vertical, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(height),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, popup, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(width),
-        Constraint::Fill(1),
-    ])
-    .areas(vertical);
+    let popup = super::centered(area, width, height);
     let rows = BINDINGS
         .iter()
         .map(|(keys, what)| Row::new(vec![keys.to_string(), what.to_string()]));

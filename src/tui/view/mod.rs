@@ -204,3 +204,20 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     spans.push(Span::raw(format!(" store {}", state.status.store_path)));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
+
+/// A `width` × `height` rectangle in the middle of `area`, for a box drawn over the view.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [_, vertical, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, boxed, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(vertical);
+    boxed
+}

@@ -2,7 +2,7 @@
 //! view so that the whole of it can be read, and selected where the clipboard escape is not
 //! supported.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
@@ -19,18 +19,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, popup: &Popup) {
         .map(|line| line.chars().count().div_ceil(inner_width).max(1))
         .sum();
     let height = (lines as u16 + 3).min(area.height);
-    let [_, vertical, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(height),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, boxed, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(width),
-        Constraint::Fill(1),
-    ])
-    .areas(vertical);
+    let boxed = super::centered(area, width, height);
     let text = Paragraph::new(popup.text.as_str())
         .wrap(Wrap { trim: false })
         .style(Style::new().fg(Color::White))

@@ -221,36 +221,36 @@ pub fn status(exchange: &Exchange) -> Option<Finding> {
 /// `xml-content-type`: `application/xml` or `text/xml`; HTML or plain text is a parse error.
 pub fn content_type(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
     let header = reply.response.headers.get_str("content-type");
+    content_type_problem(header)
+        .map(|message| Finding::new(XML_CONTENT_TYPE, Severity::Error, message))
+}
+
+/// Why Vobiz would not read an answer with this `Content-Type` header as XML; `None` when it
+/// would. Shared with `trigger`, which must fail a callback exactly when this rule does.
+pub fn content_type_problem(header: Option<&str>) -> Option<String> {
     let media = header
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase());
     match media.as_deref() {
         Some("application/xml" | "text/xml") => None,
-        Some(other) => Some(Finding::new(
-            XML_CONTENT_TYPE,
-            Severity::Error,
-            format!(
-                "Content-Type {other}: Vobiz parses only application/xml or text/xml \
-                 (anything else fails and the call drops)"
-            ),
+        Some(other) => Some(format!(
+            "Content-Type {other}: Vobiz parses only application/xml or text/xml \
+             (anything else fails and the call drops)"
         )),
-        None => Some(Finding::new(
-            XML_CONTENT_TYPE,
-            Severity::Error,
-            "no Content-Type: send application/xml or text/xml",
-        )),
+        None => Some("no Content-Type: send application/xml or text/xml".into()),
     }
 }
 
 /// `xml-size`: at most 100 KB.
 pub fn size(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
-    let len = reply.response.body.len();
+    size_problem(reply.response.body.len())
+        .map(|message| Finding::new(XML_SIZE, Severity::Error, message))
+}
+
+/// Why Vobiz would refuse an answer of `len` bytes; `None` when the size is fine.
+pub fn size_problem(len: usize) -> Option<String> {
     (len > MAX_XML_BYTES).then(|| {
-        Finding::new(
-            XML_SIZE,
-            Severity::Error,
-            format!("{len} bytes of XML: over Vobiz's limit of {MAX_XML_BYTES} bytes (100 KB)"),
-        )
+        format!("{len} bytes of XML: over Vobiz's limit of {MAX_XML_BYTES} bytes (100 KB)")
     })
 }
 

@@ -201,12 +201,20 @@ pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Option
             slow_after.as_millis()
         ));
     }
-    if expects_xml {
-        if let Err(e) = super::call_xml::parse(&answer.body) {
-            return Some(format!("invalid Vobiz XML: {e}"));
-        }
+    if !expects_xml {
+        return None;
     }
-    None
+    // The same judgement as the listener's XML lint, so that `trigger` and the inspector
+    // never disagree about an answer.
+    use crate::checks::xml::{content_type_problem, size_problem};
+    if let Some(problem) = content_type_problem(answer.content_type.as_deref())
+        .or_else(|| size_problem(answer.body.len()))
+    {
+        return Some(problem);
+    }
+    super::call_xml::parse(&answer.body)
+        .err()
+        .map(|e| format!("invalid Vobiz XML: {e}"))
 }
 
 /// A certificate verifier that accepts every certificate and signature. Only `--insecure`
@@ -276,7 +284,7 @@ mod tests {
     fn answer(status: u16, body: &str, ms: u64) -> Answer {
         Answer {
             status,
-            content_type: None,
+            content_type: Some("application/xml; charset=utf-8".into()),
             body: body.into(),
             elapsed: Duration::from_millis(ms),
         }
@@ -296,6 +304,25 @@ mod tests {
             .unwrap()
             .contains("invalid"));
         assert_eq!(judge(&answer(200, "ok", 5), false, slow), None);
+    }
+
+    #[test]
+    fn xml_answers_need_an_xml_content_type_and_at_most_100_kb() {
+        let slow = Duration::from_millis(3000);
+        let typed = |content_type: Option<&str>| Answer {
+            content_type: content_type.map(String::from),
+            ..answer(200, "<Response/>", 5)
+        };
+        assert_eq!(judge(&typed(Some("text/xml")), true, slow), None);
+        let html = judge(&typed(Some("text/html; charset=utf-8")), true, slow).unwrap();
+        assert!(html.contains("Content-Type text/html"), "{html}");
+        let none = judge(&typed(None), true, slow).unwrap();
+        assert!(none.contains("no Content-Type"), "{none}");
+        // A status callback's answer is not read as XML: any type will do.
+        assert_eq!(judge(&typed(Some("text/html")), false, slow), None);
+        let big = format!("<Response>{}</Response>", " ".repeat(100 * 1024));
+        let too_big = judge(&answer(200, &big, 5), true, slow).unwrap();
+        assert!(too_big.contains("over Vobiz's limit"), "{too_big}");
     }
 
     #[test]

@@ -196,11 +196,39 @@ async fn failing_slow_and_invalid_answers_exit_non_zero() {
     let (code, out, _) =
         run_binary(&["trigger", "answer", "--to", &format!("{}/a", html.url())]).await;
     assert_eq!(code, 1);
-    assert!(out.contains("invalid Vobiz XML"), "{out}");
+    assert!(out.contains("Content-Type text/html"), "{out}");
     // A hangup's answer is ignored by Vobiz: no XML needed.
     let (code, _, _) =
         run_binary(&["trigger", "hangup", "--to", &format!("{}/a", html.url())]).await;
     assert_eq!(code, 0);
+
+    // Well-formed XML still fails when labelled as HTML: Vobiz does not parse it.
+    let labelled_html = common::upstream(Reply {
+        content_type: "text/html; charset=utf-8",
+        ..Reply::default()
+    })
+    .await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "answer",
+        "--to",
+        &format!("{}/a", labelled_html.url()),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAILED: Content-Type text/html: Vobiz parses only"),
+        "{out}"
+    );
+    let broken = common::upstream(Reply {
+        body: "<Response><Speak>unclosed",
+        ..Reply::default()
+    })
+    .await;
+    let (code, out, _) =
+        run_binary(&["trigger", "answer", "--to", &format!("{}/a", broken.url())]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("invalid Vobiz XML"), "{out}");
 }
 
 #[tokio::test]

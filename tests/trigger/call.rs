@@ -15,7 +15,7 @@ async fn a_call_follows_the_xml() {
     let mut server = script::start(&[
         ("/ring", route("")),
         ("/answer", route(ANSWER)),
-        ("/gather", Route { body: DIAL, require: Some(("Digits", "1")) }),
+        ("/gather", Route { require: Some(("Digits", "1")), ..route(DIAL) }),
         ("/dial-cb", route("")),
         ("/dial-action", route("<Response><Record action=\"/record\" callbackUrl=\"/record-cb\" redirect=\"true\"/></Response>")),
         ("/record", route("<Response><Redirect>/next</Redirect></Response>")),
@@ -171,6 +171,34 @@ async fn invalid_xml_stops_the_call() {
         "{out}"
     );
     assert_eq!(server.drain().len(), 1, "no hangup after a broken answer");
+}
+
+#[tokio::test]
+async fn xml_served_as_html_stops_the_call() {
+    let html = Route {
+        content_type: "text/html",
+        ..route("<Response><Hangup/></Response>")
+    };
+    let mut server = script::start(&[("/answer", html)]).await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("call FAILED: StartApp POST") && out.contains("Content-Type text/html"),
+        "{out}"
+    );
+    assert_eq!(
+        server.drain().len(),
+        1,
+        "no hangup after an answer Vobiz cannot read"
+    );
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ impl Hit {
 pub struct Route {
     pub body: &'static str,
     pub require: Option<(&'static str, &'static str)>,
+    pub content_type: &'static str,
 }
 
 pub struct Script {
@@ -103,12 +104,14 @@ pub async fn start(routes: &[(&'static str, Route)]) -> Script {
                             fields,
                             body,
                         };
-                        let (status, text) = match routes.get(path.as_str()) {
+                        let (status, text, content_type) = match routes.get(path.as_str()) {
                             Some(route) => match route.require {
-                                Some((k, v)) if hit.field(k) != Some(v) => (400, "missing input"),
-                                _ => (200, route.body),
+                                Some((k, v)) if hit.field(k) != Some(v) => {
+                                    (400, "missing input", "text/plain")
+                                }
+                                _ => (200, route.body, route.content_type),
                             },
-                            None => (404, "not found"),
+                            None => (404, "not found", "text/plain"),
                         };
                         let _ = tx.send(hit);
                         let mut response =
@@ -116,7 +119,7 @@ pub async fn start(routes: &[(&'static str, Route)]) -> Script {
                         *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                         response
                             .headers_mut()
-                            .insert("content-type", "application/xml".parse().unwrap());
+                            .insert("content-type", content_type.parse().unwrap());
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
@@ -134,5 +137,6 @@ pub fn route(body: &'static str) -> Route {
     Route {
         body,
         require: None,
+        content_type: "application/xml",
     }
 }

@@ -561,12 +561,24 @@ pub struct TriggerCallArgs {
     /// The called number.
     #[arg(long, value_name = "NUMBER", default_value = "918045678901")]
     pub to_number: String,
-    /// inbound or outbound.
-    #[arg(long, default_value = "inbound", value_parser = ["inbound", "outbound"])]
-    pub direction: String,
+    /// inbound or outbound [default: outbound with --ring-url (a ring URL exists only on
+    /// calls placed with the Make Call API), inbound otherwise].
+    #[arg(long, value_parser = ["inbound", "outbound"])]
+    pub direction: Option<String>,
     /// Most requests one call may make (stops XML that loops).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_requests: usize,
     #[command(flatten)]
     pub common: TriggerCommon,
+}
+
+impl TriggerCallArgs {
+    /// `--direction`, or what the other options imply.
+    pub fn direction(&self) -> &str {
+        match (&self.direction, &self.ring_url) {
+            (Some(direction), _) => direction,
+            (None, Some(_)) => "outbound",
+            (None, None) => "inbound",
+        }
+    }
 }

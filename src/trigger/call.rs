@@ -84,7 +84,7 @@ impl<'a> Simulation<'a> {
         speech.reverse();
         Simulation {
             sender,
-            facts: CallFacts::new(&args.from, &args.to_number, &args.direction),
+            facts: CallFacts::new(&args.from, &args.to_number, args.direction()),
             clock: 0.0,
             requests: 0,
             max_requests: args.max_requests,
@@ -327,7 +327,7 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
             sim.call_uuid(),
             args.from,
             args.to_number,
-            args.direction
+            args.direction()
         );
     }
     let result = sim.run(args).await;

@@ -109,7 +109,8 @@ pub struct CallFacts {
     pub to: String,
     /// `inbound` or `outbound`.
     pub direction: String,
-    /// When the call started (Vobiz reports local time in India).
+    /// When the call started, with its sub-second part (`StartTime` and the other local times
+    /// are in India's time; `SessionStart` is the same instant in UTC, to the microsecond).
     pub start: OffsetDateTime,
 }
 
@@ -148,18 +149,23 @@ impl CallFacts {
         }
     }
 
-    /// `2026-06-08 11:41:20` at `seconds` after the start.
+    /// The same call, started `seconds` ago: a single callback about a call that is already
+    /// under way (a hangup after a minute's talk) then carries times up to now, not after it.
+    pub fn started_ago(mut self, seconds: f64) -> CallFacts {
+        self.start -= Duration::seconds_f64(seconds);
+        self
+    }
+
+    /// `2026-06-08 11:41:20` (India's time) at `seconds` after the start.
     pub fn time_at(&self, seconds: f64) -> String {
-        let at = self.start + Duration::seconds_f64(seconds);
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            at.year(),
-            u8::from(at.month()),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        )
+        date_time(self.start + Duration::seconds_f64(seconds))
+    }
+
+    /// `SessionStart`: the start in UTC with microseconds, `2026-06-08 06:11:20.433938`
+    /// (the wire sample and the SDK vectors: five and a half hours behind `StartTime`).
+    pub fn session_start(&self) -> String {
+        let utc = self.start.to_offset(UtcOffset::UTC);
+        format!("{}.{:06}", date_time(utc), utc.microsecond())
     }
 
     pub(super) fn outbound(&self) -> bool {
@@ -176,7 +182,7 @@ impl CallFacts {
             ("CallStatus", status.to_owned()),
             ("CallerName", format!("+{}", self.from)),
             ("ParentAuthID", "MA_DEVTUNNEL".to_owned()),
-            ("SessionStart", format!("{}.130248", self.time_at(0.0))),
+            ("SessionStart", self.session_start()),
         ];
         if self.outbound() {
             f.push(("RequestUUID", self.request_uuid.clone()));
@@ -188,6 +194,19 @@ impl CallFacts {
         }
         f
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the offset `at` carries.
+fn date_time(at: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 /// Field names are static; values vary.
@@ -219,6 +238,37 @@ pub use super::fields::fields;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_start_is_the_start_in_utc_to_the_microsecond() {
+        let call = CallFacts::new("919876543210", "918045678901", "inbound");
+        let local = call.time_at(0.0);
+        let session = call.session_start();
+        let utc = call.start - Duration::minutes(330);
+        assert_eq!(
+            &session[..19],
+            date_time(utc.replace_offset(UtcOffset::UTC))
+        );
+        assert_eq!(session.len(), 26, "{session}");
+        assert_ne!(
+            &session[..19],
+            local,
+            "StartTime is India's time, SessionStart UTC"
+        );
+        let other = CallFacts::new("919876543210", "918045678901", "inbound");
+        assert_ne!(
+            (&session[20..], call.call_uuid),
+            (&other.session_start()[20..], other.call_uuid)
+        );
+    }
+
+    #[test]
+    fn a_call_started_ago_ends_by_now() {
+        let before = OffsetDateTime::now_utc();
+        let call = CallFacts::new("919876543210", "918045678901", "inbound").started_ago(62.0);
+        let ended = call.start + Duration::seconds(62);
+        assert!(ended >= before && ended <= OffsetDateTime::now_utc());
+    }
 
     #[test]
     fn uuids_are_version_4() {

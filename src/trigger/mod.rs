@@ -115,13 +115,19 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
         check_url("--public-url", public)?;
     }
     let sender = sender(&args.common)?;
-    let facts = CallFacts::new("919876543210", "918045678901", "inbound");
+    // A ring_url exists only on calls placed with the Make Call API, i.e. outbound ones.
+    let direction = match kind {
+        Kind::Ring => "outbound",
+        _ => "inbound",
+    };
     let step = Step {
         at: 62.0,
         digits: "1".into(),
         length: 30.0,
         ..Step::default()
     };
+    // The callback happens now, `step.at` into a call that started before it.
+    let facts = CallFacts::new("919876543210", "918045678901", direction).started_ago(step.at);
     let mut fields = catalogue::fields(kind, &facts, &step);
     apply_params(&mut fields, &args.params)?;
     let callback = Callback {

@@ -288,7 +288,11 @@ pub struct RelayArgs {
     pub vobiz_ips_only: bool,
 
     /// With --vobiz-ips-only: these addresses or CIDR blocks instead of the published list.
-    #[arg(long = "allow-ip", value_name = "ADDR[/BITS]")]
+    #[arg(
+        long = "allow-ip",
+        value_name = "ADDR[/BITS]",
+        requires = "vobiz_ips_only"
+    )]
     pub allow_ips: Vec<String>,
 
     /// Seconds a laptop has to authenticate after connecting.

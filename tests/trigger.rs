@@ -149,12 +149,14 @@ async fn every_kind_is_complete_sorted_and_signed() {
             }
             // The call is over by now: it ended at the latest when the callback was sent.
             let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+5:30));
-            let format = time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            );
+            let format =
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
             let now = now.format(&format).unwrap();
             let end = get("EndTime").unwrap();
-            assert!(end <= now.as_str(), "EndTime {end} is after now ({now}, India)");
+            assert!(
+                end <= now.as_str(),
+                "EndTime {end} is after now ({now}, India)"
+            );
             assert!(get("StartTime").unwrap() < end);
         }
         if kind == Kind::Ring {

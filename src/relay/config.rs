@@ -20,6 +20,8 @@ pub enum RelayConfigError {
     Route(String),
     #[error("two routes use the same token ({0}): a token must name one laptop")]
     SharedToken(String),
+    #[error("two routes claim {0}: each host or path prefix goes to one laptop")]
+    SharedRoute(String),
     #[error("--allow-ip {0:?} is not an address or ADDR/BITS block")]
     AllowIp(String),
     #[error("{flag} must be a number of seconds >= 0, not {value}")]
@@ -190,6 +192,9 @@ impl RelayConfig {
         for (i, route) in routes.iter().enumerate() {
             if routes[..i].iter().any(|r| r.token == route.token) {
                 return Err(RelayConfigError::SharedToken(route.name()));
+            }
+            if routes[..i].iter().any(|r| r.matcher == route.matcher) {
+                return Err(RelayConfigError::SharedRoute(route.name()));
             }
         }
         let allow = if args.vobiz_ips_only {

@@ -272,3 +272,40 @@ fn the_relay_command_needs_a_token_and_never_shows_it() {
     assert!(out.contains("--token"), "{out}");
     assert!(!out.contains(secret) && !err.contains(secret), "{out}");
 }
+
+#[test]
+fn routes_that_would_shadow_each_other_are_refused_at_start() {
+    let (code, _, err) = relay_cli(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--route",
+            "/x=T1",
+            "--route",
+            "/x/=T2",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("two routes claim /x"), "{err}");
+    let (code, _, err) = relay_cli(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--route",
+            "A.example.com=T1",
+            "--route",
+            "a.example.com=T2",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("two routes claim"), "{err}");
+    // An allow-list without the switch that turns it on would silently allow everyone.
+    let (code, _, err) = relay_cli(
+        &["--listen", "127.0.0.1:0", "--allow-ip", "10.0.0.1"],
+        Some("relay-token"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--vobiz-ips-only"), "{err}");
+}

@@ -24,7 +24,7 @@ pub use sign::{
     fresh_nonce, sign_v1, sign_v2, sign_v3_docs, sign_v3_sdk, signed_headers,
     signed_headers_with_nonces, SigningKeys,
 };
-pub use verify::verify;
+pub use verify::{verify, SIGNATURE_PREFIX_CHARS};
 
 use std::fmt;
 
@@ -355,7 +355,8 @@ pub struct Attempt {
     pub key: String,
     /// The exact string that was HMAC'd.
     pub string_to_sign: String,
-    /// The signature that string produces.
+    /// The signature that string produces: whole when it matched (it is then the received
+    /// value), otherwise only its first characters (see [`SIGNATURE_PREFIX_CHARS`]).
     pub expected: String,
     /// Whether a member of the header equals `expected`.
     pub matched: bool,

@@ -389,3 +389,36 @@ mod verify_behaviour {
         );
     }
 }
+
+#[test]
+fn an_invalid_callback_is_never_told_the_signature_it_should_have_sent() {
+    let token = AuthToken::new("TESTAUTHTOKENnotReal0123456789abcdefXYZ");
+    let url = "https://example.com/cb";
+    let nonce = "12345678901234567890";
+    let real_v3 = sign::sign_v3_docs(&token, url, nonce);
+    let real_v2 = sign::sign_v2(&token, url, nonce);
+    let headers: Vec<(String, String)> = [
+        (V3, "AAAA"),
+        (V3N, nonce),
+        ("X-Vobiz-Signature-V2", "BBBB"),
+        ("X-Vobiz-Signature-V2-Nonce", nonce),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let keys = keys(&["TESTAUTHTOKENnotReal0123456789abcdefXYZ"], &[]);
+    let verdict = verify(&callback("POST", url, &headers, b"a=1"), &keys);
+    assert_eq!(verdict.status, VerdictStatus::Invalid);
+    let everything = serde_json::to_string(&verdict).unwrap();
+    for real in [&real_v3, &real_v2] {
+        assert!(!everything.contains(real.as_str()), "{everything}");
+        // The start is still there to compare with one's own computation.
+        assert!(everything.contains(&format!("{}…", &real[..SIGNATURE_PREFIX_CHARS])));
+    }
+    // A signature that matched is the received value, whole.
+    let signed: Vec<(String, String)> =
+        vec![(V3.into(), real_v3.clone()), (V3N.into(), nonce.into())];
+    let valid = verify(&callback("POST", url, &signed, b"a=1"), &keys);
+    assert_eq!(valid.status, VerdictStatus::Valid);
+    assert!(serde_json::to_string(&valid).unwrap().contains(&real_v3));
+}

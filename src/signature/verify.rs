@@ -139,6 +139,21 @@ fn sha1_mac(token: &AuthToken, msg: &str) -> String {
     algorithm::hmac_sha1_b64(token.expose().as_bytes(), msg)
 }
 
+/// How much of a signature that did not match is kept: enough to compare with one's own
+/// computation at a glance, far too little to be a signature. A whole value would be a
+/// valid signature for the sender's nonce, and the documented form does not sign the body:
+/// anyone reading a store, a shared HAR file or a screen could send any body with it.
+pub const SIGNATURE_PREFIX_CHARS: usize = 8;
+
+/// The first [`SIGNATURE_PREFIX_CHARS`] characters of `signature`, then `…`.
+fn signature_prefix(signature: &str) -> String {
+    let cut = signature
+        .char_indices()
+        .nth(SIGNATURE_PREFIX_CHARS)
+        .map_or(signature.len(), |(i, _)| i);
+    format!("{}…", &signature[..cut])
+}
+
 /// Tries `sts` with each key, recording attempts; stops at the first match.
 fn try_keys(
     check: &mut HeaderCheck,
@@ -151,6 +166,10 @@ fn try_keys(
         let expected = mac(k.token, sts);
         let matched = algorithm::matching_member(&check.value, &expected).is_some();
         let (key, string_to_sign) = (k.label.clone(), sts.to_owned());
+        let expected = match matched {
+            true => expected,
+            false => signature_prefix(&expected),
+        };
         check.attempts.push(Attempt {
             form,
             key,

@@ -37,10 +37,13 @@ pub const HELLO: &str = "VOBIZ-TUNNEL/1";
 /// Longest hello or answer line, newline included: a peer cannot make either side buffer more.
 pub const MAX_LINE: usize = 4096;
 /// HTTP/2 pings on the tunnel, sent by both sides: a peer that vanished without a FIN (a
-/// laptop asleep, a Wi-Fi change) is noticed within interval + timeout; the relay then
-/// answers 503 for its route and the laptop reconnects.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// laptop asleep or frozen, a Wi-Fi change) is noticed within interval + timeout; the relay
+/// then answers the callbacks in flight with 502 and new ones with 503, and the laptop
+/// reconnects. Vobiz gives up on a callback after ~3 s, so that is the budget: a tunnel that
+/// cannot answer a ping within 2 s could not have answered the callback in time either.
+/// (Pings go out only when nothing was read for the interval: a busy tunnel sends none.)
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a protocol line could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

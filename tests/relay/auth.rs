@@ -309,3 +309,34 @@ fn routes_that_would_shadow_each_other_are_refused_at_start() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--vobiz-ips-only"), "{err}");
 }
+
+/// A laptop that froze with its tunnel open (asleep, stopped, stuck) sends no FIN: only the
+/// tunnel's pings notice it. A callback must not wait for it past Vobiz's ~3 s budget by much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_laptop_costs_a_callback_seconds_not_tens_of_seconds() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    // Says hello, takes the tunnel, then never reads or writes again.
+    let mut frozen = raw_tunnel(&relay).await;
+    frozen
+        .write_all(protocol::hello_line(RELAY_TOKEN).as_bytes())
+        .await
+        .unwrap();
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let request = callback(&authority, "/vobiz/hangup", hangup(1), &url, 1, &[]);
+    let started = Instant::now();
+    let answer = relay.vobiz().send(request).await;
+    let waited = started.elapsed();
+    assert!(
+        answer.status == 502 || answer.status == 503,
+        "{} {}",
+        answer.status,
+        answer.body
+    );
+    // Interval + timeout is 3 s; 20 s before. The margin is for a loaded CI machine.
+    assert!(waited < Duration::from_secs(6), "answered after {waited:?}");
+    assert!(!relay.server.is_connected("default"));
+    drop(frozen);
+    relay.server.shutdown().await;
+}

@@ -341,6 +341,30 @@ fn docs_signature_with_body_verifies_in_docs_form() {
 }
 
 #[test]
+fn swapped_nonce_headers_are_explained() {
+    let url = "https://example.com/vobiz/hangup";
+    let (t, k) = (AuthToken::new(T), keys(&[T], &[]));
+    let (n2, n3) = ("11111111111111111111", "22222222222222222222");
+    // Each signature is right for its algorithm, but made with the other header's nonce.
+    let (v2, v3) = (sign_v2(&t, url, n3), sign_v3_docs(&t, url, n2));
+    let verdict = post(url, "", &[(V2, &v2), (V3, &v3), (V2N, n2), (V3N, n3)], &k);
+    assert_eq!(verdict.status, VerdictStatus::Invalid);
+    let miss = verdict.would_match.as_ref().expect("a near miss");
+    assert_eq!(miss.variant, "V2/V3 nonces swapped");
+    assert!(
+        miss.sentence
+            .contains("signed with the nonce in X-Vobiz-Signature-V2-Nonce"),
+        "{}",
+        miss.sentence
+    );
+    assert!(
+        verdict.summary().contains("nonce headers were swapped"),
+        "{}",
+        verdict.summary()
+    );
+}
+
+#[test]
 fn swapped_v2_v3_headers_are_explained() {
     let url = "https://example.com/vobiz/hangup";
     let (t, k) = (AuthToken::new(T), keys(&[T], &[]));

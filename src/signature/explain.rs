@@ -292,6 +292,36 @@ pub(super) fn near_miss(ctx: &Ctx<'_, '_>, checks: &[HeaderCheck]) -> Option<Nea
             }
         }
     }
+    // 4. The nonce headers swapped: the value checked with its own algorithm and the other
+    //    nonce header's value (a signer that reads the V2 nonce for V3, or the reverse).
+    for &(c, nonce) in &usable {
+        let (own, other) = match c.scheme.is_v3() {
+            true => (Scheme::V3, Scheme::V2),
+            false => (Scheme::V2, Scheme::V3),
+        };
+        let (Some(own_header), Some(other_header)) = (own.nonce_header(), other.nonce_header())
+        else {
+            continue;
+        };
+        let Some(other_nonce) = header(ctx.req.headers, other_header)
+            .next()
+            .filter(|n| !n.is_empty() && *n != nonce)
+        else {
+            continue;
+        };
+        let keys = ctx.keys_for(c.scheme);
+        if let Some((key, form)) =
+            try_match(ctx, keys, c.scheme.is_v3(), &orig, other_nonce, &c.value)
+        {
+            let what = "V2/V3 nonces swapped";
+            let sentence = format!(
+                "Would be valid if the nonce headers were swapped: {} is signed with the \
+                 nonce in {other_header}, not {own_header} ({what})",
+                c.header
+            );
+            return Some(miss(what, &orig.url, c, key, form, sentence));
+        }
+    }
     None
 }
 

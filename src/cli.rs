@@ -525,7 +525,9 @@ pub struct TriggerOneArgs {
     /// The URL to send the callback to.
     #[arg(long, value_name = "URL")]
     pub to: String,
-    /// The URL to sign, when it differs from --to (the public URL configured at Vobiz).
+    /// The URL to sign, when it differs from --to (the public URL configured at Vobiz). A bare
+    /// origin (https://hooks.example.com) takes the path and query of --to, as
+    /// `listen --public-url` does.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
     /// Override or add a form field: K=V. Repeat for each.

@@ -109,6 +109,27 @@ fn check_url(flag: &str, url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The URL a single callback is signed for: `--public-url` as given when it has a path; a
+/// bare origin (`https://hooks.example.com`) takes the path and query of `--to`, which is
+/// what `listen --public-url` does with the same value, so the two agree.
+fn signed_url(to: &str, public_url: Option<&str>) -> String {
+    let Some(public) = public_url else {
+        return to.to_owned();
+    };
+    let Ok(uri) = public.parse::<hyper::Uri>() else {
+        return public.to_owned();
+    };
+    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none() && !public.ends_with('/');
+    let target = to
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|to| to.path_and_query().map(|pq| pq.as_str().to_owned()));
+    match (bare, target) {
+        (true, Some(target)) => format!("{public}{target}"),
+        _ => public.to_owned(),
+    }
+}
+
 async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
     check_url("--to", &args.to)?;
     if let Some(public) = &args.public_url {
@@ -133,7 +154,7 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
     let callback = Callback {
         method: args.method.to_ascii_uppercase(),
         url: args.to.clone(),
-        sign_url: args.public_url.clone().unwrap_or_else(|| args.to.clone()),
+        sign_url: signed_url(&args.to, args.public_url.as_deref()),
         fields,
     };
     let slow = Duration::from_millis(args.common.slow_after_ms);
@@ -187,6 +208,23 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_public_origin_takes_the_path_of_to() {
+        let to = "http://127.0.0.1:3000/vobiz/dial?x=1";
+        assert_eq!(signed_url(to, None), to);
+        assert_eq!(
+            signed_url(to, Some("https://hooks.example.com")),
+            "https://hooks.example.com/vobiz/dial?x=1"
+        );
+        // With a path (even just "/"), it is the URL to sign, as given.
+        for public in [
+            "https://hooks.example.com/",
+            "https://hooks.example.com/vobiz/answer",
+        ] {
+            assert_eq!(signed_url(to, Some(public)), public);
+        }
+    }
 
     #[test]
     fn params_override_or_insert_in_byte_order() {

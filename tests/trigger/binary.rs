@@ -254,3 +254,27 @@ async fn public_url_is_what_gets_signed() {
     );
     assert!(!form(&seen).is_empty());
 }
+
+#[tokio::test]
+async fn a_bare_public_origin_is_signed_with_the_path_of_to() {
+    let mut upstream = common::upstream(Reply::default()).await;
+    let (code, _, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &format!("{}/vobiz/hangup", upstream.url()),
+        "--public-url",
+        "https://hooks.example.com",
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let seen = upstream.next().await;
+    // What `listen --public-url https://hooks.example.com` verifies this request against.
+    let joined = "https://hooks.example.com/vobiz/hangup";
+    assert_eq!(
+        verdict("POST", joined, &seen.headers, &seen.body),
+        VerdictStatus::Valid
+    );
+}

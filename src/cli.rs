@@ -474,8 +474,13 @@ pub enum TriggerKind {
     RecordCallback(TriggerOneArgs),
     /// `<Record transcriptionUrl>`: the transcription.
     Transcription(TriggerOneArgs),
+    /// Record API callback_url: snake_case `record_url`, `recording_id`, durations.
+    RecordApi(TriggerOneArgs),
     /// `<Conference callbackUrl>`: `Event=ConferenceEnter`.
     Conference(TriggerOneArgs),
+    /// `<Conference waitSound>` (also dialMusic, confirmSound): `Event=ConferenceRemoteSounds`
+    /// (expects Vobiz XML of Play/Speak/Wait).
+    ConferenceSounds(TriggerOneArgs),
     /// `<Stream statusCallbackUrl>`: `Event=StartStream`.
     StreamStatus(TriggerOneArgs),
     /// `<Redirect>` target: `Event=Redirect` (expects Vobiz XML).

@@ -415,7 +415,8 @@ impl Exchange {
             replay_of: None,
             nonce_reused_of: None,
             event: field("Event"),
-            call_uuid: field("CallUUID"),
+            // The Record API's callback names the call in snake_case.
+            call_uuid: field("CallUUID").or_else(|| field("call_uuid")),
             request,
             verdict,
             outcome: Outcome::Pending,
@@ -590,9 +591,12 @@ mod tests {
             },
             &crate::signature::Keys::default(),
         );
-        let exchange = Exchange::received(request, verdict, 0);
+        let exchange = Exchange::received(request.clone(), verdict.clone(), 0);
         assert_eq!(exchange.event.as_deref(), Some("Ring"));
         assert_eq!(exchange.call_uuid.as_deref(), Some("q"));
+        request.target = "/rec?api_id=1&call_uuid=snake".into();
+        let exchange = Exchange::received(request, verdict, 0);
+        assert_eq!(exchange.call_uuid.as_deref(), Some("snake"));
     }
 
     proptest::proptest! {

@@ -83,6 +83,7 @@ const EVENTS: &[(&str, &str)] = &[
     ("record", "Record"),
     ("record-callback", "RecordStop"),
     ("conference", "ConferenceEnter"),
+    ("conference-sounds", "ConferenceRemoteSounds"),
     ("stream-status", "StartStream"),
     ("redirect", "Redirect"),
     ("transfer", "Transfer"),
@@ -124,7 +125,10 @@ async fn every_kind_is_complete_sorted_and_signed() {
         let keys: Vec<&[u8]> = fields.iter().map(|(k, _)| k.as_bytes()).collect();
         assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{kind:?}: {keys:?}");
         let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-        if kind != Kind::Transcription {
+        if kind == Kind::RecordApi {
+            assert!(is_uuid_v4(get("call_uuid").unwrap()));
+            assert!(get("record_url").is_some() && get("recording_id").is_some());
+        } else if kind != Kind::Transcription {
             assert!(is_uuid_v4(get("CallUUID").unwrap()), "{kind:?}");
             assert!(get("From").unwrap().starts_with("91"));
             assert!(get("Direction").is_some() && get("CallStatus").is_some());

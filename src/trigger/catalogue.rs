@@ -31,8 +31,12 @@ pub enum Kind {
     RecordCallback,
     /// `<Record transcriptionUrl>`.
     Transcription,
+    /// Record API `callback_url` (snake_case fields).
+    RecordApi,
     /// `<Conference callbackUrl>`, `Event=ConferenceEnter`.
     Conference,
+    /// `<Conference waitSound>` / `dialMusic` / `confirmSound`, `Event=ConferenceRemoteSounds`.
+    ConferenceSounds,
     /// `<Stream statusCallbackUrl>`, `Event=StartStream`.
     StreamStatus,
     /// a `<Redirect>` target, `Event=Redirect`.
@@ -43,7 +47,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in catalogue order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Answer,
         Kind::Ring,
         Kind::Hangup,
@@ -55,7 +59,9 @@ impl Kind {
         Kind::Record,
         Kind::RecordCallback,
         Kind::Transcription,
+        Kind::RecordApi,
         Kind::Conference,
+        Kind::ConferenceSounds,
         Kind::StreamStatus,
         Kind::Redirect,
         Kind::Transfer,
@@ -75,7 +81,9 @@ impl Kind {
             Kind::Record => "record",
             Kind::RecordCallback => "record-callback",
             Kind::Transcription => "transcription",
+            Kind::RecordApi => "record-api",
             Kind::Conference => "conference",
+            Kind::ConferenceSounds => "conference-sounds",
             Kind::StreamStatus => "stream-status",
             Kind::Redirect => "redirect",
             Kind::Transfer => "transfer",
@@ -90,6 +98,7 @@ impl Kind {
                 | Kind::Gather
                 | Kind::DialAction
                 | Kind::Record
+                | Kind::ConferenceSounds
                 | Kind::Redirect
                 | Kind::Transfer
         )

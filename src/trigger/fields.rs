@@ -104,7 +104,16 @@ pub fn fields(kind: Kind, call: &CallFacts, step: &Step) -> Vec<(String, String)
             ),
             ("recording_id", or_fresh(&step.id)),
         ],
+        Kind::RecordApi => record_api(call, step),
         Kind::Conference => conference(call, step),
+        Kind::ConferenceSounds => {
+            let mut f = call.standard("in-progress");
+            f.extend([
+                ("Event", "ConferenceRemoteSounds".into()),
+                ("ConferenceAction", "waitSound".into()),
+            ]);
+            f
+        }
         Kind::StreamStatus => {
             let mut f = call.standard("in-progress");
             f.extend([
@@ -114,6 +123,10 @@ pub fn fields(kind: Kind, call: &CallFacts, step: &Step) -> Vec<(String, String)
                 ("Timestamp", call.time_at(step.at)),
                 ("Error", String::new()),
                 ("status_callback_method", "POST".into()),
+                (
+                    "status_callback_url",
+                    "https://localhost:8443/vobiz/stream-status".into(),
+                ),
             ]);
             f
         }
@@ -234,6 +247,24 @@ fn record_stop(call: &CallFacts, step: &Step) -> Fields {
     f
 }
 
+/// The Record API's callback: snake_case fields, no `Event`, the call in `call_uuid`.
+fn record_api(call: &CallFacts, step: &Step) -> Fields {
+    let id = or_fresh(&step.id);
+    let ms = (step.length.max(1.0) * 1000.0).round() as u64;
+    let start_ms =
+        (call.start.unix_timestamp_nanos() / 1_000_000) as u64 + (step.at * 1000.0) as u64;
+    vec![
+        ("api_id", uuid_v4()),
+        ("call_uuid", call.call_uuid.clone()),
+        ("record_url", recording_url(&id)),
+        ("recording_duration", (ms / 1000).to_string()),
+        ("recording_duration_ms", ms.to_string()),
+        ("recording_end_ms", (start_ms + ms).to_string()),
+        ("recording_id", id),
+        ("recording_start_ms", start_ms.to_string()),
+    ]
+}
+
 fn conference(call: &CallFacts, step: &Step) -> Fields {
     let exit = step.event == "ConferenceExit";
     let room = if step.target.is_empty() {
@@ -284,12 +315,15 @@ mod tests {
             let f = fields(kind, &call, &Step::default());
             let keys: Vec<&[u8]> = f.iter().map(|(k, _)| k.as_bytes()).collect();
             assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{kind:?}");
-            if kind != Kind::Transcription {
-                assert!(
-                    f.contains(&("CallUUID".into(), call.call_uuid.clone())),
-                    "{kind:?}"
-                );
-            }
+            let uuid_key = match kind {
+                Kind::Transcription => continue,
+                Kind::RecordApi => "call_uuid",
+                _ => "CallUUID",
+            };
+            assert!(
+                f.contains(&(uuid_key.into(), call.call_uuid.clone())),
+                "{kind:?}"
+            );
         }
     }
 }

@@ -228,11 +228,17 @@ fn dial_status(call: &CallFacts, step: &Step) -> Fields {
     f
 }
 
-fn record_stop(call: &CallFacts, step: &Step) -> Fields {
-    let id = or_fresh(&step.id);
+/// When a recording started (Unix ms) and how long it lasted (ms): at the step, at least 1 s.
+fn recording_span(call: &CallFacts, step: &Step) -> (u64, u64) {
     let ms = (step.length.max(1.0) * 1000.0).round() as u64;
     let start_ms =
         (call.start.unix_timestamp_nanos() / 1_000_000) as u64 + (step.at * 1000.0) as u64;
+    (start_ms, ms)
+}
+
+fn record_stop(call: &CallFacts, step: &Step) -> Fields {
+    let id = or_fresh(&step.id);
+    let (start_ms, ms) = recording_span(call, step);
     let mut f = call.standard("in-progress");
     f.extend([
         ("Event", "RecordStop".into()),
@@ -250,9 +256,7 @@ fn record_stop(call: &CallFacts, step: &Step) -> Fields {
 /// The Record API's callback: snake_case fields, no `Event`, the call in `call_uuid`.
 fn record_api(call: &CallFacts, step: &Step) -> Fields {
     let id = or_fresh(&step.id);
-    let ms = (step.length.max(1.0) * 1000.0).round() as u64;
-    let start_ms =
-        (call.start.unix_timestamp_nanos() / 1_000_000) as u64 + (step.at * 1000.0) as u64;
+    let (start_ms, ms) = recording_span(call, step);
     vec![
         ("api_id", uuid_v4()),
         ("call_uuid", call.call_uuid.clone()),

@@ -399,3 +399,21 @@ async fn with_hold_a_callback_rides_out_a_short_gap() {
     assert!(DEADLINE > took);
     relay.server.shutdown().await;
 }
+
+/// A stop waits for callbacks in flight, not for the laptops' tunnels, which only close
+/// after them: with a laptop connected and nothing in flight, it is prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_the_tunnels_themselves() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let started = Instant::now();
+    within(relay.server.shutdown()).await;
+    // The drain allows 5 s; before, a connected laptop always used all of it.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    laptop.harness.tunnel.shutdown().await;
+}

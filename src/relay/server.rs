@@ -11,7 +11,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -154,20 +154,25 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let http = Arc::new(public::http_builder(shared.config.header_timeout));
-    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let max = shared.config.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    // What a stop waits for: every connection but the laptops' tunnels, which must stay up
+    // until the callbacks in flight through them are answered, and close after.
+    let callers = Arc::new(Semaphore::new(max));
     while let Some((permit, tcp, peer)) = accept_next(&listener, &slots, &mut shutdown).await {
         let (acceptor, http, shared) = (acceptor.clone(), http.clone(), shared.clone());
         let stop = shutdown.clone();
+        // Never fails: there are no more connections than slots.
+        let caller = callers.clone().try_acquire_owned().ok();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(reason) = connection(tcp, peer, acceptor, http, shared, stop).await {
+            if let Err(reason) = connection(tcp, peer, acceptor, http, shared, stop, caller).await {
                 tracing::info!("relay: connection from {peer}: {reason}");
             }
         });
     }
     drop(listener);
-    let max = shared.config.max_connections;
-    if tokio::time::timeout(DRAIN_TIMEOUT, all_closed(&slots, max))
+    if tokio::time::timeout(DRAIN_TIMEOUT, all_closed(&callers, max))
         .await
         .is_err()
     {
@@ -182,6 +187,7 @@ async fn connection(
     http: Arc<public::HttpBuilder>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    caller: Option<OwnedSemaphorePermit>,
 ) -> Result<(), String> {
     let deadline = shared.config.handshake_timeout;
     let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay").await? else {
@@ -193,6 +199,7 @@ async fn connection(
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     match tls.get_ref().1.alpn_protocol() {
         Some(alpn) if alpn == protocol::ALPN => {
+            drop(caller); // a tunnel, not a caller: see `accept_loop`
             accept_tunnel(tls, peer, shared).await;
             Ok(())
         }

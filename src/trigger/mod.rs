@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
+use crate::config::BaseUrl;
 use crate::signature::SigningKeys;
 use catalogue::{CallFacts, Kind, Step};
 use send::{Callback, Sender, Signing};
@@ -112,22 +113,21 @@ fn check_url(flag: &str, url: &str) -> anyhow::Result<()> {
 }
 
 /// The URL a single callback is signed for: `--public-url` as given when it has a path; a
-/// bare origin (`https://hooks.example.com`) takes the path and query of `--to`, which is
-/// what `listen --public-url` does with the same value, so the two agree.
+/// bare origin (`https://hooks.example.com`) is joined with the path and query of `--to` the
+/// way `listen --public-url` joins it with a request's ([`BaseUrl::join`]), so the two agree.
 fn signed_url(to: &str, public_url: Option<&str>) -> String {
     let Some(public) = public_url else {
         return to.to_owned();
     };
-    let Ok(uri) = public.parse::<hyper::Uri>() else {
-        return public.to_owned();
-    };
-    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none() && !public.ends_with('/');
-    let target = to
-        .parse::<hyper::Uri>()
+    let origin = BaseUrl::parse(public)
         .ok()
-        .and_then(|to| to.path_and_query().map(|pq| pq.as_str().to_owned()));
-    match (bare, target) {
-        (true, Some(target)) => format!("{public}{target}"),
+        .filter(|base| base.prefix.is_empty() && !public.ends_with('/'));
+    let target = to.parse::<hyper::Uri>().ok().and_then(|uri| {
+        uri.path_and_query()
+            .map(|target| target.as_str().to_owned())
+    });
+    match (origin, target) {
+        (Some(origin), Some(target)) => origin.join(&target),
         _ => public.to_owned(),
     }
 }

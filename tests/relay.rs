@@ -31,6 +31,9 @@ async fn callbacks_cross_the_relay_verified_against_its_public_url() {
     let forged = [
         ("x-vobiz-tunnel-public-url", "https://evil.example"),
         ("x-vobiz-tunnel-client-addr", "6.6.6.6:666"),
+        // Only the relay may tell a laptop it was replaced.
+        ("x-vobiz-tunnel-notice", "replaced"),
+        ("x-vobiz-tunnel-replaced-by", "6.6.6.6:666"),
     ];
     let request = callback(&authority, path, hangup(1), &url, 1, &forged);
     let (answer, sent_from) = relay.vobiz().send_from(request, false).await;
@@ -213,10 +216,27 @@ async fn prefix_and_host_routes_reach_their_own_laptop() {
         .log_line(&["tunnel connected route=/alice", "/alice"])
         .await;
 
-    // A second laptop with Alice's token replaces the first (newest wins).
+    // A second laptop with Alice's token replaces the first (newest wins), and the first
+    // hears why and stays out: reconnecting would take the route back, for ever.
+    let mut pushed_out = alice.events();
     let mut alice2 = Laptop::start(&relay, alice_token).await;
-    relay.log_line(&["tunnel replaced route=/alice"]).await;
-    alice.harness.tunnel.shutdown().await; // or it would take the route back
+    let replaced = relay.log_line(&["tunnel replaced route=/alice"]).await;
+    let state = relay_state(&mut pushed_out, |s| {
+        matches!(s, RelayState::Replaced { .. })
+    })
+    .await;
+    let RelayState::Replaced { by, .. } = &state else {
+        unreachable!()
+    };
+    assert!(
+        by.starts_with("127.0.0.1:") && replaced.contains(by.as_str()),
+        "{by} / {replaced}"
+    );
+    assert!(
+        state.describe().contains("another laptop"),
+        "{}",
+        state.describe()
+    );
     let delivered = within(async {
         for n in 10.. {
             let request = callback(
@@ -240,7 +260,28 @@ async fn prefix_and_host_routes_reach_their_own_laptop() {
         .recorded_call_uuids()
         .await
         .contains(&call_uuid(delivered)));
-    for laptop in [alice2, bob] {
+    // Well past the first laptop's reconnect delay: every callback still reaches the second.
+    for n in delivered + 1..delivered + 6 {
+        let request = callback(
+            &format!("localhost:{port}"),
+            "/alice/cb",
+            hangup(n),
+            &relay.url("/alice/cb"),
+            n,
+            &[],
+        );
+        assert_eq!(relay.vobiz().send(request).await.status, 200);
+        assert_eq!(alice2.upstream.next().await.uri, "/cb");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alice.upstream.assert_nothing(Duration::ZERO).await;
+    let replacements = relay
+        .log()
+        .iter()
+        .filter(|l| l.contains("tunnel replaced"))
+        .count();
+    assert_eq!(replacements, 1, "{:#?}", relay.log());
+    for laptop in [alice, alice2, bob] {
         laptop.harness.tunnel.shutdown().await;
     }
     relay.server.shutdown().await;

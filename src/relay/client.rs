@@ -1,13 +1,18 @@
 //! The laptop's side of the tunnel (`listen --relay`): connect out to the relay over TLS (its
 //! certificate verified), say hello with the token, then serve HTTP/2 on that connection with
 //! the same pipeline as the local listener. When the tunnel drops, reconnect with capped
-//! exponential backoff and jitter; every change of state is published as
+//! exponential backoff and jitter, unless the relay said another laptop took the route
+//! ([`super::notice`]); every change of state is published as
 //! [`ExchangeEvent::Relay`] for the log and the inspector.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::io::BufReader;
@@ -17,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use super::config::RelayClientConfig;
+use super::notice::{self, Notice};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::RelayState;
 use crate::exchange::TlsInfo;
@@ -75,6 +81,9 @@ enum Session {
     Failed(String),
     /// Was connected, then the tunnel ended.
     Ended { reason: String, lasted: Duration },
+    /// Another laptop (at `by`) connected with the same token and took the route: reconnecting
+    /// would only take it back, and the two would push each other out for ever.
+    Replaced { by: String },
 }
 
 /// The running tunnel client.
@@ -124,6 +133,11 @@ async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Rece
         let session = session(&config, &tls, &proxy, &mut stop).await;
         let (state, delay) = match session {
             Session::Stopped => return,
+            Session::Replaced { by } => {
+                let relay = relay.clone();
+                publish(&proxy, RelayState::Replaced { relay, by });
+                return;
+            }
             Session::Refused(reason) => {
                 let delay = jitter(BACKOFF_CAP);
                 let retry_in_secs = delay.as_secs_f64();
@@ -227,7 +241,25 @@ async fn session(
         relayed: true,
     });
     let proxy = proxy.clone();
-    let service = service_fn(move |request| pipeline::handle(proxy.clone(), info.clone(), request));
+    let replaced: Arc<OnceLock<String>> = Arc::default();
+    let heard = replaced.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let (proxy, info, heard) = (proxy.clone(), info.clone(), heard.clone());
+        async move {
+            if !notice::is_notice(request.headers()) {
+                return pipeline::handle(proxy, info, request).await;
+            }
+            match Notice::read(request.headers()) {
+                Some(Notice::Replaced { by }) => {
+                    let _ = heard.set(by);
+                }
+                None => tracing::debug!("relay: ignored a notice this version does not know"),
+            }
+            let mut answer = Response::new(Full::new(Bytes::new()));
+            *answer.status_mut() = StatusCode::NO_CONTENT;
+            Ok(answer)
+        }
+    });
     let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http.timer(TokioTimer::new())
         .keep_alive_interval(PING_INTERVAL)
@@ -240,6 +272,9 @@ async fn session(
     tokio::pin!(connection);
     tokio::select! {
         ended = connection.as_mut() => {
+            if let Some(by) = replaced.get() {
+                return Session::Replaced { by: by.clone() };
+            }
             let reason = match ended {
                 Ok(()) => "the relay closed the tunnel".to_string(),
                 Err(e) => crate::forward::error_chain(&e),

@@ -3,13 +3,15 @@
 //!
 //! [`protocol`] describes the wire protocol; [`server`] (accept loop, tunnel acceptance) and
 //! `public` (carrying one callback) are the relay; [`registry`] maps routes to tunnels;
-//! [`client`] is the laptop's side; [`log`] the relay's log lines; `command` the subcommand.
+//! [`client`] is the laptop's side; [`notice`] what the relay tells a laptop about its tunnel;
+//! [`log`] the relay's log lines; `command` the subcommand.
 
 pub mod client;
 mod command;
 pub mod config;
 pub mod envelope;
 pub mod log;
+pub mod notice;
 pub mod protocol;
 mod public;
 pub mod registry;

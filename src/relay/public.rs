@@ -22,6 +22,7 @@ use tokio_rustls::server::TlsStream;
 use super::config::RouteMatch;
 use super::envelope::{self, Envelope};
 use super::log::CallbackLine;
+use super::notice;
 use super::server::Shared;
 use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
@@ -130,7 +131,8 @@ async fn handle(
 }
 
 /// The headers the laptop receives: the sender's, minus those that describe the public
-/// connection only (hop-by-hop), plus the envelope (replacing any the sender forged).
+/// connection only (hop-by-hop) and any notice header (only the relay speaks those), plus the
+/// envelope (replacing any the sender forged).
 fn tunnel_headers(incoming: &HeaderMap, envelope: &Envelope) -> HeaderMap {
     let tokens: Vec<String> = incoming
         .get_all(CONNECTION)
@@ -145,6 +147,7 @@ fn tunnel_headers(incoming: &HeaderMap, envelope: &Envelope) -> HeaderMap {
             headers.append(name.clone(), value.clone());
         }
     }
+    notice::strip(&mut headers);
     envelope::put(&mut headers, envelope);
     headers
 }

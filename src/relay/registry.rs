@@ -30,6 +30,7 @@ pub struct Link {
     sender: SendRequest<Full<Bytes>>,
     close: Notify,
     close_reason: OnceLock<&'static str>,
+    replaced_by: OnceLock<SocketAddr>,
 }
 
 impl Link {
@@ -49,6 +50,7 @@ impl Link {
             sender,
             close: Notify::new(),
             close_reason: OnceLock::new(),
+            replaced_by: OnceLock::new(),
         }
     }
 
@@ -64,9 +66,30 @@ impl Link {
 
     /// Asks the task driving the tunnel to drop it; the first reason given is kept.
     pub fn close(&self, reason: &'static str) {
-        let _ = self.close_reason.set(reason);
+        self.close_with(reason, None);
+    }
+
+    /// Closes it because the laptop at `peer` connected with the same token.
+    pub fn replace_by(&self, peer: SocketAddr) {
+        self.close_with(
+            "replaced by a newer connection with the same token",
+            Some(peer),
+        );
+    }
+
+    fn close_with(&self, reason: &'static str, replaced_by: Option<SocketAddr>) {
+        if self.close_reason.set(reason).is_ok() {
+            if let Some(peer) = replaced_by {
+                let _ = self.replaced_by.set(peer);
+            }
+        }
         // A stored permit: the driving task sees it even if it is not waiting yet.
         self.close.notify_one();
+    }
+
+    /// The laptop that took this tunnel's route, if that is why it closed.
+    pub fn replaced_by(&self) -> Option<SocketAddr> {
+        self.replaced_by.get().copied()
     }
 
     /// Resolves once [`Link::close`] is called, with its reason.
@@ -179,8 +202,9 @@ impl Registry {
     /// Makes `link` its route's tunnel and closes the one it replaces (returned).
     pub fn register(&self, link: Arc<Link>) -> Option<Arc<Link>> {
         let slot = self.slots.get(link.route)?;
+        let peer = link.peer;
         let old = slot.current.send_replace(Some(link))?;
-        old.close("replaced by a newer connection with the same token");
+        old.replace_by(peer);
         Some(old)
     }
 

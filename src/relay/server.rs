@@ -4,7 +4,9 @@
 //! [`super::public`]). The limits follow `crate::server`: a connection cap, a handshake
 //! deadline, a hint for plain HTTP on the HTTPS port, and a graceful drain when stopping.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::{RelayConfig, RouteMatch};
 use super::log::{RelayLog, TunnelEvent};
+use super::notice::Notice;
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
@@ -27,6 +30,8 @@ use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on writing a protocol line and on the HTTP/2 handshake.
 const PROTOCOL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a replaced laptop gets to take note before its tunnel is dropped.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every connection task needs.
 pub(super) struct Shared {
@@ -209,6 +214,26 @@ async fn connection(
     }
 }
 
+/// Tells a replaced laptop so (see [`super::notice`]), while still driving its connection; a laptop
+/// that does not answer within [`NOTICE_TIMEOUT`] (it is often gone: the newer tunnel is
+/// the same laptop back after a network change) is dropped without it.
+async fn tell_replaced<C: Future>(link: &Link, by: SocketAddr, connection: Pin<&mut C>) {
+    let notice = Notice::Replaced { by: by.to_string() };
+    let mut sender = link.sender();
+    let told = async move {
+        if sender.ready().await.is_ok() {
+            let _ = sender.send_request(notice.request()).await;
+        }
+    };
+    let _ = tokio::time::timeout(NOTICE_TIMEOUT, async {
+        tokio::select! {
+            _ = told => {}
+            _ = connection => {}
+        }
+    })
+    .await;
+}
+
 /// Writes `REFUSED <reason>` (bounded in time) and lets the connection close.
 async fn refuse(io: &mut BufReader<TlsStream<TcpStream>>, reason: &str) {
     let line = Answer::Refused {
@@ -314,12 +339,18 @@ async fn accept_tunnel(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<
     }
     let detail = format!("callbacks to {} go to this laptop", link.public_base);
     log.tunnel(TunnelEvent::Connected, route_name, peer, &detail);
+    tokio::pin!(connection);
     let reason = tokio::select! {
-        ended = connection => match ended {
+        ended = connection.as_mut() => match ended {
             Ok(()) => "the laptop closed the tunnel".to_string(),
             Err(e) => crate::forward::error_chain(&e),
         },
-        reason = link.closed() => reason.to_string(),
+        reason = link.closed() => {
+            if let Some(by) = link.replaced_by() {
+                tell_replaced(&link, by, connection.as_mut()).await;
+            }
+            reason.to_string()
+        }
     };
     registry.unregister(&link);
     let detail = format!(

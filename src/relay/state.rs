@@ -26,6 +26,12 @@ pub enum RelayState {
         reason: String,
         retry_in_secs: f64,
     },
+    /// Another laptop (at `by`, as the relay saw it) connected with the same token and now
+    /// gets the callbacks; this one does not reconnect, or the two would take turns.
+    Replaced {
+        relay: String,
+        by: String,
+    },
 }
 
 impl RelayState {
@@ -47,6 +53,10 @@ impl RelayState {
                 retry_in_secs,
             } => format!(
                 "relay: {relay} refused this machine ({reason}); retrying in {retry_in_secs:.0} s"
+            ),
+            RelayState::Replaced { relay, by } => format!(
+                "relay: another laptop ({by}) connected to {relay} with the same token and now \
+                 gets the callbacks; not reconnecting (restart to take them back)"
             ),
         }
     }

@@ -146,6 +146,10 @@ fn relay_span(state: &AppState) -> Span<'static> {
             " relay REFUSED the token ",
             Style::new().fg(Color::Black).bg(Color::Red),
         ),
+        Some(RelayState::Replaced { .. }) => Span::styled(
+            " relay: another laptop took the tunnel ",
+            Style::new().fg(Color::Black).bg(Color::Red),
+        ),
     }
 }
 

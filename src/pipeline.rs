@@ -241,6 +241,7 @@ async fn serve(
         original_host: original_host.as_deref(),
         client_ip: client_addr.map(|a| a.ip()),
         extensions: parts.extensions,
+        relay_waits: envelope.answer_within,
     };
     let forwarded = proxy.upstream.send(outgoing);
     let mut forwarded = std::pin::pin!(forwarded);

@@ -458,3 +458,36 @@ async fn a_stop_does_not_wait_for_the_tunnels_themselves() {
     );
     laptop.harness.tunnel.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_after_the_relay_gave_up_is_not_recorded_as_delivered() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.forward_timeout = Duration::from_millis(600)
+    })
+    .await;
+    let slow = common::Reply {
+        delay: Duration::from_millis(1500),
+        ..common::Reply::default()
+    };
+    let laptop = Laptop::answering(&relay, RELAY_TOKEN, slow).await;
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let request = callback(&authority, "/vobiz/hangup", hangup(1), &url, 1, &[]);
+    let answer = relay.vobiz().send(request).await;
+    assert_eq!(answer.status, 504, "{}", answer.body);
+
+    // The laptop stops waiting when the relay does: it records what the sender got, not the
+    // local server's 200 a second later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let exchange = laptop.harness.last_recorded().await;
+    let response = exchange.response.as_ref().expect("a response is recorded");
+    assert_eq!(response.status, 504);
+    let error = exchange.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("relay") && error.contains("0.6 s"),
+        "{error}"
+    );
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}

@@ -46,6 +46,11 @@ pub enum ForwardError {
     Unreachable { target: String, reason: String },
     #[error("your local server at {target} did not answer within {seconds} s")]
     Timeout { target: String, seconds: f64 },
+    #[error(
+        "your local server at {target} did not answer within {seconds} s, when the relay \
+         stops waiting (its --forward-timeout) and answers the sender 504 itself"
+    )]
+    RelayGaveUp { target: String, seconds: f64 },
     #[error("your local server at {target} broke the exchange: {reason}")]
     Broken { target: String, reason: String },
     #[error("your local server at {target} answered with a body over {limit} bytes")]
@@ -58,7 +63,7 @@ impl ForwardError {
     /// The status the sender gets: 504 for a timeout, 502 for everything else.
     pub fn status(&self) -> u16 {
         match self {
-            ForwardError::Timeout { .. } => 504,
+            ForwardError::Timeout { .. } | ForwardError::RelayGaveUp { .. } => 504,
             _ => 502,
         }
     }
@@ -66,7 +71,9 @@ impl ForwardError {
     /// How the exchange is recorded.
     pub fn outcome(&self) -> crate::exchange::Outcome {
         match self {
-            ForwardError::Timeout { .. } => crate::exchange::Outcome::UpstreamTimeout,
+            ForwardError::Timeout { .. } | ForwardError::RelayGaveUp { .. } => {
+                crate::exchange::Outcome::UpstreamTimeout
+            }
             _ => crate::exchange::Outcome::UpstreamError,
         }
     }
@@ -93,6 +100,8 @@ pub struct Outgoing<'a> {
     /// Hyper's per-request extensions; carrying them keeps the sender's header-name case on
     /// HTTP/1 (hyper stores it there).
     pub extensions: hyper::http::Extensions,
+    /// How long the relay that carried the request waits for its answer, when it did.
+    pub relay_waits: Option<Duration>,
 }
 
 /// The developer's local server and how to talk to it.
@@ -212,12 +221,19 @@ impl Upstream {
                     first_byte_us,
                 })
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        // Past the relay's wait, an answer would be recorded as delivered when the sender
+        // got the relay's 504 instead.
+        let relay_first = outgoing.relay_waits.filter(|&wait| wait < self.timeout);
+        let wait = relay_first.unwrap_or(self.timeout);
+        match tokio::time::timeout(wait, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(ForwardError::Timeout {
-                target,
-                seconds: self.timeout.as_secs_f64(),
-            }),
+            Err(_) => {
+                let seconds = wait.as_secs_f64();
+                Err(match relay_first {
+                    Some(_) => ForwardError::RelayGaveUp { target, seconds },
+                    None => ForwardError::Timeout { target, seconds },
+                })
+            }
         }
     }
 }

@@ -1,10 +1,11 @@
 //! What the relay tells the laptop about each callback it carries: the public URL Vobiz
-//! called (so signatures verify against it), the sender's address and the TLS facts of the
-//! public connection. They travel as request headers on the tunnel; the relay overwrites any
+//! called (so signatures verify against it), the sender's address, the TLS facts of the
+//! public connection, and how long the relay waits for the answer. They travel as request headers on the tunnel; the relay overwrites any
 //! a sender supplied, and the laptop trusts them only on a tunnel connection and removes them
 //! before verifying, recording and forwarding.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -17,6 +18,8 @@ pub static PUBLIC_URL: HeaderName = HeaderName::from_static("x-vobiz-tunnel-publ
 pub static CLIENT_ADDR: HeaderName = HeaderName::from_static("x-vobiz-tunnel-client-addr");
 /// `version;alpn;sni` of the public TLS connection (empty parts when unknown).
 pub static TLS: HeaderName = HeaderName::from_static("x-vobiz-tunnel-tls");
+/// Milliseconds the relay waits for the answer (its `--forward-timeout`).
+pub static ANSWER_WITHIN: HeaderName = HeaderName::from_static("x-vobiz-tunnel-answer-within-ms");
 
 /// The facts of one relayed callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +28,10 @@ pub struct Envelope {
     pub public_url: Option<String>,
     pub client_addr: Option<SocketAddr>,
     pub tls: TlsInfo,
+    /// The relay answers the sender itself (504) after this long: a later answer from the
+    /// local server would be recorded as delivered when the sender never got it, so the
+    /// laptop waits no longer.
+    pub answer_within: Option<Duration>,
 }
 
 fn some_nonempty(part: Option<&str>) -> Option<String> {
@@ -54,16 +61,20 @@ pub fn take(headers: &mut HeaderMap) -> Envelope {
             sni: some_nonempty(parts.next()),
         }
     });
+    let answer_within = text(headers, &ANSWER_WITHIN)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(Duration::from_millis);
     Envelope {
         public_url,
         client_addr,
         tls,
+        answer_within,
     }
 }
 
 /// Sets the envelope headers on a request the relay carries, replacing any the sender sent.
 pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
-    for name in [&PUBLIC_URL, &CLIENT_ADDR, &TLS] {
+    for name in [&PUBLIC_URL, &CLIENT_ADDR, &TLS, &ANSWER_WITHIN] {
         headers.remove(name);
     }
     let mut set = |name: &HeaderName, value: String| {
@@ -88,6 +99,9 @@ pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
             part(&tls.sni)
         ),
     );
+    if let Some(within) = envelope.answer_within {
+        set(&ANSWER_WITHIN, within.as_millis().to_string());
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +118,7 @@ mod tests {
                 alpn: None,
                 sni: Some("hooks.example.com".into()),
             },
+            answer_within: Some(Duration::from_millis(2500)),
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -115,6 +130,7 @@ mod tests {
         assert_eq!(headers.get_all(&PUBLIC_URL).iter().count(), 1);
         assert_eq!(take(&mut headers), envelope);
         assert!(headers.get(&PUBLIC_URL).is_none() && headers.get(&TLS).is_none());
+        assert!(headers.get(&ANSWER_WITHIN).is_none());
         assert_eq!(headers["x-other"], "kept");
     }
 
@@ -123,6 +139,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(PUBLIC_URL.clone(), HeaderValue::from_static("not a url"));
         headers.insert(CLIENT_ADDR.clone(), HeaderValue::from_static("nowhere"));
+        headers.insert(ANSWER_WITHIN.clone(), HeaderValue::from_static("-1"));
         assert_eq!(take(&mut headers), Envelope::default());
     }
 }

@@ -250,6 +250,7 @@ async fn deliver(
         public_url: Some(public_url),
         client_addr: Some(conn.peer),
         tls: conn.tls.clone(),
+        answer_within: Some(config.forward_timeout),
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
     let make_request = || {

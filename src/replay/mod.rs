@@ -235,6 +235,7 @@ impl Replayer {
             original_host: host.as_deref(),
             client_ip: None,
             extensions: Default::default(),
+            relay_waits: None,
         };
         let result = upstream.send(outgoing).await;
         let record = Arc::make_mut(&mut exchange);

@@ -149,7 +149,12 @@ pub struct Laptop {
 
 impl Laptop {
     pub async fn start(relay: &Relay, token: &str) -> Laptop {
-        let upstream = common::upstream(Reply::default()).await;
+        Laptop::answering(relay, token, Reply::default()).await
+    }
+
+    /// A laptop whose local server answers with `reply`.
+    pub async fn answering(relay: &Relay, token: &str, reply: Reply) -> Laptop {
+        let upstream = common::upstream(reply).await;
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = common::config(&dir, &upstream.url());
         config.relay = Some(relay.client_config(token));

@@ -28,9 +28,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Read while the process has one thread: the local offset is unsound to query later.
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    // The relay is a server someone operates: when a certificate arrives or is replaced is
+    // part of its story (until then HTTPS fails), so those lines show by default.
+    let default_filter = match cli.command {
+        Some(Command::Relay(_)) => "warn,vobiz_tunnel::tls=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("VOBIZ_TUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("VOBIZ_TUNNEL_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         // Colours only for a terminal: in a file or a pipe the escapes are noise.

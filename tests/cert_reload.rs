@@ -1,6 +1,7 @@
 //! The relay's `--cert/--key` files are reloaded when they change: over a real TLS listener
 //! built by `relay_server_config`, new connections get the new certificate; files that are
-//! garbage, half-written or mismatched never replace a good certificate.
+//! garbage, half-written or mismatched never replace a good certificate; the running relay
+//! says when it swapped one in.
 
 #[path = "certs_support/pki.rs"]
 mod pki;
@@ -202,4 +203,55 @@ async fn deleted_files_keep_the_old_certificate() {
     keeps_serving(addr, &client, "first").await;
     files.write(&ca.leaf(&["localhost"], "second"));
     wait_served(addr, &client, "second").await;
+}
+
+/// The operator learns from the relay's own output that the renewal was picked up.
+#[tokio::test]
+async fn the_relay_says_when_it_serves_a_new_certificate() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    init();
+    let ca = TestCa::new("reload log CA");
+    let files = Files::new(&ca.leaf(&["localhost"], "first"));
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_vobiz-tunnel"))
+        .args(["relay", "--listen", "127.0.0.1:0", "--cert"])
+        .arg(&files.cert)
+        .arg("--key")
+        .arg(&files.key)
+        .env("VOBIZ_TUNNEL_RELAY_TOKEN", "reload-log-token-0123456789")
+        .env_remove("VOBIZ_TUNNEL_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let lines = |stream: Box<dyn std::io::Read + Send>| {
+        let (sender, receiver) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        receiver
+    };
+    let stdout = lines(Box::new(relay.stdout.take().unwrap()));
+    let stderr = lines(Box::new(relay.stderr.take().unwrap()));
+    let started = stdout.recv_timeout(RELOAD_LIMIT).unwrap_or_default();
+    assert!(started.contains("relay listening on"), "{started}");
+
+    files.write(&ca.leaf(&["localhost"], "second"));
+    let deadline = std::time::Instant::now() + RELOAD_LIMIT;
+    let mut seen = Vec::new();
+    let said = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stderr.recv_timeout(left) {
+            Ok(line) if line.contains("reloaded the certificate") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let said = said.unwrap_or_else(|| panic!("no reload line; stderr: {seen:#?}"));
+    assert!(said.contains("fullchain.pem"), "{said}");
 }

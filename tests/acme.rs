@@ -40,6 +40,8 @@ fn acme(pebble: &Pebble, domain: &str, cache: &Path, http: Option<SocketAddr>) -
         directory_ca: Some(pebble.https_ca_file.clone()),
         cache: cache.to_path_buf(),
         http_listen: http,
+        // As for `relay --listen 0.0.0.0:8443`: redirects to https must name the port.
+        https_port: 8443,
     }
 }
 
@@ -194,6 +196,7 @@ async fn a_cached_certificate_near_expiry_is_served_then_renewed_live() {
         directory_ca: None,
         cache: cache.path().to_path_buf(),
         http_listen: None,
+        https_port: 443,
     };
     let (key_path, chain_path) = settings.cached_certificate().expect("cache paths");
     std::fs::write(&key_path, &old.key_pem).expect("plant key");
@@ -274,7 +277,7 @@ async fn http_01_obtains_the_certificate_before_returning() {
     .await;
     assert!(response.starts_with("HTTP/1.1 308"), "{response}");
     assert!(
-        response.contains("location: https://http.vobiz-tunnel.test/hook?a=1\r\n"),
+        response.contains("location: https://http.vobiz-tunnel.test:8443/hook?a=1\r\n"),
         "{response}"
     );
     drop(config);
@@ -360,6 +363,7 @@ async fn an_unreachable_ca_is_reported_as_unreachable() {
         directory_ca: None,
         cache: cache.path().to_path_buf(),
         http_listen: Some(loopback(free_port())),
+        https_port: 443,
     };
     let err = tokio::time::timeout(ISSUE_LIMIT, relay_server_config(&certs, Vec::new()))
         .await

@@ -115,6 +115,9 @@ pub enum RelayCerts {
         directory_ca: Option<PathBuf>,
         cache: PathBuf,
         http_listen: Option<SocketAddr>,
+        /// The port callbacks reach the relay on: HTTP-01's redirects to https name it
+        /// unless it is 443 (or 0, not known before binding).
+        https_port: u16,
     },
     /// The development certificate (local trials and tests).
     Dev { dir: PathBuf },
@@ -229,6 +232,7 @@ impl RelayConfig {
                         .unwrap_or_else(|| PathBuf::from("acme"))
                 }),
                 http_listen: args.acme_http_listen,
+                https_port: args.listen.port(),
             },
             _ => RelayCerts::Dev {
                 dir: PathBuf::from("certs"),

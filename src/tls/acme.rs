@@ -61,6 +61,8 @@ pub struct AcmeSettings {
     pub directory_ca: Option<PathBuf>,
     pub cache: PathBuf,
     pub http_listen: Option<SocketAddr>,
+    /// The relay's HTTPS port, for HTTP-01's redirects (443 and 0 are left out of them).
+    pub https_port: u16,
 }
 
 impl AcmeSettings {
@@ -144,7 +146,7 @@ impl AcmeCertificates {
         let cache = Cache::open(&settings.cache, &settings.directory)?;
         let challenges = Arc::new(Challenges::default());
         let http01 = match settings.http_listen {
-            Some(addr) => Some(http01::serve(addr, challenges.clone()).await?),
+            Some(addr) => Some(http01::serve(addr, challenges.clone(), settings.https_port).await?),
             None => None,
         };
         let cached = cache.load_certificate(&settings.domains);

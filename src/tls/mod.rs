@@ -226,6 +226,7 @@ pub async fn relay_server_config(
             directory_ca,
             cache,
             http_listen,
+            https_port,
         } => {
             let settings = acme::AcmeSettings {
                 domains: domains.clone(),
@@ -234,6 +235,7 @@ pub async fn relay_server_config(
                 directory_ca: directory_ca.clone(),
                 cache: cache.clone(),
                 http_listen: *http_listen,
+                https_port: *https_port,
             };
             if !alpn.iter().any(|p| p == acme::ACME_TLS_ALPN) {
                 alpn.push(acme::ACME_TLS_ALPN.to_vec());

@@ -27,9 +27,11 @@ const MAX_CONNECTIONS: usize = 256;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds `addr` and serves until the returned sender is dropped.
+/// Redirects name `https_port` unless it is 443 (or 0: not known).
 pub async fn serve(
     addr: SocketAddr,
     challenges: Arc<Challenges>,
+    https_port: u16,
 ) -> Result<oneshot::Sender<()>, TlsError> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         TlsError::Acme(format!(
@@ -59,7 +61,7 @@ pub async fn serve(
             let challenges = challenges.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let answer = answer(&request, &challenges);
+                    let answer = answer(&request, &challenges, https_port);
                     async move { Ok::<_, Infallible>(answer) }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
@@ -87,12 +89,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 /// The `Host` header without its port, if it is a plausible host name or address literal
 /// (it goes into a `Location` header, so nothing else is let through).
-fn redirect_host(request: &Request<Incoming>) -> Option<String> {
-    let host = request
-        .headers()
-        .get(HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| request.uri().host())?;
+fn redirect_host(host: &str) -> Option<String> {
     let host = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() => {
             // `[::1]:80` → `[::1]`; a bare `::1` has no brackets and is left whole below.
@@ -112,23 +109,71 @@ fn redirect_host(request: &Request<Incoming>) -> Option<String> {
     plausible.then(|| host.to_ascii_lowercase())
 }
 
-fn answer(request: &Request<Incoming>, challenges: &Challenges) -> Response<Full<Bytes>> {
+/// Where a plain-HTTP request for `host` and `target` goes instead: the same on https, at the
+/// relay's port. `None` when the host is not one to put in a header.
+fn redirect_location(host: &str, https_port: u16, target: &str) -> Option<String> {
+    let host = redirect_host(host)?;
+    let port = match https_port {
+        0 | 443 => String::new(),
+        port => format!(":{port}"),
+    };
+    Some(format!("https://{host}{port}{target}"))
+}
+
+fn answer(
+    request: &Request<Incoming>,
+    challenges: &Challenges,
+    https_port: u16,
+) -> Response<Full<Bytes>> {
     if let Some(token) = request.uri().path().strip_prefix(PREFIX) {
         return match challenges.http(token) {
             Some(key_authorization) => text(StatusCode::OK, key_authorization),
             None => text(StatusCode::NOT_FOUND, "no such ACME challenge here\n"),
         };
     }
-    let Some(host) = redirect_host(request) else {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().host());
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(location) = host.and_then(|host| redirect_location(host, https_port, target)) else {
         return text(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
     };
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut response = text(StatusCode::PERMANENT_REDIRECT, "use https\n");
-    match hyper::header::HeaderValue::try_from(format!("https://{host}{path}")) {
+    match hyper::header::HeaderValue::try_from(location) {
         Ok(location) => {
             response.headers_mut().insert(LOCATION, location);
             response
         }
         Err(_) => text(StatusCode::BAD_REQUEST, "invalid request target\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_keep_the_target_and_name_a_port_other_than_443() {
+        let at = |host, port| redirect_location(host, port, "/hook?a=1");
+        assert_eq!(
+            at("Hooks.Example.com:80", 443).as_deref(),
+            Some("https://hooks.example.com/hook?a=1")
+        );
+        assert_eq!(
+            at("hooks.example.com", 8443).as_deref(),
+            Some("https://hooks.example.com:8443/hook?a=1")
+        );
+        assert_eq!(
+            at("[::1]:80", 8443).as_deref(),
+            Some("https://[::1]:8443/hook?a=1")
+        );
+        assert_eq!(
+            at("hooks.example.com", 0).as_deref(),
+            Some("https://hooks.example.com/hook?a=1")
+        );
+        assert_eq!(at("evil.example/\r\nX: y", 443), None);
+        assert_eq!(at("", 443), None);
     }
 }

@@ -112,7 +112,7 @@ async fn serve(
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let received_us = now_micros();
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, mut incoming) = request.into_parts();
     let envelope = match connection.relayed {
         true => relay::envelope::take(&mut parts.headers),
         false => Envelope::default(),
@@ -122,7 +122,8 @@ async fn serve(
         true => (envelope.client_addr, envelope.tls.clone()),
         false => (connection.client_addr, connection.tls.clone()),
     };
-    let body = read_body(body, &parts.headers, &proxy.limits).await;
+    let body = read_body(&mut incoming, &parts.headers, &proxy.limits).await;
+    crate::server::discard_rest(incoming, parts.version);
 
     let original_host = parts
         .uri
@@ -370,7 +371,7 @@ pub fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
 /// Reads the body within the size limit and the body timeout. A declared length over the
 /// limit is refused before reading; an undeclared one stops at the limit. What arrived is
 /// kept in every case, for the record.
-async fn read_body(mut body: Incoming, headers: &hyper::HeaderMap, limits: &Limits) -> BodyRead {
+async fn read_body(body: &mut Incoming, headers: &hyper::HeaderMap, limits: &Limits) -> BodyRead {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

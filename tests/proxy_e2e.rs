@@ -335,6 +335,22 @@ async fn an_oversized_body_gets_413_and_is_recorded_without_reaching_the_upstrea
     harness.tunnel.shutdown().await;
 }
 
+#[tokio::test]
+async fn over_http2_an_oversized_body_is_answered_413_and_the_stream_ends_cleanly() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let stream = harness.client().tls_stream(b"h2").await;
+    let url = format!("https://localhost:{}/cb", harness.port());
+    let upload = upload_refused_midway(stream, &url, 200 * 1024).await;
+    assert_eq!(upload.status, 413, "{upload:?}");
+    assert!(upload.body.contains("--max-body"), "{upload:?}");
+    assert_eq!(upload.reset, None, "the sender sees a reset, not the 413");
+    let exchange = harness.last_recorded().await;
+    assert_eq!(exchange.outcome, Outcome::TooLarge);
+    upstream.assert_nothing(Duration::from_millis(100)).await;
+    harness.tunnel.shutdown().await;
+}
+
 /// A body sent in chunks, without a declared length.
 fn futures_stream_body(
     chunks: Vec<Bytes>,

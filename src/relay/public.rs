@@ -117,7 +117,9 @@ async fn handle(
     let started = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let delivery = deliver(&shared, &conn, request, started).await;
+    let (parts, mut body) = request.into_parts();
+    let delivery = deliver(&shared, &conn, &parts, &mut body, started).await;
+    crate::server::discard_rest(body, parts.version);
     shared.log.callback(&CallbackLine {
         method: &method,
         path: &path,
@@ -155,7 +157,8 @@ fn tunnel_headers(incoming: &HeaderMap, envelope: &Envelope) -> HeaderMap {
 async fn deliver(
     shared: &Shared,
     conn: &PublicConn,
-    request: Request<Incoming>,
+    parts: &hyper::http::request::Parts,
+    body: &mut Incoming,
     started: Instant,
 ) -> Delivery {
     let config = &shared.config;
@@ -166,7 +169,6 @@ async fn deliver(
             return Delivery::local(403, None, reason);
         }
     }
-    let (parts, body) = request.into_parts();
     let authority = parts
         .uri
         .authority()

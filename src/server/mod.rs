@@ -4,8 +4,11 @@
 //! request) and, in the pipeline, on the body. A connection that fails only ever takes itself
 //! down.
 
+mod discard;
 pub(crate) mod fd_limit;
 pub(crate) mod watch;
+
+pub(crate) use discard::discard_rest;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -312,7 +312,7 @@ impl TlsClient {
         TlsClient { addr, ca }
     }
 
-    async fn tls_stream(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    pub async fn tls_stream(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         tls_connector(&self.ca, alpn)
@@ -462,4 +462,67 @@ pub fn vobiz_headers_fresh(url: &str, token: &str, seed: u64) -> Vec<(String, St
         ),
         ("X-Vobiz-Signature-V3-Nonce".into(), nonce),
     ]
+}
+
+/// How an HTTP/2 upload the server refused ended, seen from the sender.
+#[derive(Debug)]
+pub struct RefusedUpload {
+    pub status: u16,
+    pub body: String,
+    /// Set when the server reset the stream instead of letting the sender finish: clients
+    /// such as curl then report a protocol error rather than the answer.
+    pub reset: Option<String>,
+}
+
+/// POSTs `declared` bytes to `url` over an HTTP/2 connection on `io`, the way a sender does
+/// that keeps writing its body while the answer arrives: a first chunk, then the answer, then
+/// the rest. Uses the `h2` crate directly, since hyper does not say how a stream ended.
+pub async fn upload_refused_midway<T>(io: T, url: &str, declared: usize) -> RefusedUpload
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    within(async {
+        let (client, connection) = h2::client::handshake(io).await.expect("h2 handshake");
+        tokio::spawn(connection);
+        let mut client = client.ready().await.expect("h2 ready");
+        let request = Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", declared)
+            .body(())
+            .unwrap();
+        let (response, mut upload) = client.send_request(request, false).expect("request");
+        let chunk = 16 * 1024;
+        let _ = upload.send_data(Bytes::from(vec![b'a'; chunk]), false);
+        let response = response.await.expect("an answer, not a reset");
+        let status = response.status().as_u16();
+        let mut answer = response.into_body();
+        let mut body = Vec::new();
+        while let Some(data) = answer.data().await {
+            let data = data.expect("the answer's body");
+            let _ = answer.flow_control().release_capacity(data.len());
+            body.extend_from_slice(&data);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut reset = None;
+        let mut left = declared.saturating_sub(chunk);
+        while left > 0 && reset.is_none() {
+            let n = left.min(chunk);
+            left -= n;
+            if let Err(e) = upload.send_data(Bytes::from(vec![b'a'; n]), left == 0) {
+                reset = Some(e.to_string());
+            }
+        }
+        if reset.is_none() {
+            let watch = std::future::poll_fn(|cx| upload.poll_reset(cx));
+            if let Ok(reason) = tokio::time::timeout(Duration::from_millis(500), watch).await {
+                reset = Some(format!("{reason:?}"));
+            }
+        }
+        RefusedUpload {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            reset,
+        }
+    })
+    .await
 }

@@ -188,6 +188,36 @@ async fn the_allow_list_turns_other_senders_away() {
     }
 }
 
+/// Answers the relay gives before reading the body (403, 413) reach an HTTP/2 sender as
+/// answers: the stream ends when the sender has sent what it declared, not in a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_an_http2_sender_as_answers() {
+    let not_us = IpBlock::parse("10.0.0.0/8").unwrap();
+    for status in [403, 413] {
+        let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| match status {
+            403 => c.allow = Some(vec![not_us]),
+            _ => c.max_body_bytes = 64 * 1024,
+        })
+        .await;
+        let mut laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+        relay.connected("default").await;
+        let stream = relay.vobiz().tls(true).await;
+        let upload = common::upload_refused_midway(stream, &relay.url("/cb"), 200 * 1024).await;
+        assert_eq!(upload.status, status, "{upload:?}");
+        assert!(
+            upload.body.starts_with("vobiz-tunnel relay: "),
+            "{upload:?}"
+        );
+        assert_eq!(upload.reset, None, "{status}: the sender sees a reset");
+        laptop
+            .upstream
+            .assert_nothing(Duration::from_millis(100))
+            .await;
+        laptop.harness.tunnel.shutdown().await;
+        relay.server.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_have_the_facts_and_no_body_or_secret() {
     let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {

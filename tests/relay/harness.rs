@@ -236,14 +236,19 @@ impl Vobiz {
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
+    /// A TLS connection to the relay speaking HTTP/1.1 (or HTTP/2 when `h2`).
+    pub async fn tls(&self, h2: bool) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        self.connector(h2).connect(name, tcp).await.unwrap()
+    }
+
     /// Sends one callback over HTTP/1.1 (or HTTP/2 when `h2`); the answer and the address the
     /// callback was sent from.
     pub async fn send_from(&self, request: Request<Full<Bytes>>, h2: bool) -> (Answer, SocketAddr) {
         within(async {
-            let tcp = TcpStream::connect(self.addr).await.unwrap();
-            let local = tcp.local_addr().unwrap();
-            let name = ServerName::try_from("localhost").unwrap();
-            let stream = self.connector(h2).connect(name, tcp).await.unwrap();
+            let stream = self.tls(h2).await;
+            let local = stream.get_ref().0.local_addr().unwrap();
             let response = match h2 {
                 false => {
                     let io = TokioIo::new(stream);

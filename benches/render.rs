@@ -208,6 +208,7 @@ fn received(signed_for: Option<&str>) -> Exchange {
             headers: &pairs,
             body: body.as_bytes(),
             extra_ports: &[PORT],
+            other_urls: &[],
         },
         &common::keys(&[common::TOKEN], &[]),
     );

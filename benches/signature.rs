@@ -59,6 +59,7 @@ impl Callback {
             body: self.body.as_bytes(),
             // What the pipeline passes: the listener's port.
             extra_ports: &[PORT],
+            other_urls: &[],
         }
     }
 

@@ -52,6 +52,7 @@ fn template() -> Exchange {
         headers: &pairs,
         body: body.as_bytes(),
         extra_ports: &[PORT],
+        other_urls: &[],
     };
     let verdict = verify(&request, &keys);
     let request = RequestRecord {

@@ -100,6 +100,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
             headers: &headers,
             body: &body,
             extra_ports: &[],
+            other_urls: &[],
         },
         &keys,
     );

@@ -588,6 +588,7 @@ mod tests {
                 headers: &[],
                 body: b"",
                 extra_ports: &[],
+                other_urls: &[],
             },
             &crate::signature::Keys::default(),
         );

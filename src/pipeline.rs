@@ -171,6 +171,15 @@ async fn serve(
         let header_pairs = request_record
             .headers
             .text_pairs_where(signature::reads_header);
+        let public_url = proxy.public_url.as_ref().map(BaseUrl::to_string);
+        let other_urls = signature::other_urls::other_urls(&signature::other_urls::Arrival {
+            checked: &request_record.public_url,
+            public_url: public_url.as_deref(),
+            host: original_host.as_deref(),
+            target: &target,
+            forwarded_host: request_record.headers.get_str("x-forwarded-host"),
+            forwarded_proto: request_record.headers.get_str("x-forwarded-proto"),
+        });
         signature::verify(
             &CallbackRequest {
                 method: &request_record.method,
@@ -178,6 +187,7 @@ async fn serve(
                 headers: &header_pairs,
                 body: &request_record.body,
                 extra_ports: &[proxy.listen_port],
+                other_urls: &other_urls,
             },
             &proxy.keys,
         )

@@ -287,6 +287,7 @@ fn stored_exchange(path: &str, replay_of: Option<i64>) -> vobiz_tunnel::exchange
             headers: &[],
             body: b"",
             extra_ports: &[],
+            other_urls: &[],
         },
         &vobiz_tunnel::signature::Keys::default(),
     );
@@ -393,6 +394,7 @@ async fn export_memory_does_not_grow_with_the_store() {
                 headers: &[],
                 body: b"",
                 extra_ports: &[],
+                other_urls: &[],
             },
             &vobiz_tunnel::signature::Keys::default(),
         );

@@ -590,6 +590,56 @@ async fn public_url_overrides_the_host_for_verification() {
     harness.tunnel.shutdown().await;
 }
 
+/// Two mistakes the signature alone cannot show: a `--public-url` that is not the address
+/// Vobiz called, and no `--public-url` behind a proxy that rewrote Host. The explanation names
+/// the URL that verifies and the flag to change.
+#[tokio::test]
+async fn a_wrong_public_url_and_a_proxys_address_are_named_in_the_explanation() {
+    // --public-url points at an old address; Vobiz called the one the request reached.
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.public_url = Some(parse_base("https://old.example.com"));
+    let harness = Harness::start(config, dir).await;
+    let reached = harness.url("/vobiz/hangup");
+    let headers = vobiz_headers(&reached, TOKEN, None);
+    let request = form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &headers);
+    harness.client().send(request).await;
+    upstream.next().await;
+    let verdict = harness.last_recorded().await.verdict;
+    assert_eq!(verdict.status, VerdictStatus::Invalid);
+    let near = verdict.would_match.as_ref().expect("explained");
+    assert_eq!(near.url, reached);
+    assert!(
+        near.sentence
+            .contains("--public-url https://old.example.com is not the address Vobiz called"),
+        "{}",
+        near.sentence
+    );
+    harness.tunnel.shutdown().await;
+
+    // No --public-url, behind a proxy that says what Vobiz called.
+    let mut upstream = common::upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let called = "https://hooks.example.com/vobiz/hangup";
+    let mut headers = vobiz_headers(called, TOKEN, None);
+    headers.push(("X-Forwarded-Host".into(), "hooks.example.com".into()));
+    headers.push(("X-Forwarded-Proto".into(), "https".into()));
+    let request = form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &headers);
+    harness.client().send(request).await;
+    upstream.next().await;
+    let verdict = harness.last_recorded().await.verdict;
+    let near = verdict.would_match.as_ref().expect("explained");
+    assert_eq!(near.url, called);
+    assert!(
+        near.sentence
+            .ends_with("start the listener with --public-url https://hooks.example.com"),
+        "{}",
+        near.sentence
+    );
+    harness.tunnel.shutdown().await;
+}
+
 #[tokio::test]
 async fn concurrent_callbacks_are_all_recorded() {
     let mut upstream = upstream(Reply::default()).await;

@@ -100,6 +100,7 @@ fn call(
             headers,
             body,
             extra_ports,
+            other_urls: &[],
         },
         k,
     )

@@ -62,6 +62,7 @@ fn verdict(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -
         headers,
         body,
         extra_ports: &[],
+        other_urls: &[],
     };
     signature::verify(&request, &keys()).status
 }

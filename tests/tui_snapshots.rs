@@ -212,6 +212,7 @@ fn exchange(spec: &Spec) -> Exchange {
             headers: &pairs,
             body: body.as_bytes(),
             extra_ports: &[8443],
+            other_urls: &[],
         },
         &keys,
     );

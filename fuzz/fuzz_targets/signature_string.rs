@@ -198,6 +198,7 @@ fuzz_target!(|input: Input| {
         headers: &headers,
         body: &input.body,
         extra_ports: &input.extra_ports,
+        other_urls: &[],
     };
     let v = verify(&req, &keys);
     let _ = v.summary();
@@ -223,6 +224,7 @@ fuzz_target!(|input: Input| {
             let again = CallbackRequest {
                 url: &nm.url,
                 extra_ports: &[],
+                other_urls: &[],
                 ..req
             };
             let v2 = verify(&again, &keys);

@@ -122,6 +122,7 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
                 headers: &pairs,
                 body: &record.body,
                 extra_ports: &[],
+                other_urls: &[],
             };
             verify(&callback, &Keys::default())
         }

@@ -34,6 +34,7 @@ pub(crate) fn sample() -> Exchange {
             headers: &[],
             body: &request.body,
             extra_ports: &[],
+            other_urls: &[],
         },
         &Keys::default(),
     );

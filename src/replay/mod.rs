@@ -134,6 +134,7 @@ impl Replayer {
                 headers: &header_pairs,
                 body: &request.body,
                 extra_ports: &[],
+                other_urls: &[],
             },
             &self.keys,
         );

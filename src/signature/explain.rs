@@ -221,7 +221,27 @@ pub(super) fn near_miss(ctx: &Ctx<'_, '_>, checks: &[HeaderCheck]) -> Option<Nea
             sentence,
         }
     };
-    // 1. Another URL, with the keys of the header's own kind.
+    // 1. A URL the listener has reason to think Vobiz called instead (a wrong --public-url, a
+    //    proxy in front), then variants of the one checked; with the keys of the header's
+    //    own kind.
+    for other in ctx.req.other_urls {
+        let var = Variant {
+            what: other.what.clone(),
+            url: other.url.clone(),
+            keep_query: false,
+        };
+        for &(c, nonce) in &usable {
+            let keys = ctx.keys_for(c.scheme);
+            if let Some((key, form)) = try_match(ctx, keys, c.scheme.is_v3(), &var, nonce, &c.value)
+            {
+                let sentence = format!(
+                    "Would be valid for {}, {}: {}",
+                    other.url, other.what, other.advice
+                );
+                return Some(miss(&other.what, &other.url, c, key, form, sentence));
+            }
+        }
+    }
     for var in url_variants(ctx.req.url, ctx.req.extra_ports) {
         for &(c, nonce) in &usable {
             if let Some((key, form)) = try_match(

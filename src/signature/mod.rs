@@ -14,12 +14,14 @@
 
 mod algorithm;
 mod explain;
+pub mod other_urls;
 mod sign;
 pub mod stored;
 #[cfg(test)]
 mod tests;
 mod verify;
 
+pub use other_urls::OtherUrl;
 pub use sign::{
     fresh_nonce, sign_v1, sign_v2, sign_v3_docs, sign_v3_sdk, signed_headers,
     signed_headers_with_nonces, SigningKeys,
@@ -156,6 +158,8 @@ pub struct CallbackRequest<'a> {
     pub body: &'a [u8],
     /// Ports worth trying in explanations (e.g. the listener's port).
     pub extra_ports: &'a [u16],
+    /// Other URLs Vobiz may have called, tried first by explanations ([`other_urls`]).
+    pub other_urls: &'a [OtherUrl],
 }
 
 /// Overall outcome of [`verify`].

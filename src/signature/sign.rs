@@ -286,6 +286,7 @@ mod tests {
                 headers: &h,
                 body: b"Event=Hangup",
                 extra_ports: &[],
+                other_urls: &[],
             };
             let only_main = Keys {
                 auth_tokens: vec![],

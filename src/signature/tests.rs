@@ -30,6 +30,7 @@ fn callback<'a>(
         headers,
         body,
         extra_ports,
+        other_urls: &[],
     }
 }
 
@@ -211,10 +212,12 @@ proptest! {
         headers in prop::collection::vec((header_name(), ".{0,50}"), 0..10),
         body in prop::collection::vec(any::<u8>(), 0..120),
         ports in prop::collection::vec(any::<u16>(), 0..20),
+        other in ".{0,60}",
     ) {
         let (method, url) = (method.as_str(), url.as_str());
         let (headers, body, extra_ports) = (&headers[..], &body[..], &ports[..]);
-        let req = CallbackRequest { method, url, headers, body, extra_ports };
+        let other_urls = &[super::OtherUrl { url: other, what: "w".into(), advice: "a".into() }];
+        let req = CallbackRequest { method, url, headers, body, extra_ports, other_urls };
         let k = keys(&["TESTAUTHTOKENnotReal0123456789abcdefXYZ", "x"], &["PARENTtoken0987654321"]);
         let v = verify(&req, &k);
         let _ = (v.summary(), serde_json::to_string(&v));
@@ -332,6 +335,7 @@ mod verify_behaviour {
             headers: &headers,
             body,
             extra_ports: &[],
+            other_urls: &[],
         };
         verify(&req, &keys)
     }

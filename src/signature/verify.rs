@@ -397,6 +397,7 @@ mod tests {
             headers,
             body,
             extra_ports: &[],
+            other_urls: &[],
         };
         let auth_tokens = ["old-token", T, "unused"].map(AuthToken::new).to_vec();
         let keys = Keys {

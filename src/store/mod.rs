@@ -329,6 +329,7 @@ mod tests {
                 headers: &pairs,
                 body: &body,
                 extra_ports: &[],
+                other_urls: &[],
             },
             &keys,
         );

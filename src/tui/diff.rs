@@ -116,6 +116,7 @@ mod tests {
                 headers: &[],
                 body: b"",
                 extra_ports: &[],
+                other_urls: &[],
             },
             &Default::default(),
         );

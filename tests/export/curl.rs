@@ -80,6 +80,7 @@ fn exchange(method: &str, url: &str, headers: Vec<(&str, &[u8])>, body: &[u8]) -
             headers: &[],
             body,
             extra_ports: &[],
+            other_urls: &[],
         },
         &Keys::default(),
     );

@@ -28,6 +28,7 @@ fn verdict_for(url: &str, headers: &[(String, String)], keys: &Keys) -> Verdict 
             headers,
             body: BODY,
             extra_ports: &[8443],
+            other_urls: &[],
         },
         keys,
     )

@@ -46,6 +46,7 @@ fn exchange(id: i64, event: &str) -> Arc<Exchange> {
             headers: &[],
             body: b"",
             extra_ports: &[],
+            other_urls: &[],
         },
         &Default::default(),
     );

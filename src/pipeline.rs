@@ -179,6 +179,7 @@ async fn serve(
             target: &target,
             forwarded_host: request_record.headers.get_str("x-forwarded-host"),
             forwarded_proto: request_record.headers.get_str("x-forwarded-proto"),
+            authorization: request_record.headers.get_str("authorization"),
         });
         signature::verify(
             &CallbackRequest {

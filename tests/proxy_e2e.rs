@@ -590,11 +590,12 @@ async fn public_url_overrides_the_host_for_verification() {
     harness.tunnel.shutdown().await;
 }
 
-/// Two mistakes the signature alone cannot show: a `--public-url` that is not the address
-/// Vobiz called, and no `--public-url` behind a proxy that rewrote Host. The explanation names
-/// the URL that verifies and the flag to change.
+/// Three things the signature alone cannot show: a `--public-url` that is not the address
+/// Vobiz called, no `--public-url` behind a proxy that rewrote Host, and credentials in the
+/// callback URL (sent as Basic auth). The explanation names the URL that verifies and what to
+/// change, never the password.
 #[tokio::test]
-async fn a_wrong_public_url_and_a_proxys_address_are_named_in_the_explanation() {
+async fn a_wrong_public_url_a_proxys_address_and_url_credentials_are_explained() {
     // --public-url points at an old address; Vobiz called the one the request reached.
     let mut upstream = upstream(Reply::default()).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
@@ -637,6 +638,30 @@ async fn a_wrong_public_url_and_a_proxys_address_are_named_in_the_explanation() 
         "{}",
         near.sentence
     );
+
+    // The callback URL at Vobiz is https://vobiz:s3cret@host/...: signed with it, sent as
+    // Basic auth.
+    let reached = harness.url("/vobiz/hangup");
+    let with_credentials = reached.replacen("https://", "https://vobiz:s3cret@", 1);
+    let mut headers = vobiz_headers(&with_credentials, TOKEN, None);
+    // base64("vobiz:s3cret")
+    headers.push(("Authorization".into(), "Basic dm9iaXo6czNjcmV0".into()));
+    let request = form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &headers);
+    harness.client().send(request).await;
+    upstream.next().await;
+    let verdict = harness.last_recorded().await.verdict;
+    let near = verdict.would_match.as_ref().expect("explained");
+    assert_eq!(
+        near.url,
+        reached.replacen("https://", "https://vobiz:****@", 1)
+    );
+    assert!(
+        near.sentence.contains("user:password@"),
+        "{}",
+        near.sentence
+    );
+    let json = serde_json::to_string(&verdict).unwrap();
+    assert!(!json.contains("s3cret"), "{json}");
     harness.tunnel.shutdown().await;
 }
 

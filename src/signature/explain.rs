@@ -236,9 +236,9 @@ pub(super) fn near_miss(ctx: &Ctx<'_, '_>, checks: &[HeaderCheck]) -> Option<Nea
             {
                 let sentence = format!(
                     "Would be valid for {}, {}: {}",
-                    other.url, other.what, other.advice
+                    other.shown, other.what, other.advice
                 );
-                return Some(miss(&other.what, &other.url, c, key, form, sentence));
+                return Some(miss(&other.what, &other.shown, c, key, form, sentence));
             }
         }
     }

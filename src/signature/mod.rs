@@ -371,7 +371,7 @@ pub struct Attempt {
 pub struct NearMiss {
     /// What differs, e.g. `port 8443 added`.
     pub variant: String,
-    /// The URL under which it verifies.
+    /// The URL under which it verifies (with any password in it masked).
     pub url: String,
     /// The header that would have verified.
     pub header: String,

@@ -6,12 +6,17 @@
 //! - `--public-url` names another address than the one Vobiz called (an old ngrok URL, a
 //!   staging host): the request's own Host header still says where it arrived;
 //! - a proxy in front (ngrok with a rewritten Host, a load balancer) forwards to the listener
-//!   without `--public-url`: its `X-Forwarded-Host` says what Vobiz called.
+//!   without `--public-url`: its `X-Forwarded-Host` says what Vobiz called;
+//! - the callback URL configured at Vobiz has credentials (`https://user:pass@host/cb`, which
+//!   the docs' Python sample signs whole): they arrive as `Authorization: Basic`, not in the
+//!   URL the listener sees. Shown with the password masked.
 
 /// A URL Vobiz may have called instead; see the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OtherUrl {
     pub url: String,
+    /// `url` as it may be shown and stored: with any password masked.
+    pub shown: String,
     /// Where it comes from, e.g. "the URL this request reached (its Host header)".
     pub what: String,
     /// What to change when it verifies.
@@ -30,19 +35,28 @@ pub struct Arrival<'a> {
     pub target: &'a str,
     pub forwarded_host: Option<&'a str>,
     pub forwarded_proto: Option<&'a str>,
+    /// The Authorization header.
+    pub authorization: Option<&'a str>,
 }
 
-/// The candidates for a request, without `checked` itself or duplicates (at most two).
+/// The candidates for a request, without `checked` itself or duplicates (at most three).
 pub fn other_urls(arrival: &Arrival<'_>) -> Vec<OtherUrl> {
     let mut out: Vec<OtherUrl> = Vec::new();
-    let mut add = |url: String, what: String, advice: String| {
+    let mut add = |url: String, shown: Option<String>, what: String, advice: String| {
         if url != arrival.checked && !out.iter().any(|o| o.url == url) {
-            out.push(OtherUrl { url, what, advice });
+            let shown = shown.unwrap_or_else(|| url.clone());
+            out.push(OtherUrl {
+                url,
+                shown,
+                what,
+                advice,
+            });
         }
     };
     if let (Some(public_url), Some(host)) = (arrival.public_url, plausible(arrival.host)) {
         add(
             format!("https://{host}{}", arrival.target),
+            None,
             "the URL this request reached (its Host header)".into(),
             format!(
                 "--public-url {public_url} is not the address Vobiz called; fix it or leave it out"
@@ -61,11 +75,47 @@ pub fn other_urls(arrival: &Arrival<'_>) -> Vec<OtherUrl> {
         };
         add(
             format!("{origin}{}", arrival.target),
+            None,
             "the address the proxy in front reported (X-Forwarded-Host)".into(),
             advice,
         );
     }
+    if let Some((user, password)) = arrival.authorization.and_then(basic_credentials) {
+        if let Some((scheme, rest)) = arrival.checked.split_once("://") {
+            add(
+                format!("{scheme}://{user}:{password}@{rest}"),
+                Some(format!("{scheme}://{user}:****@{rest}")),
+                "the URL with the credentials of its Authorization header".into(),
+                "Vobiz signed the callback URL with its user:password@ part, so a check of \
+                 the signature must include it"
+                    .into(),
+            );
+        }
+    }
     out
+}
+
+/// `user` and `password` of an `Authorization: Basic` header, when both are plain text that
+/// can stand in a URL's user info as it is.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'/' | b'?' | b'#'))
+    };
+    (plain(user) && !user.contains(':') && plain(password))
+        .then(|| (user.to_owned(), password.to_owned()))
 }
 
 /// A host header value worth building a URL from: the first of a list (proxies append), with
@@ -92,6 +142,7 @@ mod tests {
             target: "/cb?x=1",
             forwarded_host: None,
             forwarded_proto: None,
+            authorization: None,
         }
     }
 
@@ -127,5 +178,26 @@ mod tests {
 
         behind.forwarded_host = Some("evil.example/\r\nX: y");
         assert!(other_urls(&behind).is_empty());
+    }
+
+    #[test]
+    fn credentials_from_basic_auth_go_into_the_url_and_never_on_screen() {
+        let mut with_auth = arrival(None, "https://abc.ngrok.app/cb?x=1");
+        // base64("vobiz:s3cret!")
+        with_auth.authorization = Some("Basic dm9iaXo6czNjcmV0IQ==");
+        let found = other_urls(&with_auth);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].url, "https://vobiz:s3cret!@abc.ngrok.app/cb?x=1");
+        assert_eq!(found[0].shown, "https://vobiz:****@abc.ngrok.app/cb?x=1");
+        assert!(!found[0].advice.contains("s3cret") && !found[0].what.contains("s3cret"));
+
+        for header in [
+            "Bearer dm9iaXo6czNjcmV0IQ==",
+            "Basic !!!",
+            "Basic bm9jb2xvbg==",
+        ] {
+            with_auth.authorization = Some(header);
+            assert!(other_urls(&with_auth).is_empty(), "{header}");
+        }
     }
 }

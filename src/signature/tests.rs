@@ -216,7 +216,8 @@ proptest! {
     ) {
         let (method, url) = (method.as_str(), url.as_str());
         let (headers, body, extra_ports) = (&headers[..], &body[..], &ports[..]);
-        let other_urls = &[super::OtherUrl { url: other, what: "w".into(), advice: "a".into() }];
+        let shown = other.clone();
+        let other_urls = &[super::OtherUrl { url: other, shown, what: "w".into(), advice: "a".into() }];
         let req = CallbackRequest { method, url, headers, body, extra_ports, other_urls };
         let k = keys(&["TESTAUTHTOKENnotReal0123456789abcdefXYZ", "x"], &["PARENTtoken0987654321"]);
         let v = verify(&req, &k);

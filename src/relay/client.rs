@@ -32,6 +32,7 @@ use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A tunnel that stayed up this long was healthy: the next drop starts the backoff afresh.
+/// Shorter tunnels that keep dropping back off among themselves (see [`Reconnect`]).
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// Bound on TCP connect + TLS handshake, and on the relay's answer to the hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +69,34 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.next = BACKOFF_INITIAL;
+    }
+}
+
+/// When to try again, after a failed attempt or after a tunnel that ended.
+///
+/// Failed attempts and ended tunnels back off separately: the delays that piled up while the
+/// relay was down (a restart) say nothing about a tunnel that then worked for a while, so the
+/// first drop after it is retried at once. Tunnels that keep ending soon after they start
+/// (a flapping network) still back off among themselves.
+#[derive(Debug, Default)]
+pub struct Reconnect {
+    failures: Backoff,
+    drops: Backoff,
+}
+
+impl Reconnect {
+    /// The delay after an attempt that never got as far as the relay's `OK`.
+    pub fn after_failure(&mut self) -> Duration {
+        self.failures.next_delay()
+    }
+
+    /// The delay after a tunnel that was up for `lasted`.
+    pub fn after_drop(&mut self, lasted: Duration) -> Duration {
+        self.failures.reset();
+        if lasted >= STABLE_AFTER {
+            self.drops.reset();
+        }
+        self.drops.next_delay()
     }
 }
 
@@ -122,7 +151,7 @@ async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Rece
     let extra_roots: Vec<_> = config.ca.iter().cloned().collect();
     let tls = Arc::new(crate::tls::client_config(&extra_roots, &[protocol::ALPN]));
     let relay = config.address.clone();
-    let mut backoff = Backoff::default();
+    let mut reconnect = Reconnect::default();
     publish(
         &proxy,
         RelayState::Connecting {
@@ -150,14 +179,11 @@ async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Rece
                 (state, delay)
             }
             Session::Failed(reason) => {
-                let delay = backoff.next_delay();
+                let delay = reconnect.after_failure();
                 (reconnecting(&relay, reason, delay), delay)
             }
             Session::Ended { reason, lasted } => {
-                if lasted >= STABLE_AFTER {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
+                let delay = reconnect.after_drop(lasted);
                 (reconnecting(&relay, reason, delay), delay)
             }
         };
@@ -309,5 +335,26 @@ mod tests {
         assert!(backoff.next_delay() <= BACKOFF_CAP);
         backoff.reset();
         assert!(backoff.next_delay() <= BACKOFF_INITIAL);
+    }
+
+    #[test]
+    fn a_tunnel_that_worked_is_retried_at_once_whatever_failed_before() {
+        let mut reconnect = Reconnect::default();
+        // The relay restarts: a dozen failed attempts push the delay to the cap.
+        for _ in 0..12 {
+            reconnect.after_failure();
+        }
+        assert!(reconnect.after_failure() > BACKOFF_CAP / 4);
+        // Then a tunnel works for 18 s and drops: retried within the first delay.
+        assert!(reconnect.after_drop(Duration::from_secs(18)) <= BACKOFF_INITIAL);
+        // The next failure starts afresh too.
+        assert!(reconnect.after_failure() <= BACKOFF_INITIAL);
+        // Tunnels that keep dropping within seconds back off among themselves...
+        let flaps: Vec<Duration> = (0..6)
+            .map(|_| reconnect.after_drop(Duration::from_secs(1)))
+            .collect();
+        assert!(flaps[5] >= BACKOFF_INITIAL * 8, "{flaps:?}");
+        // ...until one stays up.
+        assert!(reconnect.after_drop(STABLE_AFTER) <= BACKOFF_INITIAL);
     }
 }

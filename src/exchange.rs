@@ -455,6 +455,18 @@ impl Exchange {
     /// The tool answered itself: a short plain-text body that says what happened and where,
     /// prefixed `vobiz-tunnel:` so nobody mistakes it for the app's answer.
     pub fn failed(&mut self, outcome: Outcome, status: u16, message: String) {
+        let answer = message.clone();
+        self.failed_answering(outcome, status, message, answer);
+    }
+
+    /// Like [`Exchange::failed`], but the sender is told `answer` rather than `message`.
+    pub fn failed_answering(
+        &mut self,
+        outcome: Outcome,
+        status: u16,
+        message: String,
+        answer: String,
+    ) {
         self.outcome = outcome;
         match outcome {
             Outcome::Rejected => self.add_flag(Flag::Rejected),
@@ -469,7 +481,7 @@ impl Exchange {
                 "content-type".into(),
                 b"text/plain; charset=utf-8".to_vec(),
             )]),
-            body: Bytes::from(format!("vobiz-tunnel: {message}\n")),
+            body: Bytes::from(format!("vobiz-tunnel: {answer}\n")),
         });
         self.error = Some(message);
     }

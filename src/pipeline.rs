@@ -277,9 +277,15 @@ async fn serve(
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
-            proxy
-                .finish_locally(exchange, delivery, outcome, status, error.to_string())
-                .await
+            // Through the relay the sender may be anyone on the internet: it is not told
+            // where the developer's server listens.
+            let answer = match connection.relayed {
+                true => error.without_target(),
+                false => error.to_string(),
+            };
+            let record = Arc::make_mut(&mut exchange);
+            record.failed_answering(outcome, status, error.to_string(), answer);
+            proxy.finish(exchange, delivery).await
         }
     }
 }

@@ -491,3 +491,38 @@ async fn an_answer_after_the_relay_gave_up_is_not_recorded_as_delivered() {
     laptop.harness.tunnel.shutdown().await;
     relay.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_is_not_told_where_the_laptops_server_listens() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = common::config(&dir, &format!("http://{dead}"));
+    config.relay = Some(relay.client_config(RELAY_TOKEN));
+    let harness = common::Harness::start(config, dir).await;
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let request = callback(&authority, "/vobiz/hangup", hangup(1), &url, 1, &[]);
+    let answer = relay.vobiz().send(request).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with("vobiz-tunnel: cannot reach the developer's local server"),
+        "{}",
+        answer.body
+    );
+    let port = dead.port().to_string();
+    assert!(!answer.body.contains(&port), "{}", answer.body);
+
+    // The developer still reads where it went wrong.
+    let exchange = harness.last_recorded().await;
+    let error = exchange.error.as_deref().unwrap_or_default();
+    assert!(error.contains(&format!("http://{dead}")), "{error}");
+    harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}

@@ -60,6 +60,29 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
+    /// The failure without the local server's address: what a sender on the far side of the
+    /// relay is told (anyone on the internet can send to a public relay URL; the developer
+    /// reads the whole message in the inspector and the log).
+    pub fn without_target(&self) -> String {
+        match self {
+            ForwardError::Unreachable { reason, .. } => {
+                format!("cannot reach the developer's local server: {reason}")
+            }
+            ForwardError::Timeout { seconds, .. } | ForwardError::RelayGaveUp { seconds, .. } => {
+                format!("the developer's local server did not answer within {seconds} s")
+            }
+            ForwardError::Broken { reason, .. } => {
+                format!("the developer's local server broke the exchange: {reason}")
+            }
+            ForwardError::TooLarge { limit, .. } => {
+                format!("the developer's local server answered with a body over {limit} bytes")
+            }
+            ForwardError::Invalid { .. } => {
+                "the request cannot be forwarded to the developer's local server".into()
+            }
+        }
+    }
+
     /// The status the sender gets: 504 for a timeout, 502 for everything else.
     pub fn status(&self) -> u16 {
         match self {

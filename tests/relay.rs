@@ -237,17 +237,20 @@ async fn prefix_and_host_routes_reach_their_own_laptop() {
         "{}",
         state.describe()
     );
+    let alice_callback = |n: u64| {
+        let url = relay.url("/alice/cb");
+        callback(
+            &format!("localhost:{port}"),
+            "/alice/cb",
+            hangup(n),
+            &url,
+            n,
+            &[],
+        )
+    };
     let delivered = within(async {
         for n in 10.. {
-            let request = callback(
-                &format!("localhost:{port}"),
-                "/alice/cb",
-                hangup(n),
-                &relay.url("/alice/cb"),
-                n,
-                &[],
-            );
-            if relay.vobiz().send(request).await.status == 200 {
+            if relay.vobiz().send(alice_callback(n)).await.status == 200 {
                 return n;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -262,15 +265,7 @@ async fn prefix_and_host_routes_reach_their_own_laptop() {
         .contains(&call_uuid(delivered)));
     // Well past the first laptop's reconnect delay: every callback still reaches the second.
     for n in delivered + 1..delivered + 6 {
-        let request = callback(
-            &format!("localhost:{port}"),
-            "/alice/cb",
-            hangup(n),
-            &relay.url("/alice/cb"),
-            n,
-            &[],
-        );
-        assert_eq!(relay.vobiz().send(request).await.status, 200);
+        assert_eq!(relay.vobiz().send(alice_callback(n)).await.status, 200);
         assert_eq!(alice2.upstream.next().await.uri, "/cb");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use time::UtcOffset;
 
 use crate::cli::{ListArgs, ShowArgs, StoreArg, VerifyArgs};
-use crate::output::{json_line, text_line};
+use crate::output::{json_line, text_line, write_stdout};
 use crate::report::{exchange_json, exchange_text, verdict_text};
 use crate::signature::{verify, CallbackRequest, VerdictStatus};
 use crate::store::StoreReader;
@@ -40,13 +40,15 @@ pub fn list(args: &ListArgs, offset: UtcOffset) -> anyhow::Result<i32> {
             );
         }
     }
+    let mut out = String::new();
     for row in &rows {
-        if args.json {
-            println!("{}", json_line(row));
-        } else {
-            println!("{}", text_line(row, offset));
+        match args.json {
+            true => out.push_str(&json_line(row)),
+            false => out.push_str(&text_line(row, offset)),
         }
+        out.push('\n');
     }
+    write_stdout(&out)?;
     Ok(0)
 }
 
@@ -56,14 +58,11 @@ pub fn show(args: &ShowArgs, offset: UtcOffset) -> anyhow::Result<i32> {
     let Some(exchange) = reader.get(args.id)? else {
         bail!("no exchange #{} in {}", args.id, reader.path().display());
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&exchange_json(&exchange))?
-        );
-    } else {
-        print!("{}", exchange_text(&exchange, offset));
-    }
+    let text = match args.json {
+        true => serde_json::to_string_pretty(&exchange_json(&exchange))? + "\n",
+        false => exchange_text(&exchange, offset),
+    };
+    write_stdout(&text)?;
     Ok(0)
 }
 
@@ -104,11 +103,11 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
         },
         &keys,
     );
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
-    } else {
-        print!("{}", verdict_text(&verdict));
-    }
+    let text = match args.json {
+        true => serde_json::to_string_pretty(&verdict)? + "\n",
+        false => verdict_text(&verdict),
+    };
+    write_stdout(&text)?;
     Ok(if verdict.status == VerdictStatus::Valid {
         0
     } else {

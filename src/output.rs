@@ -15,6 +15,17 @@ use crate::pipeline::ExchangeEvent;
 use crate::signature::VerdictStatus;
 use crate::store::ExchangeSummary;
 
+/// Writes a command's output; `false` when the reader stopped reading (`| head`), which is
+/// not an error: the command ends quietly, as Unix tools do.
+pub fn write_stdout(text: &str) -> anyhow::Result<bool> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("writing standard output")),
+    }
+}
+
 /// Local time of a µs timestamp, `HH:MM:SS.mmm`.
 pub fn clock_time(micros: i64, offset: UtcOffset) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)

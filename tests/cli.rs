@@ -348,6 +348,26 @@ async fn listen_prints_json_lines_and_list_and_show_read_the_store() {
     assert_eq!(code, 1);
     assert!(err.contains("no exchange #99"), "{err}");
 
+    // A reader that stops reading (`| head`) ends the command quietly, never in a panic.
+    for args in [
+        &["list", "--store", store_arg][..],
+        &["list", "--json", "--store", store_arg],
+        &["show", "1", "--store", store_arg],
+        &["show", "1", "--json", "--store", store_arg],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+
     // The token is nowhere: not in the store file (database and WAL), not in the output.
     drop(running);
     for suffix in ["", "-wal"] {

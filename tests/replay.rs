@@ -311,5 +311,18 @@ async fn a_bulk_replay_by_filter_goes_in_order() {
     .await;
     assert_eq!(code, 1);
     assert!(err.contains("bogus"), "{err}");
+
+    // An empty filter would replay the whole store: refused. No match is a failure too.
+    for (filter, says) in [(" ", "an empty --filter"), ("id:999", "nothing to replay")] {
+        let (code, _, err) = replay_cli(
+            &harness,
+            &["--filter", filter, "--forward", &upstream.url()],
+            true,
+        )
+        .await;
+        assert_eq!(code, 1, "{filter:?}: {err}");
+        assert!(err.contains(says), "{err}");
+    }
+    upstream.assert_nothing(std::time::Duration::ZERO).await;
     harness.tunnel.shutdown().await;
 }

@@ -12,7 +12,7 @@ use crate::cli::{HostHeader, ReplayArgs};
 use crate::config::BaseUrl;
 use crate::exchange::{ExchangeId, Outcome};
 use crate::forward::Upstream;
-use crate::output::{json_line, text_line};
+use crate::output::{json_line, text_line, write_stdout};
 use crate::store::{ExchangeSummary, Store};
 
 /// Replays one exchange or every match of a filter, oldest first. Exit status 1 when a
@@ -30,6 +30,10 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
     let reader = store.reader()?;
     let ids: Vec<ExchangeId> = match (&args.id, &args.filter) {
         (Some(id), _) => vec![*id],
+        (None, Some(expression)) if expression.trim().is_empty() => bail!(
+            "an empty --filter matches every exchange in the store; say which to replay \
+             (e.g. --filter 'event:Hangup status:5xx')"
+        ),
         (None, Some(expression)) => selected_ids(&reader, expression)?,
         (None, None) => bail!("name an exchange id or give --filter"),
     };
@@ -66,6 +70,7 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
     };
     if ids.is_empty() {
         eprintln!("nothing to replay: no exchange matches");
+        return Ok(1);
     }
     let mut failures = 0;
     for id in ids {
@@ -74,15 +79,17 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
         };
         let replayed = replayer.replay(&original, &plan).await?;
         let summary = ExchangeSummary::of(&replayed);
-        if args.json {
-            println!("{}", json_line(&summary));
-        } else {
-            println!("{}", text_line(&summary, offset));
-        }
+        let line = match args.json {
+            true => json_line(&summary),
+            false => text_line(&summary, offset),
+        };
         let failed = !matches!(replayed.outcome, Outcome::Forwarded)
             || replayed.status().is_some_and(|s| s >= 500);
         if failed {
             failures += 1;
+        }
+        if !write_stdout(&(line + "\n"))? {
+            break; // nobody reads on (`| head`): replay no more
         }
     }
     store.flush().await;

@@ -344,6 +344,9 @@ impl Proxy {
     ) {
         match written {
             Ok(inserted) => {
+                if let Some(notice) = self.store.health().take_notice() {
+                    let _ = self.events.send(ExchangeEvent::StoreError(notice));
+                }
                 let record = Arc::make_mut(exchange);
                 record.id = Some(inserted.id);
                 if let Some(earlier) = inserted.nonce_reused_of {

@@ -646,3 +646,47 @@ fn a_store_read_only_from_the_start_stops_the_start_with_its_path() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The store's file deleted while the listener runs.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_file_deleted_while_recording_is_started_again_and_said_so() {
+    let mut upstream = upstream(origin_reply()).await;
+    let harness = harness_on(&upstream.url(), None).await;
+    let mut events = harness.tunnel.events.subscribe();
+    let before = callback(&harness, "del-before", 1, 0).await;
+    origin_saw(&mut upstream, &[("del-before".into(), before)]).await;
+    recorded_calls(&harness, &["del-before"]).await;
+
+    // Someone cleans up (`rm store.db*`) while the listener runs.
+    let store = harness.config.store.clone();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sent = Vec::new();
+    for (n, call) in ["del-after-1", "del-after-2"].into_iter().enumerate() {
+        let body = callback(&harness, call, 10 + n as u64, 0).await;
+        sent.push((call.to_string(), body));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    origin_saw(&mut upstream, &sent).await;
+
+    // The listener said what happened, and went on recording where readers look.
+    let errors = store_errors(&mut events);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("was deleted or moved away")
+                && e.contains(&store.display().to_string())),
+        "{errors:?}"
+    );
+    assert!(
+        store.exists(),
+        "a new store was started at {}",
+        store.display()
+    );
+    let recorded = recorded_calls(&harness, &["del-after-2"]).await;
+    assert_recorded_exactly(&recorded, &sent[1..]);
+}

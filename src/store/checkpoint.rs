@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
+
+use super::identity::FileWatch;
 
 /// How often the WAL is copied back into the database file. Often, so that little is left
 /// for the writer's WAL restart (which holds up commits while it runs).
@@ -95,15 +97,26 @@ pub(super) fn spawn(path: PathBuf, writer_done: Arc<AtomicBool>, shared: Arc<Sha
         .name("store-checkpoint".into())
         .spawn(move || {
             crate::thread_priority::lower_current_thread(crate::thread_priority::BACKGROUND);
-            let conn = match Connection::open(&path) {
+            let mut conn = match Connection::open(&path) {
                 Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!("store checkpoints are off ({e}); the WAL file will grow");
                     return;
                 }
             };
+            let mut file = FileWatch::new(&path);
             while !writer_done.load(Ordering::Relaxed) {
                 std::thread::sleep(INTERVAL);
+                // The writer starts a new store when the file goes away; follow it there
+                // (without creating it: that is the writer's to do, with the schema).
+                if file.moved().is_some() {
+                    if let Ok(fresh) =
+                        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+                    {
+                        conn = fresh;
+                        file = FileWatch::new(&path);
+                    }
+                }
                 let running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
                 match checkpoint(&conn, "PASSIVE", Duration::ZERO) {
                     Ok(()) => shared.caught_up.store(true, Ordering::Relaxed),

@@ -13,6 +13,7 @@ mod calls;
 mod checkpoint;
 mod deferred;
 mod filtered;
+mod identity;
 mod reader;
 mod row;
 mod schema;
@@ -101,6 +102,10 @@ pub struct StoreHealth {
     deferred_writes: AtomicU64,
     lost_writes: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Something the listener's subscribers must hear although no write failed (the store's
+    /// file was deleted and started again); see [`StoreHealth::take_notice`].
+    notice: Mutex<Option<String>>,
+    has_notice: AtomicBool,
 }
 
 impl StoreHealth {
@@ -135,11 +140,66 @@ impl StoreHealth {
         self.deferred_writes.store(count as u64, Ordering::Relaxed);
     }
 
+    /// Reports something that went wrong without a write failing, for the log now and for
+    /// the listener's subscribers with the next recorded exchange.
+    fn announce(&self, message: String) {
+        tracing::error!("{message}");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(message.clone());
+        }
+        if let Ok(mut notice) = self.notice.lock() {
+            *notice = Some(message);
+            self.has_notice.store(true, Ordering::Release);
+        }
+    }
+
+    /// The message of [`StoreHealth::announce`], once. Cheap when there is none (a flag).
+    pub fn take_notice(&self) -> Option<String> {
+        // A plain load first: this runs for every recorded exchange.
+        if !self.has_notice.load(Ordering::Relaxed)
+            || !self.has_notice.swap(false, Ordering::Acquire)
+        {
+            return None;
+        }
+        self.notice.lock().ok().and_then(|mut n| n.take())
+    }
+
     /// Counts and reports writes that will never be recorded.
     fn lose(&self, count: usize, why: &str) {
         self.lost_writes.fetch_add(count as u64, Ordering::Relaxed);
         self.note(&format!("{count} writes lost, not recorded: {why}"));
     }
+}
+
+/// Opens (creating if needed) the store's file at `path` for writing, configured and
+/// migrated. Every error names the file.
+pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = rusqlite::Connection::open(path).map_err(open_err)?;
+    // A file that cannot be opened for writing is opened read-only by SQLite, silently;
+    // every write would then fail. Say so now, naming the file, rather than run a proxy
+    // that records nothing (or fail below with SQLite's bare "unable to open").
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(StoreError::ReadOnly(path.to_path_buf()));
+    }
+    // SQLite's own errors here (the folder refuses the -wal and -shm files, a damaged
+    // file) name no file: attach the path.
+    let with_path = |error| match error {
+        StoreError::Sqlite(source) => open_err(source),
+        other => other,
+    };
+    schema::configure(&conn).map_err(with_path)?;
+    schema::migrate(&mut conn).map_err(with_path)?;
+    Ok(conn)
 }
 
 /// Handle to the store's writer. Cheap to clone.
@@ -158,31 +218,7 @@ impl Store {
     }
 
     fn open_with(path: &Path, deferred: deferred::Deferred) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = rusqlite::Connection::open(path).map_err(open_err)?;
-        // A file that cannot be opened for writing is opened read-only by SQLite, silently;
-        // every write would then fail. Say so now, naming the file, rather than run a proxy
-        // that records nothing (or fail below with SQLite's bare "unable to open").
-        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-            return Err(StoreError::ReadOnly(path.to_path_buf()));
-        }
-        // SQLite's own errors here (the folder refuses the -wal and -shm files, a damaged
-        // file) name no file: attach the path.
-        let with_path = |error| match error {
-            StoreError::Sqlite(source) => open_err(source),
-            other => other,
-        };
-        schema::configure(&conn).map_err(with_path)?;
-        schema::migrate(&mut conn).map_err(with_path)?;
+        let conn = connect(path)?;
         let (ops, queue) = mpsc::unbounded_channel();
         let health = Arc::new(StoreHealth::default());
         let writer_health = health.clone();

@@ -3,6 +3,7 @@
 //! full disk or a locked file never stops the proxy; what did not commit waits in
 //! [`Deferred`] and is retried with backoff until the store accepts it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
+use super::identity::FileWatch;
 use super::row::{flags_text, RequestColumns, Row};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
@@ -40,7 +42,11 @@ pub(super) fn run(
     checkpoints: Arc<checkpoint::Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut restart = WalRestart::new(&conn, checkpoints);
+    let mut restart = WalRestart::new(&conn, checkpoints.clone());
+    let mut file = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(|p| FileWatch::new(Path::new(p)));
     loop {
         match next(&mut queue, &deferred) {
             Next::Op(first) => {
@@ -54,6 +60,16 @@ pub(super) fn run(
             }
             Next::Retry => {}
             Next::Closed => break,
+        }
+        if let Some(watch) = file.as_mut() {
+            if let Some(what) = watch.moved() {
+                if let Some(fresh) = start_again(watch, what, health) {
+                    conn = fresh;
+                    restart = WalRestart::new(&conn, checkpoints.clone());
+                }
+                // Said once: watched afresh from here (a failed start is not retried).
+                *watch = FileWatch::new(watch.path());
+            }
         }
         write_batch(&mut conn, &mut batch, &mut deferred, health);
         restart.run_if_due(&conn);
@@ -70,6 +86,29 @@ pub(super) fn run(
     }
     if let Err(e) = conn.pragma_update(None, "optimize", "") {
         tracing::debug!("store optimize at exit failed: {e}");
+    }
+}
+
+/// The store's file `what` (deleted, replaced): a new store at the same path, so that what
+/// follows is recorded where `list` and the inspector look. What was committed since the file
+/// went away (at most a moment's worth) went with it, and the message says so.
+fn start_again(watch: &FileWatch, what: &str, health: &StoreHealth) -> Option<Connection> {
+    let path = watch.path().display();
+    match super::connect(watch.path()) {
+        Ok(conn) => {
+            health.announce(format!(
+                "the store file {path} {what} while recording; recording goes on in a new \
+                 store there (the last moment's exchanges went with the old file)"
+            ));
+            Some(conn)
+        }
+        Err(e) => {
+            health.announce(format!(
+                "the store file {path} {what} while recording, and a new one cannot be \
+                 started ({e}); exchanges go into the old file, which nothing can read"
+            ));
+            None
+        }
     }
 }
 

@@ -337,6 +337,31 @@ mod tests {
 
     const TOKEN: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
 
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_succeed() {
+        // Two listeners (or an import and a listener) started together on a store that does
+        // not exist yet: one creates the schema, the other waits and finds it.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("race{round}.db"));
+            let openers: Vec<_> = (0..3)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || connect(&path).map(|_| ()))
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+            let conn = connect(&path).unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+        }
+    }
+
     fn exchange(nonce: &str) -> Exchange {
         let url = "https://example.com/vobiz/hangup";
         let keys = Keys {

@@ -68,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
 /// How long the writer waits for another process's lock before giving up on a batch.
 pub const WRITER_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long opening a store waits for another process that is opening or migrating it.
+const OPEN_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -79,7 +82,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// `sqlite3` shell, a replay): callbacks must not wait on it for long, so after that the
 /// write fails, is reported, and the request is forwarded anyway.
 pub fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
+    // Switching to WAL needs the file to itself: another process opening the same new store
+    // at the same moment holds it briefly.
+    conn.busy_timeout(OPEN_BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -90,6 +95,7 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // When the WAL starts over (see `checkpoint.rs`), its file is cut back to this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
     Ok(())
 }
 
@@ -102,11 +108,26 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Two processes may open a new (or old) store at once (two listeners, an import): the
+    // first to take the write lock migrates, the other waits for it and then finds the
+    // version it needs. The version is read again under the lock for that reason.
+    conn.busy_timeout(OPEN_BUSY_TIMEOUT)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
-        tx.commit()?;
     }
+    tx.commit()?;
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
     Ok(())
 }

@@ -86,7 +86,7 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     // at the same moment holds it briefly.
     conn.busy_timeout(OPEN_BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    let mode = switch_to_wal(conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "the store could not switch to WAL mode");
     }
@@ -97,6 +97,24 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
     Ok(())
+}
+
+/// `journal_mode=WAL`, retried while another process holds the file: SQLite answers a
+/// journal-mode change that cannot get its lock with "database is locked" at once, without
+/// waiting on the busy timeout.
+fn switch_to_wal(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + OPEN_BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`]. Refuses a store written by a newer build.

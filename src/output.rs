@@ -118,8 +118,10 @@ pub fn json_line(summary: &ExchangeSummary) -> String {
     value.to_string()
 }
 
-fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> String {
-    match (event, format) {
+/// The line an event prints, if any (a pending exchange prints when it ends).
+fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> Option<String> {
+    let line = match (event, format) {
+        (ExchangeEvent::Pending(_), _) => return None,
         (ExchangeEvent::Finished(exchange), LogFormat::Text) => {
             let mut line = text_line(&ExchangeSummary::of(exchange), offset);
             let warnings = crate::checks::warning_count(&exchange.findings);
@@ -164,7 +166,8 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> St
             }
             value.to_string()
         }
-    }
+    };
+    Some(line)
 }
 
 /// The JSON line of a finished exchange, with the signature's one-line reason and the
@@ -235,7 +238,10 @@ pub fn spawn_printer(
                 }
                 Err(broadcast::error::TryRecvError::Closed) => break,
             };
-            if writeln!(out, "{}", event_line(&event, format, offset)).is_err() {
+            let Some(line) = event_line(&event, format, offset) else {
+                continue;
+            };
+            if writeln!(out, "{line}").is_err() {
                 break; // stdout closed: keep proxying, stop printing
             }
         }
@@ -265,12 +271,14 @@ mod tests {
             Finding::new("slow-answer", Severity::Warning, "answered after 4.0 s"),
             Finding::new("note", Severity::Info, "just so you know"),
         ];
-        let event = ExchangeEvent::Finished(std::sync::Arc::new(exchange));
-        let text = event_line(&event, LogFormat::Text, UtcOffset::UTC);
+        let exchange = std::sync::Arc::new(exchange);
+        let pending = ExchangeEvent::Pending(exchange.clone());
+        assert_eq!(event_line(&pending, LogFormat::Text, UtcOffset::UTC), None);
+        let event = ExchangeEvent::Finished(exchange);
+        let text = event_line(&event, LogFormat::Text, UtcOffset::UTC).unwrap_or_default();
         assert!(text.ends_with("  ⚠ 1"), "{text}");
-        let json: serde_json::Value =
-            serde_json::from_str(&event_line(&event, LogFormat::Json, UtcOffset::UTC))
-                .unwrap_or_default();
+        let line = event_line(&event, LogFormat::Json, UtcOffset::UTC).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(json["findings"][0]["rule"], "slow-answer");
         assert_eq!(json["findings"][1]["severity"], "info");
     }

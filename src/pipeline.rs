@@ -1,5 +1,5 @@
 //! One request, top to bottom: read → verify → forward → record → respond → publish (and, for
-//! a slow answer, record pending while forwarding).
+//! a slow answer, record and publish it as pending while forwarding).
 //! Every way out of [`handle`] goes through [`Proxy::finish`], so failed, rejected and oversized
 //! exchanges are recorded and published exactly like successful ones.
 
@@ -32,6 +32,9 @@ pub const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_
 pub enum ExchangeEvent {
     /// An exchange ended (in any way) and its record is queued for the store.
     Finished(Arc<Exchange>),
+    /// A request still waiting on the local server was recorded as pending (see `serve`):
+    /// the inspector shows it now; its `Finished` follows with the same id.
+    Pending(Arc<Exchange>),
     /// The store could not record something; the proxy keeps forwarding.
     StoreError(String),
     /// A connection failed before any request (TLS garbage, plain HTTP, a timeout).
@@ -265,9 +268,14 @@ async fn serve(
         biased;
         result = &mut forwarded => result,
         () = slow => {
-            let (inserted, result) = tokio::join!(proxy.store.insert(exchange.clone()), forwarded);
-            proxy.recorded(&mut exchange, delivery, inserted);
-            result
+            let record_pending = async {
+                let inserted = proxy.store.insert(exchange.clone()).await;
+                proxy.recorded(&mut exchange, delivery, inserted);
+                if exchange.id.is_some() {
+                    let _ = proxy.events.send(ExchangeEvent::Pending(exchange.clone()));
+                }
+            };
+            tokio::join!(record_pending, forwarded).1
         }
     };
     match result {

@@ -758,11 +758,24 @@ async fn a_callback_waiting_on_a_slow_server_is_recorded_as_pending_then_complet
     assert_eq!(pending.status, None);
     assert!(!sending.is_finished(), "the answer came before the check");
 
+    // The inspector hears of it now, with its id, not only when it ends.
+    use vobiz_tunnel::pipeline::ExchangeEvent;
+    let shown = within(async {
+        loop {
+            match events.recv().await.unwrap() {
+                ExchangeEvent::Pending(exchange) => return exchange,
+                ExchangeEvent::Finished(_) => panic!("finished before it was shown"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(shown.id, pending.id);
+    assert!(!sending.is_finished());
+
     assert_eq!(within(sending).await.unwrap(), 200);
     let finished = loop {
-        if let vobiz_tunnel::pipeline::ExchangeEvent::Finished(exchange) =
-            within(events.recv()).await.unwrap()
-        {
+        if let ExchangeEvent::Finished(exchange) = within(events.recv()).await.unwrap() {
             break exchange;
         }
     };

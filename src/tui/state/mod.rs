@@ -339,6 +339,19 @@ impl AppState {
     /// A pipeline event. Returns a command when the shown detail must be reloaded.
     pub fn apply(&mut self, event: ExchangeEvent) {
         match event {
+            // Shown at once, counted when it ends (its `Finished` replaces the row in place).
+            ExchangeEvent::Pending(exchange) => {
+                self.note_call(exchange.call_uuid.as_deref());
+                if self.filter.matches(&exchange)
+                    && self.arrive(ExchangeSummary::of(&exchange))
+                    && self.selected_id() == exchange.id
+                {
+                    self.detail = Some(exchange);
+                    if self.view == View::Exchanges {
+                        self.detail_scroll = 0;
+                    }
+                }
+            }
             ExchangeEvent::Finished(exchange) => {
                 let summary = ExchangeSummary::of(&exchange);
                 self.count_once(&summary);
@@ -353,13 +366,16 @@ impl AppState {
                     ));
                 }
                 if !self.filter.matches(&exchange) {
+                    // Shown while it matched (`status:none` while pending): not any more.
+                    self.forget(exchange.id);
                     return;
                 }
                 let newest = self.arrive(summary);
-                if newest && self.selected_id() == exchange.id {
+                // The selected exchange's detail follows it from pending to its end.
+                if self.selected_id() == exchange.id {
                     self.detail = Some(exchange);
                     // The scroll is the call timeline's while that view is shown.
-                    if self.view == View::Exchanges {
+                    if newest && self.view == View::Exchanges {
                         self.detail_scroll = 0;
                     }
                 }
@@ -378,6 +394,21 @@ impl AppState {
                 }
                 self.relay = Some(relay_state);
             }
+        }
+    }
+
+    /// Removes the row of `id`, if shown, keeping the selection on the same exchange (or its
+    /// neighbour when it was the one removed).
+    fn forget(&mut self, id: Option<ExchangeId>) {
+        let Some(id) = id else { return };
+        self.held.retain(|r| r.id != Some(id));
+        let position = self.rows.partition_point(|r| r.id.unwrap_or(i64::MAX) < id);
+        if self.rows.get(position).is_none_or(|r| r.id != Some(id)) {
+            return;
+        }
+        self.rows.remove(position);
+        if position < self.selected || self.selected >= self.rows.len() {
+            self.selected = self.selected.saturating_sub(1);
         }
     }
 

@@ -441,3 +441,47 @@ fn arrivals_during_a_reload_are_kept_with_the_page() {
     assert_eq!(ids, vec![4, 5, 6]);
     assert_eq!(state.selected_id(), Some(6));
 }
+
+/// A callback still waiting on the local server: shown at once, followed to its end in place,
+/// counted once (with its final status), and dropped from a filter it no longer matches.
+#[test]
+fn a_pending_exchange_shows_at_once_and_becomes_its_end_in_place() {
+    let pending = |id: i64| {
+        let mut exchange = (*exchange(id, "Hangup")).clone();
+        exchange.outcome = Outcome::Pending;
+        ExchangeEvent::Pending(Arc::new(exchange))
+    };
+    let mut state = state_with(2);
+    let total = state.total;
+    state.apply(pending(3));
+    assert_eq!(state.selected_id(), Some(3), "followed at once");
+    assert_eq!(state.rows.len(), 3);
+    assert_eq!(state.total, total, "not counted until it ends");
+    assert_eq!(
+        state.detail.as_ref().map(|d| d.outcome),
+        Some(Outcome::Pending)
+    );
+    state.apply(ExchangeEvent::Finished(exchange(3, "Hangup")));
+    assert_eq!(state.rows.len(), 3, "replaced in place");
+    assert_eq!(state.total, total + 1);
+    assert_eq!(
+        state.detail.as_ref().map(|d| d.outcome),
+        Some(Outcome::Forwarded)
+    );
+
+    // Under `status:none`, a pending row leaves the list when it ends.
+    state.filter = crate::filter::Filter::parse("status:none").unwrap();
+    state.begin_reload();
+    state.load_page(Vec::new(), 3);
+    let total = state.total;
+    state.apply(pending(4));
+    assert_eq!(
+        state.rows.iter().filter_map(|r| r.id).collect::<Vec<_>>(),
+        [4]
+    );
+    let mut answered = (*exchange(4, "Hangup")).clone();
+    answered.failed(Outcome::UpstreamError, 502, "no answer".into());
+    state.apply(ExchangeEvent::Finished(Arc::new(answered)));
+    assert!(state.rows.is_empty(), "{:?}", state.rows);
+    assert_eq!(state.total, total + 1, "counted once");
+}

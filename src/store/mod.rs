@@ -56,6 +56,11 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("the store was written by a newer vobiz-tunnel (schema {found}; this build knows up to {supported})")]
     TooNew { found: i64, supported: i64 },
+    #[error(
+        "{path} is another application's SQLite database (tables: {tables}), not a \
+         vobiz-tunnel store; it was left untouched: pass a new file to --store"
+    )]
+    NotOurs { path: PathBuf, tables: String },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store write failed: {0}")]
@@ -197,6 +202,12 @@ pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
         StoreError::Sqlite(source) => open_err(source),
         other => other,
     };
+    if let Some(tables) = schema::foreign_tables(&conn).map_err(with_path)? {
+        return Err(StoreError::NotOurs {
+            path: path.to_path_buf(),
+            tables,
+        });
+    }
     schema::configure(&conn).map_err(with_path)?;
     schema::migrate(&mut conn).map_err(with_path)?;
     Ok(conn)
@@ -336,6 +347,34 @@ mod tests {
     use crate::signature::{verify, AuthToken, CallbackRequest, Keys};
 
     const TOKEN: &str = "TESTAUTHTOKENnotReal0123456789abcdefXYZ";
+
+    #[test]
+    fn another_applications_database_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = rusqlite::Connection::open(&path).unwrap();
+        app.execute_batch("CREATE TABLE users (id INTEGER); CREATE TABLE orders (id INTEGER);")
+            .unwrap();
+        drop(app);
+        let error = connect(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("app.db") && error.contains("users, orders"),
+            "{error}"
+        );
+        let app = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = app
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "not switched to WAL");
+        let ours: i64 = app
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'exchanges'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ours, 0);
+    }
 
     #[test]
     fn processes_opening_a_new_store_at_once_all_succeed() {

@@ -99,6 +99,21 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The tables of a database that is not a vobiz-tunnel store (no schema version, and tables
+/// of its own): a mistyped `--store app.db` must not add ours to it, or switch it to WAL.
+pub fn foreign_tables(conn: &Connection) -> Result<Option<String>, StoreError> {
+    conn.busy_timeout(OPEN_BUSY_TIMEOUT)?;
+    // One statement, so one snapshot: another process may be creating our schema right now.
+    let (version, tables): (i64, Option<String>) = conn.query_row(
+        "SELECT (SELECT user_version FROM pragma_user_version), \
+                (SELECT group_concat(name, ', ') FROM sqlite_master \
+                 WHERE type = 'table' AND name NOT LIKE 'sqlite_%')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(tables.filter(|t| version == 0 && !t.is_empty()))
+}
+
 /// `journal_mode=WAL`, retried while another process holds the file: SQLite answers a
 /// journal-mode change that cannot get its lock with "database is locked" at once, without
 /// waiting on the busy timeout.

@@ -142,6 +142,6 @@ impl Tunnel {
         }
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        self.store.flush().await;
+        self.store.flush_into_file().await;
     }
 }

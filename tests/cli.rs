@@ -479,6 +479,19 @@ fn sigterm_stops_the_listener_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+
+    // The WAL was folded back in: the .db file alone is a complete store (a copy, a backup).
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(dir.path().join("s.db"), &copy).unwrap();
+    let tables: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'exchanges'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "the schema is in the .db file itself");
 }
 
 /// Starts `listen` under an open-files limit of `soft`/`hard` (as `ulimit -n` would).

@@ -150,6 +150,10 @@ async fn har_export_is_valid_har_and_imports_back_losslessly() {
     let fresh = dir.path().join("fresh.db");
     let output = run(&["import", "--har", path(&har_file), "--store", path(&fresh)]);
     assert!(text(&ok(&output).stdout).contains("imported 6 exchanges as #1–#6"));
+    // Folded into the .db file at the end: a copy of that file alone holds them all.
+    let copy = dir.path().join("copy-of-fresh.db");
+    std::fs::copy(&fresh, &copy).unwrap();
+    assert_eq!(StoreReader::open(&copy).unwrap().count().unwrap(), 6);
     let (before, after) = (
         StoreReader::open(&store).unwrap(),
         StoreReader::open(&fresh).unwrap(),

@@ -227,6 +227,6 @@ pub async fn store_all(store: &Store, exchanges: Vec<Exchange>) -> anyhow::Resul
             }
         }
     }
-    store.flush().await;
+    store.flush_into_file().await;
     Ok(ids)
 }

@@ -92,7 +92,7 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
             break; // nobody reads on (`| head`): replay no more
         }
     }
-    store.flush().await;
+    store.flush_into_file().await;
     Ok(if failures > 0 { 1 } else { 0 })
 }
 

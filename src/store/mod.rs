@@ -324,6 +324,24 @@ impl Store {
         }
     }
 
+    /// Commits everything queued, then folds the WAL back into the database file and empties
+    /// it: for the end of a run (the listener stopping, an import, a replay), so that the
+    /// `.db` file alone is complete when someone copies it. Best effort: a reader still in
+    /// the file (another process) only leaves the WAL in place, as it is while running.
+    pub async fn flush_into_file(&self) {
+        self.flush().await;
+        let path = self.path.to_path_buf();
+        let folded = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(1))?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+        .await;
+        if let Ok(Err(e)) = folded {
+            tracing::debug!("folding the store's WAL back in at the end: {e}");
+        }
+    }
+
     /// A reader on the same file.
     pub fn reader(&self) -> Result<StoreReader, StoreError> {
         StoreReader::open(&self.path)

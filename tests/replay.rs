@@ -270,10 +270,12 @@ async fn an_edited_request_is_sent_as_saved_and_can_be_resigned() {
         "re-signed for the new path"
     );
     assert_eq!(replay.request.public_url, harness.url("/vobiz/hangup2"));
-    assert_eq!(
-        harness.recorded(replay.id.unwrap()).await.replay_of,
-        Some(id)
-    );
+    let stored = harness.recorded(replay.id.unwrap()).await;
+    assert_eq!(stored.replay_of, Some(id));
+    // The record says what was sent: the edited body's length, not the original's.
+    let length = stored.request.headers.get_str("content-length");
+    assert_eq!(length, Some(seen.body.len().to_string().as_str()));
+    assert_eq!(seen.header("content-length"), length);
     harness.tunnel.shutdown().await;
 }
 

@@ -196,9 +196,11 @@ impl Replayer {
 
     async fn send(
         &self,
-        exchange: Exchange,
+        mut exchange: Exchange,
         plan: &ReplayPlan,
     ) -> Result<Arc<Exchange>, ReplayError> {
+        // Recorded as sent: hyper writes the body's real length (see `header_map`).
+        true_length(&mut exchange.request.headers, exchange.request.body.len());
         let header_map = header_map(&exchange.request.headers)?;
         let method = exchange.request.method.clone();
         let target = exchange.request.target.clone();
@@ -253,6 +255,26 @@ impl Replayer {
     }
 }
 
+/// `Content-Length` as hyper will send it: the body's length, in place of any value an edit
+/// left stale (or added at the end, for a body that had none and is not chunked).
+fn true_length(headers: &mut Headers, length: usize) {
+    let value = length.to_string().into_bytes();
+    let mut found = false;
+    for (name, current) in headers.0.iter_mut() {
+        if name.eq_ignore_ascii_case("content-length") {
+            *current = value.clone();
+            found = true;
+        }
+    }
+    let chunked = headers
+        .0
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"));
+    if !found && !chunked && length > 0 {
+        headers.0.push(("content-length".into(), value));
+    }
+}
+
 /// The recorded header list as a map for sending, in order.
 fn header_map(headers: &Headers) -> Result<HeaderMap, ReplayError> {
     let mut map = HeaderMap::with_capacity(headers.0.len());
@@ -273,6 +295,22 @@ fn header_map(headers: &Headers) -> Result<HeaderMap, ReplayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_length_is_the_length_sent() {
+        let mut headers = Headers(vec![
+            ("Content-Length".into(), b"554".to_vec()),
+            ("x-a".into(), b"1".to_vec()),
+        ]);
+        true_length(&mut headers, 540);
+        assert_eq!(headers.0[0], ("Content-Length".into(), b"540".to_vec()));
+        let mut none = Headers(vec![("x-a".into(), b"1".to_vec())]);
+        true_length(&mut none, 3);
+        assert_eq!(none.0[1], ("content-length".into(), b"3".to_vec()));
+        let mut empty = Headers(Vec::new());
+        true_length(&mut empty, 0);
+        assert!(empty.0.is_empty());
+    }
 
     #[test]
     fn the_public_url_keeps_the_original_origin_with_a_new_target() {

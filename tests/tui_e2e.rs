@@ -46,6 +46,11 @@ struct Tui {
 impl Tui {
     /// Starts `vobiz-tunnel` forwarding to `forward`, with a fresh store and certificates.
     fn start(forward: &str) -> Tui {
+        Tui::start_with(forward, &[])
+    }
+
+    /// Like [`Tui::start`], with `env` set in the program's environment (an `EDITOR`).
+    fn start_with(forward: &str, env: &[(&str, &str)]) -> Tui {
         let dir = tempfile::tempdir().unwrap();
         let pty = native_pty_system()
             .openpty(PtySize {
@@ -77,6 +82,9 @@ impl Tui {
         }
         command.env("VOBIZ_AUTH_TOKEN", TOKEN);
         command.env("TERM", "xterm-256color");
+        for (name, value) in env {
+            command.env(name, value);
+        }
         command.cwd(dir.path());
         let child = pty.slave.spawn_command(command).expect("the binary starts");
         // Only the child holds the terminal side now, so its exit closes our reader.
@@ -648,4 +656,65 @@ async fn a_failed_forward_shows_as_the_last_error() {
     assert!(list_row(&screen, 1).is_some(), "and the row is listed");
     tui.press("q");
     assert_eq!(tui.wait_exit().await, 0);
+}
+
+/// `e` opens the request in `$EDITOR`: quitting without a change sends nothing; a save that
+/// cannot be read comes back in the editor with the reason on top; the fixed save is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_and_replay_sends_the_fixed_save_and_nothing_when_unchanged() {
+    let mut upstream = upstream(Reply::default()).await;
+    let tools = tempfile::tempdir().unwrap();
+    let editor = tools.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        r#"#!/bin/sh
+here=$(dirname "$0")
+case "$(cat "$here/mode")" in
+  keep) ;;
+  break)
+    if grep -q '^# vobiz-tunnel: line 1' "$1"; then
+      sed -i '/^# vobiz-tunnel:/d; s|^GARBAGE LINE$|POST /vobiz/hangup HTTP/1.1|; s/NORMAL_CLEARING/USER_BUSY/' "$1"
+      touch "$here/saw-note"
+    else
+      sed -i '1s/.*/GARBAGE LINE/' "$1"
+    fi ;;
+esac
+"#,
+    )
+    .unwrap();
+    let mode = |m: &str| std::fs::write(tools.path().join("mode"), m).unwrap();
+    let editor_command = format!("sh {}", editor.display());
+    let mut tui = Tui::start_with(&upstream.url(), &[("EDITOR", &editor_command)]);
+    let addr = tui.listen_addr().await;
+    let port = addr.port();
+    let url = format!("https://localhost:{port}/vobiz/hangup");
+    let signed = vobiz_headers(&url, TOKEN, None);
+    let request = callback(port, "/vobiz/hangup", HANGUP_BODY, &signed);
+    assert_eq!(send(addr, &tui.ca_path(), request).await, 200);
+    upstream.next().await;
+    tui.wait_for("#1 on screen", |s| list_row(s, 1).is_some())
+        .await;
+
+    // Quit without saving: nothing is sent.
+    mode("keep");
+    tui.press("e");
+    tui.wait_for_text("was not changed: nothing sent").await;
+    upstream.assert_nothing(Duration::from_millis(300)).await;
+
+    // A broken save comes back with the reason; the fixed one goes out.
+    mode("break");
+    tui.press("e");
+    let replayed = upstream.next().await;
+    assert!(
+        tools.path().join("saw-note").exists(),
+        "the editor showed why"
+    );
+    assert!(
+        String::from_utf8_lossy(&replayed.body).contains("HangupCause=USER_BUSY"),
+        "{:?}",
+        replayed.body
+    );
+    tui.wait_for_text("replayed #1 (edited) as #2: 200").await;
+    tui.press("q");
+    tui.wait_exit().await;
 }

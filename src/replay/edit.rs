@@ -43,6 +43,33 @@ pub fn to_raw(request: &RequestRecord) -> Vec<u8> {
     raw
 }
 
+/// Start of the lines [`with_notes`] puts above a request to tell the user something; they
+/// are removed again before the request is read.
+const NOTE: &[u8] = b"# vobiz-tunnel: ";
+
+/// `raw` with `notes` above it (why the last save could not be read), as the editor shows it.
+pub fn with_notes(notes: &[String], raw: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(raw.len() + 200);
+    for note in notes {
+        text.extend_from_slice(NOTE);
+        text.extend(note.bytes().filter(|&b| b != b'\n'));
+        text.push(b'\n');
+    }
+    text.extend_from_slice(raw);
+    text
+}
+
+/// `raw` without the leading note lines of [`with_notes`].
+pub fn without_notes(mut raw: &[u8]) -> &[u8] {
+    while raw.starts_with(NOTE) {
+        raw = raw
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&raw[raw.len()..], |i| &raw[i + 1..]);
+    }
+    raw
+}
+
 /// Reads what the user saved: `\n` or `\r\n` line ends; the body is everything after the
 /// first blank line, byte for byte, less the one trailing newline [`to_raw`] added.
 pub fn parse_raw(raw: &[u8]) -> Result<EditedRequest, EditError> {
@@ -144,6 +171,15 @@ mod tests {
         assert_eq!(parsed.method, "GET");
         assert_eq!(parsed.headers.get_str("x-a"), Some("1"));
         assert_eq!(&parsed.body[..], b"Digits=1");
+    }
+
+    #[test]
+    fn notes_above_a_request_are_shown_and_dropped_again() {
+        let raw = to_raw(&request(b"a=1"));
+        let noted = with_notes(&["line 1 is wrong".into(), "fix it".into()], &raw);
+        assert!(noted.starts_with(b"# vobiz-tunnel: line 1 is wrong\n# vobiz-tunnel: fix it\n"));
+        assert_eq!(without_notes(&noted), &raw[..]);
+        assert_eq!(without_notes(&raw), &raw[..]);
     }
 
     #[test]

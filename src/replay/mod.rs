@@ -14,7 +14,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::broadcast;
 
 pub use command::replay_command;
-pub use edit::{parse_raw, to_raw, EditError, EditedRequest};
+pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRequest};
 
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;

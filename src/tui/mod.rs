@@ -24,7 +24,9 @@ use self::state::{AppState, Command, Popup, StatusInfo, PAGE};
 use self::terminal::TerminalGuard;
 use crate::config::BaseUrl;
 use crate::pipeline::ExchangeEvent;
-use crate::replay::{parse_raw, to_raw, ReplayPlan, Replayer};
+use crate::replay::{
+    parse_raw, to_raw, with_notes, without_notes, EditedRequest, ReplayPlan, Replayer,
+};
 use crate::store::{ExchangeSummary, Store, StoreError, StoreReader};
 
 /// Shortest time between two frames (30 per second at most).
@@ -410,35 +412,44 @@ impl App {
         });
     }
 
-    /// Opens the raw request in `$VISUAL`/`$EDITOR` (vi by default), then replays what was saved.
+    /// Opens the raw request in `$VISUAL`/`$EDITOR` (vi by default), then replays what was
+    /// saved. A save that cannot be read opens the editor again on it, with the reason on top;
+    /// quitting without a change (`:q!`) sends nothing.
     fn edit_and_replay(&mut self, id: i64, resign: bool, terminal: &mut TerminalGuard) {
         let original = match self.reader.get(id) {
             Ok(Some(original)) => original,
             _ => return self.fail("edit", format!("#{id} could not be read")),
         };
-        let edited = terminal.suspended(|| -> anyhow::Result<Vec<u8>> {
+        let unchanged = to_raw(&original.request);
+        let edited = terminal.suspended(|| -> anyhow::Result<Option<EditedRequest>> {
             let file = tempfile::Builder::new()
                 .prefix("vobiz-tunnel-request-")
                 .suffix(".http")
                 .tempfile()?;
-            std::fs::write(file.path(), to_raw(&original.request))?;
-            let editor = std::env::var("VISUAL")
-                .or_else(|_| std::env::var("EDITOR"))
-                .unwrap_or_else(|_| "vi".into());
-            let mut words = editor.split_whitespace();
-            let program = words.next().unwrap_or("vi");
-            let status = std::process::Command::new(program)
-                .args(words)
-                .arg(file.path())
-                .status()?;
-            anyhow::ensure!(status.success(), "{editor} exited with {status}");
-            Ok(std::fs::read(file.path())?)
+            let mut shown = unchanged.clone();
+            loop {
+                std::fs::write(file.path(), &shown)?;
+                run_editor(file.path())?;
+                let saved = std::fs::read(file.path())?;
+                if saved == shown {
+                    return Ok(None); // quit without saving a change
+                }
+                let request = without_notes(&saved);
+                match parse_raw(request) {
+                    Ok(edited) => return Ok(Some(edited)),
+                    Err(e) => {
+                        let notes = [
+                            format!("{e}"),
+                            "fix it and save to replay; quit without saving to send nothing"
+                                .to_string(),
+                        ];
+                        shown = with_notes(&notes, request);
+                    }
+                }
+            }
         });
-        match edited
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|raw| parse_raw(&raw).map_err(|e| e.to_string()))
-        {
-            Ok(request) => self.spawn_replay(
+        match edited {
+            Ok(Some(request)) => self.spawn_replay(
                 id,
                 ReplayPlan {
                     resign,
@@ -446,7 +457,29 @@ impl App {
                     edited: Some(request),
                 },
             ),
-            Err(e) => self.fail("edit", e),
+            Ok(None) => self.fail(
+                "edit",
+                format!("#{id} was not changed: nothing sent (r replays it as it was)"),
+            ),
+            Err(e) => self.fail("edit", format!("{e:#}")),
         }
     }
+}
+
+/// Runs `$VISUAL`/`$EDITOR` (vi by default) on `path`; an editor that fails (`:cq`) cancels.
+fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut words = editor.split_whitespace();
+    let program = words.next().unwrap_or("vi");
+    let status = std::process::Command::new(program)
+        .args(words)
+        .arg(path)
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "{editor} exited with {status}: nothing sent"
+    );
+    Ok(())
 }

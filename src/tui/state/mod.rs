@@ -156,6 +156,9 @@ pub struct AppState {
     timeline_stale: bool,
     /// Rows the list shows at once (set by the loop from the layout).
     pub list_height: usize,
+    /// Index of the list's first visible row as last drawn: the window moves only when the
+    /// selection would leave it (set by the view, hence a `Cell`).
+    pub list_top: std::cell::Cell<usize>,
     pub quit: bool,
 }
 
@@ -198,6 +201,7 @@ impl AppState {
             calls_stale: false,
             timeline_stale: false,
             list_height: 20,
+            list_top: std::cell::Cell::new(0),
             quit: false,
         }
     }
@@ -284,6 +288,7 @@ impl AppState {
             .filter(|r| r.id.is_some_and(|id| id < first_id))
             .collect();
         self.selected += older.len();
+        self.list_top.set(self.list_top.get() + older.len());
         for row in older.into_iter().rev() {
             self.rows.push_front(row);
         }
@@ -309,6 +314,8 @@ impl AppState {
             let excess = self.rows.len() - MAX_ROWS;
             self.rows.drain(..excess);
             self.selected = self.selected.saturating_sub(excess);
+            self.list_top
+                .set(self.list_top.get().saturating_sub(excess));
             self.has_older = true;
         }
     }

@@ -13,12 +13,20 @@ use crate::output::clock_time;
 use crate::store::ExchangeSummary;
 use crate::tui::state::{AppState, Focus};
 
-/// First row of the window that keeps `selected` visible, preferring to show the newest rows.
-pub fn window_start(len: usize, selected: usize, height: usize) -> usize {
+/// First row of the window: where it was (`top`), moved only as far as needed to keep
+/// `selected` visible, and never past the newest rows.
+pub fn window_start(len: usize, selected: usize, height: usize, top: usize) -> usize {
     if len <= height {
         return 0;
     }
-    selected.min(len - height)
+    let top = top.min(len - height);
+    if selected < top {
+        selected
+    } else if selected >= top + height {
+        selected + 1 - height
+    } else {
+        top
+    }
 }
 
 fn flags_text(row: &ExchangeSummary) -> String {
@@ -64,7 +72,13 @@ fn columns(width: u16) -> Columns {
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let layout = columns(area.width);
     let height = area.height.saturating_sub(3) as usize;
-    let start = window_start(state.rows.len(), state.selected, height.max(1));
+    let start = window_start(
+        state.rows.len(),
+        state.selected,
+        height.max(1),
+        state.list_top.get(),
+    );
+    state.list_top.set(start);
     let end = (start + height).min(state.rows.len());
     let rows = state.rows.range(start..end).map(|row| {
         let mark = theme::verdict_mark(row.signature, layout.short_mark);
@@ -138,15 +152,28 @@ mod tests {
 
     #[test]
     fn the_window_follows_the_newest_and_keeps_the_selection_visible() {
-        assert_eq!(window_start(5, 4, 10), 0);
-        assert_eq!(window_start(100, 99, 10), 90);
+        assert_eq!(window_start(5, 4, 10, 0), 0);
+        assert_eq!(window_start(100, 99, 10, 0), 90, "following the newest");
         assert_eq!(
-            window_start(100, 98, 10),
+            window_start(100, 98, 10, 90),
             90,
             "moving up inside the window keeps it"
         );
-        assert_eq!(window_start(100, 50, 10), 50);
-        assert_eq!(window_start(100, 0, 10), 0);
+        assert_eq!(window_start(100, 50, 10, 90), 50, "up past the top");
+        assert_eq!(window_start(100, 0, 10, 50), 0);
+        // Moving down inside the window keeps it too: the cursor moves, not the page.
+        assert_eq!(window_start(100, 1, 10, 0), 0);
+        assert_eq!(window_start(100, 9, 10, 0), 0);
+        assert_eq!(
+            window_start(100, 10, 10, 0),
+            1,
+            "one past the bottom: one row"
+        );
+        assert_eq!(
+            window_start(20, 5, 10, 90),
+            5,
+            "a window past the end comes back"
+        );
     }
 }
 

@@ -223,8 +223,10 @@ impl App {
             Command::Reload => {
                 self.generation += 1;
                 self.state.begin_reload();
-                self.read_in_background(Reply::Page, |reader, filter| {
-                    Ok((reader.page(filter, None, PAGE)?, reader.count()?))
+                // Up to and including the exchange to keep in view, when there is one.
+                let before = self.state.keep_around.map(|id| id + 1);
+                self.read_in_background(Reply::Page, move |reader, filter| {
+                    Ok((reader.page(filter, before, PAGE)?, reader.count()?))
                 });
             }
             Command::LoadOlder { before } => {

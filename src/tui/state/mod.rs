@@ -115,6 +115,9 @@ pub struct AppState {
     /// Rows older than `rows[0]` exist in the store.
     pub has_older: bool,
     /// Rows newer than the last loaded one exist (dropped to stay within [`MAX_ROWS`]).
+    /// The exchange the next reload must show selected, rather than the newest: the one
+    /// selected when the filter was cleared, so the user sees it among its neighbours.
+    pub keep_around: Option<ExchangeId>,
     pub has_newer: bool,
     /// A page is being read from the store.
     pub loading: bool,
@@ -171,6 +174,7 @@ impl AppState {
             selected: 0,
             has_older: false,
             has_newer: false,
+            keep_around: None,
             loading: false,
             follow: true,
             paused: false,
@@ -226,6 +230,18 @@ impl AppState {
     pub fn load_page(&mut self, mut rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
         self.loading = false;
         self.has_older = rows.len() >= PAGE;
+        let around = self.keep_around.take();
+        if let Some(at) = around.and_then(|id| rows.iter().position(|r| r.id == Some(id))) {
+            // The page ends at the kept exchange; newer rows (and arrivals) load on the way
+            // down, as after scrolling up.
+            self.rows = rows.into();
+            self.has_newer = true;
+            self.total = total;
+            self.unseen = 0;
+            self.follow = false;
+            self.selected = at;
+            return self.detail_for_selection();
+        }
         self.has_newer = false;
         // Arrivals applied while the page was read may be newer than what the query saw.
         let newest_loaded = rows.last().and_then(|r| r.id).unwrap_or(i64::MIN);

@@ -485,3 +485,30 @@ fn a_pending_exchange_shows_at_once_and_becomes_its_end_in_place() {
     assert!(state.rows.is_empty(), "{:?}", state.rows);
     assert_eq!(state.total, total + 1, "counted once");
 }
+
+/// Clearing a filter keeps the exchange that was selected under it, among its neighbours.
+#[test]
+fn clearing_the_filter_keeps_the_selected_exchange_in_view() {
+    let mut state = state_with(2);
+    state.update(Action::StartFilter);
+    for c in "event:Ring".chars() {
+        state.update(Action::Input(c));
+    }
+    state.update(Action::Submit);
+    state.begin_reload();
+    state.load_page(vec![summary(5, "Ring"), summary(9, "Ring")], 20);
+    state.update(Action::Up);
+    assert_eq!(state.selected_id(), Some(5));
+
+    assert_eq!(state.update(Action::Back), vec![Command::Reload]);
+    assert_eq!(state.keep_around, Some(5), "the reload reads up to #5");
+    state.begin_reload();
+    let page: Vec<_> = (1..=5).map(|id| summary(id, "Hangup")).collect();
+    state.load_page(page, 20);
+    assert_eq!(state.selected_id(), Some(5));
+    assert!(
+        !state.follow && state.has_newer,
+        "newer rows load on the way down"
+    );
+    assert_eq!(state.keep_around, None);
+}

@@ -101,6 +101,7 @@ impl AppState {
                     self.detail_scroll = 0;
                 } else if !self.filter.is_empty() {
                     self.filter = Filter::default();
+                    self.keep_around = self.selected_id();
                     return vec![Command::Reload];
                 }
             }

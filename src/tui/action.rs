@@ -66,7 +66,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "j k ↑ ↓ PgUp PgDn",
         "move a row or a page (list, or scroll the detail)",
     ),
-    ("g G  Home End", "first / last (G also resumes following)"),
+    (
+        "g G  Home End",
+        "first / last (G: follow; in the detail: top / end)",
+    ),
     (
         "Enter",
         "focus the detail pane; in the call view, open the call",

@@ -162,6 +162,8 @@ pub struct AppState {
     /// Index of the list's first visible row as last drawn: the window moves only when the
     /// selection would leave it (set by the view, hence a `Cell`).
     pub list_top: std::cell::Cell<usize>,
+    /// How far the detail pane can scroll (its lines less its height), as last drawn.
+    pub detail_scroll_max: std::cell::Cell<u16>,
     pub quit: bool,
 }
 
@@ -206,6 +208,7 @@ impl AppState {
             timeline_stale: false,
             list_height: 20,
             list_top: std::cell::Cell::new(0),
+            detail_scroll_max: std::cell::Cell::new(u16::MAX),
             quit: false,
         }
     }

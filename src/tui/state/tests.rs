@@ -512,3 +512,27 @@ fn clearing_the_filter_keeps_the_selected_exchange_in_view() {
     );
     assert_eq!(state.keep_around, None);
 }
+
+/// In the detail pane, g/G go to the top and the end of what it shows, and scrolling stops
+/// at the end (as drawn last); in the list they still select the first and the last row.
+#[test]
+fn g_and_capital_g_in_the_detail_pane_go_to_its_top_and_end() {
+    let mut state = state_with(5);
+    state.update(Action::First);
+    assert_eq!(state.selected_id(), Some(1));
+    state.update(Action::Enter);
+    assert_eq!(state.focus, Focus::Detail);
+    state.detail_scroll_max.set(40); // what the view found: 40 lines more than fit
+    state.update(Action::Last);
+    assert_eq!(state.detail_scroll, 40);
+    assert_eq!(state.selected_id(), Some(1), "the selection stays");
+    state.update(Action::PageDown);
+    assert_eq!(state.detail_scroll, 40, "not past the end");
+    state.update(Action::Up);
+    assert_eq!(state.detail_scroll, 39, "one key back up, not thousands");
+    state.update(Action::First);
+    assert_eq!(state.detail_scroll, 0);
+    state.update(Action::Back);
+    state.update(Action::Last);
+    assert_eq!(state.selected_id(), Some(5));
+}

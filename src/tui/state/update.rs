@@ -44,8 +44,8 @@ impl AppState {
                 Vec::new()
             }
             (_, Focus::Detail) => {
-                self.detail_scroll =
-                    (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
+                let max = self.detail_scroll_max.get() as isize;
+                self.detail_scroll = (self.detail_scroll as isize + delta).clamp(0, max) as u16;
                 Vec::new()
             }
             _ => {
@@ -69,6 +69,13 @@ impl AppState {
             Action::Down => return self.move_by(1),
             Action::PageUp => return self.move_by(-page),
             Action::PageDown => return self.move_by(page),
+            // In the detail pane: the top and the end of what it shows (a long body).
+            Action::First if self.focus == Focus::Detail && self.diff.is_none() => {
+                self.detail_scroll = 0;
+            }
+            Action::Last if self.focus == Focus::Detail && self.diff.is_none() => {
+                self.detail_scroll = self.detail_scroll_max.get();
+            }
             Action::First => return self.select(0),
             Action::Last => {
                 self.unseen = 0;

@@ -31,6 +31,12 @@ impl AppState {
         commands
     }
 
+    /// A replay leaves the selection where it is: the new row arrives below (and the message
+    /// names it), and pressing `r` again sends the original again, not the replay.
+    fn stay_on_the_original(&mut self) {
+        self.follow = false;
+    }
+
     fn move_by(&mut self, delta: isize) -> Vec<Command> {
         if self.diff.is_some() {
             self.detail_scroll =
@@ -129,6 +135,7 @@ impl AppState {
             }
             Action::ReplayAsIs | Action::ReplayResigned => {
                 if let Some(id) = self.selected_id() {
+                    self.stay_on_the_original();
                     let resign = action == Action::ReplayResigned;
                     self.message = Some(format!(
                         "replaying #{id} {}…",
@@ -143,6 +150,7 @@ impl AppState {
             }
             Action::EditReplay | Action::EditReplayResigned => {
                 if let Some(id) = self.selected_id() {
+                    self.stay_on_the_original();
                     let resign = action == Action::EditReplayResigned;
                     return vec![Command::Edit { id, resign }];
                 }
@@ -259,6 +267,7 @@ impl AppState {
                     Prompt::ReplayTarget => {
                         self.input = None;
                         if let Some(id) = self.selected_id() {
+                            self.stay_on_the_original();
                             self.message = Some(format!("replaying #{id} to {text}…"));
                             return vec![Command::Replay {
                                 id,

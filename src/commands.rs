@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use time::UtcOffset;
 
 use crate::cli::{ListArgs, ShowArgs, StoreArg, VerifyArgs};
@@ -10,6 +10,16 @@ use crate::output::{json_line, text_line, write_stdout};
 use crate::report::{exchange_json, exchange_text, verdict_text};
 use crate::signature::{verify, CallbackRequest, VerdictStatus};
 use crate::store::StoreReader;
+
+/// A mistake in what the user asked for (as opposed to the answer being "no"): exit 2, as
+/// for the command line itself, so a script can tell it from an invalid signature.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
+}
 
 fn store_path(arg: &StoreArg) -> PathBuf {
     arg.store.clone().unwrap_or_else(crate::store::default_path)
@@ -68,12 +78,14 @@ pub fn show(args: &ShowArgs, offset: UtcOffset) -> anyhow::Result<i32> {
 
 /// Parses `Name: value`.
 fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
-    let (name, value) = text
-        .split_once(':')
-        .with_context(|| format!("--header {text:?} is not of the form 'Name: value'"))?;
+    let (name, value) = text.split_once(':').ok_or_else(|| {
+        usage(format!(
+            "--header {text:?} is not of the form 'Name: value'"
+        ))
+    })?;
     let name = name.trim();
     if name.is_empty() {
-        bail!("--header {text:?} has no name");
+        return Err(usage(format!("--header {text:?} has no name")));
     }
     Ok((name.to_string(), value.trim().to_string()))
 }
@@ -81,6 +93,16 @@ fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
 /// `vobiz-tunnel verify`: exit 0 when valid, 1 when not.
 pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
     let keys = crate::config::keys(&args.tokens)?;
+    let absolute = args.url.parse::<hyper::Uri>().ok().filter(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    });
+    if absolute.is_none() {
+        return Err(usage(format!(
+            "--url {:?} is not an absolute http(s) URL: give the URL Vobiz called, such as \
+             https://hooks.example.com/vobiz/hangup",
+            args.url
+        )));
+    }
     let headers = args
         .headers
         .iter()
@@ -88,7 +110,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let body = match args.body.as_deref() {
         Some(spec) if spec.starts_with('@') => std::fs::read(&spec[1..])
-            .with_context(|| format!("cannot read the body file {}", &spec[1..]))?,
+            .map_err(|e| usage(format!("cannot read the body file {}: {e}", &spec[1..])))?,
         Some(text) => text.as_bytes().to_vec(),
         None => Vec::new(),
     };

@@ -66,7 +66,10 @@ fn main() -> ExitCode {
             // Each cause once: most of our errors already name theirs.
             let text = vobiz_tunnel::forward::error_chain(error.as_ref());
             eprintln!("vobiz-tunnel: {text}");
-            ExitCode::from(1)
+            match error.downcast_ref::<vobiz_tunnel::commands::UsageError>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::from(1),
+            }
         }
     }
 }

@@ -84,6 +84,36 @@ fn verify_explains_a_failure_and_exits_one() {
 }
 
 #[test]
+fn verify_tells_wrong_input_from_an_invalid_signature() {
+    let header = format!("X-Vobiz-Signature-V3: {V3_SIG}");
+    for (args, says) in [
+        (
+            vec!["--url", "not a url", "--header", &header],
+            "absolute http(s) URL",
+        ),
+        (
+            vec!["--url", "", "--header", &header],
+            "absolute http(s) URL",
+        ),
+        (
+            vec!["--url", V3_URL, "--header", "X-Vobiz-Signature-V3 abc"],
+            "'Name: value'",
+        ),
+        (
+            vec!["--url", V3_URL, "--body", "@/nonexistent/body.txt"],
+            "body file",
+        ),
+    ] {
+        let mut all = vec!["verify"];
+        all.extend(&args);
+        all.extend(["--auth-token", TOKEN]);
+        let (code, _, err) = run(&all, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn verify_json_reports_the_verdict_fields() {
     let (code, out, _) = run(
         &[

@@ -116,13 +116,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             .title(title)
             .border_style(theme::border(state.focus == Focus::Detail)),
     );
-    // The same scroll as the detail pane's (see `detail.rs`): bounded by what there is.
-    let max = timeline
-        .line_count(timeline_area.width)
-        .saturating_sub(timeline_area.height as usize);
-    state
-        .detail_scroll_max
-        .set(u16::try_from(max).unwrap_or(u16::MAX));
-    let scroll = state.detail_scroll.min(state.detail_scroll_max.get());
-    frame.render_widget(timeline.scroll((scroll, 0)), timeline_area);
+    frame.render_widget(
+        super::bounded_scroll(timeline, timeline_area, state),
+        timeline_area,
+    );
 }

@@ -257,11 +257,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         _ => vec![Line::styled("loading…", Style::new().fg(Color::DarkGray))],
     };
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
-    let lines = paragraph.line_count(body_area.width);
-    let max = lines.saturating_sub(body_area.height as usize);
-    state
-        .detail_scroll_max
-        .set(u16::try_from(max).unwrap_or(u16::MAX));
-    let scroll = state.detail_scroll.min(state.detail_scroll_max.get());
-    frame.render_widget(paragraph.scroll((scroll, 0)), body_area);
+    frame.render_widget(
+        super::bounded_scroll(paragraph, body_area, state),
+        body_area,
+    );
 }

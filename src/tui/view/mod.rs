@@ -209,6 +209,18 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// `paragraph` scrolled as far as the detail pane's scroll says, but never past its end in
+/// `area`; how far that end is goes back to the state, which bounds the keys by it (`G`,
+/// scrolling down). Shared by the exchange detail and the call timeline.
+fn bounded_scroll<'a>(paragraph: Paragraph<'a>, area: Rect, state: &AppState) -> Paragraph<'a> {
+    let beyond = paragraph
+        .line_count(area.width)
+        .saturating_sub(area.height as usize);
+    let max = u16::try_from(beyond).unwrap_or(u16::MAX);
+    state.detail_scroll_max.set(max);
+    paragraph.scroll((state.detail_scroll.min(max), 0))
+}
+
 /// A `width` × `height` rectangle in the middle of `area`, for a box drawn over the view.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [_, vertical, _] = Layout::vertical([

@@ -174,27 +174,40 @@ async fn serve(
         let header_pairs = request_record
             .headers
             .text_pairs_where(signature::reads_header);
-        let public_url = proxy.public_url.as_ref().map(BaseUrl::to_string);
-        let other_urls = signature::other_urls::other_urls(&signature::other_urls::Arrival {
-            checked: &request_record.public_url,
-            public_url: public_url.as_deref(),
-            host: original_host.as_deref(),
-            target: &target,
-            forwarded_host: request_record.headers.get_str("x-forwarded-host"),
-            forwarded_proto: request_record.headers.get_str("x-forwarded-proto"),
-            authorization: request_record.headers.get_str("authorization"),
-        });
-        signature::verify(
-            &CallbackRequest {
-                method: &request_record.method,
-                url: &request_record.public_url,
-                headers: &header_pairs,
-                body: &request_record.body,
-                extra_ports: &[proxy.listen_port],
-                other_urls: &other_urls,
-            },
-            &proxy.keys,
-        )
+        let check = |other_urls: &[signature::OtherUrl]| {
+            signature::verify(
+                &CallbackRequest {
+                    method: &request_record.method,
+                    url: &request_record.public_url,
+                    headers: &header_pairs,
+                    body: &request_record.body,
+                    extra_ports: &[proxy.listen_port],
+                    other_urls,
+                },
+                &proxy.keys,
+            )
+        };
+        let verdict = check(&[]);
+        // Only a failure is worth the other URLs Vobiz may have called (explanations only):
+        // they are looked for then, not on every callback.
+        if verdict.status != VerdictStatus::Invalid {
+            verdict
+        } else {
+            let public_url = proxy.public_url.as_ref().map(BaseUrl::to_string);
+            let other_urls = signature::other_urls::other_urls(&signature::other_urls::Arrival {
+                checked: &request_record.public_url,
+                public_url: public_url.as_deref(),
+                host: original_host.as_deref(),
+                target: &target,
+                forwarded_host: request_record.headers.get_str("x-forwarded-host"),
+                forwarded_proto: request_record.headers.get_str("x-forwarded-proto"),
+                authorization: request_record.headers.get_str("authorization"),
+            });
+            match other_urls.is_empty() {
+                true => verdict,
+                false => check(&other_urls),
+            }
+        }
     };
     let mut exchange = Arc::new(Exchange::received(request_record, verdict, received_us));
 

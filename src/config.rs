@@ -83,6 +83,16 @@ impl BaseUrl {
     }
 }
 
+/// Whether `host` (a Host header's value, with or without a port) is safe to build a URL or
+/// a `Location` header from: a name, an address or an IPv6 literal, nothing else.
+pub fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+}
+
 impl std::fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.authority, self.prefix)

@@ -122,12 +122,7 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 /// nothing that could not be an authority.
 fn plausible(host: Option<&str>) -> Option<&str> {
     let host = host?.split(',').next()?.trim();
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
-    ok.then_some(host)
+    crate::config::plausible_host(host).then_some(host)
 }
 
 #[cfg(test)]

@@ -101,12 +101,7 @@ fn redirect_host(host: &str) -> Option<String> {
         }
         _ => host,
     };
-    let plausible = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
-    plausible.then(|| host.to_ascii_lowercase())
+    crate::config::plausible_host(host).then(|| host.to_ascii_lowercase())
 }
 
 /// Where a plain-HTTP request for `host` and `target` goes instead: the same on https, at the

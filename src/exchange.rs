@@ -211,8 +211,15 @@ impl<'a> Iterator for FormPairs<'a> {
 /// One `application/x-www-form-urlencoded` name or value, decoded (`+` is a space, `%XX` a
 /// byte; invalid UTF-8 is replaced, as serde_urlencoded does for whole forms).
 pub fn decode_form_component(raw: &[u8]) -> String {
+    String::from_utf8_lossy(&form_decoded_bytes(raw)).into_owned()
+}
+
+/// `raw` with `+` as a space and each `%XX` as its byte, borrowed when there is nothing to
+/// decode. A `%` not followed by two hex digits stays as it is; `&` and `=` are untouched, so a
+/// whole form body decodes to its fields' text as people read it.
+pub fn form_decoded_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !raw.iter().any(|&b| b == b'+' || b == b'%') {
-        return String::from_utf8_lossy(raw).into_owned();
+        return std::borrow::Cow::Borrowed(raw);
     }
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut bytes = Vec::with_capacity(raw.len());
@@ -231,12 +238,11 @@ pub fn decode_form_component(raw: &[u8]) -> String {
                 continue;
             }
             (b'+', None) => bytes.push(b' '),
-            // A `%` not followed by two hex digits stays as it is.
             (other, None) => bytes.push(other),
         }
         i += 1;
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    std::borrow::Cow::Owned(bytes)
 }
 
 /// What the local server (or the tool itself) answered.

@@ -68,9 +68,10 @@ const EXPRESSIONS: &str = r#"
 ~"normal hangup"
 ~vobiz; ~/answer; ~digits; ~"error"; ~100%; ~_done; ~[x]; ~ünï; CAFÉ; ~CAFé; ~"ÜNÏ"
 ~"after-nul"
+~"john doe"; ~JOHN+DOE; ~+1415; ~%2b1415; ~"name=john doe&from=+1"; ~%zz%4; ~!"john doe"
 ~event:Hangup; ~!event:Hangup; ~event:ring; event:nothing
 ~call:7d1c2c5e; ~call:7d1c2c5e-0001; ~call:abc*; ~call:abc*def; call:ab?; ~!call:7d1c
-~call:ABC
+~call:ABC; ~call:7D1C; ~call:Abc*D; ~!call:abc
 ~method:GET; ~method:post; ~!method:POST
 ~status:200; ~status:2xx; ~status:5xx; ~status:>=400; ~status:<300; ~status:>500
 ~status:<=204; ~status:=404; status:1xx; ~status:none; ~!status:none; ~!status:5xx

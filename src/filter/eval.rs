@@ -76,10 +76,14 @@ impl Test {
                 contains_ignoring_case(r.path.as_bytes(), needle)
                     || r.event
                         .is_some_and(|e| contains_ignoring_case(e.as_bytes(), needle))
-                    || contains_ignoring_case(body, needle)
+                    || body_contains_ignoring_case(body, needle)
             }
             Test::Event(event) => r.event.is_some_and(|e| e.eq_ignore_ascii_case(event)),
-            Test::CallPrefix(prefix) => r.call_uuid.is_some_and(|c| c.starts_with(prefix.as_str())),
+            Test::CallPrefix(prefix) => r.call_uuid.is_some_and(|c| {
+                c.as_bytes()
+                    .get(..prefix.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+            }),
             Test::Method(method) => r.method.eq_ignore_ascii_case(method),
             Test::StatusNone => r.status.is_none(),
             Test::Status { min, max } => r.status.is_some_and(|s| (*min..=*max).contains(&s)),
@@ -116,6 +120,15 @@ fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
                 .zip(needle)
                 .all(|(a, b)| a.to_ascii_lowercase() == *b)
         })
+}
+
+/// A bare word against a request body: the body as stored or, for a form, as people read
+/// it (`John+Doe` is found by `john doe`, `%2B1415` by `+1415`).
+pub(super) fn body_contains_ignoring_case(body: &[u8], needle: &[u8]) -> bool {
+    contains_ignoring_case(body, needle) || {
+        let decoded = crate::exchange::form_decoded_bytes(body);
+        matches!(decoded, std::borrow::Cow::Owned(_)) && contains_ignoring_case(&decoded, needle)
+    }
 }
 
 /// Glob match over characters: `*` matches any run (also empty), `?` exactly one character,

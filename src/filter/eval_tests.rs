@@ -23,7 +23,7 @@ fn exchange() -> Exchange {
                 ("x-trace".into(), b"second".to_vec()),
             ]),
             body: bytes::Bytes::from_static(
-                b"CallUUID=7d1c-aa&Event=Hangup&HangupCauseName=Normal Hangup&Digits=1\xff",
+                b"CallUUID=7d1c-aa&Event=Hangup&HangupCauseName=Normal Hangup&Digits=1&From=%2B1415+x\xff",
             ),
             ..RequestRecord::default()
         },
@@ -78,7 +78,10 @@ fn matches_every_kind_of_term() {
         "\"Normal Hangup\"",
         "event:hangup",
         "call:7d1c",
+        "call:7D1C",
         "call:7d1c-aa",
+        "\"from=+1415 x\"",
+        "%2b1415+X",
         "method:post",
         "status:503",
         "status:5xx",
@@ -121,7 +124,8 @@ fn matches_every_kind_of_term() {
     let no = [
         "ring",
         "event:Hang",
-        "call:7D1C",
+        "call:7D1D",
+        "\"1415 x x\"",
         "call:aa",
         "method:get",
         "status:200",

@@ -9,10 +9,10 @@
 //!
 //! | term | matches exchanges whose … |
 //! |---|---|
-//! | `hangup` (a bare word) | path, Vobiz `Event` or request body contains the text, ignoring ASCII case |
+//! | `hangup` (a bare word) | path, Vobiz `Event` or request body (as sent, or form-decoded: `john doe` finds `John+Doe`) contains the text, ignoring ASCII case |
 //! | `"two words"`, `"a:b"` | same, for text with spaces or a colon (a quoted word is never a keyword) |
 //! | `event:Hangup` | `Event` field equals the value, ignoring ASCII case |
-//! | `call:7d1c2c5e` | `CallUUID` equals the value or starts with it (case-sensitive) |
+//! | `call:7d1c2c5e` | `CallUUID` equals the value or starts with it, ignoring ASCII case |
 //! | `method:get` | method equals the value, ignoring ASCII case |
 //! | `status:200`, `status:5xx` | status is 200; status is 500–599 |
 //! | `status:>=400`, `status:>500`, `status:<300`, `status:<=204`, `status:=200` | status compares so; no status never matches |

@@ -25,6 +25,10 @@ use super::{eval, Filter, Test};
 /// `vt_filter_header(request_headers, name, text_or_null)` → 1 or 0.
 pub(crate) const HEADER_FUNCTION: &str = "vt_filter_header";
 
+/// Name of the SQL function behind bare words' body test, which also looks in the form-decoded
+/// body: `vt_filter_body_text(request_body, lower_case_needle)` → 1 or 0.
+pub(crate) const BODY_TEXT_FUNCTION: &str = "vt_filter_body_text";
+
 /// A `WHERE` clause with anonymous `?` parameters, and their values in order.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WhereClause {
@@ -66,18 +70,20 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
     match test {
         Test::Text(needle) => {
             params.extend([blob(needle), blob(needle), blob(needle)]);
-            "instr(CAST(lower(path) AS BLOB), ?) > 0 \
+            format!(
+                "instr(CAST(lower(path) AS BLOB), ?) > 0 \
              OR instr(CAST(lower(coalesce(event, '')) AS BLOB), ?) > 0 \
-             OR instr(CAST(lower(request_body) AS BLOB), ?) > 0"
-                .into()
+             OR {BODY_TEXT_FUNCTION}(request_body, ?)"
+            )
         }
         Test::Event(event) => {
             params.push(text(event));
             "event = ? COLLATE NOCASE".into()
         }
         Test::CallPrefix(prefix) => {
-            // GLOB rather than substr: a constant prefix lets SQLite use the call_uuid index.
-            params.push(Value::Text(format!("{}*", glob_literal(prefix))));
+            // GLOB rather than substr: the pattern's literal start (up to its first letter,
+            // which becomes `[aA]`) lets SQLite use the call_uuid index.
+            params.push(Value::Text(format!("{}*", glob_ignoring_case(prefix))));
             "call_uuid GLOB ?".into()
         }
         Test::Method(method) => {
@@ -136,22 +142,40 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
     }
 }
 
-/// `text` as a GLOB pattern that matches only itself.
-fn glob_literal(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len());
+/// `text` as a GLOB pattern that matches itself with ASCII letters in either case.
+fn glob_ignoring_case(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() * 2);
     for c in text.chars() {
         match c {
             '*' => pattern.push_str("[*]"),
             '?' => pattern.push_str("[?]"),
             '[' => pattern.push_str("[[]"),
+            c if c.is_ascii_alphabetic() => {
+                pattern.extend(['[', c.to_ascii_lowercase(), c.to_ascii_uppercase(), ']'])
+            }
             c => pattern.push(c),
         }
     }
     pattern
 }
 
-/// Registers [`HEADER_FUNCTION`] on `conn`; [`crate::store::StoreReader`] does it at open.
+/// Registers [`HEADER_FUNCTION`] and [`BODY_TEXT_FUNCTION`] on `conn`;
+/// [`crate::store::StoreReader`] does it at open.
 pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        BODY_TEXT_FUNCTION,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (ValueRef::Blob(body) | ValueRef::Text(body)) = ctx.get_raw(0) else {
+                return Ok(false);
+            };
+            let (ValueRef::Blob(needle) | ValueRef::Text(needle)) = ctx.get_raw(1) else {
+                return Ok(false);
+            };
+            Ok(eval::body_contains_ignoring_case(body, needle))
+        },
+    )?;
     conn.create_scalar_function(
         HEADER_FUNCTION,
         3,
@@ -187,14 +211,17 @@ mod tests {
             clause.sql,
             "NOT coalesce(status BETWEEN ? AND ?, 0) AND (instr(CAST(lower(path) AS BLOB), ?) > 0 \
              OR instr(CAST(lower(coalesce(event, '')) AS BLOB), ?) > 0 \
-             OR instr(CAST(lower(request_body) AS BLOB), ?) > 0) AND (call_uuid GLOB ?)"
+             OR vt_filter_body_text(request_body, ?)) AND (call_uuid GLOB ?)"
         );
         assert!(
             !clause.sql.contains("it's"),
             "user text is never in the SQL"
         );
         assert_eq!(clause.params.len(), 6);
-        assert_eq!(clause.params[5], Value::Text("a[*]b[?][[]c*".into()));
+        assert_eq!(
+            clause.params[5],
+            Value::Text("[aA][*][bB][?][[][cC]*".into())
+        );
         assert_eq!(Filter::default().to_sql().sql, "1");
     }
 }

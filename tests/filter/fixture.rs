@@ -30,7 +30,7 @@ const PATHS: [&str; 9] = [
     "/ünï/x",
     "/CB",
 ];
-const BODIES: [&[u8]; 7] = [
+const BODIES: [&[u8]; 8] = [
     b"CallUUID=7d1c&Event=Hangup&HangupCauseName=Normal Hangup&Digits=1",
     b"Event=StartApp&Digits=12",
     b"",
@@ -38,6 +38,7 @@ const BODIES: [&[u8]; 7] = [
     b"100%_done [x] caf\xc3\xa9 \xc3\x9cN\xc3\x8f",
     b"<xml>Digits=1</xml>",
     b"DIGITS=9",
+    b"CallerName=John+Doe&From=%2B14155550100&Odd=%zz%4",
 ];
 const CALLS: [Option<&str>; 5] = [
     Some("7d1c2c5e-0001"),

@@ -19,7 +19,7 @@ pub fn verdict_text(verdict: &Verdict) -> String {
         verdict_mark(verdict.status),
         verdict.summary()
     );
-    for sentence in &verdict.explanation {
+    for sentence in verdict.explanation_beyond_summary() {
         let _ = writeln!(out, "  {sentence}");
     }
     for check in &verdict.checks {

@@ -372,6 +372,7 @@ pub(super) fn summary(v: &Verdict) -> String {
                 .next()
                 .unwrap_or_default()
                 .to_owned(),
+            // `Verdict::explanation_beyond_summary` then leaves this sentence out.
             None => v.explanation.first().cloned().unwrap_or_default(),
         },
     };

@@ -315,6 +315,17 @@ impl Verdict {
     pub fn summary(&self) -> String {
         explain::summary(self)
     }
+
+    /// The explanation's sentences that [`Verdict::summary`] does not already say, for
+    /// reports that print the summary and then the explanation.
+    pub fn explanation_beyond_summary(&self) -> &[String] {
+        let summary_is_first_sentence =
+            self.status == VerdictStatus::Invalid && self.would_match.is_none();
+        match self.explanation.split_first() {
+            Some((_, rest)) if summary_is_first_sentence => rest,
+            _ => &self.explanation,
+        }
+    }
 }
 
 /// The check of one signature header.

@@ -427,3 +427,26 @@ fn an_invalid_callback_is_never_told_the_signature_it_should_have_sent() {
     assert_eq!(valid.status, VerdictStatus::Valid);
     assert!(serde_json::to_string(&valid).unwrap().contains(&real_v3));
 }
+
+#[test]
+fn the_report_says_each_sentence_of_a_failure_once() {
+    let headers: Vec<(String, String)> = [(V3, "AAAA"), (V3N, "12345678901234567890")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let keys = keys(&["TESTAUTHTOKENnotReal0123456789abcdefXYZ"], &[]);
+    let verdict = verify(
+        &callback("POST", "https://example.com/cb", &headers, b"a=1"),
+        &keys,
+    );
+    assert_eq!(verdict.status, VerdictStatus::Invalid);
+    assert!(verdict.would_match.is_none(), "{verdict:?}");
+    let report = crate::report::verdict_text(&verdict);
+    let first = verdict.explanation[0].trim_end_matches('.');
+    // The summary lower-cases the sentence's first letter; compare the rest.
+    let tail = &first[1..];
+    assert_eq!(report.matches(tail).count(), 1, "{report}");
+    for sentence in verdict.explanation_beyond_summary() {
+        assert!(report.contains(sentence.as_str()), "{report}");
+    }
+}

@@ -129,7 +129,7 @@ fn signature_lines(exchange: &Exchange) -> Vec<Line<'static>> {
         theme::verdict_mark(verdict.status, false),
         Span::raw(format!("  {}", verdict.summary())),
     ])];
-    for sentence in &verdict.explanation {
+    for sentence in verdict.explanation_beyond_summary() {
         lines.push(Line::raw(sentence.clone()));
     }
     let dim = Style::new().fg(Color::DarkGray);

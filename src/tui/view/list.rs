@@ -50,23 +50,116 @@ fn flags_text(row: &ExchangeSummary) -> String {
     words.join(" ")
 }
 
-/// Column widths for the list's width. Every layout keeps the flags (replay, reused, slow):
-/// they are what the eye looks for. `None` for the path: it takes what is left.
+/// The list's columns, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    Time,
+    Id,
+    Method,
+    Path,
+    Event,
+    Status,
+    Duration,
+    Signature,
+    Flags,
+}
+
+/// The columns shown at the list's width, each with its width (`0` for the path: it takes
+/// what is left). Every layout keeps the status and the duration whole (a cut `20` or `2.5`
+/// misleads) and the flags (replay, reused, slow: what the eye looks for); narrower terminals
+/// drop whole columns instead, the method first (nearly always POST), then milliseconds,
+/// the event and the time.
 struct Columns {
-    widths: [u16; 9],
+    shown: Vec<(Column, u16)>,
     short_mark: bool,
+    /// The time as `HH:MM:SS`, without milliseconds.
+    short_time: bool,
 }
 
 fn columns(width: u16) -> Columns {
-    //                time id meth path event st dur sig flags
-    let (widths, short_mark) = if width >= 130 {
-        ([12, 7, 6, 0, 16, 3, 9, 11, 16], false)
+    use Column::*;
+    let (shown, short_mark, short_time) = if width >= 130 {
+        (
+            vec![
+                (Time, 12),
+                (Id, 7),
+                (Method, 6),
+                (Path, 0),
+                (Event, 16),
+                (Status, 3),
+                (Duration, 9),
+                (Signature, 11),
+                (Flags, 16),
+            ],
+            false,
+            false,
+        )
     } else if width >= 100 {
-        ([12, 6, 4, 0, 12, 3, 8, 11, 12], false)
+        (
+            vec![
+                (Time, 12),
+                (Id, 6),
+                (Method, 4),
+                (Path, 0),
+                (Event, 12),
+                (Status, 3),
+                (Duration, 8),
+                (Signature, 11),
+                (Flags, 12),
+            ],
+            false,
+            false,
+        )
+    } else if width >= 78 {
+        (
+            vec![
+                (Time, 12),
+                (Id, 5),
+                (Method, 4),
+                (Path, 0),
+                (Event, 9),
+                (Status, 3),
+                (Duration, 8),
+                (Signature, 1),
+                (Flags, 9),
+            ],
+            true,
+            false,
+        )
+    } else if width >= 56 {
+        (
+            vec![
+                (Time, 8),
+                (Id, 5),
+                (Path, 0),
+                (Event, 9),
+                (Status, 3),
+                (Duration, 8),
+                (Signature, 1),
+                (Flags, 6),
+            ],
+            true,
+            true,
+        )
     } else {
-        ([12, 5, 4, 0, 9, 3, 8, 1, 9], true)
+        (
+            vec![
+                (Id, 5),
+                (Path, 0),
+                (Status, 3),
+                (Duration, 8),
+                (Signature, 1),
+                (Flags, 6),
+            ],
+            true,
+            true,
+        )
     };
-    Columns { widths, short_mark }
+    Columns {
+        shown,
+        short_mark,
+        short_time,
+    }
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
@@ -81,44 +174,56 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     state.list_top.set(start);
     let end = (start + height).min(state.rows.len());
     let rows = state.rows.range(start..end).map(|row| {
-        let mark = theme::verdict_mark(row.signature, layout.short_mark);
-        let marked = state.marked.is_some() && row.id == state.marked;
-        let id = row.id.map_or("?".into(), |id| {
-            format!("{}{id}", if marked { "*" } else { "#" })
-        });
-        Row::new(vec![
-            Cell::from(clock_time(row.received_at_us, state.offset)),
-            Cell::from(id),
-            Cell::from(row.method.clone()),
-            Cell::from(row.path.clone()),
-            Cell::from(row.event.clone().unwrap_or_else(|| "-".into())),
-            Cell::from(Span::styled(
+        let cells = layout.shown.iter().map(|(column, _)| match column {
+            Column::Time => {
+                let time = clock_time(row.received_at_us, state.offset);
+                match layout.short_time {
+                    true => Cell::from(time.get(..8).unwrap_or(&time).to_string()),
+                    false => Cell::from(time),
+                }
+            }
+            Column::Id => {
+                let marked = state.marked.is_some() && row.id == state.marked;
+                Cell::from(row.id.map_or("?".into(), |id| {
+                    format!("{}{id}", if marked { "*" } else { "#" })
+                }))
+            }
+            Column::Method => Cell::from(row.method.clone()),
+            Column::Path => Cell::from(row.path.clone()),
+            Column::Event => Cell::from(row.event.clone().unwrap_or_else(|| "-".into())),
+            Column::Status => Cell::from(Span::styled(
                 row.status.map_or("---".into(), |s| s.to_string()),
                 theme::status_style(row.status),
             )),
-            Cell::from(row.duration_ms.map_or(String::new(), theme::duration)),
-            Cell::from(mark),
-            Cell::from(Span::styled(
+            Column::Duration => Cell::from(row.duration_ms.map_or(String::new(), theme::duration)),
+            Column::Signature => Cell::from(theme::verdict_mark(row.signature, layout.short_mark)),
+            Column::Flags => Cell::from(Span::styled(
                 flags_text(row),
                 Style::new().fg(Color::Yellow),
             )),
-        ])
+        });
+        Row::new(cells.collect::<Vec<_>>())
     });
     let widths: Vec<Constraint> = layout
-        .widths
+        .shown
         .iter()
-        .map(|&w| {
-            if w == 0 {
-                Constraint::Min(8)
-            } else {
-                Constraint::Length(w)
-            }
+        .map(|&(column, w)| match column {
+            Column::Path => Constraint::Min(6),
+            _ => Constraint::Length(w),
         })
         .collect();
-    let sig = if layout.short_mark { "✓" } else { "sig" };
-    let header = [
-        "time", "id", "meth", "path", "event", "st", "duration", sig, "flags",
-    ];
+    let header = layout.shown.iter().map(|(column, _)| match column {
+        Column::Time => "time",
+        Column::Id => "id",
+        Column::Method => "meth",
+        Column::Path => "path",
+        Column::Event => "event",
+        Column::Status => "st",
+        Column::Duration => "duration",
+        Column::Signature if layout.short_mark => "✓",
+        Column::Signature => "sig",
+        Column::Flags => "flags",
+    });
     let mut title = format!(" Exchanges ({}", state.rows.len());
     if state.has_older {
         title.push('+');
@@ -133,7 +238,9 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     title.push(' ');
     let focused = state.focus == Focus::List;
     let table = Table::new(rows, widths)
-        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .header(
+            Row::new(header.collect::<Vec<_>>()).style(Style::new().add_modifier(Modifier::BOLD)),
+        )
         .block(
             Block::bordered()
                 .title(title)
@@ -183,9 +290,12 @@ mod layout_tests {
 
     #[test]
     fn fixed_columns_leave_the_path_room_at_every_width() {
-        for width in [80u16, 100, 105, 129, 130, 200] {
-            let fixed: u16 = columns(width).widths.iter().sum::<u16>() + 8 + 2;
-            assert!(fixed + 8 <= width, "{width}: {fixed}");
+        for width in [40u16, 56, 60, 77, 78, 80, 100, 105, 129, 130, 200] {
+            let layout = columns(width);
+            let fixed: u16 =
+                layout.shown.iter().map(|(_, w)| w).sum::<u16>() + layout.shown.len() as u16 - 1
+                    + 2;
+            assert!(fixed + 6 <= width, "{width}: {fixed}");
         }
     }
 }

@@ -659,6 +659,35 @@ async fn a_failed_forward_shows_as_the_last_error() {
     assert_eq!(tui.wait_exit().await, 0);
 }
 
+/// The mouse in a real terminal: a click (SGR reporting) selects the row under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_selects_the_row_under_the_pointer() {
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    for seed in 1..=3 {
+        let body = format!("CallUUID=call-m-000{seed}&Event=Ring");
+        assert_eq!(send_signed(&tui, addr, "/ring", &body, seed).await, 200);
+        upstream.next().await;
+    }
+    let screen = tui
+        .wait_for("three rows, the newest selected", |s| {
+            list_row(s, 3).is_some() && detail_id(s) == Some(3)
+        })
+        .await;
+    let row = screen
+        .lines()
+        .position(|line| list_row(line, 1).is_some())
+        .expect("row #1 on screen");
+    // Press and release of the left button at column 20 of that row (1-based).
+    tui.press(&format!("\x1b[<0;20;{}M\x1b[<0;20;{}m", row + 1, row + 1));
+    tui.wait_for("#1 selected by the click", |s| detail_id(s) == Some(1))
+        .await;
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
 /// `e` opens the request in `$EDITOR`: quitting without a change sends nothing; a save that
 /// cannot be read comes back in the editor with the reason on top; the fixed save is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -421,6 +421,24 @@ fn list_narrow_80x24() {
     assert!(text.contains("✗"));
 }
 
+/// Narrower terminals drop whole columns rather than cut the status or the duration's unit.
+#[test]
+fn list_in_small_terminals_keeps_status_and_duration_whole() {
+    let state = selecting(7);
+    for (name, width, height) in [("list_60x16", 60, 16), ("list_40x12", 40, 12)] {
+        let text = screen(&state, width, height);
+        insta::with_settings!({ description => format!("{width}x{height}"), omit_expression => true }, {
+            insta::assert_snapshot!(name, text);
+        });
+        let row = text
+            .lines()
+            .find(|line| line.contains("#7"))
+            .unwrap_or_else(|| panic!("{name}: row #7 shown\n{text}"));
+        assert!(row.contains(" 200 "), "{name}: whole status in {row:?}");
+        assert!(row.contains(" ms"), "{name}: duration with its unit in {row:?}");
+    }
+}
+
 #[test]
 fn the_selected_row_is_reversed_and_statuses_are_coloured() {
     let state = selecting(3);
@@ -563,6 +581,19 @@ fn a_message_and_the_last_error_in_the_status_line() {
     });
     let text = assert_screen!("last_error_120x36", state, 120, 36);
     assert!(text.contains("last error"));
+    // Minutes later, with callbacks answered since, it says so (and turns from red to yellow).
+    let answered = by_id(1);
+    assert!(answered.error.is_none());
+    state.apply(ExchangeEvent::Finished(answered));
+    let last = state.last_error.as_mut().unwrap();
+    last.at = std::time::Instant::now()
+        .checked_sub(std::time::Duration::from_secs(250))
+        .unwrap();
+    let text = screen(&state, 120, 36);
+    assert!(
+        text.contains(" last error (4 min ago, 1 answered since): connection from 203.0.113.9"),
+        "{text}"
+    );
     state.update(Action::Mark);
     let text = assert_screen!("message_120x36", state, 120, 36);
     assert!(text.contains("marked #8"));
@@ -760,7 +791,24 @@ fn help_overlay() {
 fn help_overlay_narrow() {
     let mut state = selecting(8);
     state.update(Action::Help);
-    assert_screen!("help_narrow_80x24", state, 80, 24);
+    let text = assert_screen!("help_narrow_80x24", state, 80, 24);
+    assert!(
+        text.contains("see README"),
+        "the longest description fits 80 columns"
+    );
+    // Too short for every binding: ↓ scrolls the overlay (not the list behind it) to the end.
+    assert!(!screen(&state, 80, 12).contains("quit"));
+    for _ in 0..40 {
+        state.update(Action::Down);
+    }
+    let text = screen(&state, 80, 12);
+    assert!(
+        text.contains("q  Ctrl-C") && text.contains("quit"),
+        "{text}"
+    );
+    assert_eq!(state.selected_id(), Some(8));
+    state.update(Action::Up);
+    assert!(!screen(&state, 80, 12).contains("Ctrl-C"));
 }
 
 #[test]
@@ -839,4 +887,53 @@ fn an_exchange_seen_twice_is_counted_once_in_the_top_bar() {
     let text = screen(&state, 120, 36);
     let top = text.lines().next().unwrap();
     assert!(top.contains("9 stored ✓6 "), "{top}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mouse
+
+#[test]
+fn a_click_selects_the_row_under_it_and_the_wheel_scrolls_the_pane_under_it() {
+    let mut state = selecting(8);
+    state.list_height = view::list_height(ratatui::layout::Rect::new(0, 0, 120, 36));
+    let terminal = draw(&state, 120, 36);
+    let row = row_of(terminal.backend().buffer(), "#3 ").expect("row #3 on screen");
+    state.update(Action::Click { column: 20, row });
+    assert_eq!(state.selected_id(), Some(3));
+    assert_eq!(state.focus, Focus::List);
+
+    // A long body: the request tab of #3 scrolls. The wheel over the detail pane scrolls it,
+    // though the list has the focus, and leaves the selection alone.
+    let mut state = selecting(3);
+    let terminal = draw(&state, 120, 36);
+    let detail_row = row_of(terminal.backend().buffer(), "Form fields").expect("detail shown");
+    state.update(Action::Wheel {
+        column: 30,
+        row: detail_row,
+        down: true,
+    });
+    assert_eq!(state.detail_scroll, 3);
+    assert_eq!(state.selected_id(), Some(3));
+    // Over the list, it moves the selection.
+    let list_row = row_of(terminal.backend().buffer(), "#3 ").unwrap();
+    state.update(Action::Wheel {
+        column: 30,
+        row: list_row,
+        down: false,
+    });
+    assert_eq!(state.selected_id(), Some(2));
+    assert_eq!(state.detail_scroll, 0, "a new selection starts at its top");
+
+    // A click on the detail pane focuses it.
+    draw(&state, 120, 36);
+    let detail = state.pane_areas.get().detail;
+    assert!(
+        detail.y > 10,
+        "the detail is below the list at 120 columns: {detail:?}"
+    );
+    state.update(Action::Click {
+        column: 30,
+        row: detail.y + 1,
+    });
+    assert_eq!(state.focus, Focus::Detail);
 }

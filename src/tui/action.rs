@@ -3,7 +3,7 @@
 //! from the same table.
 
 use ratatui::crossterm::event::{
-    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 
 /// Everything the user can ask for.
@@ -50,6 +50,17 @@ pub enum Action {
     /// Enter in the filter or prompt line.
     Submit,
     Resize,
+    /// The mouse wheel at a cell of the screen: it scrolls the pane under the pointer.
+    Wheel {
+        column: u16,
+        row: u16,
+        down: bool,
+    },
+    /// A left click at a cell: selects the list row or focuses the pane there.
+    Click {
+        column: u16,
+        row: u16,
+    },
 }
 
 /// What the keymap is reading into.
@@ -98,6 +109,14 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "Ctrl-U  Ctrl-W",
         "in the filter or a prompt: clear it, delete a word",
     ),
+    (
+        "Ctrl-D  Ctrl-U",
+        "(outside a prompt) a page down / up, like PgDn PgUp",
+    ),
+    (
+        "mouse",
+        "wheel scrolls the pane under it; a click selects a row",
+    ),
     ("?", "this help"),
     ("q  Ctrl-C", "quit"),
 ];
@@ -113,9 +132,19 @@ pub fn map_event(event: &Event, mode: InputMode) -> Option<Action> {
 }
 
 fn map_mouse(mouse: &MouseEvent) -> Option<Action> {
+    let (column, row) = (mouse.column, mouse.row);
     match mouse.kind {
-        MouseEventKind::ScrollUp => Some(Action::Up),
-        MouseEventKind::ScrollDown => Some(Action::Down),
+        MouseEventKind::ScrollUp => Some(Action::Wheel {
+            column,
+            row,
+            down: false,
+        }),
+        MouseEventKind::ScrollDown => Some(Action::Wheel {
+            column,
+            row,
+            down: true,
+        }),
+        MouseEventKind::Down(MouseButton::Left) => Some(Action::Click { column, row }),
         _ => None,
     }
 }

@@ -20,7 +20,7 @@ use time::UtcOffset;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use self::action::map_event;
-use self::state::{AppState, Command, Popup, StatusInfo, PAGE};
+use self::state::{AppState, Command, LastError, Popup, StatusInfo, PAGE};
 use self::terminal::TerminalGuard;
 use crate::config::BaseUrl;
 use crate::pipeline::ExchangeEvent;
@@ -208,7 +208,7 @@ impl App {
                 changed
             }
             Err(e) => {
-                self.state.last_error = Some(format!("reading the store: {e}"));
+                self.state.last_error = Some(LastError::new(format!("reading the store: {e}")));
                 false
             }
         }

@@ -141,7 +141,7 @@ pub struct AppState {
     /// Text too long for the status line (a curl command), shown whole until Esc.
     pub popup: Option<Popup>,
     pub message: Option<String>,
-    pub last_error: Option<String>,
+    pub last_error: Option<LastError>,
     /// The tunnel to the relay, when listening through one.
     pub relay: Option<crate::relay::RelayState>,
     /// Exchanges in the store (counted at each reload, then arrivals).
@@ -164,7 +164,39 @@ pub struct AppState {
     pub list_top: std::cell::Cell<usize>,
     /// How far the detail pane can scroll (its lines less its height), as last drawn.
     pub detail_scroll_max: std::cell::Cell<u16>,
+    /// Where the exchange list and the detail pane were last drawn (empty in other views),
+    /// for the mouse.
+    pub pane_areas: std::cell::Cell<PaneAreas>,
+    /// The help overlay's first shown binding (bounded by the view to what the screen hides).
+    pub help_scroll: std::cell::Cell<u16>,
     pub quit: bool,
+}
+
+/// Screen rectangles of the exchange view's two panes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PaneAreas {
+    pub list: ratatui::layout::Rect,
+    pub detail: ratatui::layout::Rect,
+}
+
+/// The most recent error, kept until another replaces it (it is the *last* error, not the
+/// current state), with what tells whether it still matters: its age and how many exchanges
+/// were answered normally since.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastError {
+    pub text: String,
+    pub at: std::time::Instant,
+    pub answered_since: u64,
+}
+
+impl LastError {
+    pub fn new(text: String) -> Self {
+        LastError {
+            text,
+            at: std::time::Instant::now(),
+            answered_since: 0,
+        }
+    }
 }
 
 impl AppState {
@@ -209,6 +241,8 @@ impl AppState {
             list_height: 20,
             list_top: std::cell::Cell::new(0),
             detail_scroll_max: std::cell::Cell::new(u16::MAX),
+            pane_areas: std::cell::Cell::default(),
+            help_scroll: std::cell::Cell::new(0),
             quit: false,
         }
     }
@@ -385,11 +419,13 @@ impl AppState {
                 if let Some(error) = &exchange.error {
                     let id = exchange.id.map_or("?".into(), |id| id.to_string());
                     let request = &exchange.request;
-                    self.last_error = Some(format!(
+                    self.last_error = Some(LastError::new(format!(
                         "#{id} {} {}: {error}",
                         request.method,
                         request.path()
-                    ));
+                    )));
+                } else if let Some(last) = &mut self.last_error {
+                    last.answered_since += 1;
                 }
                 if !self.filter.matches(&exchange) {
                     // Shown while it matched (`status:none` while pending): not any more.
@@ -406,17 +442,17 @@ impl AppState {
                     }
                 }
             }
-            ExchangeEvent::StoreError(message) => self.last_error = Some(message),
+            ExchangeEvent::StoreError(message) => self.last_error = Some(LastError::new(message)),
             ExchangeEvent::ConnectionFailed {
                 client_addr,
                 reason,
             } => {
                 let from = client_addr.map_or("?".into(), |a| a.to_string());
-                self.last_error = Some(format!("connection from {from}: {reason}"));
+                self.last_error = Some(LastError::new(format!("connection from {from}: {reason}")));
             }
             ExchangeEvent::Relay(relay_state) => {
                 if !relay_state.is_connected() {
-                    self.last_error = Some(relay_state.describe());
+                    self.last_error = Some(LastError::new(relay_state.describe()));
                 }
                 self.relay = Some(relay_state);
             }

@@ -374,7 +374,7 @@ fn a_failed_forward_is_the_last_error() {
     );
     state.apply(ExchangeEvent::Finished(Arc::new(failed)));
     assert_eq!(
-        state.last_error.as_deref(),
+        state.last_error.as_ref().map(|e| e.text.as_str()),
         Some(
             "#7 POST /cb: cannot reach your local server at http://127.0.0.1:1: \
              connection refused"
@@ -382,7 +382,12 @@ fn a_failed_forward_is_the_last_error() {
     );
     // A callback answered normally afterwards does not hide it: it is the *last* error.
     state.apply(ExchangeEvent::Finished(exchange(8, "Hangup")));
-    assert!(state.last_error.as_deref().unwrap().starts_with("#7 "));
+    let last = state.last_error.as_ref().unwrap();
+    assert!(last.text.starts_with("#7 "), "{last:?}");
+    assert_eq!(
+        last.answered_since, 1,
+        "the status line says how many went well since"
+    );
 }
 
 #[test]
@@ -417,15 +422,19 @@ fn rows_from_another_process_are_merged_once() {
 fn store_and_connection_errors_show_in_the_status_line() {
     let mut state = state_with(0);
     state.apply(ExchangeEvent::StoreError("disk full".into()));
-    assert_eq!(state.last_error.as_deref(), Some("disk full"));
+    assert_eq!(
+        state.last_error.as_ref().map(|e| e.text.as_str()),
+        Some("disk full")
+    );
     state.apply(ExchangeEvent::ConnectionFailed {
         client_addr: None,
         reason: "TLS handshake failed".into(),
     });
     assert!(state
         .last_error
-        .as_deref()
+        .as_ref()
         .unwrap()
+        .text
         .contains("TLS handshake failed"));
 }
 

@@ -38,6 +38,11 @@ impl AppState {
     }
 
     fn move_by(&mut self, delta: isize) -> Vec<Command> {
+        if self.help {
+            let scroll = (self.help_scroll.get() as isize + delta).clamp(0, u16::MAX as isize);
+            self.help_scroll.set(scroll as u16);
+            return Vec::new();
+        }
         if self.diff.is_some() {
             self.detail_scroll =
                 (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
@@ -59,6 +64,49 @@ impl AppState {
                 self.select(index)
             }
         }
+    }
+
+    /// The wheel scrolls the pane under the pointer, whichever has the focus: the detail by
+    /// three lines, the list by a row. Over an overlay or another view it moves as ↑/↓ do.
+    fn wheel(&mut self, column: u16, row: u16, down: bool) -> Vec<Command> {
+        let step: isize = if down { 1 } else { -1 };
+        let over_overlay = self.help || self.popup.is_some() || self.diff.is_some();
+        let areas = self.pane_areas.get();
+        let at = ratatui::layout::Position::new(column, row);
+        if !over_overlay && areas.detail.contains(at) {
+            let max = self.detail_scroll_max.get() as isize;
+            self.detail_scroll = (self.detail_scroll as isize + 3 * step).clamp(0, max) as u16;
+            return Vec::new();
+        }
+        if !over_overlay && areas.list.contains(at) {
+            let index = (self.selected as isize + step).max(0) as usize;
+            return self.select(index);
+        }
+        self.move_by(step)
+    }
+
+    /// A click on a list row selects it; anywhere in a pane focuses that pane.
+    fn click(&mut self, column: u16, row: u16) -> Vec<Command> {
+        if self.help || self.popup.is_some() || self.diff.is_some() {
+            return Vec::new();
+        }
+        let areas = self.pane_areas.get();
+        let at = ratatui::layout::Position::new(column, row);
+        if areas.detail.contains(at) {
+            self.focus = Focus::Detail;
+        } else if areas.list.contains(at) {
+            self.focus = Focus::List;
+            // The list's border and its header line come before the first row.
+            let first_row = areas.list.y + 2;
+            let last_row = areas.list.bottom().saturating_sub(1);
+            if (first_row..last_row).contains(&row) {
+                let index = self.list_top.get() + usize::from(row - first_row);
+                if index < self.rows.len() {
+                    return self.select(index);
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// A user action. Returns the work the loop must do.
@@ -224,8 +272,13 @@ impl AppState {
                     return self.refresh_calls();
                 }
             }
-            Action::Help => self.help = !self.help,
+            Action::Help => {
+                self.help = !self.help;
+                self.help_scroll.set(0);
+            }
             Action::Quit => self.quit = true,
+            Action::Wheel { column, row, down } => return self.wheel(column, row, down),
+            Action::Click { column, row } => return self.click(column, row),
             Action::Input(_)
             | Action::InputBackspace
             | Action::InputDeleteWord

@@ -17,7 +17,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::state::{AppState, Prompt, View};
+use super::state::{AppState, LastError, PaneAreas, Prompt, View};
 
 pub use list::window_start;
 
@@ -62,11 +62,21 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState) {
                 .direction(direction)
                 .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
                 .areas(main);
+            state.pane_areas.set(PaneAreas {
+                list: list_area,
+                detail: detail_area,
+            });
             list::render(frame, list_area, state);
             detail::render(frame, detail_area, state);
         }
-        View::Calls => calls::render(frame, main, state),
-        View::Health => health::render(frame, main, state),
+        View::Calls => {
+            state.pane_areas.take();
+            calls::render(frame, main, state)
+        }
+        View::Health => {
+            state.pane_areas.take();
+            health::render(frame, main, state)
+        }
     }
     if state.diff.is_some() {
         diff::render(frame, main, state);
@@ -75,7 +85,7 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState) {
         popup::render(frame, main, popup);
     }
     if state.help {
-        help::render(frame, main);
+        help::render(frame, main, state);
     }
     render_bottom(frame, bottom, state);
 }
@@ -188,9 +198,15 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             Style::new().fg(Color::Cyan),
         ));
     } else if let Some(error) = &state.last_error {
+        // Red while nothing went right since; yellow once callbacks are answered again.
+        let colour = if error.answered_since == 0 {
+            Color::Red
+        } else {
+            Color::Yellow
+        };
         spans.push(Span::styled(
-            format!(" last error: {error} "),
-            Style::new().fg(Color::Red),
+            format!(" last error{}: {} ", since(error), error.text),
+            Style::new().fg(colour),
         ));
     }
     if state.status.auth_tokens + state.status.main_auth_tokens == 0 {
@@ -207,6 +223,26 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     spans.push(Span::styled(" ? keys ", Style::new().fg(Color::DarkGray)));
     spans.push(Span::raw(format!(" store {}", state.status.store_path)));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// How old the last error is and what went well since, e.g. ` (4 min ago, 120 answered
+/// since)`; empty for an error of this minute with nothing after it.
+fn since(error: &LastError) -> String {
+    let minutes = error.at.elapsed().as_secs() / 60;
+    let mut parts = Vec::with_capacity(2);
+    match minutes {
+        0 => {}
+        1..=119 => parts.push(format!("{minutes} min ago")),
+        _ => parts.push(format!("{} h ago", minutes / 60)),
+    }
+    if error.answered_since > 0 {
+        parts.push(format!("{} answered since", error.answered_since));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// `paragraph` scrolled as far as the detail pane's scroll says, but never past its end in

@@ -688,6 +688,43 @@ async fn a_click_selects_the_row_under_the_pointer() {
     assert_eq!(tui.wait_exit().await, 0);
 }
 
+/// `x` exports to the path typed; a file already there is replaced only after a `y`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_asks_before_replacing_a_file() {
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    let body = "CallUUID=call-x-0001&Event=Ring";
+    assert_eq!(send_signed(&tui, addr, "/ring", body, 7).await, 200);
+    upstream.next().await;
+    tui.wait_for("the row", |s| list_row(s, 1).is_some()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.har");
+    std::fs::write(&file, "keep me").unwrap();
+    let export_to = |tui: &mut Tui| {
+        // x opens the prompt pre-filled; Ctrl-U clears it.
+        tui.press("x\x15");
+        tui.press(&format!("{}\r", file.display()));
+    };
+    export_to(&mut tui);
+    tui.wait_for_text("mine.har exists: overwrite it?").await;
+    tui.press("n");
+    tui.wait_for_text("not exported").await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    export_to(&mut tui);
+    tui.wait_for_text("overwrite it?").await;
+    tui.press("y");
+    tui.wait_for_text("exported 1 exchanges to").await;
+    let har: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(har["log"]["entries"].as_array().unwrap().len(), 1);
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
 /// `e` opens the request in `$EDITOR`: quitting without a change sends nothing; a save that
 /// cannot be read comes back in the editor with the reason on top; the fixed save is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

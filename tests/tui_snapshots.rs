@@ -435,7 +435,10 @@ fn list_in_small_terminals_keeps_status_and_duration_whole() {
             .find(|line| line.contains("#7"))
             .unwrap_or_else(|| panic!("{name}: row #7 shown\n{text}"));
         assert!(row.contains(" 200 "), "{name}: whole status in {row:?}");
-        assert!(row.contains(" ms"), "{name}: duration with its unit in {row:?}");
+        assert!(
+            row.contains(" ms"),
+            "{name}: duration with its unit in {row:?}"
+        );
     }
 }
 

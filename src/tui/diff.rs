@@ -68,11 +68,17 @@ pub fn diff_rows(a: &Exchange, b: &Exchange) -> Vec<DiffRow> {
                 "signature".to_string(),
                 e.verdict.status.as_str().to_string(),
             ),
-            (
-                "status".to_string(),
-                e.status().map_or("-".into(), |s| s.to_string()),
-            ),
         ]
+    };
+    let answer = |e: &Exchange| {
+        let mut pairs = vec![(
+            "status".to_string(),
+            e.status().map_or("-".into(), |s| s.to_string()),
+        )];
+        if let Some(response) = &e.response {
+            pairs.extend(response.headers.to_text_pairs());
+        }
+        pairs
     };
     let mut rows = pair("request", &line(a), &line(b));
     rows.extend(pair(
@@ -85,6 +91,7 @@ pub fn diff_rows(a: &Exchange, b: &Exchange) -> Vec<DiffRow> {
         &a.request.form_fields(),
         &b.request.form_fields(),
     ));
+    rows.extend(pair("response", &answer(a), &answer(b)));
     rows
 }
 
@@ -143,5 +150,11 @@ mod tests {
         );
         assert!(find("headers", "X-New").differs());
         assert!(!find("headers", "content-type").differs());
+        // The answer is its own section, after the request's.
+        assert_eq!(rows.last().unwrap().section, "response");
+        assert!(!find("response", "status").differs());
+        assert!(rows
+            .iter()
+            .all(|r| r.section != "request" || r.name != "status"));
     }
 }

@@ -20,7 +20,7 @@ use time::UtcOffset;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use self::action::map_event;
-use self::state::{AppState, Command, LastError, Popup, StatusInfo, PAGE};
+use self::state::{AppState, Command, LastError, Popup, Prompt, StatusInfo, PAGE};
 use self::terminal::TerminalGuard;
 use crate::config::BaseUrl;
 use crate::pipeline::ExchangeEvent;
@@ -299,23 +299,36 @@ impl App {
                 }
                 _ => self.fail("copy as curl", format!("#{id} could not be read")),
             },
-            Command::Export { path } => {
+            Command::Export { path, overwrite } => {
+                let file = expand_home(&path);
+                if !overwrite && file.exists() {
+                    self.state.input = Some((Prompt::ConfirmOverwrite, path));
+                    return;
+                }
                 let result = self
                     .reader
                     .ids_matching(&self.state.filter)
                     .map_err(anyhow::Error::from)
                     .and_then(|ids| {
-                        let file = std::fs::File::create(&path)?;
+                        let created = match overwrite {
+                            true => std::fs::File::create(&file),
+                            // Not between the check above and now either.
+                            false => std::fs::File::create_new(&file),
+                        };
+                        let created = created.map_err(|e| {
+                            anyhow::anyhow!("cannot create {}: {e}", file.display())
+                        })?;
                         crate::export::export(
                             &self.reader,
                             &ids,
                             crate::export::Format::Har,
-                            std::io::BufWriter::new(file),
+                            std::io::BufWriter::new(created),
                         )
                     });
                 match result {
                     Ok((count, _)) => {
-                        self.state.message = Some(format!("exported {count} exchanges to {path}"))
+                        self.state.message =
+                            Some(format!("exported {count} exchanges to {}", file.display()))
                     }
                     Err(e) => self.fail("export", format!("{e:#}")),
                 }
@@ -400,14 +413,19 @@ impl App {
         let reply_to = self.reply_to.clone();
         self.ctx.runtime.spawn(async move {
             let message = match replayer.replay(&original, &plan).await {
-                Ok(replay) => format!(
-                    "replayed #{id} ({}) as #{}: {}",
-                    plan.describe(),
-                    replay.id.map_or("?".into(), |n| n.to_string()),
-                    replay
-                        .status()
-                        .map_or_else(|| replay.outcome.as_str().to_string(), |s| s.to_string())
-                ),
+                Ok(replay) => {
+                    // A failed send has a status the tool made up (502, 504): say why instead.
+                    let result = match (&replay.error, replay.status()) {
+                        (Some(error), _) => format!("no answer: {error}"),
+                        (None, Some(status)) => status.to_string(),
+                        (None, None) => replay.outcome.as_str().to_string(),
+                    };
+                    format!(
+                        "replayed #{id} ({}) as #{}: {result}",
+                        plan.describe(),
+                        replay.id.map_or("?".into(), |n| n.to_string()),
+                    )
+                }
                 Err(e) => format!("replay of #{id} failed: {e}"),
             };
             let _ = reply_to.send(Reply::Message(message));
@@ -484,4 +502,12 @@ fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
         "{editor} exited with {status}: nothing sent"
     );
     Ok(())
+}
+
+/// A path typed at a prompt, with a leading `~/` as the shell would read it.
+fn expand_home(typed: &str) -> std::path::PathBuf {
+    match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(typed),
+    }
 }

@@ -46,6 +46,9 @@ pub enum Prompt {
     Filter,
     ReplayTarget,
     ExportPath,
+    /// The export file exists (the prompt's text is its path): `y` overwrites it, any other
+    /// key keeps it.
+    ConfirmOverwrite,
 }
 
 /// Work for the loop. Replays carry the id, never the row: the loop reads the stored record.
@@ -73,6 +76,8 @@ pub enum Command {
     CopyCurl(ExchangeId),
     Export {
         path: String,
+        /// Replace the file if it exists (the user said so); otherwise the loop asks first.
+        overwrite: bool,
     },
     LoadDiff {
         marked: ExchangeId,

@@ -165,7 +165,45 @@ fn a_bad_filter_keeps_the_prompt_open_with_the_error() {
         .as_deref()
         .unwrap_or("")
         .starts_with("filter:"));
+    // Typing again: the error was about the submitted text, so it goes.
+    state.update(Action::InputBackspace);
+    assert_eq!(state.message, None);
     state.update(Action::Back);
+    assert!(state.input.is_none());
+}
+
+#[test]
+fn an_existing_export_file_is_replaced_only_after_a_yes() {
+    let mut state = state_with(1);
+    state.update(Action::Export);
+    state.update(Action::InputClear);
+    for c in "out.har".chars() {
+        state.update(Action::Input(c));
+    }
+    assert_eq!(
+        state.update(Action::Submit),
+        vec![Command::Export {
+            path: "out.har".into(),
+            overwrite: false
+        }]
+    );
+    // The loop found the file and asks.
+    state.input = Some((Prompt::ConfirmOverwrite, "out.har".into()));
+    assert_eq!(state.input_mode(), InputMode::Text);
+    assert!(state.update(Action::Input('n')).is_empty());
+    assert!(state.input.is_none());
+    assert_eq!(
+        state.message.as_deref(),
+        Some("not exported: out.har kept as it was")
+    );
+    state.input = Some((Prompt::ConfirmOverwrite, "out.har".into()));
+    assert_eq!(
+        state.update(Action::Input('y')),
+        vec![Command::Export {
+            path: "out.har".into(),
+            overwrite: true
+        }]
+    );
     assert!(state.input.is_none());
 }
 

@@ -293,6 +293,34 @@ impl AppState {
         let Some((prompt, text)) = self.input.as_mut() else {
             return Vec::new();
         };
+        if *prompt == Prompt::ConfirmOverwrite {
+            let path = std::mem::take(text);
+            self.input = None;
+            return match action {
+                Action::Input('y' | 'Y') => vec![Command::Export {
+                    path,
+                    overwrite: true,
+                }],
+                Action::Quit => {
+                    self.quit = true;
+                    Vec::new()
+                }
+                _ => {
+                    self.message = Some(format!("not exported: {path} kept as it was"));
+                    Vec::new()
+                }
+            };
+        }
+        if matches!(
+            action,
+            Action::Input(_)
+                | Action::InputBackspace
+                | Action::InputDeleteWord
+                | Action::InputClear
+        ) {
+            // An error describes the text that was submitted, not the text being typed.
+            self.message = None;
+        }
         match action {
             Action::Input(c) => text.push(c),
             Action::InputBackspace => {
@@ -329,10 +357,14 @@ impl AppState {
                             }];
                         }
                     }
+                    Prompt::ConfirmOverwrite => {}
                     Prompt::ExportPath => {
                         self.input = None;
                         if !text.is_empty() {
-                            return vec![Command::Export { path: text }];
+                            return vec![Command::Export {
+                                path: text,
+                                overwrite: false,
+                            }];
                         }
                     }
                 }

@@ -173,11 +173,24 @@ fn bottom_height(state: &AppState) -> u16 {
 }
 
 fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
+    if let Some((Prompt::ConfirmOverwrite, path)) = &state.input {
+        let line = Line::from(vec![
+            Span::styled(
+                format!("{path} exists: overwrite it? "),
+                Style::new().fg(Color::Yellow),
+            ),
+            Span::styled("y", Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(" replaces it, any other key keeps it"),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
     if let Some((prompt, text)) = &state.input {
         let label = match prompt {
             Prompt::Filter => "filter /",
             Prompt::ReplayTarget => "replay to URL:",
             Prompt::ExportPath => "export HAR to:",
+            Prompt::ConfirmOverwrite => "",
         };
         let mut lines = vec![Line::from(vec![
             Span::styled(format!("{label} "), Style::new().fg(Color::Cyan)),

@@ -295,3 +295,26 @@ fn list_filter_prints_the_newest_matches_oldest_first_and_explains_bad_filters()
         "{err}"
     );
 }
+
+/// The inspector's whole-store counts (top bar, health view) agree with the rows.
+#[test]
+fn the_store_tally_counts_every_row_by_verdict_and_status_class() {
+    use vobiz_tunnel::store::Tally;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let (reader, stored) = fill(&path, 48);
+    let mut expected = Tally {
+        total: stored.len() as u64,
+        ..Tally::default()
+    };
+    for ex in &stored {
+        expected.by_class[Tally::class_index(ex.status())] += 1;
+        expected.by_verdict[Tally::verdict_index(ex.verdict.status)] += 1;
+    }
+    assert!(
+        expected.by_verdict.iter().filter(|&&n| n > 0).count() >= 3
+            && expected.by_class.iter().filter(|&&n| n > 0).count() >= 3,
+        "the fixture varies both: {expected:?}"
+    );
+    assert_eq!(reader.tally().unwrap(), expected);
+}

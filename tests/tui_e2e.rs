@@ -51,7 +51,11 @@ impl Tui {
 
     /// Like [`Tui::start`], with `env` set in the program's environment (an `EDITOR`).
     fn start_with(forward: &str, env: &[(&str, &str)]) -> Tui {
-        let dir = tempfile::tempdir().unwrap();
+        Tui::start_in(tempfile::tempdir().unwrap(), forward, env)
+    }
+
+    /// Like [`Tui::start_with`], in `dir`, whose `exchanges.db` may already hold exchanges.
+    fn start_in(dir: tempfile::TempDir, forward: &str, env: &[(&str, &str)]) -> Tui {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -723,6 +727,51 @@ async fn export_asks_before_replacing_a_file() {
     assert_eq!(har["log"]["entries"].as_array().unwrap().len(), 1);
     tui.press("q");
     assert_eq!(tui.wait_exit().await, 0);
+}
+
+/// After a restart on a large store, the top bar counts the whole store, not the page of
+/// rows loaded: here the invalid callbacks are all older than that page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_bar_counts_the_whole_store_after_a_restart() {
+    use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
+    use vobiz_tunnel::signature::{Verdict, VerdictStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let store = vobiz_tunnel::store::Store::open(&dir.path().join("exchanges.db")).unwrap();
+    for i in 0..620 {
+        let verdict = if i < 30 {
+            VerdictStatus::Invalid
+        } else {
+            VerdictStatus::Valid
+        };
+        let request = RequestRecord {
+            method: "POST".into(),
+            target: "/cb".into(),
+            http_version: "HTTP/1.1".into(),
+            public_url: "https://example.com/cb".into(),
+            ..RequestRecord::default()
+        };
+        let mut exchange = Exchange::received(request, Verdict::bare(verdict), 0);
+        exchange.outcome = Outcome::Forwarded;
+        exchange.response = Some(ResponseRecord {
+            status: if i < 10 { 500 } else { 200 },
+            ..ResponseRecord::default()
+        });
+        let inserted = store
+            .insert(std::sync::Arc::new(exchange.clone()))
+            .await
+            .unwrap();
+        exchange.id = Some(inserted.id);
+        store.complete(std::sync::Arc::new(exchange));
+    }
+    store.flush().await;
+    drop(store);
+
+    let mut tui = Tui::start_in(dir, "http://127.0.0.1:9", &[]);
+    tui.wait_for_text("620 stored ✓590 ✗30").await;
+    tui.press("vv");
+    let screen = tui.wait_for_text("Health (620 exchanges seen)").await;
+    assert!(screen.contains("5xx 10"), "{screen}");
+    assert!(screen.contains("invalid 30"), "{screen}");
 }
 
 /// `e` opens the request in `$EDITOR`: quitting without a change sends nothing; a save that

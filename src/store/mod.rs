@@ -30,7 +30,7 @@ use row::Row;
 use crate::exchange::{Exchange, ExchangeId};
 
 pub use calls::CallSummary;
-pub use reader::{ExchangeSummary, StoreReader};
+pub use reader::{ExchangeSummary, StoreReader, Tally};
 pub use schema::SCHEMA_VERSION;
 
 /// Why the store failed. Always names the file.

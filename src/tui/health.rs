@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::signature::VerdictStatus;
-use crate::store::ExchangeSummary;
+use crate::store::{ExchangeSummary, Tally};
 
 /// Latencies kept per path for percentiles (the most recent ones).
 const SAMPLES_PER_PATH: usize = 1000;
@@ -64,15 +63,8 @@ pub struct Health {
 
 impl Health {
     pub fn add(&mut self, summary: &ExchangeSummary) {
-        let class = summary.status.map_or(0, |s| (s / 100).clamp(1, 5) as usize);
-        self.by_class[class] += 1;
-        let verdict = match summary.signature {
-            VerdictStatus::Valid => 0,
-            VerdictStatus::Invalid => 1,
-            VerdictStatus::Unsigned => 2,
-            VerdictStatus::Unchecked => 3,
-        };
-        self.by_verdict[verdict] += 1;
+        self.by_class[Tally::class_index(summary.status)] += 1;
+        self.by_verdict[Tally::verdict_index(summary.signature)] += 1;
         self.paths
             .entry(summary.path.clone())
             .or_default()
@@ -90,6 +82,13 @@ impl Health {
         paths
     }
 
+    /// The store's own counts replace those of the rows seen so far; the per-path statistics
+    /// stay those of the rows seen (the loaded page and every arrival).
+    pub fn set_counts(&mut self, tally: &Tally) {
+        self.by_class = tally.by_class;
+        self.by_verdict = tally.by_verdict;
+    }
+
     pub fn total(&self) -> u64 {
         self.by_class.iter().sum()
     }
@@ -99,6 +98,7 @@ impl Health {
 mod tests {
     use super::*;
     use crate::exchange::Outcome;
+    use crate::signature::VerdictStatus;
 
     fn summary(path: &str, status: Option<u16>, ms: f64) -> ExchangeSummary {
         ExchangeSummary {

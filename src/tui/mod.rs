@@ -57,7 +57,10 @@ pub struct TuiContext {
 /// the answer to a filter the user has since replaced is dropped.
 enum Reply {
     Message(String),
-    Page(u64, Result<(Vec<ExchangeSummary>, u64), String>),
+    Page(
+        u64,
+        Result<(Vec<ExchangeSummary>, crate::store::Tally), String>,
+    ),
     Older(u64, Result<Vec<ExchangeSummary>, String>),
     Newer(u64, Result<Vec<ExchangeSummary>, String>),
     Calls(Result<Vec<crate::store::CallSummary>, String>),
@@ -226,7 +229,7 @@ impl App {
                 // Up to and including the exchange to keep in view, when there is one.
                 let before = self.state.keep_around.map(|id| id + 1);
                 self.read_in_background(Reply::Page, move |reader, filter| {
-                    Ok((reader.page(filter, before, PAGE)?, reader.count()?))
+                    Ok((reader.page(filter, before, PAGE)?, reader.tally()?))
                 });
             }
             Command::LoadOlder { before } => {
@@ -362,8 +365,11 @@ impl App {
         match reply {
             Reply::Message(message) => self.state.message = Some(message),
             Reply::Page(generation, result) if generation == current => match result {
-                Ok((rows, total)) => {
-                    if let Some(next) = self.state.load_page(rows, total) {
+                Ok((rows, tally)) => {
+                    let next = self.state.load_page(rows, tally.total);
+                    // The whole store's counts, not only the page's.
+                    self.state.health.set_counts(&tally);
+                    if let Some(next) = next {
                         self.execute(next, terminal);
                     }
                 }

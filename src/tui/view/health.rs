@@ -37,6 +37,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         .block(Block::bordered().title(format!(" Health ({} exchanges seen) ", health.total())));
     frame.render_widget(counts, counts_area);
 
+    let seen: u64 = health.paths.values().map(|stats| stats.count).sum();
     let rows = health.slowest().into_iter().map(|(path, stats)| {
         let p = |q| stats.percentile(q).map_or("-".into(), theme::duration);
         let failures = Span::styled(
@@ -79,9 +80,10 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         Row::new(["path", "count", "p50", "p95", "failed", "slow"])
             .style(Style::new().add_modifier(Modifier::BOLD)),
     )
-    .block(
-        Block::bordered()
-            .title(" Paths, slowest first (failed: 4xx/5xx or no answer; slow: > 3 s) "),
-    );
+    .block(Block::bordered().title(format!(
+        // The counts above are the whole store's; these are of the rows read since start.
+        " Paths of the latest {seen} exchanges, slowest first (failed: 4xx/5xx or no answer; \
+         slow: > 3 s) "
+    )));
     frame.render_widget(table, paths_area);
 }

@@ -730,7 +730,8 @@ async fn export_asks_before_replacing_a_file() {
 }
 
 /// After a restart on a large store, the top bar counts the whole store, not the page of
-/// rows loaded: here the invalid callbacks are all older than that page.
+/// rows loaded (here the invalid callbacks are all older than that page), and `g` goes to
+/// the oldest row at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_top_bar_counts_the_whole_store_after_a_restart() {
     use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
@@ -767,7 +768,12 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
     drop(store);
 
     let mut tui = Tui::start_in(dir, "http://127.0.0.1:9", &[]);
-    tui.wait_for_text("620 stored ✓590 ✗30").await;
+    let screen = tui.wait_for_text("620 stored ✓590 ✗30").await;
+    assert!(screen.contains("Exchanges (620)"), "{screen}");
+    // One g reaches the oldest exchange, though only the newest 500 were loaded.
+    tui.press("g");
+    tui.wait_for("#1 selected", |s| detail_id(s) == Some(1))
+        .await;
     tui.press("vv");
     let screen = tui.wait_for_text("Health (620 exchanges seen)").await;
     assert!(screen.contains("5xx 10"), "{screen}");

@@ -63,6 +63,7 @@ enum Reply {
     ),
     Older(u64, Result<Vec<ExchangeSummary>, String>),
     Newer(u64, Result<Vec<ExchangeSummary>, String>),
+    Oldest(u64, Result<Vec<ExchangeSummary>, String>),
     Calls(Result<Vec<crate::store::CallSummary>, String>),
 }
 
@@ -242,6 +243,11 @@ impl App {
                     reader.page_after(filter, after, PAGE)
                 });
             }
+            Command::LoadOldest => {
+                self.read_in_background(Reply::Oldest, |reader, filter| {
+                    reader.page_after(filter, 0, PAGE)
+                });
+            }
             Command::LoadDetail(id) => match self.reader.get(id) {
                 Ok(Some(exchange)) => self.state.set_detail(Arc::new(exchange)),
                 Ok(None) => self.fail("loading", format!("#{id} is not in the store")),
@@ -406,7 +412,18 @@ impl App {
                     Err(e) => self.fail("loading calls", e),
                 }
             }
-            Reply::Page(..) | Reply::Older(..) | Reply::Newer(..) => {}
+            Reply::Oldest(generation, result) if generation == current => match result {
+                Ok(rows) => {
+                    if let Some(next) = self.state.load_oldest(rows) {
+                        self.execute(next, terminal);
+                    }
+                }
+                Err(e) => {
+                    self.state.loading = false;
+                    self.fail("loading the oldest exchanges", e);
+                }
+            },
+            Reply::Page(..) | Reply::Older(..) | Reply::Newer(..) | Reply::Oldest(..) => {}
         }
     }
 

@@ -62,6 +62,8 @@ pub enum Command {
     LoadNewer {
         after: ExchangeId,
     },
+    /// The first page of matching rows (`g` with older rows than those loaded).
+    LoadOldest,
     /// The filter changed (or the newest rows are wanted): load the newest matching page.
     Reload,
     Replay {
@@ -376,6 +378,19 @@ impl AppState {
                 .set(self.list_top.get().saturating_sub(excess));
             self.has_older = true;
         }
+    }
+
+    /// The oldest matching rows, for `g`/Home when older rows than those loaded exist: the
+    /// list starts over from the beginning instead of paging back to it.
+    pub fn load_oldest(&mut self, oldest: Vec<ExchangeSummary>) -> Option<Command> {
+        self.loading = false;
+        self.has_older = false;
+        self.has_newer = oldest.len() >= PAGE;
+        self.rows = oldest.into();
+        self.selected = 0;
+        self.list_top.set(0);
+        self.follow = !self.has_newer && self.rows.len() <= 1;
+        self.detail_for_selection()
     }
 
     /// Rows another process (a `replay` run) wrote, found by polling the store.

@@ -100,7 +100,12 @@ fn paging_and_first_last_stay_in_bounds_and_ask_for_older_rows() {
     assert!(state.has_older);
     state.update(Action::PageUp);
     assert_eq!(state.selected, PAGE - 1 - 10);
-    let commands = state.update(Action::First);
+    // Paging up onto the first loaded row asks for the rows before it (`g` jumps to the
+    // oldest page instead: see below).
+    let mut commands = Vec::new();
+    while state.selected > 0 {
+        commands = state.update(Action::PageUp);
+    }
     assert!(commands.contains(&Command::LoadOlder { before: 1 }));
     state.update(Action::Up);
     assert_eq!(state.selected, 0);
@@ -582,4 +587,19 @@ fn g_and_capital_g_in_the_detail_pane_go_to_its_top_and_end() {
     state.update(Action::Back);
     state.update(Action::Last);
     assert_eq!(state.selected_id(), Some(5));
+}
+
+#[test]
+fn g_in_a_long_list_starts_from_the_oldest_page_at_once() {
+    let mut state = state_with(3);
+    state.has_older = true;
+    assert_eq!(state.update(Action::First), vec![Command::LoadOldest]);
+    assert!(state.loading);
+    assert!(state.update(Action::First).is_empty(), "one load at a time");
+    let oldest: Vec<ExchangeSummary> = (1..=PAGE as i64).map(|id| summary(id, "Ring")).collect();
+    state.load_oldest(oldest);
+    assert_eq!(state.selected_id(), Some(1));
+    assert!(!state.has_older && state.has_newer && !state.follow);
+    // G goes back to the newest: a reload, as the newest rows are not loaded.
+    assert_eq!(state.update(Action::Last), vec![Command::Reload]);
 }

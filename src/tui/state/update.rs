@@ -130,6 +130,13 @@ impl AppState {
             Action::Last if self.focus == Focus::Detail && self.diff.is_none() => {
                 self.detail_scroll = self.detail_scroll_max.get();
             }
+            Action::First if self.has_older && self.view == View::Exchanges => {
+                if !self.loading {
+                    self.loading = true;
+                    self.follow = false;
+                    return vec![Command::LoadOldest];
+                }
+            }
             Action::First => return self.select(0),
             Action::Last => {
                 self.unseen = 0;

@@ -224,10 +224,17 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         Column::Signature => "sig",
         Column::Flags => "flags",
     });
-    let mut title = format!(" Exchanges ({}", state.rows.len());
-    if state.has_older {
-        title.push('+');
-    }
+    // Unfiltered, the store's count; filtered, what is loaded (counting the matches of a
+    // large store would mean a scan).
+    let mut title = if state.filter.is_empty() {
+        format!(" Exchanges ({}", state.total.max(state.rows.len() as u64))
+    } else {
+        let mut loaded = state.rows.len().to_string();
+        if state.has_older || state.has_newer {
+            loaded.push('+');
+        }
+        format!(" Exchanges ({loaded}")
+    };
     title.push(')');
     if state.loading {
         title.push_str(" loading…");

@@ -341,11 +341,14 @@ pub enum Flag {
     /// A Vobiz retry or duplicate delivery: the same callback (`CallUUID`, `Event` and its
     /// identifying fields) as an earlier exchange, with or without a new nonce.
     Duplicate,
+    /// The sender closed the connection (or reset the stream) before its answer was written:
+    /// the status is what it would have got. Vobiz treats that as a failed callback.
+    SenderGone,
 }
 
 impl Flag {
     /// Every flag, for listings (filter help, error messages).
-    pub const ALL: [Flag; 9] = [
+    pub const ALL: [Flag; 10] = [
         Flag::Slow,
         Flag::NonceReused,
         Flag::Replay,
@@ -355,6 +358,7 @@ impl Flag {
         Flag::ClientError,
         Flag::Imported,
         Flag::Duplicate,
+        Flag::SenderGone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -368,6 +372,7 @@ impl Flag {
             Flag::ClientError => "client_error",
             Flag::Imported => "imported",
             Flag::Duplicate => "duplicate",
+            Flag::SenderGone => "sender_gone",
         }
     }
 
@@ -382,6 +387,7 @@ impl Flag {
             "client_error" => Flag::ClientError,
             "imported" => Flag::Imported,
             "duplicate" => Flag::Duplicate,
+            "sender_gone" => Flag::SenderGone,
             _ => return None,
         })
     }
@@ -493,6 +499,27 @@ impl Exchange {
     }
 
     /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting.
+    /// The sender stopped waiting at `gone_us` (µs since the epoch), before the answer was
+    /// written to it: flagged, and said in `error` (after the failure's own words, if any).
+    pub fn sender_gone(&mut self, gone_us: i64) {
+        if self.has_flag(Flag::SenderGone) {
+            return;
+        }
+        self.add_flag(Flag::SenderGone);
+        let waited = (gone_us - self.timings.received_us).max(0) as f64 / 1_000_000.0;
+        let status = self
+            .status()
+            .map_or_else(|| "answer".to_string(), |s| format!("{s}"));
+        let gone = format!(
+            "the sender gave up {waited:.2} s after sending, before the answer: it never got \
+             this {status}"
+        );
+        self.error = Some(match self.error.take() {
+            Some(error) => format!("{error}; {gone}"),
+            None => gone,
+        });
+    }
+
     pub fn done(&mut self) {
         self.timings.done_us = Some(now_micros());
         if self.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {

@@ -13,6 +13,7 @@
 //!                                the request is recorded as pending meanwhile)
 //!                      record    store: the whole exchange, committed (every exit path)
 //!                      respond   the local server's answer, or our own 502/504/413/403
+//!                                (a sender that left first: the record says so, sender_watch)
 //!                      publish   ExchangeEvent → log lines (output), the UI
 //! ```
 //!
@@ -33,6 +34,7 @@ pub mod pipeline;
 pub mod relay;
 pub mod replay;
 pub mod report;
+pub mod sender_watch;
 pub mod server;
 pub mod shutdown;
 pub mod signature;

@@ -19,6 +19,7 @@ use crate::config::{BaseUrl, Limits};
 use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
+use crate::sender_watch::{Departure, SenderWatch};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::slow_answers::SlowAnswers;
 use crate::store::{Inserted, Store, StoreError};
@@ -97,7 +98,19 @@ pub async fn handle(
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    match tokio::spawn(serve(proxy, connection, request)).await {
+    let watch = SenderWatch::new();
+    let rerecord = {
+        let proxy = proxy.clone();
+        move |mut record: Arc<Exchange>, gone_us| {
+            Arc::make_mut(&mut record).sender_gone(gone_us);
+            record_end(&proxy.store, &proxy.events, record);
+        }
+    };
+    // Dropped with this future if the sender leaves first (see `sender_watch`).
+    let departure = Departure::new(watch.clone(), rerecord);
+    let result = tokio::spawn(serve(proxy, connection, request, watch)).await;
+    departure.answered();
+    match result {
         Ok(response) => Ok(response),
         Err(e) => {
             tracing::error!("a request's task failed: {e}");
@@ -113,6 +126,7 @@ async fn serve(
     proxy: Arc<Proxy>,
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
+    watch: Arc<SenderWatch>,
 ) -> Response<Full<Bytes>> {
     let received_us = now_micros();
     let (mut parts, mut incoming) = request.into_parts();
@@ -238,13 +252,20 @@ async fn serve(
                 proxy.limits.max_body_bytes
             );
             return proxy
-                .finish_locally(exchange, delivery, Outcome::TooLarge, 413, message)
+                .finish_locally(exchange, delivery, &watch, Outcome::TooLarge, 413, message)
                 .await;
         }
         BodyRead::Failed { reason, .. } => {
             let message = format!("the sender did not deliver the whole request body: {reason}");
             return proxy
-                .finish_locally(exchange, delivery, Outcome::ClientError, 400, message)
+                .finish_locally(
+                    exchange,
+                    delivery,
+                    &watch,
+                    Outcome::ClientError,
+                    400,
+                    message,
+                )
                 .await;
         }
         BodyRead::Complete(_) => {}
@@ -256,7 +277,7 @@ async fn serve(
     if proxy.reject_invalid && exchange.verdict.status != VerdictStatus::Valid {
         let message = format!("signature {}", exchange.verdict.summary());
         return proxy
-            .finish_locally(exchange, delivery, Outcome::Rejected, 403, message)
+            .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 403, message)
             .await;
     }
 
@@ -294,7 +315,7 @@ async fn serve(
     match result {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);
-            proxy.finish(exchange, delivery).await
+            proxy.finish(exchange, delivery, &watch).await
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
@@ -306,7 +327,7 @@ async fn serve(
             };
             let record = Arc::make_mut(&mut exchange);
             record.failed_answering(outcome, status, error.to_string(), answer);
-            proxy.finish(exchange, delivery).await
+            proxy.finish(exchange, delivery, &watch).await
         }
     }
 }
@@ -317,25 +338,31 @@ impl Proxy {
         &self,
         mut exchange: Arc<Exchange>,
         delivery: Option<u64>,
+        watch: &SenderWatch,
         outcome: Outcome,
         status: u16,
         message: String,
     ) -> Response<Full<Bytes>> {
         Arc::make_mut(&mut exchange).failed(outcome, status, message);
-        self.finish(exchange, delivery).await
+        self.finish(exchange, delivery, watch).await
     }
 
     /// The one exit: the end stamped, the record committed, the event published, the
     /// response. The sender is answered only after the commit, so every answered callback is
     /// in the store, even if the process is killed the next instant.
-    /// `delivery` is the key [`checks::on_received`] remembered the callback by.
+    /// `delivery` is the key [`checks::on_received`] remembered the callback by; `watch`
+    /// tells whether the sender is still there to get the answer.
     async fn finish(
         &self,
         mut exchange: Arc<Exchange>,
         delivery: Option<u64>,
+        watch: &SenderWatch,
     ) -> Response<Full<Bytes>> {
         let record = Arc::make_mut(&mut exchange);
         record.done();
+        if let Some(gone_us) = watch.gone_at() {
+            record.sender_gone(gone_us);
+        }
         // After `done` (slow-answer needs the duration), before the record is written.
         let found = checks::findings(record, &self.checks);
         record.findings.extend(found);
@@ -351,6 +378,13 @@ impl Proxy {
         };
         let written = self.store.finish(exchange.clone()).await;
         self.recorded(&mut exchange, delivery, written);
+        if let Some(gone_us) = watch.recorded(&exchange) {
+            // The sender left during the commit: the record is written again, flagged.
+            if !exchange.has_flag(Flag::SenderGone) {
+                Arc::make_mut(&mut exchange).sender_gone(gone_us);
+                self.store.complete(exchange.clone());
+            }
+        }
         let _ = self.events.send(ExchangeEvent::Finished(exchange));
         response
     }

@@ -281,6 +281,84 @@ async fn slow_upstream_gives_504_and_is_recorded() {
     harness.tunnel.shutdown().await;
 }
 
+/// A sender that stops waiting (Vobiz's own timeout, `curl --max-time`) never gets the
+/// answer: the record says so instead of claiming a delivered 200. Over HTTP/1 it closes the
+/// connection; over HTTP/2 it resets the stream.
+#[tokio::test]
+async fn a_sender_that_gives_up_is_recorded_as_gone_not_as_answered() {
+    use tokio::io::AsyncWriteExt;
+    let mut upstream = upstream(Reply {
+        delay: Duration::from_millis(900),
+        ..Reply::default()
+    })
+    .await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+
+    let body = "CallUUID=gone-1&Event=Hangup";
+    let mut stream = harness.client().tls_stream(b"http/1.1").await;
+    let request = format!(
+        "POST /cb HTTP/1.1\r\nHost: localhost:{}\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        harness.port(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    upstream.next().await;
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let exchange = harness.last_recorded().await;
+    assert!(exchange.has_flag(Flag::SenderGone), "{exchange:?}");
+    assert_eq!(
+        exchange.outcome,
+        Outcome::Forwarded,
+        "the local server did answer"
+    );
+    assert_eq!(exchange.status(), Some(200));
+    let error = exchange.error.unwrap_or_default();
+    assert!(
+        error.contains("the sender gave up") && error.contains("never got this 200"),
+        "{error}"
+    );
+
+    // HTTP/2: the stream is reset while the local server thinks.
+    let stream = harness.client().tls_stream(b"h2").await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request = form_post(&harness, "/cb", "CallUUID=gone-2&Event=Hangup", &[]);
+    request.headers_mut().remove("host");
+    *request.uri_mut() = harness.url("/cb").parse().unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(300), sender.send_request(request));
+    assert!(waiting.await.is_err(), "gave up before the answer");
+    upstream.next().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let exchange = harness.last_recorded().await;
+    assert!(exchange.request.body.ends_with(b"gone-2&Event=Hangup"));
+    assert!(exchange.has_flag(Flag::SenderGone), "{exchange:?}");
+
+    // A sender that waits is not flagged.
+    let answer = harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/cb",
+            "CallUUID=stays&Event=Hangup",
+            &[],
+        ))
+        .await;
+    assert_eq!(answer.status, 200);
+    upstream.next().await;
+    let exchange = harness.last_recorded().await;
+    assert!(!exchange.has_flag(Flag::SenderGone), "{exchange:?}");
+    assert_eq!(exchange.error, None);
+    harness.tunnel.shutdown().await;
+}
+
 #[tokio::test]
 async fn answers_slower_than_three_seconds_are_flagged() {
     let mut upstream = upstream(Reply {

@@ -45,6 +45,7 @@ fn flags_text(row: &ExchangeSummary) -> String {
             Flag::ClientError => words.push("client".into()),
             Flag::Imported => words.push("imported".into()),
             Flag::Duplicate => words.push("dup".into()),
+            Flag::SenderGone => words.push("gone".into()),
         }
     }
     words.join(" ")

@@ -422,6 +422,103 @@ impl Proxy {
     }
 }
 
+/// Records a request hyper refused before it reached [`handle`] (see `server::refusal`):
+/// what was received, as far as it reads as a request line and headers, and all of it as the
+/// body; the status the sender got and hyper's reason.
+pub fn record_refused(
+    proxy: &Proxy,
+    connection: &ConnectionInfo,
+    refused: crate::server::refusal::Refused,
+    reason: &str,
+) {
+    let received = Bytes::from(refused.received);
+    let head = RoughHead::of(&received);
+    let target = head.target.unwrap_or_else(|| "/".into());
+    let public_url = match &proxy.public_url {
+        Some(base) => base.join(&target),
+        None => format!(
+            "https://{}{target}",
+            head.host.as_deref().unwrap_or("localhost")
+        ),
+    };
+    let request = RequestRecord {
+        method: head.method.unwrap_or_else(|| "-".into()),
+        target,
+        http_version: "HTTP/1.1".into(),
+        host: head.host,
+        public_url,
+        headers: head.headers,
+        body: received,
+        body_truncated: false,
+        client_addr: connection.client_addr.map(|a| a.to_string()),
+        tls: connection.tls.clone(),
+    };
+    let mut verdict = signature::Verdict::bare(VerdictStatus::Unsigned);
+    verdict.explanation =
+        vec!["Not checked: the request was refused before it could be read.".into()];
+    let mut exchange = Exchange::received(request, verdict, now_micros());
+    exchange.failed(
+        Outcome::ClientError,
+        refused.status,
+        format!(
+            "refused before forwarding: {reason} (the body holds what was received, as it came)"
+        ),
+    );
+    exchange.done();
+    record_end(&proxy.store, &proxy.events, Arc::new(exchange));
+}
+
+/// A refused request read leniently: the request line's method and target when they look
+/// like ones, and the lines with a colon as headers (names as sent).
+struct RoughHead {
+    method: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    headers: crate::exchange::Headers,
+}
+
+impl RoughHead {
+    fn of(received: &[u8]) -> RoughHead {
+        let head = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(received, |end| &received[..end]);
+        let mut lines = head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let first = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+        let mut words = first.split(' ');
+        let method = words
+            .next()
+            .filter(|m| !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase()))
+            .map(String::from);
+        let target = words
+            .next()
+            .filter(|t| t.starts_with('/') || t.contains("://"))
+            .map(|t| t.chars().take(2048).collect());
+        let headers: Vec<(String, Vec<u8>)> = lines
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+                let value = line[colon + 1..].trim_ascii().to_vec();
+                (!name.is_empty()).then_some((name, value))
+            })
+            .collect();
+        let host = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .filter(|host| crate::config::plausible_host(host))
+            .map(String::from);
+        RoughHead {
+            method,
+            target,
+            host,
+            headers: crate::exchange::Headers(headers),
+        }
+    }
+}
+
 /// Queues the end of an exchange for the store and tells the subscribers.
 pub fn record_end(
     store: &Store,

@@ -68,7 +68,14 @@ pub(super) async fn serve(
     let service = service_fn(move |request| {
         watch::counted(&counter, handle(shared.clone(), conn.clone(), request))
     });
-    let connection = http.serve_connection(TokioIo::new(tls), service);
+    // hyper's refusals (a malformed request) get a body that says what was wrong.
+    let refusals = crate::server::refusal::Refusals::new(
+        tls,
+        activity.clone(),
+        Arc::default(),
+        "vobiz-tunnel relay",
+    );
+    let connection = http.serve_connection(TokioIo::new(refusals), service);
     match watch::serve(connection, &activity, idle_timeout, stop).await {
         watch::Ended::Idle => Ok(()),
         watch::Ended::Finished(Ok(())) => Ok(()),

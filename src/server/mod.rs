@@ -6,6 +6,7 @@
 
 mod discard;
 pub(crate) mod fd_limit;
+pub(crate) mod refusal;
 pub(crate) mod watch;
 
 pub(crate) use discard::discard_rest;
@@ -197,14 +198,33 @@ async fn serve_connection(
     });
     let activity = watch::Activity::new();
     let counter = activity.clone();
+    let recorder = (proxy.clone(), info.clone());
     let service = service_fn(move |request| {
         watch::counted(
             &counter,
             pipeline::handle(proxy.clone(), info.clone(), request),
         )
     });
-    let connection = http.serve_connection(TokioIo::new(tls_stream), service);
-    match watch::serve(connection, &activity, limits.header_timeout, stop).await {
+    let refused = Arc::new(refusal::RefusalSlot::default());
+    let stream = refusal::Refusals::new(
+        tls_stream,
+        activity.clone(),
+        refused.clone(),
+        "vobiz-tunnel",
+    );
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    let ended = watch::serve(connection, &activity, limits.header_timeout, stop).await;
+    // A request hyper refused (malformed, too large a head) is recorded like any other.
+    if let Some(refusal) = refused.take() {
+        let reason = match &ended {
+            watch::Ended::Finished(Err(e)) => crate::forward::error_chain(e.as_ref()),
+            _ => refusal::reason(refusal.status).to_string(),
+        };
+        let status = refusal.status;
+        pipeline::record_refused(&recorder.0, &recorder.1, refusal, &reason);
+        return Err(format!("HTTP error: {reason} (answered {status})"));
+    }
+    match ended {
         watch::Ended::Idle => {
             tracing::debug!("connection from {client_addr} closed: idle");
             Ok(())

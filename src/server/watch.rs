@@ -27,6 +27,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
+    /// Requests begun so far.
+    started: AtomicU64,
     /// Microseconds after `opened` at which the last request ended (0: none yet).
     idle_since_us: AtomicU64,
 }
@@ -40,14 +42,26 @@ impl Activity {
         Arc::new(Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
             idle_since_us: AtomicU64::new(0),
         })
     }
 
     /// A request begins; it ends when the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> Serving {
+        self.started.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Serving(self.clone())
+    }
+
+    /// Requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Requests begun since the connection opened.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Acquire)
     }
 
     /// When the connection will have been idle for `timeout`, or `None` while it serves a

@@ -80,6 +80,11 @@ async fn garbage_gets_an_error_or_a_close_and_the_listener_survives() {
     ] {
         let text = assert_refused(what, raw_exchange(&harness, bytes, CLOSE_BOUND).await);
         assert!(!text.is_empty(), "{what}: closed without a 4xx");
+        // The answer says what was wrong, not only a status line.
+        assert!(
+            text.contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+            "{what}: {text}"
+        );
     }
 
     // Bad chunked encoding: the headers reached the pipeline, the body did not.
@@ -119,16 +124,31 @@ async fn garbage_gets_an_error_or_a_close_and_the_listener_survives() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(upstream.next().await.uri, "/abuse/alive-1");
 
-    // The exchanges that reached the pipeline are recorded with their outcome; the
-    // malformed ones never did.
+    // The exchanges that reached the pipeline are recorded with their outcome; so are the
+    // malformed ones hyper refused, with what was received (their start, for the floods).
+    let refused = recorded_under(&harness, "/abuse/x").await;
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    for exchange in &refused {
+        assert_eq!(exchange.outcome, Outcome::ClientError);
+        assert_eq!(exchange.status(), Some(400));
+        assert!(exchange.request.body.starts_with(b"POST /abuse/x"));
+        let error = exchange.error.as_deref().unwrap_or_default();
+        assert!(error.starts_with("refused before forwarding: "), "{error}");
+    }
+    for flood in ["/abuse/many", "/abuse/huge"] {
+        let recorded = recorded_under(&harness, flood).await;
+        assert_eq!(recorded.len(), 1, "{flood}");
+        assert!(
+            recorded[0].request.body.len() <= 16 * 1024,
+            "only the start is kept"
+        );
+        assert!(matches!(recorded[0].status(), Some(400 | 431)));
+    }
     let chunked = recorded_under(&harness, "/abuse/bad-chunked").await;
     assert_eq!(chunked.len(), 1);
     assert_eq!(chunked[0].outcome, Outcome::ClientError);
     assert!(chunked[0].has_flag(Flag::ClientError));
     assert_eq!(chunked[0].request.body, &b"abcde"[..], "the prefix is kept");
-    for never in ["/abuse/x", "/abuse/many", "/abuse/huge"] {
-        assert!(recorded_under(&harness, never).await.is_empty(), "{never}");
-    }
     upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;
 }

@@ -270,6 +270,24 @@ async fn plain_http_to_the_relay_gets_a_hint() {
     relay.server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_to_the_relay_is_told_what_was_wrong() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let mut tls = relay.vobiz().tls(false).await;
+    tls.write_all(b"POST /cb HTTP/1.1\r\nhost: x\r\nBad Header\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = within(tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("vobiz-tunnel relay: the request is not valid HTTP/1.1"),
+        "{answer}"
+    );
+    relay.server.shutdown().await;
+}
+
 fn relay_cli(args: &[&str], token_env: Option<&str>) -> (i32, String, String) {
     let mut command = Command::new(BIN);
     command

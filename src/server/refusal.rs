@@ -1,0 +1,351 @@
+//! Requests hyper refuses before the pipeline sees them: a malformed request line or header
+//! (400), headers over the limit (431), a target too long (414), an unknown version (505).
+//!
+//! hyper answers those itself with a status line and an empty body, and closes. That tells a
+//! developer staring at `curl -v` nothing, and the request would leave no trace in the store.
+//! [`Refusals`] wraps a connection's plaintext stream (under hyper, over TLS): it keeps the
+//! bytes of the request being read (up to [`KEPT_BYTES`]), and when hyper writes a response
+//! while no request is being served — which only its own refusals do — it writes ours instead:
+//! the same status, a plain-text body that says what was wrong, `connection: close`. What was
+//! kept is then the refused request, which the listener records ([`Refused`]).
+//!
+//! HTTP/2 connections (their preface is the first thing read) are passed through untouched:
+//! h2 reports protocol errors in frames of its own.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::watch::Activity;
+
+/// How much of a refused request is kept for the record: enough for any sane request line
+/// and headers; a header flood is recorded by its start.
+pub const KEPT_BYTES: usize = 16 * 1024;
+
+/// How hyper's refusals end their head: no body.
+const EMPTY_BODY: &[u8] = b"\r\ncontent-length: 0\r\n";
+
+/// What the listener learns of a refusal once the connection has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    /// The start of the refused request, as received.
+    pub received: Vec<u8>,
+}
+
+/// The refusal of a connection, shared between its stream and the listener.
+#[derive(Debug, Default)]
+pub struct RefusalSlot(Mutex<Option<Refused>>);
+
+impl RefusalSlot {
+    pub fn take(&self) -> Option<Refused> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, refused: Refused) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(refused);
+    }
+}
+
+/// A connection's plaintext stream, watched for hyper's refusals (see the module docs).
+pub struct Refusals<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+    slot: Arc<RefusalSlot>,
+    /// Who answers, at the start of each body (`vobiz-tunnel`, `vobiz-tunnel relay`).
+    speaker: &'static str,
+    /// HTTP/2, or not known yet (nothing read).
+    protocol: Protocol,
+    /// Bytes read since the last request began being served.
+    received: Vec<u8>,
+    /// `Activity::started` when `received` began.
+    started: u64,
+    /// Responses to served requests written so far.
+    answered: u64,
+    /// Our answer in place of hyper's, and how much of it is written.
+    answer: Option<(Vec<u8>, usize)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+impl<IO> Refusals<IO> {
+    pub fn new(
+        io: IO,
+        activity: Arc<Activity>,
+        slot: Arc<RefusalSlot>,
+        speaker: &'static str,
+    ) -> Self {
+        Refusals {
+            io,
+            activity,
+            slot,
+            speaker,
+            protocol: Protocol::Unknown,
+            received: Vec::new(),
+            started: 0,
+            answered: 0,
+            answer: None,
+        }
+    }
+
+    /// Keeps what was just read, if it may be the start of a request hyper will refuse.
+    fn keep(&mut self, read: &[u8]) {
+        if self.protocol == Protocol::Unknown && !read.is_empty() {
+            self.protocol = match read.starts_with(b"PRI * HTTP/2") {
+                true => Protocol::Http2,
+                false => Protocol::Http1,
+            };
+        }
+        if self.protocol != Protocol::Http1 || self.activity.in_flight() > 0 {
+            return;
+        }
+        // A request began being served since: what was kept was its start, not this one's.
+        let started = self.activity.started();
+        if started != self.started {
+            self.started = started;
+            self.received.clear();
+        }
+        let room = KEPT_BYTES.saturating_sub(self.received.len());
+        self.received
+            .extend_from_slice(&read[..read.len().min(room)]);
+    }
+
+    /// Whether `buf` is hyper refusing a request: a response head written when every request
+    /// begun so far has had its answer, with hyper's empty body. (A served request's future
+    /// ends before its response is written, so "none in flight" would not tell them apart.)
+    fn is_refusal(&mut self, buf: &[u8]) -> Option<u16> {
+        if self.protocol != Protocol::Http1 {
+            return None;
+        }
+        let status = buf.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+        let status: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
+        if self.activity.started() > self.answered {
+            // The answer to a served request (an interim 100 Continue is not its answer).
+            if status >= 200 {
+                self.answered += 1;
+            }
+            return None;
+        }
+        let head = &buf[..buf.len().min(256)];
+        let empty = head
+            .windows(EMPTY_BODY.len())
+            .any(|w| w.eq_ignore_ascii_case(EMPTY_BODY));
+        ((400..600).contains(&status) && empty).then_some(status)
+    }
+
+    fn refuse(&mut self, status: u16) {
+        let received = if self.activity.started() == self.started {
+            std::mem::take(&mut self.received)
+        } else {
+            Vec::new()
+        };
+        tracing::debug!("refused a request with {status}: {}", reason(status));
+        self.answer = Some((answer(self.speaker, status), 0));
+        self.slot.put(Refused { status, received });
+    }
+}
+
+/// What a refusal's body says.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "the request is not valid HTTP/1.1: its request line or a header could not be \
+             parsed"
+        }
+        414 => "the request target (path and query) is too long",
+        431 => "the request's headers are over the limit of 256 KiB",
+        505 => "the HTTP version is not supported (HTTP/1.0, HTTP/1.1 and HTTP/2 are)",
+        _ => "the request could not be read",
+    }
+}
+
+fn answer(speaker: &str, status: u16) -> Vec<u8> {
+    let phrase = hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Error");
+    let body = format!("{speaker}: {}; it was not forwarded\n", reason(status));
+    format!(
+        "HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl<IO: AsyncWrite + Unpin> Refusals<IO> {
+    /// Writes what is left of our answer; ready once it is all written.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((bytes, written)) = &mut self.answer {
+            while *written < bytes.len() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Refusals<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        if self.protocol != Protocol::Http2 {
+            let this = &mut *self;
+            this.keep(&buf.filled()[before..]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.answer.is_none() {
+            match self.is_refusal(buf) {
+                Some(status) => self.refuse(status),
+                None => return Pin::new(&mut self.io).poll_write(cx, buf),
+            }
+        }
+        // Ours replaces hyper's answer; hyper closes the connection after it.
+        ready!(self.poll_answer(cx))?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    /// Passed through (hyper then queues a response's head and body as one `writev`), with
+    /// the same watch on what is written as [`AsyncWrite::poll_write`].
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.answer.is_none() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            match self.is_refusal(first) {
+                Some(status) => self.refuse(status),
+                None => return Pin::new(&mut self.io).poll_write_vectored(cx, bufs),
+            }
+        }
+        ready!(self.poll_answer(cx))?;
+        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_answer(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_answer(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn hyper_s_empty_refusal_becomes_ours_and_the_request_is_kept() {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let activity = Activity::new();
+        let slot = Arc::new(RefusalSlot::default());
+        let mut stream = Refusals::new(ours, activity.clone(), slot.clone(), "vobiz-tunnel");
+        theirs
+            .write_all(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+            .await
+            .unwrap();
+        let mut read = [0u8; 1024];
+        let n = stream.read(&mut read).await.unwrap();
+        assert_eq!(n, 30);
+        stream
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = String::new();
+        theirs.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(answer.ends_with(
+            "vobiz-tunnel: the request is not valid HTTP/1.1: its request line or a header \
+             could not be parsed; it was not forwarded\n"
+        ));
+        let refused = slot.take().unwrap();
+        assert_eq!(refused.status, 400);
+        assert_eq!(refused.received, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn responses_to_served_requests_pass_untouched() {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let activity = Activity::new();
+        let slot = Arc::new(RefusalSlot::default());
+        let mut stream = Refusals::new(ours, activity.clone(), slot.clone(), "vobiz-tunnel");
+        theirs
+            .write_all(b"POST /cb HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut read = [0u8; 1024];
+        let _ = stream.read(&mut read).await.unwrap();
+        // The request's future ends before hyper writes its answer.
+        drop(activity.begin());
+        let response = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        stream.write_all(response).await.unwrap();
+        stream.flush().await.unwrap();
+        drop(stream);
+        let mut answer = Vec::new();
+        theirs.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, response);
+        assert_eq!(slot.take(), None);
+    }
+
+    #[test]
+    fn only_the_start_of_a_request_is_kept_and_a_served_one_is_forgotten() {
+        let activity = Activity::new();
+        let slot = Arc::new(RefusalSlot::default());
+        let mut stream = Refusals::new((), activity.clone(), slot, "vobiz-tunnel");
+        stream.keep(b"POST /one HTTP/1.1\r\n\r\n");
+        drop(activity.begin());
+        stream.keep(&vec![b'a'; KEPT_BYTES * 2]);
+        assert_eq!(stream.received.len(), KEPT_BYTES);
+        assert!(stream.received.iter().all(|&b| b == b'a'));
+        let mut h2 = Refusals::new((), Activity::new(), Arc::default(), "vobiz-tunnel");
+        h2.keep(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(h2.received.is_empty());
+        assert_eq!(
+            h2.is_refusal(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+    }
+}

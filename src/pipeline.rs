@@ -130,6 +130,9 @@ async fn serve(
 ) -> Response<Full<Bytes>> {
     let received_us = now_micros();
     let (mut parts, mut incoming) = request.into_parts();
+    let received_head = parts
+        .extensions
+        .remove::<crate::server::refusal::ReceivedHead>();
     let envelope = match connection.relayed {
         true => relay::envelope::take(&mut parts.headers),
         false => Envelope::default(),
@@ -178,7 +181,12 @@ async fn serve(
         http_version: format!("{:?}", parts.version),
         host: original_host.clone(),
         public_url,
-        headers: forward::headers_record(&parts.headers),
+        headers: forward::headers_as_received(
+            &parts.headers,
+            received_head.as_ref().map(|head| head.0.as_slice()),
+            parts.method.as_str(),
+            &target,
+        ),
         body: body_bytes.clone(),
         body_truncated: !matches!(body, BodyRead::Complete(_)),
         client_addr: client_addr.map(|a| a.to_string()),
@@ -282,6 +290,7 @@ async fn serve(
     }
 
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
+    let sender_is_the_developer = is_local_sender(connection.relayed, client_addr, &parts.headers);
     let outgoing = Outgoing {
         method: parts.method.as_str(),
         target: &target,
@@ -319,11 +328,11 @@ async fn serve(
         }
         Err(error) => {
             let (outcome, status) = (error.outcome(), error.status());
-            // Through the relay the sender may be anyone on the internet: it is not told
-            // where the developer's server listens.
-            let answer = match connection.relayed {
-                true => error.without_target(),
-                false => error.to_string(),
+            // A sender that may be anyone on the internet is not told where the developer's
+            // server listens; the record keeps the whole message.
+            let answer = match sender_is_the_developer {
+                true => error.to_string(),
+                false => error.without_target(),
             };
             let record = Arc::make_mut(&mut exchange);
             record.failed_answering(outcome, status, error.to_string(), answer);
@@ -420,6 +429,20 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Whether a sender may read where the local server listens in a failure's answer: only one
+/// on this machine that no proxy (ngrok, a load balancer: they add `Forwarded` or
+/// `X-Forwarded-For`) relayed from elsewhere, and never one through our own relay.
+fn is_local_sender(
+    relayed: bool,
+    client_addr: Option<SocketAddr>,
+    headers: &hyper::HeaderMap,
+) -> bool {
+    !relayed
+        && client_addr.is_some_and(|addr| addr.ip().is_loopback())
+        && !headers.contains_key("x-forwarded-for")
+        && !headers.contains_key("forwarded")
 }
 
 /// Records a request hyper refused before it reached [`handle`] (see `server::refusal`):
@@ -605,5 +628,39 @@ async fn read_body(body: &mut Incoming, headers: &hyper::HeaderMap, limits: &Lim
                 limits.body_timeout.as_secs_f64()
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_sender_on_this_machine_learns_the_local_server_s_address() {
+        let none = hyper::HeaderMap::new();
+        let loopback: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let v6_loopback: SocketAddr = "[::1]:40000".parse().unwrap();
+        let public: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.20:40000".parse().unwrap();
+        assert!(is_local_sender(false, Some(loopback), &none));
+        assert!(is_local_sender(false, Some(v6_loopback), &none));
+        assert!(!is_local_sender(false, Some(public), &none));
+        assert!(!is_local_sender(false, Some(lan), &none));
+        assert!(!is_local_sender(false, None, &none));
+        assert!(
+            !is_local_sender(true, Some(loopback), &none),
+            "through the relay"
+        );
+        for proxied in ["x-forwarded-for", "forwarded"] {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(
+                proxied,
+                hyper::header::HeaderValue::from_static("for=198.51.100.1"),
+            );
+            assert!(
+                !is_local_sender(false, Some(loopback), &headers),
+                "{proxied}: an ngrok agent on this machine relays senders from anywhere"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Byte-exactness on the wire: a raw TLS client writes a request exactly as Vobiz would, and a
 //! raw TCP upstream reads what arrives. Header names keep their case and order; the body is
-//! the same bytes; only the X-Forwarded-* headers are added.
+//! the same bytes; only the X-Forwarded-* headers are added. The record, and an as-is replay
+//! of it, keep them too.
 
 mod common;
 
@@ -133,5 +134,55 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
             "{added}:\n{got_head}"
         );
     }
+
+    // The record holds the headers as they were sent: names in their case, in their order.
+    let recorded = harness.last_recorded().await;
+    let recorded_lines: Vec<String> = recorded
+        .request
+        .headers
+        .0
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)))
+        .collect();
+    let all_sent: Vec<&str> = sent_head
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(recorded_lines, all_sent);
+    assert_eq!(
+        recorded.verdict.status,
+        vobiz_tunnel::signature::VerdictStatus::Valid,
+        "{:?}",
+        recorded.verdict
+    );
+
+    // An as-is replay sends them so again, with the original sender in X-Forwarded-For.
+    let (replay_url, replayed) = raw_upstream().await;
+    let id = recorded.id.unwrap().to_string();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vobiz-tunnel"))
+        .args(["replay", &id, "--forward", &replay_url])
+        .args(["--store", harness.config.store.to_str().unwrap()])
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .output();
+    let output = within(output).await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let replayed = within(replayed).await.unwrap();
+    let replayed = String::from_utf8_lossy(&replayed).into_owned();
+    for line in all_sent
+        .iter()
+        .filter(|l| !l.starts_with("Connection:") && !l.starts_with("Host:"))
+    {
+        assert!(
+            replayed.contains(&format!("\r\n{line}\r\n")),
+            "{line:?}:\n{replayed}"
+        );
+    }
+    assert!(
+        replayed
+            .to_ascii_lowercase()
+            .contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{replayed}"
+    );
     harness.tunnel.shutdown().await;
 }

@@ -346,6 +346,38 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Converts a header map into the recorded form, in the map's order.
+/// The request's headers as they were sent — order, repeats and the names' case — read from
+/// `received` (the head's bytes) when those are this request's; otherwise as hyper parsed
+/// them (lower-case names, repeats grouped).
+pub fn headers_as_received(
+    map: &HeaderMap,
+    received: Option<&[u8]>,
+    method: &str,
+    target: &str,
+) -> Headers {
+    let Some(received) = received else {
+        return headers_record(map);
+    };
+    let mut slots = vec![httparse::EMPTY_HEADER; map.len()];
+    let mut request = httparse::Request::new(&mut slots);
+    // The same parse as hyper's, so the same headers: anything else (a head cut short, bytes
+    // of another request) falls back to hyper's view.
+    let same = matches!(request.parse(received), Ok(httparse::Status::Complete(_)))
+        && request.method == Some(method)
+        && request.path == Some(target)
+        && request.headers.len() == map.len();
+    if !same {
+        return headers_record(map);
+    }
+    Headers(
+        request
+            .headers
+            .iter()
+            .map(|header| (header.name.to_string(), header.value.to_vec()))
+            .collect(),
+    )
+}
+
 pub fn headers_record(map: &HeaderMap) -> Headers {
     Headers(
         map.iter()

@@ -73,6 +73,7 @@ pub(super) async fn serve(
         tls,
         activity.clone(),
         Arc::default(),
+        Arc::default(),
         "vobiz-tunnel relay",
     );
     let connection = http.serve_connection(TokioIo::new(refusals), service);

@@ -5,6 +5,7 @@
 
 mod command;
 pub mod edit;
+mod header_case;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,7 +125,13 @@ impl Replayer {
         if plan.resign {
             self.resign(&mut request)?;
         }
-        request.client_addr = None;
+        // The local server sees the original sender in X-Forwarded-For, as it did then; the
+        // replay's own record has no sender address (the tool sent it).
+        let original_sender = request
+            .client_addr
+            .take()
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+            .map(|addr| addr.ip());
         request.tls = Default::default();
         let header_pairs = request.headers.to_text_pairs();
         let verdict = signature::verify(
@@ -141,7 +148,7 @@ impl Replayer {
         let mut exchange = Exchange::received(request, verdict, now_micros());
         exchange.replay_of = Some(original_id);
         exchange.add_flag(Flag::Replay);
-        self.send(exchange, plan).await
+        self.send(exchange, plan, original_sender).await
     }
 
     fn resign(&self, request: &mut RequestRecord) -> Result<(), ReplayError> {
@@ -198,6 +205,7 @@ impl Replayer {
         &self,
         mut exchange: Exchange,
         plan: &ReplayPlan,
+        original_sender: Option<std::net::IpAddr>,
     ) -> Result<Arc<Exchange>, ReplayError> {
         // Recorded as sent: hyper writes the body's real length (see `header_map`).
         true_length(&mut exchange.request.headers, exchange.request.body.len());
@@ -206,6 +214,8 @@ impl Replayer {
         let target = exchange.request.target.clone();
         let host = exchange.request.host.clone();
         let body: Bytes = exchange.request.body.clone();
+        // Header names in the case they were recorded in, as the local server saw them.
+        let case = header_case::extensions_for(&exchange.request.headers).await;
 
         let mut exchange = Arc::new(exchange);
         match self.store.insert(exchange.clone()).await {
@@ -236,8 +246,8 @@ impl Replayer {
             headers: header_map,
             body,
             original_host: host.as_deref(),
-            client_ip: None,
-            extensions: Default::default(),
+            client_ip: original_sender,
+            extensions: case,
             relay_waits: None,
         };
         let result = upstream.send(outgoing).await;

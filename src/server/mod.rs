@@ -199,7 +199,14 @@ async fn serve_connection(
     let activity = watch::Activity::new();
     let counter = activity.clone();
     let recorder = (proxy.clone(), info.clone());
-    let service = service_fn(move |request| {
+    let request_start = Arc::new(refusal::RequestStart::default());
+    let received = request_start.clone();
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
+        let head = received.take();
+        if !head.is_empty() {
+            request.extensions_mut().insert(refusal::ReceivedHead(head));
+        }
         watch::counted(
             &counter,
             pipeline::handle(proxy.clone(), info.clone(), request),
@@ -210,6 +217,7 @@ async fn serve_connection(
         tls_stream,
         activity.clone(),
         refused.clone(),
+        request_start,
         "vobiz-tunnel",
     );
     let connection = http.serve_connection(TokioIo::new(stream), service);

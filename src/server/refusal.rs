@@ -9,8 +9,12 @@
 //! the same status, a plain-text body that says what was wrong, `connection: close`. What was
 //! kept is then the refused request, which the listener records ([`Refused`]).
 //!
+//! The same bytes serve a request hyper accepts: the listener hands them to the pipeline
+//! ([`ReceivedHead`]), which records the header names as they were sent (`X-Vobiz-Signature-V3`,
+//! not hyper's `x-vobiz-signature-v3`).
+//!
 //! HTTP/2 connections (their preface is the first thing read) are passed through untouched:
-//! h2 reports protocol errors in frames of its own.
+//! h2 reports protocol errors in frames of its own, and its header names are lower case.
 
 use std::io;
 use std::pin::Pin;
@@ -36,6 +40,27 @@ pub struct Refused {
     pub received: Vec<u8>,
 }
 
+/// The start of the request being read on a connection, shared by its stream (which keeps
+/// it) and its service (which takes it when hyper hands over the request).
+#[derive(Debug, Default)]
+pub struct RequestStart(Mutex<Vec<u8>>);
+
+impl RequestStart {
+    /// What was kept, leaving nothing.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A request's head as received (and maybe the start of its body): a request extension the
+/// listener adds and the pipeline takes out.
+#[derive(Clone, Debug)]
+pub struct ReceivedHead(pub Vec<u8>);
+
 /// The refusal of a connection, shared between its stream and the listener.
 #[derive(Debug, Default)]
 pub struct RefusalSlot(Mutex<Option<Refused>>);
@@ -60,7 +85,7 @@ pub struct Refusals<IO> {
     /// HTTP/2, or not known yet (nothing read).
     protocol: Protocol,
     /// Bytes read since the last request began being served.
-    received: Vec<u8>,
+    received: Arc<RequestStart>,
     /// `Activity::started` when `received` began.
     started: u64,
     /// Responses to served requests written so far.
@@ -81,6 +106,7 @@ impl<IO> Refusals<IO> {
         io: IO,
         activity: Arc<Activity>,
         slot: Arc<RefusalSlot>,
+        received: Arc<RequestStart>,
         speaker: &'static str,
     ) -> Self {
         Refusals {
@@ -89,7 +115,7 @@ impl<IO> Refusals<IO> {
             slot,
             speaker,
             protocol: Protocol::Unknown,
-            received: Vec::new(),
+            received,
             started: 0,
             answered: 0,
             answer: None,
@@ -107,43 +133,56 @@ impl<IO> Refusals<IO> {
         if self.protocol != Protocol::Http1 || self.activity.in_flight() > 0 {
             return;
         }
+        let mut received = self.received.lock();
         // A request began being served since: what was kept was its start, not this one's.
         let started = self.activity.started();
         if started != self.started {
             self.started = started;
-            self.received.clear();
+            received.clear();
         }
-        let room = KEPT_BYTES.saturating_sub(self.received.len());
-        self.received
-            .extend_from_slice(&read[..read.len().min(room)]);
+        let room = KEPT_BYTES.saturating_sub(received.len());
+        received.extend_from_slice(&read[..read.len().min(room)]);
     }
 
-    /// Whether `buf` is hyper refusing a request: a response head written when every request
-    /// begun so far has had its answer, with hyper's empty body. (A served request's future
-    /// ends before its response is written, so "none in flight" would not tell them apart.)
-    fn is_refusal(&mut self, buf: &[u8]) -> Option<u16> {
+    /// What hyper is writing, judged by its first bytes: a response head written when every
+    /// request begun so far has had its answer, with hyper's empty body, is a refusal. (A
+    /// served request's future ends before its response is written, so "none in flight"
+    /// would not tell them apart.)
+    fn classify(&self, buf: &[u8]) -> Writing {
         if self.protocol != Protocol::Http1 {
-            return None;
+            return Writing::Other;
         }
-        let status = buf.strip_prefix(b"HTTP/1.")?.get(2..5)?;
-        let status: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
+        let Some(status) = response_status(buf) else {
+            return Writing::Other;
+        };
         if self.activity.started() > self.answered {
-            // The answer to a served request (an interim 100 Continue is not its answer).
-            if status >= 200 {
-                self.answered += 1;
-            }
-            return None;
+            // An interim 100 Continue is not the answer.
+            return match status >= 200 {
+                true => Writing::Answer,
+                false => Writing::Other,
+            };
         }
         let head = &buf[..buf.len().min(256)];
         let empty = head
             .windows(EMPTY_BODY.len())
             .any(|w| w.eq_ignore_ascii_case(EMPTY_BODY));
-        ((400..600).contains(&status) && empty).then_some(status)
+        match (400..600).contains(&status) && empty {
+            true => Writing::Refusal(status),
+            false => Writing::Other,
+        }
+    }
+
+    /// Counts a served request's answer once its first bytes are taken (hyper writes the same
+    /// bytes again after a `Pending`).
+    fn written(&mut self, writing: Writing, result: &Poll<io::Result<usize>>) {
+        if writing == Writing::Answer && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.answered += 1;
+        }
     }
 
     fn refuse(&mut self, status: u16) {
         let received = if self.activity.started() == self.started {
-            std::mem::take(&mut self.received)
+            self.received.take()
         } else {
             Vec::new()
         };
@@ -179,6 +218,23 @@ fn answer(speaker: &str, status: u16) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// What a write holds, for [`Refusals`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writing {
+    /// The head of a served request's final response.
+    Answer,
+    /// hyper refusing a request with this status.
+    Refusal(u16),
+    /// Anything else: the rest of a response, an interim one, HTTP/2 frames.
+    Other,
+}
+
+/// The status of a response head (`HTTP/1.x NNN …`).
+fn response_status(buf: &[u8]) -> Option<u16> {
+    let status = buf.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+    std::str::from_utf8(status).ok()?.parse().ok()
 }
 
 impl<IO: AsyncWrite + Unpin> Refusals<IO> {
@@ -220,9 +276,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.answer.is_none() {
-            match self.is_refusal(buf) {
-                Some(status) => self.refuse(status),
-                None => return Pin::new(&mut self.io).poll_write(cx, buf),
+            match self.classify(buf) {
+                Writing::Refusal(status) => self.refuse(status),
+                writing => {
+                    let result = Pin::new(&mut self.io).poll_write(cx, buf);
+                    self.written(writing, &result);
+                    return result;
+                }
             }
         }
         // Ours replaces hyper's answer; hyper closes the connection after it.
@@ -242,9 +302,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
                 .iter()
                 .find(|b| !b.is_empty())
                 .map_or(&[][..], |b| &b[..]);
-            match self.is_refusal(first) {
-                Some(status) => self.refuse(status),
-                None => return Pin::new(&mut self.io).poll_write_vectored(cx, bufs),
+            match self.classify(first) {
+                Writing::Refusal(status) => self.refuse(status),
+                writing => {
+                    let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+                    self.written(writing, &result);
+                    return result;
+                }
             }
         }
         ready!(self.poll_answer(cx))?;
@@ -276,7 +340,13 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
         let activity = Activity::new();
         let slot = Arc::new(RefusalSlot::default());
-        let mut stream = Refusals::new(ours, activity.clone(), slot.clone(), "vobiz-tunnel");
+        let mut stream = Refusals::new(
+            ours,
+            activity.clone(),
+            slot.clone(),
+            Arc::default(),
+            "vobiz-tunnel",
+        );
         theirs
             .write_all(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
             .await
@@ -311,7 +381,13 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
         let activity = Activity::new();
         let slot = Arc::new(RefusalSlot::default());
-        let mut stream = Refusals::new(ours, activity.clone(), slot.clone(), "vobiz-tunnel");
+        let mut stream = Refusals::new(
+            ours,
+            activity.clone(),
+            slot.clone(),
+            Arc::default(),
+            "vobiz-tunnel",
+        );
         theirs
             .write_all(b"POST /cb HTTP/1.1\r\n\r\n")
             .await
@@ -330,22 +406,82 @@ mod tests {
         assert_eq!(slot.take(), None);
     }
 
+    /// A sink that is not ready the first time each write is offered.
+    #[derive(Default)]
+    struct Hesitant {
+        out: Vec<u8>,
+        ready: bool,
+    }
+
+    impl AsyncWrite for Hesitant {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let ready = self.ready;
+            self.ready = !ready;
+            if !ready {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.out.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_offered_twice_counts_once() {
+        let activity = Activity::new();
+        let mut stream = Refusals::new(
+            Hesitant::default(),
+            activity.clone(),
+            Arc::default(),
+            Arc::default(),
+            "vobiz-tunnel",
+        );
+        stream.protocol = Protocol::Http1;
+        // Two served requests, each answered by the local server with an empty 404.
+        let empty_404 = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+        for _ in 0..2 {
+            drop(activity.begin());
+            stream.write_all(empty_404).await.unwrap();
+        }
+        assert!(stream.answer.is_none(), "neither taken for a refusal");
+        assert_eq!(stream.io.out, [&empty_404[..], &empty_404[..]].concat());
+    }
+
     #[test]
     fn only_the_start_of_a_request_is_kept_and_a_served_one_is_forgotten() {
         let activity = Activity::new();
         let slot = Arc::new(RefusalSlot::default());
-        let mut stream = Refusals::new((), activity.clone(), slot, "vobiz-tunnel");
+        let start = Arc::new(RequestStart::default());
+        let mut stream = Refusals::new((), activity.clone(), slot, start.clone(), "vobiz-tunnel");
         stream.keep(b"POST /one HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            start.take(),
+            b"POST /one HTTP/1.1\r\n\r\n",
+            "the service takes it"
+        );
+        stream.keep(b"POST /two HTTP/1.1\r\n\r\n");
         drop(activity.begin());
         stream.keep(&vec![b'a'; KEPT_BYTES * 2]);
-        assert_eq!(stream.received.len(), KEPT_BYTES);
-        assert!(stream.received.iter().all(|&b| b == b'a'));
-        let mut h2 = Refusals::new((), Activity::new(), Arc::default(), "vobiz-tunnel");
+        let kept = start.take();
+        assert_eq!(kept.len(), KEPT_BYTES);
+        assert!(kept.iter().all(|&b| b == b'a'));
+        let h2_start = Arc::new(RequestStart::default());
+        let mut h2 = Refusals::new((), Activity::new(), Arc::default(), h2_start.clone(), "x");
         h2.keep(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        assert!(h2.received.is_empty());
+        assert!(h2_start.take().is_empty());
         assert_eq!(
-            h2.is_refusal(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"),
-            None
+            h2.classify(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"),
+            Writing::Other
         );
     }
 }

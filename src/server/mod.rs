@@ -229,7 +229,7 @@ async fn serve_connection(
             _ => refusal::reason(refusal.status).to_string(),
         };
         let status = refusal.status;
-        pipeline::record_refused(&recorder.0, &recorder.1, refusal, &reason);
+        refusal::record_refused(&recorder.0, &recorder.1, refusal, &reason);
         return Err(format!("HTTP error: {reason} (answered {status})"));
     }
     match ended {

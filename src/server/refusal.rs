@@ -7,7 +7,7 @@
 //! bytes of the request being read (up to [`KEPT_BYTES`]), and when hyper writes a response
 //! while no request is being served — which only its own refusals do — it writes ours instead:
 //! the same status, a plain-text body that says what was wrong, `connection: close`. What was
-//! kept is then the refused request, which the listener records ([`Refused`]).
+//! kept is then the refused request, which the listener records ([`record_refused`]).
 //!
 //! The same bytes serve a request hyper accepts: the listener hands them to the pipeline
 //! ([`ReceivedHead`]), which records the header names as they were sent (`X-Vobiz-Signature-V3`,
@@ -21,9 +21,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::watch::Activity;
+use crate::exchange::{now_micros, Exchange, Headers, Outcome, RequestRecord};
+use crate::pipeline::{record_end, ConnectionInfo, Proxy};
+use crate::signature::{Verdict, VerdictStatus};
 
 /// How much of a refused request is kept for the record: enough for any sane request line
 /// and headers; a header flood is recorded by its start.
@@ -327,6 +331,98 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_answer(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Records a request hyper refused before it reached [`crate::pipeline::handle`]:
+/// what was received, as far as it reads as a request line and headers, and all of it as the
+/// body; the status the sender got and hyper's reason.
+pub fn record_refused(proxy: &Proxy, connection: &ConnectionInfo, refused: Refused, reason: &str) {
+    let received = Bytes::from(refused.received);
+    let head = RoughHead::of(&received);
+    let target = head.target.unwrap_or_else(|| "/".into());
+    let public_url = match &proxy.public_url {
+        Some(base) => base.join(&target),
+        None => format!(
+            "https://{}{target}",
+            head.host.as_deref().unwrap_or("localhost")
+        ),
+    };
+    let request = RequestRecord {
+        method: head.method.unwrap_or_else(|| "-".into()),
+        target,
+        http_version: "HTTP/1.1".into(),
+        host: head.host,
+        public_url,
+        headers: head.headers,
+        body: received,
+        body_truncated: false,
+        client_addr: connection.client_addr.map(|a| a.to_string()),
+        tls: connection.tls.clone(),
+    };
+    let mut verdict = Verdict::bare(VerdictStatus::Unsigned);
+    verdict.explanation =
+        vec!["Not checked: the request was refused before it could be read.".into()];
+    let mut exchange = Exchange::received(request, verdict, now_micros());
+    exchange.failed(
+        Outcome::ClientError,
+        refused.status,
+        format!(
+            "refused before forwarding: {reason} (the body holds what was received, as it came)"
+        ),
+    );
+    exchange.done();
+    record_end(&proxy.store, &proxy.events, Arc::new(exchange));
+}
+
+/// A refused request read leniently: the request line's method and target when they look
+/// like ones, and the lines with a colon as headers (names as sent).
+struct RoughHead {
+    method: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    headers: Headers,
+}
+
+impl RoughHead {
+    fn of(received: &[u8]) -> RoughHead {
+        let head = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(received, |end| &received[..end]);
+        let mut lines = head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let first = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+        let mut words = first.split(' ');
+        let method = words
+            .next()
+            .filter(|m| !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase()))
+            .map(String::from);
+        let target = words
+            .next()
+            .filter(|t| t.starts_with('/') || t.contains("://"))
+            .map(|t| t.chars().take(2048).collect());
+        let headers: Vec<(String, Vec<u8>)> = lines
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+                let value = line[colon + 1..].trim_ascii().to_vec();
+                (!name.is_empty()).then_some((name, value))
+            })
+            .collect();
+        let host = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .filter(|host| crate::config::plausible_host(host))
+            .map(String::from);
+        RoughHead {
+            method,
+            target,
+            host,
+            headers: Headers(headers),
+        }
     }
 }
 

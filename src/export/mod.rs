@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, Context};
 
 pub use curl::{curl_command, printf_command, shell_quote};
 pub use har::{entry as har_entry, HarWriter};
-pub use har_import::parse_har;
+pub use har_import::{parse_har, parse_har_file};
 pub use ndjson::NdjsonWriter;
 
 use crate::cli::{ExportArgs, ImportArgs, StoreArg};
@@ -167,8 +167,8 @@ fn export_file(
 /// `vobiz-tunnel import --har FILE`: every entry becomes a new exchange flagged `imported`.
 pub fn import_command(args: &ImportArgs) -> anyhow::Result<i32> {
     let file = &args.har;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let exchanges = parse_har(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let exchanges = parse_har_file(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     let total = exchanges.len();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

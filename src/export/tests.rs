@@ -175,3 +175,36 @@ fn extreme_timings_import_export_and_show_without_overflow() {
         assert_eq!(&again, exchange);
     }
 }
+
+/// The entries are read as a stream: `log.entries` may come anywhere among other keys, which
+/// are skipped whatever they hold; a file and a slice read alike.
+#[test]
+fn entries_are_found_wherever_they_are_and_files_read_as_slices_do() {
+    let entry = har_entry(&sample());
+    let document = json!({
+        "comment": {"nested": [1, {"entries": "not these"}]},
+        "log": {"creator": {"name": "x"}, "entries": [entry.clone(), entry], "pages": []},
+        "after": true
+    });
+    let bytes = serde_json::to_vec(&document).unwrap();
+    let from_slice = parse_har(&bytes).unwrap();
+    assert_eq!(from_slice.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.har");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(super::parse_har_file(&file).unwrap(), from_slice);
+    assert!(parse_har(br#"{"log": {"entries": []}}"#)
+        .unwrap()
+        .is_empty());
+
+    for (bytes, expected) in [
+        (&br#"{"log": []}"#[..], "not a HAR file"),
+        (br#"{"log": {"entries": {}}}"#, "not a HAR file"),
+        (br#"{"log": {"entries": [], "x": "#, "not JSON"),
+        (br#"{"log": {"entries": []}} trailing"#, "not JSON"),
+        (br#"[1, 2"#, "not JSON"),
+    ] {
+        let error = parse_har(bytes).unwrap_err();
+        assert!(error.starts_with(expected), "{error}");
+    }
+}

@@ -498,7 +498,6 @@ impl Exchange {
         self.error = Some(message);
     }
 
-    /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting.
     /// The sender stopped waiting at `gone_us` (µs since the epoch), before the answer was
     /// written to it: flagged, and said in `error` (after the failure's own words, if any).
     pub fn sender_gone(&mut self, gone_us: i64) {
@@ -520,6 +519,7 @@ impl Exchange {
         });
     }
 
+    /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting.
     pub fn done(&mut self) {
         self.timings.done_us = Some(now_micros());
         if self.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {

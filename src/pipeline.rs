@@ -102,8 +102,12 @@ pub async fn handle(
     let rerecord = {
         let proxy = proxy.clone();
         move |mut record: Arc<Exchange>, gone_us| {
-            Arc::make_mut(&mut record).sender_gone(gone_us);
-            record_end(&proxy.store, &proxy.events, record);
+            // Without an id the first write failed and the writer still retries it: a second
+            // write would be a second row.
+            if record.id.is_some() {
+                Arc::make_mut(&mut record).sender_gone(gone_us);
+                record_end(&proxy.store, &proxy.events, record);
+            }
         }
     };
     // Dropped with this future if the sender leaves first (see `sender_watch`).
@@ -388,8 +392,9 @@ impl Proxy {
         let written = self.store.finish(exchange.clone()).await;
         self.recorded(&mut exchange, delivery, written);
         if let Some(gone_us) = watch.recorded(&exchange) {
-            // The sender left during the commit: the record is written again, flagged.
-            if !exchange.has_flag(Flag::SenderGone) {
+            // The sender left during the commit: the record is written again, flagged (if
+            // it was written at all: see `handle`).
+            if exchange.id.is_some() && !exchange.has_flag(Flag::SenderGone) {
                 Arc::make_mut(&mut exchange).sender_gone(gone_us);
                 self.store.complete(exchange.clone());
             }

@@ -81,10 +81,21 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
             "event = ? COLLATE NOCASE".into()
         }
         Test::CallPrefix(prefix) => {
-            // GLOB rather than substr: the pattern's literal start (up to its first letter,
-            // which becomes `[aA]`) lets SQLite use the call_uuid index.
-            params.push(Value::Text(format!("{}*", glob_ignoring_case(prefix))));
-            "call_uuid GLOB ?".into()
+            // A range of the lower-cased CallUUID, which its index (schema 6) answers: the
+            // values that start with the lower-cased prefix sort from it up to (not including)
+            // the prefix with its last character one higher.
+            let low = prefix.to_ascii_lowercase();
+            let sql = match next_after_prefix(&low) {
+                Some(high) => {
+                    params.extend([text(&low), Value::Text(high)]);
+                    "lower(call_uuid) >= ? AND lower(call_uuid) < ?"
+                }
+                None => {
+                    params.push(text(&low));
+                    "lower(call_uuid) >= ?"
+                }
+            };
+            format!("call_uuid IS NOT NULL AND {sql}")
         }
         Test::Method(method) => {
             params.push(text(method));
@@ -142,21 +153,15 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
     }
 }
 
-/// `text` as a GLOB pattern that matches itself with ASCII letters in either case.
-fn glob_ignoring_case(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        match c {
-            '*' => pattern.push_str("[*]"),
-            '?' => pattern.push_str("[?]"),
-            '[' => pattern.push_str("[[]"),
-            c if c.is_ascii_alphabetic() => {
-                pattern.extend(['[', c.to_ascii_lowercase(), c.to_ascii_uppercase(), ']'])
-            }
-            c => pattern.push(c),
-        }
-    }
-    pattern
+/// The first string after every string that starts with `prefix` (in SQLite's BINARY order,
+/// which is code point order for UTF-8): `prefix` with its last character one higher. `None`
+/// for the empty prefix (everything matches) and when no character is higher.
+fn next_after_prefix(prefix: &str) -> Option<String> {
+    let last = prefix.chars().next_back()?;
+    let higher = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32)?;
+    let mut next = prefix[..prefix.len() - last.len_utf8()].to_string();
+    next.push(higher);
+    Some(next)
 }
 
 /// Registers [`HEADER_FUNCTION`] and [`BODY_TEXT_FUNCTION`] on `conn`;
@@ -211,17 +216,20 @@ mod tests {
             clause.sql,
             "NOT coalesce(status BETWEEN ? AND ?, 0) AND (instr(CAST(lower(path) AS BLOB), ?) > 0 \
              OR instr(CAST(lower(coalesce(event, '')) AS BLOB), ?) > 0 \
-             OR vt_filter_body_text(request_body, ?)) AND (call_uuid GLOB ?)"
+             OR vt_filter_body_text(request_body, ?)) AND (call_uuid IS NOT NULL \
+             AND lower(call_uuid) >= ? AND lower(call_uuid) < ?)"
         );
         assert!(
             !clause.sql.contains("it's"),
             "user text is never in the SQL"
         );
-        assert_eq!(clause.params.len(), 6);
-        assert_eq!(
-            clause.params[5],
-            Value::Text("[aA][*][bB][?][[][cC]*".into())
-        );
+        assert_eq!(clause.params.len(), 7);
+        assert_eq!(clause.params[5], Value::Text("a*b?[c".into()));
+        assert_eq!(clause.params[6], Value::Text("a*b?[d".into()));
+        assert_eq!(next_after_prefix("7d1c"), Some("7d1d".into()));
+        assert_eq!(next_after_prefix("a\u{d7ff}"), Some("a\u{e000}".into()));
+        assert_eq!(next_after_prefix("\u{10ffff}"), None);
+        assert_eq!(next_after_prefix(""), None);
         assert_eq!(Filter::default().to_sql().sql, "1");
     }
 }

@@ -345,7 +345,6 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Converts a header map into the recorded form, in the map's order.
 /// The request's headers as they were sent — order, repeats and the names' case — read from
 /// `received` (the head's bytes) when those are this request's; otherwise as hyper parsed
 /// them (lower-case names, repeats grouped).
@@ -378,6 +377,7 @@ pub fn headers_as_received(
     )
 }
 
+/// Converts a header map into the recorded form, in the map's order.
 pub fn headers_record(map: &HeaderMap) -> Headers {
     Headers(
         map.iter()

@@ -62,6 +62,7 @@ pub(super) async fn serve(
         peer,
         tls: crate::tls::session_info(tls.get_ref().1),
     });
+    let h2 = conn.tls.alpn.as_deref() == Some("h2");
     let activity = watch::Activity::new();
     let counter = activity.clone();
     let idle_timeout = shared.config.header_timeout;
@@ -73,9 +74,10 @@ pub(super) async fn serve(
         tls,
         activity.clone(),
         Arc::default(),
-        Arc::default(),
+        None,
         "vobiz-tunnel relay",
-    );
+    )
+    .speaking_h2(h2);
     let connection = http.serve_connection(TokioIo::new(refusals), service);
     match watch::serve(connection, &activity, idle_timeout, stop).await {
         watch::Ended::Idle => Ok(()),

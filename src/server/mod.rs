@@ -217,9 +217,10 @@ async fn serve_connection(
         tls_stream,
         activity.clone(),
         refused.clone(),
-        request_start,
+        Some(request_start),
         "vobiz-tunnel",
-    );
+    )
+    .speaking_h2(recorder.1.tls.alpn.as_deref() == Some("h2"));
     let connection = http.serve_connection(TokioIo::new(stream), service);
     let ended = watch::serve(connection, &activity, limits.header_timeout, stop).await;
     // A request hyper refused (malformed, too large a head) is recorded like any other.

@@ -1,5 +1,5 @@
-//! Requests hyper refuses before the pipeline sees them: a malformed request line or header
-//! (400), headers over the limit (431), a target too long (414), an unknown version (505).
+//! Requests hyper refuses before the pipeline sees them: a malformed request line or header,
+//! an unknown version (400), headers over the limit (431), a target too long (414).
 //!
 //! hyper answers those itself with a status line and an empty body, and closes. That tells a
 //! developer staring at `curl -v` nothing, and the request would leave no trace in the store.
@@ -32,6 +32,10 @@ use crate::signature::{Verdict, VerdictStatus};
 /// How much of a refused request is kept for the record: enough for any sane request line
 /// and headers; a header flood is recorded by its start.
 pub const KEPT_BYTES: usize = 16 * 1024;
+
+/// The statuses hyper refuses a request with: a malformed request line or header, a target
+/// too long, headers over the limit (in size or number).
+const REFUSALS: [u16; 3] = [400, 414, 431];
 
 /// How hyper's refusals end their head: no body.
 const EMPTY_BODY: &[u8] = b"\r\ncontent-length: 0\r\n";
@@ -88,8 +92,11 @@ pub struct Refusals<IO> {
     speaker: &'static str,
     /// HTTP/2, or not known yet (nothing read).
     protocol: Protocol,
-    /// Bytes read since the last request began being served.
-    received: Arc<RequestStart>,
+    /// Bytes read since the last request began being served (`None`: nobody reads them).
+    received: Option<Arc<RequestStart>>,
+    /// Bytes were read while no request was served since the last answer was written: only
+    /// then can hyper be refusing something.
+    unanswered_bytes: bool,
     /// `Activity::started` when `received` began.
     started: u64,
     /// Responses to served requests written so far.
@@ -106,11 +113,13 @@ enum Protocol {
 }
 
 impl<IO> Refusals<IO> {
+    /// `received` gets the start of each request (for the pipeline and the record of a
+    /// refusal); `None` where nothing records them (the relay).
     pub fn new(
         io: IO,
         activity: Arc<Activity>,
         slot: Arc<RefusalSlot>,
-        received: Arc<RequestStart>,
+        received: Option<Arc<RequestStart>>,
         speaker: &'static str,
     ) -> Self {
         Refusals {
@@ -120,24 +129,39 @@ impl<IO> Refusals<IO> {
             speaker,
             protocol: Protocol::Unknown,
             received,
+            unanswered_bytes: false,
             started: 0,
             answered: 0,
             answer: None,
         }
     }
 
+    /// The connection speaks HTTP/2 (its ALPN says so): nothing to watch.
+    pub fn speaking_h2(mut self, h2: bool) -> Self {
+        if h2 {
+            self.protocol = Protocol::Http2;
+        }
+        self
+    }
+
     /// Keeps what was just read, if it may be the start of a request hyper will refuse.
     fn keep(&mut self, read: &[u8]) {
         if self.protocol == Protocol::Unknown && !read.is_empty() {
+            // Without ALPN: an HTTP/2 client with prior knowledge starts with its preface
+            // (a first read shorter than the marker is taken for HTTP/1).
             self.protocol = match read.starts_with(b"PRI * HTTP/2") {
                 true => Protocol::Http2,
                 false => Protocol::Http1,
             };
         }
-        if self.protocol != Protocol::Http1 || self.activity.in_flight() > 0 {
+        if self.protocol != Protocol::Http1 || self.activity.in_flight() > 0 || read.is_empty() {
             return;
         }
-        let mut received = self.received.lock();
+        self.unanswered_bytes = true;
+        let Some(received) = &self.received else {
+            return;
+        };
+        let mut received = received.lock();
         // A request began being served since: what was kept was its start, not this one's.
         let started = self.activity.started();
         if started != self.started {
@@ -170,7 +194,7 @@ impl<IO> Refusals<IO> {
         let empty = head
             .windows(EMPTY_BODY.len())
             .any(|w| w.eq_ignore_ascii_case(EMPTY_BODY));
-        match (400..600).contains(&status) && empty {
+        match self.unanswered_bytes && REFUSALS.contains(&status) && empty {
             true => Writing::Refusal(status),
             false => Writing::Other,
         }
@@ -181,14 +205,14 @@ impl<IO> Refusals<IO> {
     fn written(&mut self, writing: Writing, result: &Poll<io::Result<usize>>) {
         if writing == Writing::Answer && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
             self.answered += 1;
+            self.unanswered_bytes = false;
         }
     }
 
     fn refuse(&mut self, status: u16) {
-        let received = if self.activity.started() == self.started {
-            self.received.take()
-        } else {
-            Vec::new()
+        let received = match &self.received {
+            Some(received) if self.activity.started() == self.started => received.take(),
+            _ => Vec::new(),
         };
         tracing::debug!("refused a request with {status}: {}", reason(status));
         self.answer = Some((answer(self.speaker, status), 0));
@@ -204,10 +228,14 @@ pub fn reason(status: u16) -> &'static str {
              parsed"
         }
         414 => "the request target (path and query) is too long",
-        431 => "the request's headers are over the limit of 256 KiB",
-        505 => "the HTTP version is not supported (HTTP/1.0, HTTP/1.1 and HTTP/2 are)",
+        431 => "the request's headers are over the limit (256 KiB, or 100 headers)",
         _ => "the request could not be read",
     }
+}
+
+/// What the sender is told, after the speaker's name.
+fn told(status: u16) -> String {
+    format!("{}; it was not forwarded", reason(status))
 }
 
 fn answer(speaker: &str, status: u16) -> Vec<u8> {
@@ -215,7 +243,7 @@ fn answer(speaker: &str, status: u16) -> Vec<u8> {
         .ok()
         .and_then(|code| code.canonical_reason())
         .unwrap_or("Error");
-    let body = format!("{speaker}: {}; it was not forwarded\n", reason(status));
+    let body = format!("{speaker}: {}\n", told(status));
     format!(
         "HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -364,12 +392,14 @@ pub fn record_refused(proxy: &Proxy, connection: &ConnectionInfo, refused: Refus
     verdict.explanation =
         vec!["Not checked: the request was refused before it could be read.".into()];
     let mut exchange = Exchange::received(request, verdict, now_micros());
-    exchange.failed(
+    // The record's answer is the one the sender got (ours, in place of hyper's).
+    exchange.failed_answering(
         Outcome::ClientError,
         refused.status,
         format!(
             "refused before forwarding: {reason} (the body holds what was received, as it came)"
         ),
+        told(refused.status),
     );
     exchange.done();
     record_end(&proxy.store, &proxy.events, Arc::new(exchange));
@@ -440,7 +470,7 @@ mod tests {
             ours,
             activity.clone(),
             slot.clone(),
-            Arc::default(),
+            Some(Arc::default()),
             "vobiz-tunnel",
         );
         theirs
@@ -481,7 +511,7 @@ mod tests {
             ours,
             activity.clone(),
             slot.clone(),
-            Arc::default(),
+            Some(Arc::default()),
             "vobiz-tunnel",
         );
         theirs
@@ -539,18 +569,34 @@ mod tests {
             Hesitant::default(),
             activity.clone(),
             Arc::default(),
-            Arc::default(),
+            None,
             "vobiz-tunnel",
         );
-        stream.protocol = Protocol::Http1;
-        // Two served requests, each answered by the local server with an empty 404.
-        let empty_404 = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+        // Two served requests, each answered by the local server with an empty 400.
+        let empty_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         for _ in 0..2 {
+            stream.keep(b"POST /cb HTTP/1.1\r\n\r\n");
             drop(activity.begin());
-            stream.write_all(empty_404).await.unwrap();
+            stream.write_all(empty_400).await.unwrap();
         }
         assert!(stream.answer.is_none(), "neither taken for a refusal");
-        assert_eq!(stream.io.out, [&empty_404[..], &empty_404[..]].concat());
+        assert_eq!(stream.io.out, [&empty_400[..], &empty_400[..]].concat());
+    }
+
+    /// A response body whose own bytes look like a refusal (an HTTP transcript the local
+    /// server returns), written as a piece of its own: it is the body, not a refusal.
+    #[tokio::test]
+    async fn a_body_that_looks_like_a_refusal_is_still_the_body() {
+        let activity = Activity::new();
+        let mut stream = Refusals::new(Vec::new(), activity.clone(), Arc::default(), None, "x");
+        stream.keep(b"POST /cb HTTP/1.1\r\n\r\n");
+        drop(activity.begin());
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 47\r\n\r\n";
+        let body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        stream.write_all(head).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        assert!(stream.answer.is_none());
+        assert_eq!(stream.io, [&head[..], &body[..]].concat());
     }
 
     #[test]
@@ -558,7 +604,7 @@ mod tests {
         let activity = Activity::new();
         let slot = Arc::new(RefusalSlot::default());
         let start = Arc::new(RequestStart::default());
-        let mut stream = Refusals::new((), activity.clone(), slot, start.clone(), "vobiz-tunnel");
+        let mut stream = Refusals::new((), activity.clone(), slot, Some(start.clone()), "x");
         stream.keep(b"POST /one HTTP/1.1\r\n\r\n");
         assert_eq!(
             start.take(),
@@ -572,7 +618,13 @@ mod tests {
         assert_eq!(kept.len(), KEPT_BYTES);
         assert!(kept.iter().all(|&b| b == b'a'));
         let h2_start = Arc::new(RequestStart::default());
-        let mut h2 = Refusals::new((), Activity::new(), Arc::default(), h2_start.clone(), "x");
+        let mut h2 = Refusals::new(
+            (),
+            Activity::new(),
+            Arc::default(),
+            Some(h2_start.clone()),
+            "x",
+        );
         h2.keep(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
         assert!(h2_start.take().is_empty());
         assert_eq!(

@@ -37,6 +37,11 @@ fn call_from_row(row: &Row<'_>) -> rusqlite::Result<CallSummary> {
     })
 }
 
+/// The exchanges of the call `?1`; the lower-cased condition is what the index (schema 6)
+/// answers, the exact one what the call is.
+pub(super) const ONE_CALL: &str =
+    "call_uuid IS NOT NULL AND lower(call_uuid) = lower(?1) AND call_uuid = ?1";
+
 impl StoreReader {
     /// The most recent calls, newest first.
     pub fn calls(&self, limit: usize) -> Result<Vec<CallSummary>, StoreError> {
@@ -59,7 +64,7 @@ impl StoreReader {
     /// Every exchange of one call, in arrival order.
     pub fn call(&self, call_uuid: &str) -> Result<Vec<ExchangeSummary>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM exchanges WHERE call_uuid = ?1 ORDER BY id",
+            "SELECT {} FROM exchanges WHERE {ONE_CALL} ORDER BY id",
             super::reader::SUMMARY_COLUMNS
         );
         let mut statement = self.conn.prepare_cached(&sql)?;

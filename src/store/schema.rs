@@ -72,6 +72,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX exchanges_unusual_status ON exchanges(status)
         WHERE status IS NULL OR status < 200 OR status >= 300;
     "#,
+    // 6: `call:` ignores case, so its index is on the lower-cased CallUUID; it replaces the
+    // plain one (the exact lookup of a call's exchanges narrows by it too).
+    r#"
+    DROP INDEX exchanges_call_uuid;
+    CREATE INDEX exchanges_call_uuid_lower ON exchanges(lower(call_uuid))
+        WHERE call_uuid IS NOT NULL;
+    "#,
 ];
 
 /// How long the writer waits for another process's lock before giving up on a batch.

@@ -134,6 +134,14 @@ async fn garbage_gets_an_error_or_a_close_and_the_listener_survives() {
         assert!(exchange.request.body.starts_with(b"POST /abuse/x"));
         let error = exchange.error.as_deref().unwrap_or_default();
         assert!(error.starts_with("refused before forwarding: "), "{error}");
+        // The recorded answer is the one the sender got.
+        let answer = exchange.response.as_ref().unwrap();
+        assert!(
+            answer
+                .body
+                .starts_with(b"vobiz-tunnel: the request is not valid HTTP/1.1"),
+            "{answer:?}"
+        );
     }
     for flood in ["/abuse/many", "/abuse/huge"] {
         let recorded = recorded_under(&harness, flood).await;

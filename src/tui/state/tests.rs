@@ -195,6 +195,13 @@ fn an_existing_export_file_is_replaced_only_after_a_yes() {
     // The loop found the file and asks.
     state.input = Some((Prompt::ConfirmOverwrite, "out.har".into()));
     assert_eq!(state.input_mode(), InputMode::Text);
+    // A resize or the mouse is not an answer.
+    state.update(Action::Resize);
+    state.update(Action::Click { column: 1, row: 1 });
+    assert_eq!(
+        state.input,
+        Some((Prompt::ConfirmOverwrite, "out.har".into()))
+    );
     assert!(state.update(Action::Input('n')).is_empty());
     assert!(state.input.is_none());
     assert_eq!(

@@ -301,6 +301,13 @@ impl AppState {
             return Vec::new();
         };
         if *prompt == Prompt::ConfirmOverwrite {
+            // Not an answer: the question stays.
+            if matches!(
+                action,
+                Action::Resize | Action::Wheel { .. } | Action::Click { .. }
+            ) {
+                return Vec::new();
+            }
             let path = std::mem::take(text);
             self.input = None;
             return match action {

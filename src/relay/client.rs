@@ -279,6 +279,9 @@ async fn session(
                 Some(Notice::Replaced { by }) => {
                     let _ = heard.set(by);
                 }
+                Some(Notice::Rejected { status, reason }) => {
+                    super::rejected::record(&proxy, request, status, &reason);
+                }
                 None => tracing::debug!("relay: ignored a notice this version does not know"),
             }
             let mut answer = Response::new(Full::new(Bytes::new()));

@@ -3,8 +3,9 @@
 //!
 //! [`protocol`] describes the wire protocol; [`server`] (accept loop, tunnel acceptance) and
 //! `public` (carrying one callback) are the relay; [`registry`] maps routes to tunnels;
-//! [`client`] is the laptop's side; [`notice`] what the relay tells a laptop about its tunnel;
-//! [`log`] the relay's log lines; `command` the subcommand.
+//! [`client`] is the laptop's side; [`notice`] what the relay tells a laptop about its tunnel
+//! (and `rejected` the laptop's record of a callback the relay answered itself); [`log`] the
+//! relay's log lines; `command` the subcommand.
 
 pub mod client;
 mod command;
@@ -15,6 +16,7 @@ pub mod notice;
 pub mod protocol;
 mod public;
 pub mod registry;
+mod rejected;
 pub mod server;
 pub mod state;
 

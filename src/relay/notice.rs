@@ -3,9 +3,14 @@
 //! forwards or records. The relay strips the header from every public callback, so only the
 //! relay can send one.
 //!
-//! The one notice so far is "replaced": another laptop connected with the same token, and the
-//! newest wins. Without it the pushed-out laptop would see only a closed tunnel, reconnect,
-//! push the other one out in turn, and the two would trade the route back and forth for ever.
+//! "replaced": another laptop connected with the same token, and the newest wins. Without it
+//! the pushed-out laptop would see only a closed tunnel, reconnect, push the other one out in
+//! turn, and the two would trade the route back and forth for ever.
+//!
+//! "rejected": the relay answered a callback for this laptop's route itself (its body was over
+//! the relay's limit, cut short or too slow), so it never came through the tunnel. The notice
+//! carries the callback's method, target, headers and envelope (no body), and the laptop
+//! records it, so that a callback the relay turned away is not one the developer never sees.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,19 +22,39 @@ pub static NOTICE: HeaderName = HeaderName::from_static("x-vobiz-tunnel-notice")
 /// On a "replaced" notice: the address of the laptop that took the tunnel.
 pub static BY: HeaderName = HeaderName::from_static("x-vobiz-tunnel-replaced-by");
 
+/// On a "rejected" notice: the status the sender got, and why.
+pub static REJECTED_STATUS: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-status");
+pub static REJECTED_REASON: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-reason");
+
 const REPLACED: &str = "replaced";
+const REJECTED: &str = "rejected";
 
 /// A notice the laptop understands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Another laptop (at `by`, as the relay saw it) took this tunnel's route.
     Replaced { by: String },
+    /// The relay answered this callback itself with `status`, for `reason`.
+    Rejected { status: u16, reason: String },
+}
+
+/// Marks `request` (a callback as the tunnel would carry it, without its body) as one the
+/// relay rejected with `status` for `reason`.
+pub fn mark_rejected<B>(request: &mut Request<B>, status: u16, reason: &str) {
+    let headers = request.headers_mut();
+    headers.insert(NOTICE.clone(), HeaderValue::from_static(REJECTED));
+    headers.insert(REJECTED_STATUS.clone(), HeaderValue::from(status));
+    // A reason is the relay's own text; one that is not a header value is cut to what is.
+    let reason: String = reason.chars().filter(|c| (' '..='~').contains(c)).collect();
+    if let Ok(reason) = HeaderValue::from_str(&reason) {
+        headers.insert(REJECTED_REASON.clone(), reason);
+    }
 }
 
 impl Notice {
-    /// The request that carries it to the laptop.
-    pub fn request(&self) -> Request<Full<Bytes>> {
-        let Notice::Replaced { by } = self;
+    /// The request that carries a "replaced" notice to the laptop ("rejected" notices are
+    /// callbacks marked by [`mark_rejected`]).
+    pub fn replaced_request(by: &str) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = hyper::Uri::from_static("https://vobiz-tunnel.invalid/");
@@ -44,13 +69,17 @@ impl Notice {
     /// The notice `headers` carry, if they are one. An unknown notice (from a newer relay) is
     /// still a notice: see [`is_notice`].
     pub fn read(headers: &HeaderMap) -> Option<Notice> {
-        match headers.get(&NOTICE)?.to_str().ok()? {
-            REPLACED => {
-                let by = headers.get(&BY).and_then(|v| v.to_str().ok());
-                Some(Notice::Replaced {
-                    by: by.unwrap_or("an unknown address").to_string(),
-                })
-            }
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        match text(&NOTICE)? {
+            REPLACED => Some(Notice::Replaced {
+                by: text(&BY).unwrap_or("an unknown address").to_string(),
+            }),
+            REJECTED => Some(Notice::Rejected {
+                status: text(&REJECTED_STATUS)?.parse().ok()?,
+                reason: text(&REJECTED_REASON)
+                    .unwrap_or("no reason given")
+                    .to_string(),
+            }),
             _ => None,
         }
     }
@@ -64,8 +93,9 @@ pub fn is_notice(headers: &HeaderMap) -> bool {
 
 /// Removes anything a public sender wrote that only the relay may say.
 pub fn strip(headers: &mut HeaderMap) {
-    headers.remove(&NOTICE);
-    headers.remove(&BY);
+    for name in [&NOTICE, &BY, &REJECTED_STATUS, &REJECTED_REASON] {
+        headers.remove(name);
+    }
 }
 
 #[cfg(test)]
@@ -77,13 +107,26 @@ mod tests {
         let notice = Notice::Replaced {
             by: "203.0.113.7:51234".into(),
         };
-        let request = notice.request();
+        let request = Notice::replaced_request("203.0.113.7:51234");
         assert!(is_notice(request.headers()));
         assert_eq!(Notice::read(request.headers()), Some(notice));
 
         let mut headers = request.headers().clone();
         strip(&mut headers);
         assert!(!is_notice(&headers) && headers.is_empty());
+
+        let mut rejected = Request::new(());
+        mark_rejected(&mut rejected, 413, "body over 65536 bytes\n\u{1}");
+        assert_eq!(
+            Notice::read(rejected.headers()),
+            Some(Notice::Rejected {
+                status: 413,
+                reason: "body over 65536 bytes".into()
+            })
+        );
+        let mut forged = rejected.headers().clone();
+        strip(&mut forged);
+        assert!(forged.is_empty());
 
         let mut unknown = HeaderMap::new();
         unknown.insert(NOTICE.clone(), HeaderValue::from_static("paused"));

@@ -142,6 +142,42 @@ async fn handle(
     Ok(delivery.response)
 }
 
+/// How long telling a laptop about a rejected callback may take.
+const TELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tells the laptop connected for `route`, if there is one, about a callback the relay
+/// answered itself (a "rejected" notice: the callback without its body). In the background:
+/// the sender's answer does not wait for it.
+fn tell_laptop(
+    shared: &Shared,
+    route: usize,
+    method: &hyper::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    status: u16,
+    reason: &str,
+) {
+    let Some(link) = shared.registry.connected(route) else {
+        return;
+    };
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = headers.clone();
+    // The body stays behind: a length it does not have would make HTTP/2 refuse the request.
+    request.headers_mut().remove(CONTENT_LENGTH);
+    notice::mark_rejected(&mut request, status, reason);
+    let mut sender = link.sender();
+    tokio::spawn(async move {
+        let told = async {
+            sender.ready().await.ok()?;
+            sender.send_request(request).await.ok()
+        };
+        let _ = tokio::time::timeout(TELL_TIMEOUT, told).await;
+    });
+}
+
 /// The headers the laptop receives: the sender's, minus those that describe the public
 /// connection only (hop-by-hop) and any notice header (only the relay speaks those), plus the
 /// envelope (replacing any the sender forged).
@@ -231,33 +267,6 @@ async fn deliver(
             "the request target is not a valid URL".into(),
         );
     };
-
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let limit = config.max_body_bytes;
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Delivery::local(413, route_name, format!("body over {limit} bytes"));
-    }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Delivery::local(413, route_name, format!("body over {limit} bytes"));
-        }
-        Ok(Err(e)) => {
-            let reason = format!("the body did not arrive whole: {}", error_chain(e.as_ref()));
-            return Delivery::local(400, route_name, reason);
-        }
-        Err(_) => {
-            let reason = format!("the body took over {} s", BODY_TIMEOUT.as_secs());
-            return Delivery::local(408, route_name, reason);
-        }
-    };
     let envelope = Envelope {
         public_url: Some(public_url),
         client_addr: Some(conn.peer),
@@ -265,6 +274,46 @@ async fn deliver(
         answer_within: Some(config.forward_timeout),
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
+    let rejected = |status: u16, reason: String| {
+        tell_laptop(
+            shared,
+            route,
+            &parts.method,
+            &uri,
+            &headers,
+            status,
+            &reason,
+        );
+        Delivery::local(status, route_name.clone(), reason)
+    };
+
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = config.max_body_bytes;
+    // What the relay answers itself from here on is told to the route's laptop too.
+    if declared.is_some_and(|n| n > limit as u64) {
+        return rejected(413, format!("body over {limit} bytes"));
+    }
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return rejected(413, format!("body over {limit} bytes"));
+        }
+        Ok(Err(e)) => {
+            let reason = format!("the body did not arrive whole: {}", error_chain(e.as_ref()));
+            return rejected(400, reason);
+        }
+        Err(_) => {
+            let reason = format!("the body took over {} s", BODY_TIMEOUT.as_secs());
+            return rejected(408, reason);
+        }
+    };
     let make_request = || {
         let mut request = Request::new(Full::new(body.clone()));
         *request.method_mut() = parts.method.clone();

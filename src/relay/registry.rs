@@ -241,6 +241,12 @@ impl Registry {
         found
     }
 
+    /// The route's live tunnel now, without waiting.
+    pub fn connected(&self, route: usize) -> Option<Arc<Link>> {
+        let current = self.slots.get(route)?.current.borrow();
+        is_live(&current).then(|| current.clone()).flatten()
+    }
+
     /// Whether the route has a live tunnel now.
     pub fn is_connected(&self, route: usize) -> bool {
         self.slots

@@ -218,11 +218,11 @@ async fn connection(
 /// that does not answer within [`NOTICE_TIMEOUT`] (it is often gone: the newer tunnel is
 /// the same laptop back after a network change) is dropped without it.
 async fn tell_replaced<C: Future>(link: &Link, by: SocketAddr, connection: Pin<&mut C>) {
-    let notice = Notice::Replaced { by: by.to_string() };
+    let notice = Notice::replaced_request(&by.to_string());
     let mut sender = link.sender();
     let told = async move {
         if sender.ready().await.is_ok() {
-            let _ = sender.send_request(notice.request()).await;
+            let _ = sender.send_request(notice).await;
         }
     };
     let _ = tokio::time::timeout(NOTICE_TIMEOUT, async {

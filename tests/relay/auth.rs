@@ -189,7 +189,8 @@ async fn the_allow_list_turns_other_senders_away() {
 }
 
 /// Answers the relay gives before reading the body (403, 413) reach an HTTP/2 sender as
-/// answers: the stream ends when the sender has sent what it declared, not in a reset.
+/// answers: the stream ends when the sender has sent what it declared, not in a reset. A
+/// rejection for a route (413) is recorded by that route's laptop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_reach_an_http2_sender_as_answers() {
     let not_us = IpBlock::parse("10.0.0.0/8").unwrap();
@@ -213,6 +214,33 @@ async fn refusals_reach_an_http2_sender_as_answers() {
             .upstream
             .assert_nothing(Duration::from_millis(100))
             .await;
+        if status == 413 {
+            // The route's laptop is told (in the background), and records what the sender got.
+            common::within(async {
+                loop {
+                    laptop.harness.tunnel.store.flush().await;
+                    if !laptop.harness.reader().latest(1).unwrap().is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            let recorded = laptop.harness.last_recorded().await;
+            assert_eq!(recorded.status(), Some(413));
+            assert_eq!(recorded.outcome, vobiz_tunnel::exchange::Outcome::TooLarge);
+            assert_eq!(recorded.request.target, "/cb");
+            assert!(recorded.request.public_url.ends_with("/cb"));
+            let error = recorded.error.as_deref().unwrap_or_default();
+            assert!(
+                error.starts_with("the relay answered this callback itself: body over 65536"),
+                "{error}"
+            );
+            assert!(
+                recorded.request.client_addr.is_some(),
+                "the sender, as the relay saw it"
+            );
+        }
         laptop.harness.tunnel.shutdown().await;
         relay.server.shutdown().await;
     }

@@ -1,0 +1,69 @@
+//! The laptop's record of a callback the relay answered itself (see [`super::notice`]): its
+//! body was over the relay's limit, cut short or too slow, so it never came through the
+//! tunnel. What the relay knew of it (method, target, headers, the URL Vobiz called, the
+//! sender) is recorded with the answer the sender got, like any exchange that failed here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::Request;
+
+use super::envelope;
+use crate::exchange::{now_micros, Exchange, Outcome, RequestRecord};
+use crate::forward;
+use crate::pipeline::{record_end, Proxy};
+use crate::signature::{self, CallbackRequest, VerdictStatus};
+
+/// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`.
+pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
+    let (mut parts, _) = request.into_parts();
+    super::notice::strip(&mut parts.headers);
+    let envelope = envelope::take(&mut parts.headers);
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+    let host = parts.uri.authority().map(|a| a.as_str().to_string());
+    let public_url = envelope
+        .public_url
+        .unwrap_or_else(|| format!("https://{}{target}", host.as_deref().unwrap_or("localhost")));
+    let request = RequestRecord {
+        method: parts.method.as_str().to_string(),
+        target,
+        http_version: "HTTP/2.0".into(),
+        host,
+        public_url,
+        headers: forward::headers_record(&parts.headers),
+        body: Bytes::new(),
+        body_truncated: true,
+        client_addr: envelope.client_addr.map(|a| a.to_string()),
+        tls: envelope.tls,
+    };
+    // The URL-only schemes (V2, V3 in the documented form) still verify without the body.
+    let header_pairs = request.headers.text_pairs_where(signature::reads_header);
+    let verdict = signature::verify(
+        &CallbackRequest {
+            method: &request.method,
+            url: &request.public_url,
+            headers: &header_pairs,
+            body: &request.body,
+            extra_ports: &[],
+            other_urls: &[],
+        },
+        &proxy.keys,
+    );
+    let outcome = match status {
+        413 => Outcome::TooLarge,
+        403 if verdict.status != VerdictStatus::Valid => Outcome::Rejected,
+        _ => Outcome::ClientError,
+    };
+    let mut exchange = Exchange::received(request, verdict, now_micros());
+    exchange.failed_answering(
+        outcome,
+        status,
+        format!("the relay answered this callback itself: {reason}; it never reached this laptop"),
+        reason.to_string(),
+    );
+    exchange.done();
+    record_end(&proxy.store, &proxy.events, Arc::new(exchange));
+}

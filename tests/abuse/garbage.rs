@@ -331,3 +331,39 @@ async fn an_http2_stream_flood_with_resets_leaves_the_listener_serving() {
     upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;
 }
+
+/// An answer given before the body was read (413 on the declared length) reaches a sender
+/// that goes on sending the body: the listener reads and drops the rest for a moment after
+/// answering, instead of closing on unread bytes, which makes the kernel send a reset that
+/// can destroy the answer before the sender reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_reaches_a_sender_still_sending_its_body() {
+    use tokio::io::AsyncReadExt;
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| c.limits.max_body_bytes = 64 * 1024).await;
+    for round in 0..5 {
+        let mut tls = raw_tls(&harness).await;
+        let head = format!(
+            "POST /abuse/early-{round} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000000\r\n\r\n"
+        );
+        let _ = tls.write_all(head.as_bytes()).await;
+        // The body keeps coming after the answer was sent.
+        let chunk = vec![b'x'; 16 * 1024];
+        for _ in 0..32 {
+            if tls.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = tls.flush().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut answer = Vec::new();
+        let _ = within(tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413") && answer.contains("--max-body"),
+            "round {round}: {answer:?}"
+        );
+    }
+    harness.tunnel.shutdown().await;
+}

@@ -780,6 +780,48 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
     assert!(screen.contains("invalid 30"), "{screen}");
 }
 
+/// The store file deleted under the running listener: the listener starts a new store, and
+/// the inspector reads that one (details, pages) instead of the deleted file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_follows_a_store_recreated_under_it() {
+    let mut upstream = upstream(Reply::default()).await;
+    let mut tui = Tui::start(&upstream.url());
+    let addr = tui.listen_addr().await;
+    tui.wait_for_text("No exchanges yet.").await;
+    let body = "CallUUID=call-s-0001&Event=Ring";
+    assert_eq!(send_signed(&tui, addr, "/first", body, 11).await, 200);
+    upstream.next().await;
+    tui.wait_for("#1 listed", |s| list_row(s, 1).is_some())
+        .await;
+
+    let store = tui.store_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    // The listener notices within 0.1 s and starts a new store; its ids start at 1 again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (path, seed) in [("/second", 12), ("/third", 13)] {
+        assert_eq!(send_signed(&tui, addr, path, body, seed).await, 200);
+        upstream.next().await;
+    }
+    tui.wait_for_text("the store file was replaced").await;
+    let screen = tui
+        .wait_for("the new store's two rows", |s| {
+            list_row(s, 2).is_some_and(|row| row.contains("/third"))
+        })
+        .await;
+    assert!(!screen.contains("/first"), "{screen}");
+    // #1 of the new store, read from the store: /second, not the deleted file's /first.
+    tui.press("k");
+    let screen = tui
+        .wait_for("#1's detail", |s| detail_id(s) == Some(1))
+        .await;
+    assert!(screen.contains("/second"), "{screen}");
+    assert!(!screen.contains("/first"), "{screen}");
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
 /// `e` opens the request in `$EDITOR`: quitting without a change sends nothing; a save that
 /// cannot be read comes back in the editor with the reason on top; the fixed save is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ pub(super) const SUMMARY_COLUMNS: &str =
 pub struct StoreReader {
     pub(super) conn: Connection,
     path: PathBuf,
+    /// Which file `conn` reads, for [`StoreReader::follow_the_path`].
+    file: super::identity::FileWatch,
 }
 
 impl StoreReader {
@@ -92,11 +94,25 @@ impl StoreReader {
         Ok(StoreReader {
             conn,
             path: path.to_path_buf(),
+            file: super::identity::FileWatch::new(path),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads the file the path names now, if that is another one than this reader opened: a
+    /// running listener starts a new store when its file is deleted or replaced (see
+    /// `identity`), and a long-lived reader (the inspector) would otherwise go on reading the
+    /// old one. True when it switched; an error (no file there yet) leaves this reader as it
+    /// is, to try again later. Looks at the path at most every 0.1 s.
+    pub fn follow_the_path(&mut self) -> Result<bool, StoreError> {
+        if self.file.moved().is_none() {
+            return Ok(false);
+        }
+        *self = StoreReader::open(&self.path)?;
+        Ok(true)
     }
 
     pub fn count(&self) -> Result<u64, StoreError> {
@@ -316,6 +332,42 @@ impl Tally {
             VerdictStatus::Unsigned => 2,
             VerdictStatus::Unchecked => 3,
         }
+    }
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_reader_follows_its_path_to_a_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).unwrap());
+        let mut reader = StoreReader::open(&path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(!reader.follow_the_path().unwrap(), "nothing moved");
+
+        // The file goes; for a moment there is none (the reader stays as it is)...
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(reader.follow_the_path().is_err());
+        // ...then a new store with a row is there: the reader reads it.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Store::open(&path).unwrap();
+        let exchange = std::sync::Arc::new(crate::exchange::Exchange::received(
+            Default::default(),
+            crate::signature::Verdict::bare(VerdictStatus::Unsigned),
+            0,
+        ));
+        runtime.block_on(store.insert(exchange)).unwrap();
+        runtime.block_on(store.flush());
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(reader.follow_the_path().unwrap());
+        assert_eq!(reader.count().unwrap(), 1);
     }
 }
 

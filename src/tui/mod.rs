@@ -123,7 +123,7 @@ impl App {
             }
             if last_poll.elapsed() >= POLL_STORE && !self.state.loading {
                 last_poll = Instant::now();
-                dirty |= self.poll_store();
+                dirty |= self.poll_store(terminal);
             }
             if self.calls_reading.is_none() && Instant::now() >= self.calls_due {
                 for command in self.state.refresh_calls() {
@@ -196,7 +196,18 @@ impl App {
     }
 
     /// Exchanges recorded by another process on the same store (e.g. `vobiz-tunnel replay`).
-    fn poll_store(&mut self) -> bool {
+    fn poll_store(&mut self, terminal: &mut TerminalGuard) -> bool {
+        // The listener started a new store at the same path (the old file was deleted or
+        // replaced): read that one from now on, from its newest rows.
+        if let Ok(true) = self.reader.follow_the_path() {
+            self.state.message = Some(format!(
+                "the store file was replaced: now reading the new {}",
+                self.reader.path().display()
+            ));
+            self.state.store_replaced();
+            self.execute(Command::Reload, terminal);
+            return true;
+        }
         let after = self.state.newest_id().unwrap_or(0);
         match self.reader.page_after(&self.state.filter, after, PAGE) {
             Ok(rows) => {

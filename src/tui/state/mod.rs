@@ -312,6 +312,15 @@ impl AppState {
         self.detail_for_selection()
     }
 
+    /// The listener started a new store at the same path: what was counted and seen belongs
+    /// to the old one (its ids come back from 1). The reload that follows counts anew.
+    pub fn store_replaced(&mut self) {
+        self.counted.clear();
+        self.seeded = false;
+        self.health = Health::default();
+        self.calls_stale = true;
+    }
+
     /// A reload is under way: forget the rows (they belong to the old filter); arrivals from
     /// now on are kept and merged with the page when it comes.
     pub fn begin_reload(&mut self) {

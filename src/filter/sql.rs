@@ -90,9 +90,10 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
                     params.extend([text(&low), Value::Text(high)]);
                     "lower(call_uuid) >= ? AND lower(call_uuid) < ?"
                 }
+                // No character sorts after the last one (U+10FFFF): compare the start.
                 None => {
-                    params.push(text(&low));
-                    "lower(call_uuid) >= ?"
+                    params.extend([text(&low), text(&low)]);
+                    "substr(lower(call_uuid), 1, length(?)) = ?"
                 }
             };
             format!("call_uuid IS NOT NULL AND {sql}")

@@ -1,7 +1,6 @@
-//! What the relay tells a laptop about the tunnel itself (not about a callback): a request on
-//! the tunnel marked with the [`NOTICE`] header, which the laptop answers itself and never
-//! forwards or records. The relay strips the header from every public callback, so only the
-//! relay can send one.
+//! What the relay tells a laptop outside the callbacks it carries: a request on the tunnel
+//! marked with the [`NOTICE`] header, which the laptop answers itself and never forwards. The
+//! relay strips the notice headers from every public callback, so only the relay can send one.
 //!
 //! "replaced": another laptop connected with the same token, and the newest wins. Without it
 //! the pushed-out laptop would see only a closed tunnel, reconnect, push the other one out in
@@ -25,6 +24,8 @@ pub static BY: HeaderName = HeaderName::from_static("x-vobiz-tunnel-replaced-by"
 /// On a "rejected" notice: the status the sender got, and why.
 pub static REJECTED_STATUS: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-status");
 pub static REJECTED_REASON: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-reason");
+/// On a "rejected" notice: the callback's path and query (the notice's own URL is the relay's).
+pub static REJECTED_TARGET: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-target");
 
 const REPLACED: &str = "replaced";
 const REJECTED: &str = "rejected";
@@ -38,9 +39,32 @@ pub enum Notice {
     Rejected { status: u16, reason: String },
 }
 
-/// Marks `request` (a callback as the tunnel would carry it, without its body) as one the
-/// relay rejected with `status` for `reason`.
-pub fn mark_rejected<B>(request: &mut Request<B>, status: u16, reason: &str) {
+/// A "rejected" notice: the callback's method and headers (with the envelope), without its
+/// body, sent to the relay's own `.invalid` URL like every notice (its target travels in a
+/// header), so that a laptop too old to know notices does not take it for the callback.
+pub fn rejected_request(
+    method: &Method,
+    uri: &hyper::Uri,
+    headers: HeaderMap,
+    status: u16,
+    reason: &str,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = hyper::Uri::from_static("https://vobiz-tunnel.invalid/");
+    *request.headers_mut() = headers;
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(target) = HeaderValue::from_str(target) {
+        request
+            .headers_mut()
+            .insert(REJECTED_TARGET.clone(), target);
+    }
+    mark_rejected(&mut request, status, reason);
+    request
+}
+
+/// Marks `request` as a "rejected" notice for `status` and `reason`.
+fn mark_rejected<B>(request: &mut Request<B>, status: u16, reason: &str) {
     let headers = request.headers_mut();
     headers.insert(NOTICE.clone(), HeaderValue::from_static(REJECTED));
     headers.insert(REJECTED_STATUS.clone(), HeaderValue::from(status));
@@ -93,7 +117,13 @@ pub fn is_notice(headers: &HeaderMap) -> bool {
 
 /// Removes anything a public sender wrote that only the relay may say.
 pub fn strip(headers: &mut HeaderMap) {
-    for name in [&NOTICE, &BY, &REJECTED_STATUS, &REJECTED_REASON] {
+    for name in [
+        &NOTICE,
+        &BY,
+        &REJECTED_STATUS,
+        &REJECTED_REASON,
+        &REJECTED_TARGET,
+    ] {
         headers.remove(name);
     }
 }
@@ -115,8 +145,15 @@ mod tests {
         strip(&mut headers);
         assert!(!is_notice(&headers) && headers.is_empty());
 
-        let mut rejected = Request::new(());
-        mark_rejected(&mut rejected, 413, "body over 65536 bytes\n\u{1}");
+        let rejected = rejected_request(
+            &Method::POST,
+            &hyper::Uri::from_static("https://h.example/cb?x=1"),
+            HeaderMap::new(),
+            413,
+            "body over 65536 bytes\n\u{1}",
+        );
+        assert_eq!(rejected.uri().host(), Some("vobiz-tunnel.invalid"));
+        assert_eq!(rejected.headers()[&REJECTED_TARGET], "/cb?x=1");
         assert_eq!(
             Notice::read(rejected.headers()),
             Some(Notice::Rejected {

@@ -160,14 +160,13 @@ fn tell_laptop(
     let Some(link) = shared.registry.connected(route) else {
         return;
     };
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri.clone();
-    *request.version_mut() = Version::HTTP_2;
-    *request.headers_mut() = headers.clone();
+    let Ok(permit) = shared.telling.clone().try_acquire_owned() else {
+        return; // a flood of rejections: the log has them
+    };
+    let mut headers = headers.clone();
     // The body stays behind: a length it does not have would make HTTP/2 refuse the request.
-    request.headers_mut().remove(CONTENT_LENGTH);
-    notice::mark_rejected(&mut request, status, reason);
+    headers.remove(CONTENT_LENGTH);
+    let request = notice::rejected_request(method, uri, headers, status, reason);
     let mut sender = link.sender();
     tokio::spawn(async move {
         let told = async {
@@ -175,6 +174,7 @@ fn tell_laptop(
             sender.send_request(request).await.ok()
         };
         let _ = tokio::time::timeout(TELL_TIMEOUT, told).await;
+        drop(permit);
     });
 }
 

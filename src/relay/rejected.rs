@@ -17,13 +17,20 @@ use crate::signature::{self, CallbackRequest, VerdictStatus};
 /// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`.
 pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
     let (mut parts, _) = request.into_parts();
+    let target = parts
+        .headers
+        .get(&super::notice::REJECTED_TARGET)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("/")
+        .to_string();
     super::notice::strip(&mut parts.headers);
     let envelope = envelope::take(&mut parts.headers);
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
-    let host = parts.uri.authority().map(|a| a.as_str().to_string());
+    let host = envelope
+        .public_url
+        .as_deref()
+        .and_then(|url| url.split_once("://"))
+        .and_then(|(_, rest)| rest.split('/').next())
+        .map(String::from);
     let public_url = envelope
         .public_url
         .unwrap_or_else(|| format!("https://{}{target}", host.as_deref().unwrap_or("localhost")));
@@ -41,7 +48,7 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
     };
     // The URL-only schemes (V2, V3 in the documented form) still verify without the body.
     let header_pairs = request.headers.text_pairs_where(signature::reads_header);
-    let verdict = signature::verify(
+    let mut verdict = signature::verify(
         &CallbackRequest {
             method: &request.method,
             url: &request.public_url,
@@ -52,6 +59,15 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
         },
         &proxy.keys,
     );
+    if verdict.status == VerdictStatus::Invalid {
+        // Forms that sign the body could not be checked without it: not proof of a forgery.
+        verdict = signature::Verdict::bare(VerdictStatus::Unchecked);
+        verdict.explanation = vec![
+            "Not checked: the body did not reach this laptop, and no signature verified on the \
+             URL alone."
+                .into(),
+        ];
+    }
     let outcome = match status {
         413 => Outcome::TooLarge,
         403 if verdict.status != VerdictStatus::Valid => Outcome::Rejected,
@@ -64,6 +80,10 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
         format!("the relay answered this callback itself: {reason}; it never reached this laptop"),
         reason.to_string(),
     );
+    // The sender's answer came from the relay, in its words.
+    if let Some(answer) = &mut exchange.response {
+        answer.body = Bytes::from(format!("vobiz-tunnel relay: {reason}\n"));
+    }
     exchange.done();
     record_end(&proxy.store, &proxy.events, Arc::new(exchange));
 }

@@ -40,7 +40,14 @@ pub(super) struct Shared {
     pub log: RelayLog,
     /// The port Vobiz calls (the listener's), written into public URLs unless it is 443.
     pub public_port: u16,
+    /// "Rejected" notices on their way to laptops: a sender can cause one per request without
+    /// sending a body, so past this many at once the next ones are dropped (the relay's log
+    /// line still has each rejection).
+    pub telling: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many "rejected" notices may be under way at once.
+const TELLING_AT_ONCE: usize = 32;
 
 impl Shared {
     /// `:port`, or nothing for 443.
@@ -110,6 +117,7 @@ impl RelayServer {
             registry: registry.clone(),
             log,
             public_port: local_addr.port(),
+            telling: Arc::new(tokio::sync::Semaphore::new(TELLING_AT_ONCE)),
         });
         let (shutdown, stop) = watch::channel(false);
         let acceptor = TlsAcceptor::from(with_listener_alpn(tls));

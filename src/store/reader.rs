@@ -70,6 +70,8 @@ pub struct StoreReader {
 impl StoreReader {
     /// Opens an existing store for reading.
     pub fn open(path: &Path) -> Result<StoreReader, StoreError> {
+        // Before the open: a file that replaces this one from now on is noticed.
+        let file = super::identity::FileWatch::new(path);
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
@@ -94,7 +96,7 @@ impl StoreReader {
         Ok(StoreReader {
             conn,
             path: path.to_path_buf(),
-            file: super::identity::FileWatch::new(path),
+            file,
         })
     }
 
@@ -111,7 +113,16 @@ impl StoreReader {
         if self.file.moved().is_none() {
             return Ok(false);
         }
-        *self = StoreReader::open(&self.path)?;
+        let fresh = StoreReader::open(&self.path)?;
+        // A file the listener has only just created has no table yet: not a store to read
+        // until its migration is committed (the next look tries again).
+        let version: i64 = fresh
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            return Err(StoreError::Missing(self.path.clone()));
+        }
+        *self = fresh;
         Ok(true)
     }
 

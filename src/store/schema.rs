@@ -75,7 +75,7 @@ const MIGRATIONS: &[&str] = &[
     // 6: `call:` ignores case, so its index is on the lower-cased CallUUID; it replaces the
     // plain one (the exact lookup of a call's exchanges narrows by it too).
     r#"
-    DROP INDEX exchanges_call_uuid;
+    DROP INDEX IF EXISTS exchanges_call_uuid;
     CREATE INDEX exchanges_call_uuid_lower ON exchanges(lower(call_uuid))
         WHERE call_uuid IS NOT NULL;
     "#,

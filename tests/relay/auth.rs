@@ -240,6 +240,21 @@ async fn refusals_reach_an_http2_sender_as_answers() {
                 recorded.request.client_addr.is_some(),
                 "the sender, as the relay saw it"
             );
+            let answer = recorded.response.as_ref().unwrap();
+            assert!(
+                answer.body.starts_with(b"vobiz-tunnel relay: body over"),
+                "{answer:?}"
+            );
+            assert_ne!(
+                recorded.verdict.status,
+                vobiz_tunnel::signature::VerdictStatus::Invalid,
+                "not checkable without the body, so not called a forgery"
+            );
+            // Nothing reached the local server: not the notice either.
+            laptop
+                .upstream
+                .assert_nothing(Duration::from_millis(100))
+                .await;
         }
         laptop.harness.tunnel.shutdown().await;
         relay.server.shutdown().await;

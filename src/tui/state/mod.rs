@@ -319,6 +319,12 @@ impl AppState {
         self.seeded = false;
         self.health = Health::default();
         self.calls_stale = true;
+        // Ids name other exchanges now.
+        self.marked = None;
+        self.diff = None;
+        self.detail = None;
+        self.held.clear();
+        self.call_timeline.clear();
     }
 
     /// A reload is under way: forget the rows (they belong to the old filter); arrivals from

@@ -165,16 +165,7 @@ async fn serve(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    // An explicit --public-url wins; then what the relay says Vobiz called; then the Host.
-    let public_url = match (&proxy.public_url, envelope.public_url) {
-        (Some(base), _) => base.join(&target),
-        (None, Some(called)) => called,
-        (None, None) => format!(
-            "https://{}{}",
-            original_host.as_deref().unwrap_or("localhost"),
-            target
-        ),
-    };
+    let public_url = proxy.public_url_of(envelope.public_url, original_host.as_deref(), &target);
     let body_bytes = match &body {
         BodyRead::Complete(bytes) => bytes.clone(),
         BodyRead::TooLarge { prefix, .. } | BodyRead::Failed { prefix, .. } => prefix.clone(),
@@ -346,6 +337,21 @@ async fn serve(
 }
 
 impl Proxy {
+    /// The URL a request to `target` is taken to have reached, for its signature: an explicit
+    /// `--public-url` wins; then what the relay says Vobiz called (`called`); then the Host.
+    pub(crate) fn public_url_of(
+        &self,
+        called: Option<String>,
+        host: Option<&str>,
+        target: &str,
+    ) -> String {
+        match (&self.public_url, called) {
+            (Some(base), _) => base.join(target),
+            (None, Some(called)) => called,
+            (None, None) => format!("https://{}{target}", host.unwrap_or("localhost")),
+        }
+    }
+
     /// Ends an exchange with an answer of our own (see [`Exchange::failed`]).
     async fn finish_locally(
         &self,

@@ -16,7 +16,7 @@ use super::iso;
 use crate::exchange::{
     Exchange, Flag, Headers, Outcome, RequestRecord, ResponseRecord, Timings, TlsInfo,
 };
-use crate::signature::{verify, CallbackRequest, Keys, Verdict};
+use crate::signature::{verify_record, Keys, Verdict};
 
 type Object = Map<String, Value>;
 
@@ -260,18 +260,7 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
     let verdict = match field("signature") {
         Some(verdict) => serde_json::from_value::<Verdict>(verdict.clone())
             .map_err(|e| format!("_vobizTunnel.signature is not a verdict ({e})"))?,
-        None => {
-            let pairs = record.headers.to_text_pairs();
-            let callback = CallbackRequest {
-                method: &record.method,
-                url: &record.public_url,
-                headers: &pairs,
-                body: &record.body,
-                extra_ports: &[],
-                other_urls: &[],
-            };
-            verify(&callback, &Keys::default())
-        }
+        None => verify_record(&record, &Keys::default()),
     };
     let response = response(object(entry, "response", "response")?)?;
     let timings = match field("timings") {

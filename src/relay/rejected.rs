@@ -12,7 +12,7 @@ use super::envelope;
 use crate::exchange::{now_micros, Exchange, Outcome, RequestRecord};
 use crate::forward;
 use crate::pipeline::{record_end, Proxy};
-use crate::signature::{self, CallbackRequest, VerdictStatus};
+use crate::signature::{self, VerdictStatus};
 
 /// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`.
 pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
@@ -47,18 +47,7 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
         tls: envelope.tls,
     };
     // The URL-only schemes (V2, V3 in the documented form) still verify without the body.
-    let header_pairs = request.headers.text_pairs_where(signature::reads_header);
-    let mut verdict = signature::verify(
-        &CallbackRequest {
-            method: &request.method,
-            url: &request.public_url,
-            headers: &header_pairs,
-            body: &request.body,
-            extra_ports: &[],
-            other_urls: &[],
-        },
-        &proxy.keys,
-    );
+    let mut verdict = signature::verify_record(&request, &proxy.keys);
     if verdict.status == VerdictStatus::Invalid {
         // Forms that sign the body could not be checked without it: not proof of a forgery.
         verdict = signature::Verdict::bare(VerdictStatus::Unchecked);

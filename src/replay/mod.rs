@@ -22,7 +22,7 @@ use crate::config::BaseUrl;
 use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
 use crate::forward::{Outgoing, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
-use crate::signature::{self, CallbackRequest, Form, Keys, SigningKeys};
+use crate::signature::{self, Form, Keys, SigningKeys};
 use crate::store::Store;
 
 /// What to change when replaying.
@@ -133,18 +133,7 @@ impl Replayer {
             .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
             .map(|addr| addr.ip());
         request.tls = Default::default();
-        let header_pairs = request.headers.to_text_pairs();
-        let verdict = signature::verify(
-            &CallbackRequest {
-                method: &request.method,
-                url: &request.public_url,
-                headers: &header_pairs,
-                body: &request.body,
-                extra_ports: &[],
-                other_urls: &[],
-            },
-            &self.keys,
-        );
+        let verdict = signature::verify_record(&request, &self.keys);
         let mut exchange = Exchange::received(request, verdict, now_micros());
         exchange.replay_of = Some(original_id);
         exchange.add_flag(Flag::Replay);

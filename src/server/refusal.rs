@@ -369,13 +369,7 @@ pub fn record_refused(proxy: &Proxy, connection: &ConnectionInfo, refused: Refus
     let received = Bytes::from(refused.received);
     let head = RoughHead::of(&received);
     let target = head.target.unwrap_or_else(|| "/".into());
-    let public_url = match &proxy.public_url {
-        Some(base) => base.join(&target),
-        None => format!(
-            "https://{}{target}",
-            head.host.as_deref().unwrap_or("localhost")
-        ),
-    };
+    let public_url = proxy.public_url_of(None, head.host.as_deref(), &target);
     let request = RequestRecord {
         method: head.method.unwrap_or_else(|| "-".into()),
         target,

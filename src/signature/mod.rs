@@ -294,6 +294,23 @@ pub struct Verdict {
     pub would_match: Option<NearMiss>,
 }
 
+/// Verifies a recorded request as it stands (its URL, headers and body; no other URLs to
+/// explain with): what a replay, an import or a laptop's record of a relay rejection needs.
+pub fn verify_record(request: &crate::exchange::RequestRecord, keys: &Keys) -> Verdict {
+    let headers = request.headers.text_pairs_where(reads_header);
+    verify(
+        &CallbackRequest {
+            method: &request.method,
+            url: &request.public_url,
+            headers: &headers,
+            body: &request.body,
+            extra_ports: &[],
+            other_urls: &[],
+        },
+        keys,
+    )
+}
+
 impl Verdict {
     /// A verdict of `status` with nothing else known yet: no header, key or sentence.
     pub fn bare(status: VerdictStatus) -> Verdict {

@@ -24,7 +24,7 @@ use super::notice::Notice;
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
+use crate::server::{accept_next, all_closed, expect_tls, fd_limit, linger};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,6 +206,26 @@ async fn connection(
     let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay").await? else {
         return Ok(()); // opened and closed: a port check
     };
+    let closing = linger::Closing::of(&tcp);
+    let lingering_stop = stop.clone();
+    let served = serve_tls(tcp, peer, acceptor, http, shared, stop, caller).await;
+    if let Some(closing) = closing {
+        closing.close(Some(lingering_stop)).await;
+    }
+    served
+}
+
+/// The connection from the TLS handshake on; it is closed (see [`linger`]) once this returns.
+async fn serve_tls(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    http: Arc<public::HttpBuilder>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    caller: Option<OwnedSemaphorePermit>,
+) -> Result<(), String> {
+    let deadline = shared.config.handshake_timeout;
     let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?

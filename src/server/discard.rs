@@ -5,7 +5,7 @@
 //! (`RST_STREAM CANCEL`), and clients such as curl then report a framing error instead of the
 //! answer they were sent. Reading the rest lets the stream end cleanly. It is bounded in time,
 //! and nothing is kept. HTTP/1 needs none of this: hyper closes the connection after the
-//! answer instead.
+//! answer instead, and [`super::linger`] reads what still comes.
 
 use std::time::Duration;
 

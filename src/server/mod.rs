@@ -6,6 +6,7 @@
 
 mod discard;
 pub(crate) mod fd_limit;
+pub(crate) mod linger;
 pub(crate) mod refusal;
 pub(crate) mod watch;
 
@@ -187,6 +188,25 @@ async fn serve_connection(
     let Some(tcp) = expect_tls(tcp, limits.handshake_timeout, "vobiz-tunnel").await? else {
         return Ok(()); // opened and closed: a port check
     };
+    let closing = linger::Closing::of(&tcp);
+    let lingering_stop = stop.clone();
+    let served = serve_tls(tcp, client_addr, acceptor, http, proxy, limits, stop).await;
+    if let Some(closing) = closing {
+        closing.close(Some(lingering_stop)).await;
+    }
+    served
+}
+
+/// The connection from the TLS handshake on; it is closed (see [`linger`]) once this returns.
+async fn serve_tls(
+    tcp: TcpStream,
+    client_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
     let tls_stream = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
@@ -276,11 +296,13 @@ pub(crate) async fn answer_plain_http(mut tcp: TcpStream, speaker: &str) {
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = tcp.write_all(response.as_bytes()).await;
-        let _ = tcp.shutdown().await;
-    })
-    .await;
+    let written = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(response.as_bytes()));
+    if let Ok(Ok(())) = written.await {
+        // The rest of their request is unread: closed gently, or they would get a reset.
+        if let Some(closing) = linger::Closing::owned(tcp) {
+            closing.close(None).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -367,3 +367,64 @@ async fn an_early_answer_reaches_a_sender_still_sending_its_body() {
     }
     harness.tunnel.shutdown().await;
 }
+
+/// The way curl uploads: it goes on writing its body after the answer came, and reads the
+/// answer only once a write fails or the body is sent. A connection closed with the body's
+/// rest unread is reset, and the write fails with "connection reset by peer" instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_writing_on_after_an_early_answer_is_not_reset() {
+    use tokio::io::AsyncReadExt;
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |c| c.limits.max_body_bytes = 64 * 1024).await;
+    let mut tls = raw_tls(&harness).await;
+    let head =
+        "POST /abuse/writes-on HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000000\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+    tls.flush().await.unwrap();
+    // The 413 is written and the connection let go meanwhile, with this body unread.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..16 {
+        within(tls.write_all(&[b'y'; 16 * 1024]))
+            .await
+            .expect("writing on after the answer is not reset");
+    }
+    within(tls.flush()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = within(tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413") && answer.contains("--max-body"),
+        "{answer:?}"
+    );
+    harness.tunnel.shutdown().await;
+}
+
+/// Plain HTTP with a body to the TLS port: the hint is read, not lost to a reset caused by
+/// the request behind it, which nobody reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_request_with_a_body_reads_its_hint() {
+    use tokio::io::AsyncReadExt;
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let mut tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let head = "POST /plain HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&[b'x'; 32 * 1024]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    within(tcp.write_all(&[b'y'; 64 * 1024]))
+        .await
+        .expect("writing on after the hint is not reset");
+    let mut answer = Vec::new();
+    within(tcp.read_to_end(&mut answer))
+        .await
+        .expect("the hint, then an orderly close");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("this port speaks HTTPS"),
+        "{answer:?}"
+    );
+    harness.tunnel.shutdown().await;
+}

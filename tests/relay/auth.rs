@@ -261,6 +261,39 @@ async fn refusals_reach_an_http2_sender_as_answers() {
     }
 }
 
+/// An HTTP/1 sender that goes on writing its body after the relay's 413 (as curl does) is
+/// not reset: it reads the answer once it is done writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_sender_writing_on_after_the_relays_413_is_not_reset() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.max_body_bytes = 64 * 1024
+    })
+    .await;
+    let laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let mut tls = relay.vobiz().tls(false).await;
+    let head = "POST /cb HTTP/1.1\r\nhost: x\r\ncontent-length: 4000000\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&[b'a'; 64 * 1024]).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..16 {
+        within(tls.write_all(&[b'a'; 16 * 1024]))
+            .await
+            .expect("writing on after the answer is not reset");
+    }
+    within(tls.flush()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = within(tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413") && answer.contains("vobiz-tunnel relay: body over"),
+        "{answer:?}"
+    );
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_have_the_facts_and_no_body_or_secret() {
     let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {

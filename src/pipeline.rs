@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use crate::checks;
 use crate::config::{BaseUrl, Limits};
 use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
+use crate::forward::header_case::CaseCache;
 use crate::forward::{self, Outgoing, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::sender_watch::{Departure, SenderWatch};
@@ -72,6 +73,8 @@ pub struct Proxy {
     pub checks: checks::Context,
     /// Tells a forwarded request when to record itself as pending ([`RECORD_PENDING_AFTER`]).
     pub slow_answers: SlowAnswers,
+    /// How to write the header names of relayed callbacks as their senders spelled them.
+    pub header_cases: CaseCache,
 }
 
 /// How reading the request body ended.
@@ -176,12 +179,15 @@ async fn serve(
         http_version: format!("{:?}", parts.version),
         host: original_host.clone(),
         public_url,
-        headers: forward::headers_as_received(
-            &parts.headers,
-            received_head.as_ref().map(|head| head.0.as_slice()),
-            parts.method.as_str(),
-            &target,
-        ),
+        headers: match envelope.header_names.is_empty() {
+            true => forward::headers_as_received(
+                &parts.headers,
+                received_head.as_ref().map(|head| head.0.as_slice()),
+                parts.method.as_str(),
+                &target,
+            ),
+            false => forward::headers_named(&parts.headers, &envelope.header_names),
+        },
         body: body_bytes.clone(),
         body_truncated: !matches!(body, BodyRead::Complete(_)),
         client_addr: client_addr.map(|a| a.to_string()),
@@ -284,6 +290,11 @@ async fn serve(
             .await;
     }
 
+    if !envelope.header_names.is_empty() {
+        // Relayed: the local server sees the names as the sender spelled them.
+        let case = proxy.header_cases.extensions_for(&envelope.header_names);
+        parts.extensions.extend(case.await);
+    }
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
     let sender_is_the_developer = is_local_sender(connection.relayed, client_addr, &parts.headers);
     let outgoing = Outgoing {

@@ -97,6 +97,7 @@ impl Tunnel {
             events: events.clone(),
             checks: crate::checks::Context::new(config.vobiz_ips_warning),
             slow_answers: SlowAnswers::start(crate::pipeline::RECORD_PENDING_AFTER),
+            header_cases: Default::default(),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {

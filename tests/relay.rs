@@ -125,6 +125,77 @@ async fn callbacks_cross_the_relay_verified_against_its_public_url() {
     relay.server.shutdown().await;
 }
 
+/// The tunnel (HTTP/2) carries header names in lower case only; the relay says how an HTTP/1
+/// sender spelled them, so the local server and the record see `X-Vobiz-Signature-V3` as
+/// Vobiz sent it, in the order it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_cross_the_relay_as_the_sender_spelled_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let (local_url, local_received) = common::raw_upstream().await;
+    let laptop = Laptop::forwarding_to(&relay, RELAY_TOKEN, &local_url).await;
+    relay.connected("default").await;
+    let url = relay.url("/vobiz/hangup");
+    let body = hangup(1);
+    let mut head = format!(
+        "POST /vobiz/hangup HTTP/1.1\r\nHost: localhost:{}\r\nUser-Agent: Vobiz\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nX-Custom-MiXeD: 1\r\n",
+        relay.port()
+    );
+    for (name, value) in common::vobiz_headers_fresh(&url, common::TOKEN, 1) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "X-Custom-MiXeD: 2\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    let mut tls = relay.vobiz().tls(false).await;
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 4096];
+    let n = within(tls.read(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Every header line the sender sent arrives as sent, in the same order; a repeated name's
+    // lines arrive together (hyper's header map groups them, as without the relay).
+    let received = within(local_received).await.unwrap();
+    let received = String::from_utf8_lossy(&received).into_owned();
+    let sent: Vec<&str> = head.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    let position = |line: &str| {
+        received
+            .lines()
+            .position(|got| got == line)
+            .unwrap_or_else(|| panic!("{line:?} did not arrive as sent:\n{received}"))
+    };
+    let positions: Vec<usize> = sent
+        .iter()
+        .filter(|line| !line.starts_with("X-Custom-MiXeD"))
+        .map(|line| position(line))
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "order:\n{received}"
+    );
+    assert_eq!(
+        position("X-Custom-MiXeD: 2"),
+        position("X-Custom-MiXeD: 1") + 1
+    );
+
+    let recorded = laptop.last_recorded().await;
+    let recorded_lines: Vec<String> = recorded
+        .request
+        .headers
+        .0
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)))
+        .collect();
+    assert_eq!(recorded_lines, sent, "the record, as sent");
+    assert_eq!(recorded.verdict.status, VerdictStatus::Valid);
+    laptop.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_and_host_routes_reach_their_own_laptop() {
     let (alice_token, bob_token) = ("alice-TOKEN-aaaaaaaa", "bob-TOKEN-bbbbbbbbbb");

@@ -3,6 +3,7 @@
 //! `X-Forwarded-*` says, which `Host` the local server sees. A request that a kept-alive
 //! connection dropped before any answer is sent once more on a new one ([`reuse`]).
 
+pub mod header_case;
 mod reuse;
 
 use std::net::IpAddr;
@@ -377,6 +378,30 @@ pub fn headers_as_received(
     )
 }
 
+/// The request's headers in the order and case of `names` (what the relay says the sender
+/// sent, hop-by-hop ones included); headers `names` does not list follow in the map's order.
+pub fn headers_named(map: &HeaderMap, names: &[String]) -> Headers {
+    let mut used: std::collections::HashMap<HeaderName, usize> = Default::default();
+    let mut headers = Vec::with_capacity(map.len());
+    for name in names {
+        let Ok(key) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        let nth = used.get(&key).copied().unwrap_or(0);
+        if let Some(value) = map.get_all(&key).iter().nth(nth) {
+            headers.push((name.clone(), value.as_bytes().to_vec()));
+            used.insert(key, nth + 1);
+        }
+    }
+    for name in map.keys() {
+        let skip = used.get(name).copied().unwrap_or(0);
+        for value in map.get_all(name).iter().skip(skip) {
+            headers.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+        }
+    }
+    Headers(headers)
+}
+
 /// Converts a header map into the recorded form, in the map's order.
 pub fn headers_record(map: &HeaderMap) -> Headers {
     Headers(
@@ -513,6 +538,45 @@ pub fn downstream_headers(upstream: &Headers) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_headers_follow_the_names_then_the_rest() {
+        let received = map(&[
+            ("host", "x"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("x-vobiz-signature-v3", "s"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        // As sent: the repeat interleaved, a hop-by-hop name the relay dropped, a bad name.
+        let names: Vec<String> = [
+            "Host",
+            "X-A",
+            "X-Vobiz-Signature-V3",
+            "Connection",
+            "X-A",
+            "bad name",
+        ]
+        .map(String::from)
+        .to_vec();
+        let headers = headers_named(&received, &names);
+        let got: Vec<(&str, &[u8])> = headers
+            .0
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Host", &b"x"[..]),
+                ("X-A", b"1"),
+                ("X-Vobiz-Signature-V3", b"s"),
+                ("X-A", b"2"),
+                ("x-forwarded-for", b"1.2.3.4"),
+            ]
+        );
+        assert_eq!(headers_named(&received, &[]), headers_record(&received));
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

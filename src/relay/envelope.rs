@@ -20,6 +20,9 @@ pub static CLIENT_ADDR: HeaderName = HeaderName::from_static("x-vobiz-tunnel-cli
 pub static TLS: HeaderName = HeaderName::from_static("x-vobiz-tunnel-tls");
 /// Milliseconds the relay waits for the answer (its `--forward-timeout`).
 pub static ANSWER_WITHIN: HeaderName = HeaderName::from_static("x-vobiz-tunnel-answer-within-ms");
+/// The names of the sender's headers as it spelled them, in order, comma-separated (an
+/// HTTP/1 sender's `X-Vobiz-Signature-V3`; the tunnel itself carries only lower case).
+pub static HEADER_NAMES: HeaderName = HeaderName::from_static("x-vobiz-tunnel-header-names");
 
 /// The facts of one relayed callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub struct Envelope {
     /// local server would be recorded as delivered when the sender never got it, so the
     /// laptop waits no longer.
     pub answer_within: Option<Duration>,
+    /// The sender's header names as spelled, in order (empty: not known, e.g. HTTP/2).
+    pub header_names: Vec<String>,
 }
 
 fn some_nonempty(part: Option<&str>) -> Option<String> {
@@ -64,17 +69,33 @@ pub fn take(headers: &mut HeaderMap) -> Envelope {
     let answer_within = text(headers, &ANSWER_WITHIN)
         .and_then(|ms| ms.parse::<u64>().ok())
         .map(Duration::from_millis);
+    // Names only (tokens: no commas, no spaces), or nothing at all.
+    let header_names = text(headers, &HEADER_NAMES)
+        .map(|names| names.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|names| {
+            names
+                .iter()
+                .all(|name| HeaderName::from_bytes(name.as_bytes()).is_ok())
+        })
+        .unwrap_or_default();
     Envelope {
         public_url,
         client_addr,
         tls,
         answer_within,
+        header_names,
     }
 }
 
 /// Sets the envelope headers on a request the relay carries, replacing any the sender sent.
 pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
-    for name in [&PUBLIC_URL, &CLIENT_ADDR, &TLS, &ANSWER_WITHIN] {
+    for name in [
+        &PUBLIC_URL,
+        &CLIENT_ADDR,
+        &TLS,
+        &ANSWER_WITHIN,
+        &HEADER_NAMES,
+    ] {
         headers.remove(name);
     }
     let mut set = |name: &HeaderName, value: String| {
@@ -102,6 +123,9 @@ pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
     if let Some(within) = envelope.answer_within {
         set(&ANSWER_WITHIN, within.as_millis().to_string());
     }
+    if !envelope.header_names.is_empty() {
+        set(&HEADER_NAMES, envelope.header_names.join(","));
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +143,7 @@ mod tests {
                 sni: Some("hooks.example.com".into()),
             },
             answer_within: Some(Duration::from_millis(2500)),
+            header_names: vec!["Host".into(), "X-Vobiz-Signature-V3".into()],
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -130,7 +155,7 @@ mod tests {
         assert_eq!(headers.get_all(&PUBLIC_URL).iter().count(), 1);
         assert_eq!(take(&mut headers), envelope);
         assert!(headers.get(&PUBLIC_URL).is_none() && headers.get(&TLS).is_none());
-        assert!(headers.get(&ANSWER_WITHIN).is_none());
+        assert!(headers.get(&ANSWER_WITHIN).is_none() && headers.get(&HEADER_NAMES).is_none());
         assert_eq!(headers["x-other"], "kept");
     }
 
@@ -140,6 +165,11 @@ mod tests {
         headers.insert(PUBLIC_URL.clone(), HeaderValue::from_static("not a url"));
         headers.insert(CLIENT_ADDR.clone(), HeaderValue::from_static("nowhere"));
         headers.insert(ANSWER_WITHIN.clone(), HeaderValue::from_static("-1"));
+        headers.insert(
+            HEADER_NAMES.clone(),
+            HeaderValue::from_static("Host,Bad Name"),
+        );
         assert_eq!(take(&mut headers), Envelope::default());
+        assert!(headers.is_empty(), "{headers:?}");
     }
 }

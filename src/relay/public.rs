@@ -26,7 +26,8 @@ use super::notice;
 use super::server::Shared;
 use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
-use crate::forward::{error_chain, is_hop_by_hop};
+use crate::forward::{error_chain, headers_as_received, is_hop_by_hop};
+use crate::server::refusal::{ReceivedHead, RequestStart};
 use crate::server::watch;
 
 /// How long a sender may take over a request's body.
@@ -66,7 +67,14 @@ pub(super) async fn serve(
     let activity = watch::Activity::new();
     let counter = activity.clone();
     let idle_timeout = shared.config.header_timeout;
-    let service = service_fn(move |request| {
+    let request_start = Arc::new(RequestStart::default());
+    let received = request_start.clone();
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
+        let head = received.take();
+        if !head.is_empty() {
+            request.extensions_mut().insert(ReceivedHead(head));
+        }
         watch::counted(&counter, handle(shared.clone(), conn.clone(), request))
     });
     // hyper's refusals (a malformed request) get a body that says what was wrong.
@@ -74,7 +82,7 @@ pub(super) async fn serve(
         tls,
         activity.clone(),
         Arc::default(),
-        None,
+        Some(request_start),
         "vobiz-tunnel relay",
     )
     .speaking_h2(h2);
@@ -267,11 +275,22 @@ async fn deliver(
             "the request target is not a valid URL".into(),
         );
     };
+    // How the sender spelled its header names, which the tunnel (HTTP/2) cannot carry.
+    let received = parts.extensions.get::<ReceivedHead>();
+    let header_names = match received {
+        Some(head) => {
+            let headers =
+                headers_as_received(&parts.headers, Some(&head.0), parts.method.as_str(), called);
+            headers.0.into_iter().map(|(name, _)| name).collect()
+        }
+        None => Vec::new(),
+    };
     let envelope = Envelope {
         public_url: Some(public_url),
         client_addr: Some(conn.peer),
         tls: conn.tls.clone(),
         answer_within: Some(config.forward_timeout),
+        header_names,
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
     let rejected = |status: u16, reason: String| {

@@ -40,7 +40,7 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
         http_version: "HTTP/2.0".into(),
         host,
         public_url,
-        headers: forward::headers_record(&parts.headers),
+        headers: forward::headers_named(&parts.headers, &envelope.header_names),
         body: Bytes::new(),
         body_truncated: true,
         client_addr: envelope.client_addr.map(|a| a.to_string()),

@@ -5,7 +5,6 @@
 
 mod command;
 pub mod edit;
-mod header_case;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRe
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
 use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
-use crate::forward::{Outgoing, Upstream};
+use crate::forward::{header_case, Outgoing, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
 use crate::signature::{self, Form, Keys, SigningKeys};
 use crate::store::Store;

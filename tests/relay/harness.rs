@@ -162,6 +162,15 @@ impl Laptop {
         Laptop { harness, upstream }
     }
 
+    /// A laptop whose local server is at `url` (one the test reads itself), and its
+    /// listener.
+    pub async fn forwarding_to(relay: &Relay, token: &str, url: &str) -> Harness {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = common::config(&dir, url);
+        config.relay = Some(relay.client_config(token));
+        Harness::start(config, dir).await
+    }
+
     /// A laptop without `--relay` (its client is started by the test).
     pub async fn without_relay() -> Laptop {
         let upstream = common::upstream(Reply::default()).await;

@@ -1,10 +1,13 @@
-//! Replays send header names in the case they were recorded in (`X-Vobiz-Signature-V3`).
+//! Header names written in the case they were sent or recorded in (`X-Vobiz-Signature-V3`):
+//! by replays, and by the laptop for callbacks the relay carried (HTTP/2 between them has
+//! only lower-case names; the relay says how the sender spelled them).
 //!
 //! hyper's client writes a request's header names in the case its extensions carry, and
-//! only hyper's own HTTP/1 parser makes that record (its type is private). So the recorded
-//! names are put through that parser once, in memory, and the extensions it produces go with
-//! the replay.
+//! only hyper's own HTTP/1 parser makes that record (its type is private). So the names are
+//! put through that parser once, in memory, and the extensions it produces go with the
+//! request.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,6 +27,45 @@ pub async fn extensions_for(headers: &Headers) -> hyper::http::Extensions {
     let synthetic = synthetic_head(headers);
     let parsed = tokio::time::timeout(Duration::from_secs(1), parse(synthetic)).await;
     parsed.ok().flatten().unwrap_or_default()
+}
+
+/// The same for a list of names alone (as spelled, in order, repeats included).
+pub async fn extensions_for_names(names: &[String]) -> hyper::http::Extensions {
+    let headers = Headers(
+        names
+            .iter()
+            .map(|name| (name.clone(), b"x".to_vec()))
+            .collect(),
+    );
+    extensions_for(&headers).await
+}
+
+/// How many lists of names [`CaseCache`] keeps before it starts afresh.
+const CACHED_LISTS: usize = 256;
+
+/// The extensions of the lists of names met lately. A sender's callbacks carry the same
+/// headers each time, so hyper's parser runs once per list rather than once per callback.
+#[derive(Debug, Default)]
+pub struct CaseCache(Mutex<HashMap<String, hyper::http::Extensions>>);
+
+impl CaseCache {
+    pub async fn extensions_for(&self, names: &[String]) -> hyper::http::Extensions {
+        let key = names.join(",");
+        if let Some(known) = self.lock().get(&key) {
+            return known.clone();
+        }
+        let made = extensions_for_names(names).await;
+        let mut cache = self.lock();
+        if cache.len() >= CACHED_LISTS {
+            cache.clear();
+        }
+        cache.insert(key, made.clone());
+        made
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, hyper::http::Extensions>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A request carrying the names. Framing headers get values hyper accepts whatever the

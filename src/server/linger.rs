@@ -5,9 +5,10 @@
 //! orderly close: the kernel sends a reset. A sender still writing then gets "connection
 //! reset by peer" on its next write, and curl reports that instead of the answer it was sent.
 //! So a connection is closed the way nginx's `lingering_close` does it: our side shut down
-//! (the sender reads the answer, then its end), then whatever still arrives is read and
-//! thrown away until the sender closes too, for at most [`LINGER_FOR`] and [`LINGER_BYTES`]
-//! (an endless body is not read forever).
+//! (the sender reads the answer, then its end), then, if the sender was caught still
+//! sending, what it sends is read and thrown away until it closes too, for at most
+//! [`LINGER_FOR`] and [`LINGER_BYTES`] (an endless body is not read forever). A sender that
+//! sent nothing more costs no wait: with nothing unread, the close is an orderly one.
 //!
 //! TLS and hyper own a connection's socket and drop it when they are done, so [`Closing`]
 //! keeps a second descriptor of the same socket, taken first: the socket closes only when
@@ -45,30 +46,36 @@ impl Closing {
         tcp.into_std().ok().map(Closing)
     }
 
-    /// Shuts our side down and reads what the sender still sends until it closes its side,
-    /// [`LINGER_FOR`] passes, [`LINGER_BYTES`] were read or `stop` turns true. Call it once
-    /// TLS and hyper have let go.
+    /// Shuts our side down and, if the sender is still sending, reads what it sends until
+    /// it closes its side, [`LINGER_FOR`] passes, [`LINGER_BYTES`] were read or `stop` turns
+    /// true. Call it once TLS and hyper have let go.
     pub async fn close(self, stop: Option<watch::Receiver<bool>>) {
         let socket = self.0;
-        if socket.shutdown(Shutdown::Write).is_err() {
+        if socket.shutdown(Shutdown::Write).is_err() || socket.set_nonblocking(true).is_err() {
             return; // reset or gone already
         }
-        // The usual case costs one read: the sender had closed first, and its end is here.
-        if socket.set_nonblocking(true).is_err() {
-            return;
-        }
+        // What is here already is read at once: usually nothing (an orderly close follows)
+        // or the sender's end (it closed first). Only a sender caught sending is waited for.
         let mut scratch = [0u8; 4096];
-        match (&socket).read(&mut scratch) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        let mut left = LINGER_BYTES;
+        loop {
+            match (&socket).read(&mut scratch) {
+                Ok(0) => return,
+                Ok(read) => {
+                    left = left.saturating_sub(read);
+                    if left == 0 {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock && left < LINGER_BYTES => break,
+                Err(_) => return,
+            }
         }
         let Ok(mut stream) = TcpStream::from_std(socket) else {
             return;
         };
         let drain = async {
-            let mut left = LINGER_BYTES;
             while let Ok(read @ 1..) = stream.read(&mut scratch).await {
                 left = left.saturating_sub(read);
                 if left == 0 {
@@ -170,8 +177,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sender_that_sends_nothing_more_is_closed_at_once() {
+        let (mut client, server) = pair().await;
+        let started = Instant::now();
+        Closing::owned(server).unwrap().close(None).await;
+        assert!(started.elapsed() < Duration::from_millis(500));
+        let mut end = Vec::new();
+        client.read_to_end(&mut end).await.expect("an orderly end");
+        assert!(end.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_sender_that_never_closes_is_let_go_at_the_bound_or_at_stop() {
-        let (_client, server) = pair().await;
+        let (mut client, server) = pair().await;
+        client.write_all(b"still sending").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let closing = Closing::owned(server).unwrap();
         let started = Instant::now();
         tokio::time::timeout(LINGER_FOR * 2, closing.close(None))
@@ -179,7 +199,9 @@ mod tests {
             .expect("bounded");
         assert!(started.elapsed() >= LINGER_FOR - Duration::from_millis(50));
 
-        let (_client, server) = pair().await;
+        let (mut client, server) = pair().await;
+        client.write_all(b"still sending").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let (stop, stopping) = watch::channel(false);
         let lingering = tokio::spawn(Closing::owned(server).unwrap().close(Some(stopping)));
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -71,7 +71,7 @@ pub(super) async fn serve(
     let received = request_start.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
         // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
-        let head = received.take();
+        let head = received.take_for(&request);
         if !head.is_empty() {
             request.extensions_mut().insert(ReceivedHead(head));
         }

@@ -223,7 +223,7 @@ async fn serve_tls(
     let received = request_start.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
-        let head = received.take();
+        let head = received.take_for(&request);
         if !head.is_empty() {
             request.extensions_mut().insert(refusal::ReceivedHead(head));
         }

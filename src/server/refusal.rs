@@ -51,17 +51,57 @@ pub struct Refused {
 /// The start of the request being read on a connection, shared by its stream (which keeps
 /// it) and its service (which takes it when hyper hands over the request).
 #[derive(Debug, Default)]
-pub struct RequestStart(Mutex<Vec<u8>>);
+pub struct RequestStart(Mutex<Kept>);
+
+#[derive(Debug, Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// `bytes` came after the end of a request the service took: a request pipelined behind
+    /// it (read in the same piece), which hyper reads next.
+    pipelined: bool,
+}
 
 impl RequestStart {
-    /// What was kept, leaving nothing.
-    pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.lock())
+    /// The bytes of `request`, which hyper hands to the service; what came after its end (a
+    /// request pipelined behind it) stays, as the start of the next one.
+    pub fn take_for<B>(&self, request: &hyper::Request<B>) -> Vec<u8> {
+        let mut kept = self.lock();
+        kept.pipelined = false;
+        let mut bytes = std::mem::take(&mut kept.bytes);
+        if let Some(end) = request_end(&bytes, request.headers()) {
+            if end < bytes.len() {
+                kept.bytes = bytes.split_off(end);
+                kept.pipelined = true;
+            }
+        }
+        bytes
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    /// What was kept, leaving nothing.
+    fn take(&self) -> Vec<u8> {
+        let mut kept = self.lock();
+        kept.pipelined = false;
+        std::mem::take(&mut kept.bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Where a request whose bytes start `bytes` ends: its head, then the body its
+/// `Content-Length` declares. `None` when that cannot be told from here (a chunked body, a
+/// head not all kept).
+fn request_end(bytes: &[u8], headers: &hyper::HeaderMap) -> Option<usize> {
+    if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    let body = match headers.get(hyper::header::CONTENT_LENGTH) {
+        Some(length) => length.to_str().ok()?.trim().parse::<usize>().ok()?,
+        None => 0,
+    };
+    let head = memchr::memmem::find(bytes, b"\r\n\r\n")? + 4;
+    head.checked_add(body)
 }
 
 /// A request's head as received (and maybe the start of its body): a request extension the
@@ -95,8 +135,14 @@ pub struct Refusals<IO> {
     /// Bytes read since the last request began being served (`None`: nobody reads them).
     received: Option<Arc<RequestStart>>,
     /// Bytes were read while no request was served since the last answer was written: only
-    /// then can hyper be refusing something.
+    /// then, or with [`Refusals::pipelined`], can hyper be refusing something.
     unanswered_bytes: bool,
+    /// When the last answer was written, the bytes of a request pipelined behind its request
+    /// were already kept (read in the same piece): hyper reads that one next.
+    pipelined: bool,
+    /// Bytes of the last answer's body still to be written (`u64::MAX`: until the connection
+    /// closes). A piece of a body may look like anything, a refusal included.
+    body_left: u64,
     /// `Activity::started` when `received` began.
     started: u64,
     /// Responses to served requests written so far.
@@ -114,7 +160,7 @@ enum Protocol {
 
 impl<IO> Refusals<IO> {
     /// `received` gets the start of each request (for the pipeline and the record of a
-    /// refusal); `None` where nothing records them (the relay).
+    /// refusal); `None` where nothing records them.
     pub fn new(
         io: IO,
         activity: Arc<Activity>,
@@ -130,6 +176,8 @@ impl<IO> Refusals<IO> {
             protocol: Protocol::Unknown,
             received,
             unanswered_bytes: false,
+            pipelined: false,
+            body_left: 0,
             started: 0,
             answered: 0,
             answer: None,
@@ -162,14 +210,30 @@ impl<IO> Refusals<IO> {
             return;
         };
         let mut received = received.lock();
-        // A request began being served since: what was kept was its start, not this one's.
+        // A request began being served since: what was kept was its start, not this one's
+        // (unless it is what was pipelined behind it, the start of this one).
         let started = self.activity.started();
         if started != self.started {
             self.started = started;
-            received.clear();
+            if !received.pipelined {
+                received.bytes.clear();
+            }
+            received.pipelined = false;
         }
-        let room = KEPT_BYTES.saturating_sub(received.len());
-        received.extend_from_slice(&read[..read.len().min(room)]);
+        let room = KEPT_BYTES.saturating_sub(received.bytes.len());
+        received
+            .bytes
+            .extend_from_slice(&read[..read.len().min(room)]);
+    }
+
+    /// Whether bytes of a request not yet served are kept: pipelined behind the last one, or
+    /// read since it was served.
+    fn holds_next_request(&self) -> bool {
+        let Some(received) = &self.received else {
+            return false;
+        };
+        let kept = received.lock();
+        !kept.bytes.is_empty() && (kept.pipelined || self.started == self.activity.started())
     }
 
     /// What hyper is writing, judged by its first bytes: a response head written when every
@@ -194,7 +258,8 @@ impl<IO> Refusals<IO> {
         let empty = head
             .windows(EMPTY_BODY.len())
             .any(|w| w.eq_ignore_ascii_case(EMPTY_BODY));
-        match self.unanswered_bytes && REFUSALS.contains(&status) && empty {
+        let after_pipelined = self.pipelined && self.body_left == 0;
+        match (self.unanswered_bytes || after_pipelined) && REFUSALS.contains(&status) && empty {
             true => Writing::Refusal(status),
             false => Writing::Other,
         }
@@ -202,16 +267,26 @@ impl<IO> Refusals<IO> {
 
     /// Counts a served request's answer once its first bytes are taken (hyper writes the same
     /// bytes again after a `Pending`).
-    fn written(&mut self, writing: Writing, result: &Poll<io::Result<usize>>) {
-        if writing == Writing::Answer && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+    /// `head` is the first piece written.
+    fn written(&mut self, writing: Writing, head: &[u8], result: &Poll<io::Result<usize>>) {
+        let Poll::Ready(Ok(written)) = *result else {
+            return;
+        };
+        if writing == Writing::Answer && written > 0 {
             self.answered += 1;
             self.unanswered_bytes = false;
+            self.pipelined = self.holds_next_request();
+            self.body_left = body_length(head).map_or(0, |(head, body)| {
+                body.saturating_sub(written.saturating_sub(head) as u64)
+            });
+        } else {
+            self.body_left = self.body_left.saturating_sub(written as u64);
         }
     }
 
     fn refuse(&mut self, status: u16) {
         let received = match &self.received {
-            Some(received) if self.activity.started() == self.started => received.take(),
+            Some(received) if self.holds_next_request() => received.take(),
             _ => Vec::new(),
         };
         tracing::debug!("refused a request with {status}: {}", reason(status));
@@ -263,6 +338,27 @@ enum Writing {
     Other,
 }
 
+/// A response head's length and the body length it declares; `u64::MAX` for a body that
+/// ends when the connection closes, `None` for a chunked one (its pieces start with their
+/// size, never like a response head) or a head not all in `head`.
+fn body_length(head: &[u8]) -> Option<(usize, u64)> {
+    let end = memchr::memmem::find(head, b"\r\n\r\n")?;
+    let mut length = u64::MAX;
+    for line in head[..end].split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+        }
+    }
+    Some((end + 4, length))
+}
+
 /// The status of a response head (`HTTP/1.x NNN …`).
 fn response_status(buf: &[u8]) -> Option<u16> {
     let status = buf.strip_prefix(b"HTTP/1.")?.get(2..5)?;
@@ -312,7 +408,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
                 Writing::Refusal(status) => self.refuse(status),
                 writing => {
                     let result = Pin::new(&mut self.io).poll_write(cx, buf);
-                    self.written(writing, &result);
+                    self.written(writing, buf, &result);
                     return result;
                 }
             }
@@ -338,7 +434,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
                 Writing::Refusal(status) => self.refuse(status),
                 writing => {
                     let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-                    self.written(writing, &result);
+                    self.written(writing, first, &result);
                     return result;
                 }
             }
@@ -591,6 +687,77 @@ mod tests {
         stream.write_all(body).await.unwrap();
         assert!(stream.answer.is_none());
         assert_eq!(stream.io, [&head[..], &body[..]].concat());
+    }
+
+    /// Two requests in one piece: the service takes the first; hyper refuses the second after
+    /// answering the first, whose body (written on its own) looks like a refusal too.
+    #[tokio::test]
+    async fn a_refusal_of_a_request_pipelined_behind_a_served_one_is_explained() {
+        let activity = Activity::new();
+        let slot = Arc::new(RefusalSlot::default());
+        let start = Arc::new(RequestStart::default());
+        let mut stream = Refusals::new(
+            Vec::new(),
+            activity.clone(),
+            slot.clone(),
+            Some(start.clone()),
+            "vobiz-tunnel",
+        );
+        let served = b"POST /one HTTP/1.1\r\ncontent-length: 3\r\n\r\na=1";
+        let malformed = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n";
+        stream.keep(&[&served[..], &malformed[..]].concat());
+        let request = hyper::Request::post("/one")
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        assert_eq!(start.take_for(&request), served);
+        drop(activity.begin());
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 47\r\n\r\n";
+        let body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        stream.write_all(head).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        assert!(stream.answer.is_none(), "the body is the body");
+        assert_eq!(slot.take(), None);
+        stream.write_all(body).await.unwrap();
+        let refused = slot
+            .take()
+            .expect("hyper's refusal of the pipelined request");
+        assert_eq!(refused.status, 400);
+        assert_eq!(refused.received, malformed);
+        assert!(stream.io.ends_with(b"; it was not forwarded\n"));
+    }
+
+    #[test]
+    fn a_request_ends_after_its_declared_body_unless_chunked() {
+        let request = |headers: &[(&str, &str)]| {
+            let mut builder = hyper::Request::post("/");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap()
+        };
+        let bytes = b"POST / HTTP/1.1\r\n\r\nabcNEXT";
+        let head = bytes.len() - "abcNEXT".len();
+        let end = |headers| request_end(bytes, request(headers).headers());
+        assert_eq!(end(&[]), Some(head));
+        assert_eq!(end(&[("content-length", "3")]), Some(head + 3));
+        assert_eq!(end(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(
+            request_end(b"POST / HTTP/1.1\r\n", request(&[]).headers()),
+            None
+        );
+        assert_eq!(
+            body_length(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Some((38, 5))
+        );
+        assert_eq!(
+            body_length(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            body_length(b"HTTP/1.0 200 OK\r\n\r\n"),
+            Some((19, u64::MAX))
+        );
     }
 
     #[test]

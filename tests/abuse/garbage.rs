@@ -428,3 +428,35 @@ async fn a_plain_http_request_with_a_body_reads_its_hint() {
     );
     harness.tunnel.shutdown().await;
 }
+
+/// A malformed request pipelined behind a good one (both in one write) gets the same
+/// explained 400 and record as one sent alone; the good one is served first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_recorded() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let good = b"POST /abuse/pipelined-good HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1";
+    let bad = b"POST /abuse/pipelined-bad HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n";
+    let both = [&good[..], &bad[..]].concat();
+    let received = raw_exchange(&harness, &both, CLOSE_BOUND)
+        .await
+        .expect("closed after the refusal");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let second = text
+        .find("HTTP/1.1 400")
+        .unwrap_or_else(|| panic!("no 400 after the 200: {text}"));
+    assert!(
+        text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+        "{text}"
+    );
+    assert_eq!(upstream.next().await.uri, "/abuse/pipelined-good");
+    let refused = recorded_under(&harness, "/abuse/pipelined-bad").await;
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0].outcome, Outcome::ClientError);
+    assert_eq!(refused[0].request.body, &bad[..]);
+    upstream.assert_nothing(Duration::from_millis(100)).await;
+    harness.tunnel.shutdown().await;
+}

@@ -31,6 +31,7 @@ async fn callbacks_cross_the_relay_verified_against_its_public_url() {
     let forged = [
         ("x-vobiz-tunnel-public-url", "https://evil.example"),
         ("x-vobiz-tunnel-client-addr", "6.6.6.6:666"),
+        ("x-vobiz-tunnel-header-names", "Evil"),
         // Only the relay may tell a laptop it was replaced.
         ("x-vobiz-tunnel-notice", "replaced"),
         ("x-vobiz-tunnel-replaced-by", "6.6.6.6:666"),

@@ -40,8 +40,10 @@ pub async fn extensions_for_names(names: &[String]) -> hyper::http::Extensions {
     extensions_for(&headers).await
 }
 
-/// How many lists of names [`CaseCache`] keeps before it starts afresh.
+/// How many lists of names [`CaseCache`] keeps before it starts afresh, and the longest
+/// one it keeps.
 const CACHED_LISTS: usize = 256;
+const CACHED_LIST_BYTES: usize = 4 * 1024;
 
 /// The extensions of the lists of names met lately. A sender's callbacks carry the same
 /// headers each time, so hyper's parser runs once per list rather than once per callback.
@@ -55,6 +57,9 @@ impl CaseCache {
             return known.clone();
         }
         let made = extensions_for_names(names).await;
+        if key.len() > CACHED_LIST_BYTES {
+            return made; // kept small: the cache holds at most CACHED_LISTS of these
+        }
         let mut cache = self.lock();
         if cache.len() >= CACHED_LISTS {
             cache.clear();
@@ -156,6 +161,22 @@ mod tests {
         );
         assert!(written.contains("\r\nx-custom-CASE: 1\r\n"), "{written}");
         assert!(written.contains("\r\nContent-Length: 3\r\n"), "{written}");
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_a_list_it_has_seen_and_stays_bounded() {
+        let cache = CaseCache::default();
+        let names = vec!["Host".to_string(), "X-Vobiz-Signature-V3".to_string()];
+        assert!(!cache.extensions_for(&names).await.is_empty());
+        cache.extensions_for(&names).await;
+        assert_eq!(cache.lock().len(), 1);
+        for i in 0..CACHED_LISTS + 10 {
+            cache.extensions_for(&[format!("X-{i}")]).await;
+        }
+        assert!(cache.lock().len() <= CACHED_LISTS);
+        let long = vec!["X".repeat(CACHED_LIST_BYTES + 1)];
+        assert!(!cache.extensions_for(&long).await.is_empty());
+        assert!(!cache.lock().contains_key(&long[0]), "too long to keep");
     }
 
     #[tokio::test]

@@ -355,27 +355,35 @@ pub fn headers_as_received(
     method: &str,
     target: &str,
 ) -> Headers {
-    let Some(received) = received else {
-        return headers_record(map);
-    };
+    received
+        .and_then(|received| parse_as_received(map, received, method, target))
+        .unwrap_or_else(|| headers_record(map))
+}
+
+/// The request's headers read from `received`, if those bytes are this request's head: the
+/// same parse as hyper's gives the same headers. `None` for anything else (a head cut short,
+/// bytes of another request).
+pub fn parse_as_received(
+    map: &HeaderMap,
+    received: &[u8],
+    method: &str,
+    target: &str,
+) -> Option<Headers> {
     let mut slots = vec![httparse::EMPTY_HEADER; map.len()];
     let mut request = httparse::Request::new(&mut slots);
-    // The same parse as hyper's, so the same headers: anything else (a head cut short, bytes
-    // of another request) falls back to hyper's view.
     let same = matches!(request.parse(received), Ok(httparse::Status::Complete(_)))
         && request.method == Some(method)
         && request.path == Some(target)
         && request.headers.len() == map.len();
-    if !same {
-        return headers_record(map);
-    }
-    Headers(
-        request
-            .headers
-            .iter()
-            .map(|header| (header.name.to_string(), header.value.to_vec()))
-            .collect(),
-    )
+    same.then(|| {
+        Headers(
+            request
+                .headers
+                .iter()
+                .map(|header| (header.name.to_string(), header.value.to_vec()))
+                .collect(),
+        )
+    })
 }
 
 /// The request's headers in the order and case of `names` (what the relay says the sender

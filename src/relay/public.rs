@@ -26,7 +26,7 @@ use super::notice;
 use super::server::Shared;
 use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
-use crate::forward::{error_chain, headers_as_received, is_hop_by_hop};
+use crate::forward::{error_chain, is_hop_by_hop, parse_as_received};
 use crate::server::refusal::{ReceivedHead, RequestStart};
 use crate::server::watch;
 
@@ -34,6 +34,9 @@ use crate::server::watch;
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer carried back from a laptop.
 const MAX_ANSWER_BYTES: usize = 16 << 20;
+/// Longest list of the sender's header names carried to the laptop (comma-separated); a head
+/// with more is carried in lower case, as HTTP/2 writes it.
+const MAX_NAMES_BYTES: usize = 4 * 1024;
 /// Deliveries of one callback: a request the tunnel never took (it closed just then) is sent
 /// again on the next tunnel; one it may have taken is not (the laptop may have recorded it).
 const MAX_ATTEMPTS: u32 = 3;
@@ -275,16 +278,21 @@ async fn deliver(
             "the request target is not a valid URL".into(),
         );
     };
-    // How the sender spelled its header names, which the tunnel (HTTP/2) cannot carry.
-    let received = parts.extensions.get::<ReceivedHead>();
-    let header_names = match received {
-        Some(head) => {
-            let headers =
-                headers_as_received(&parts.headers, Some(&head.0), parts.method.as_str(), called);
-            headers.0.into_iter().map(|(name, _)| name).collect()
-        }
-        None => Vec::new(),
-    };
+    // How the sender spelled its header names, which the tunnel (HTTP/2) cannot carry:
+    // only from a head that is this request's, and within bounds (it rides in a header).
+    let header_names = parts
+        .extensions
+        .get::<ReceivedHead>()
+        .and_then(|head| parse_as_received(&parts.headers, &head.0, parts.method.as_str(), called))
+        .map(|headers| {
+            headers
+                .0
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+        })
+        .filter(|names| names.iter().map(|name| name.len() + 1).sum::<usize>() <= MAX_NAMES_BYTES)
+        .unwrap_or_default();
     let envelope = Envelope {
         public_url: Some(public_url),
         client_addr: Some(conn.peer),

@@ -206,26 +206,6 @@ async fn connection(
     let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay").await? else {
         return Ok(()); // opened and closed: a port check
     };
-    let closing = linger::Closing::of(&tcp);
-    let lingering_stop = stop.clone();
-    let served = serve_tls(tcp, peer, acceptor, http, shared, stop, caller).await;
-    if let Some(closing) = closing {
-        closing.close(Some(lingering_stop)).await;
-    }
-    served
-}
-
-/// The connection from the TLS handshake on; it is closed (see [`linger`]) once this returns.
-async fn serve_tls(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    http: Arc<public::HttpBuilder>,
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-    caller: Option<OwnedSemaphorePermit>,
-) -> Result<(), String> {
-    let deadline = shared.config.handshake_timeout;
     let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
@@ -238,7 +218,19 @@ async fn serve_tls(
         }
         // A TLS-ALPN-01 validation: the handshake itself was the answer.
         Some(alpn) if alpn == crate::tls::acme::ACME_TLS_ALPN => Ok(()),
-        _ => public::serve(tls, peer, http, shared, stop).await,
+        _ => {
+            // A sender's connection is closed gently (see `linger`); a tunnel is not: its
+            // HTTP/2 connection may still be finishing callbacks on the socket when
+            // `accept_tunnel` returns.
+            let closing = linger::Closing::of(tls.get_ref().0);
+            let lingering_stop = stop.clone();
+            let served = public::serve(tls, peer, http, shared, stop).await;
+            drop(caller);
+            if let Some(closing) = closing {
+                closing.close(Some(lingering_stop)).await;
+            }
+            served
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Connections need file descriptors: the sender's socket and, while a request is forwarded,
-//! one to the local server. Many systems start processes with a soft limit of 1024 open
+//! Connections need file descriptors: the sender's socket, a second descriptor of it for
+//! closing it gently (see `linger`) and, while a request is forwarded, one to the local
+//! server. Many systems start processes with a soft limit of 1024 open
 //! files, which the default cap of 2048 connections cannot hold: `accept` then fails with
 //! "Too many open files" while callbacks wait. So the soft limit is raised to the hard one
 //! (as nginx's `worker_rlimit_nofile` and Go's runtime do), and where even that is too low
@@ -9,7 +10,7 @@
 /// terminal, the certificate watcher, a replay's sockets.
 const RESERVED: u64 = 64;
 /// Descriptors one connection may use at once.
-const PER_CONNECTION: u64 = 2;
+const PER_CONNECTION: u64 = 3;
 
 /// The connection cap that `open_files` descriptors can hold: `wanted`, or fewer.
 pub fn fitting(wanted: usize, open_files: u64) -> usize {
@@ -77,7 +78,7 @@ mod tests {
     #[test]
     fn the_cap_fits_the_descriptors_left_after_the_reserve() {
         assert_eq!(fitting(2048, 1_048_576), 2048);
-        assert_eq!(fitting(2048, 1024), 480);
+        assert_eq!(fitting(2048, 1024), 320);
         assert_eq!(fitting(100, 1024), 100);
         assert_eq!(fitting(2048, 10), 1, "never zero");
         assert_eq!(fitting(2048, u64::MAX), 2048);

@@ -29,6 +29,9 @@ pub const LINGER_FOR: Duration = Duration::from_secs(2);
 /// How much of what a sender still sends is read and discarded, at most.
 pub const LINGER_BYTES: usize = 4 << 20;
 
+/// Reads done at once, before the rest is awaited (which lets other tasks run).
+const IMMEDIATE_READS: usize = 16;
+
 /// A connection's socket, to be closed gently once nothing else uses it.
 #[derive(Debug)]
 pub struct Closing(std::net::TcpStream);
@@ -58,7 +61,7 @@ impl Closing {
         // or the sender's end (it closed first). Only a sender caught sending is waited for.
         let mut scratch = [0u8; 4096];
         let mut left = LINGER_BYTES;
-        loop {
+        for _ in 0..IMMEDIATE_READS {
             match (&socket).read(&mut scratch) {
                 Ok(0) => return,
                 Ok(read) => {

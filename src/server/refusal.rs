@@ -59,6 +59,8 @@ struct Kept {
     /// `bytes` came after the end of a request the service took: a request pipelined behind
     /// it (read in the same piece), which hyper reads next.
     pipelined: bool,
+    /// The request taken last was a `HEAD`: its answer has no body, whatever it declares.
+    bodiless_answer: bool,
 }
 
 impl RequestStart {
@@ -67,8 +69,9 @@ impl RequestStart {
     pub fn take_for<B>(&self, request: &hyper::Request<B>) -> Vec<u8> {
         let mut kept = self.lock();
         kept.pipelined = false;
+        kept.bodiless_answer = request.method() == hyper::Method::HEAD;
         let mut bytes = std::mem::take(&mut kept.bytes);
-        if let Some(end) = request_end(&bytes, request.headers()) {
+        if let Some(end) = request_end(&bytes, request) {
             if end < bytes.len() {
                 kept.bytes = bytes.split_off(end);
                 kept.pipelined = true;
@@ -89,10 +92,12 @@ impl RequestStart {
     }
 }
 
-/// Where a request whose bytes start `bytes` ends: its head, then the body its
-/// `Content-Length` declares. `None` when that cannot be told from here (a chunked body, a
-/// head not all kept).
-fn request_end(bytes: &[u8], headers: &hyper::HeaderMap) -> Option<usize> {
+/// Where `request`, whose bytes start `bytes`, ends: its head as hyper's parser reads it
+/// (blank lines before it, bare line feeds), then the body its `Content-Length` declares.
+/// `None` when that cannot be told from here: a chunked body, a head not all kept, or bytes
+/// that are not this request's.
+fn request_end<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<usize> {
+    let headers = request.headers();
     if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
         return None;
     }
@@ -100,8 +105,15 @@ fn request_end(bytes: &[u8], headers: &hyper::HeaderMap) -> Option<usize> {
         Some(length) => length.to_str().ok()?.trim().parse::<usize>().ok()?,
         None => 0,
     };
-    let head = memchr::memmem::find(bytes, b"\r\n\r\n")? + 4;
-    head.checked_add(body)
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let httparse::Status::Complete(head) = parsed.parse(bytes).ok()? else {
+        return None;
+    };
+    let target = request.uri().path_and_query().map(|pq| pq.as_str());
+    let same = parsed.method == Some(request.method().as_str())
+        && (parsed.path == target || parsed.path == Some(&request.uri().to_string()));
+    same.then_some(head)?.checked_add(body)
 }
 
 /// A request's head as received (and maybe the start of its body): a request extension the
@@ -135,7 +147,8 @@ pub struct Refusals<IO> {
     /// Bytes read since the last request began being served (`None`: nobody reads them).
     received: Option<Arc<RequestStart>>,
     /// Bytes were read while no request was served since the last answer was written: only
-    /// then, or with [`Refusals::pipelined`], can hyper be refusing something.
+    /// then, or with `pipelined`, can hyper be refusing something (once the answer's body is
+    /// all written: `body_left`).
     unanswered_bytes: bool,
     /// When the last answer was written, the bytes of a request pipelined behind its request
     /// were already kept (read in the same piece): hyper reads that one next.
@@ -258,8 +271,8 @@ impl<IO> Refusals<IO> {
         let empty = head
             .windows(EMPTY_BODY.len())
             .any(|w| w.eq_ignore_ascii_case(EMPTY_BODY));
-        let after_pipelined = self.pipelined && self.body_left == 0;
-        match (self.unanswered_bytes || after_pipelined) && REFUSALS.contains(&status) && empty {
+        let next_request = self.unanswered_bytes || self.pipelined;
+        match next_request && self.body_left == 0 && REFUSALS.contains(&status) && empty {
             true => Writing::Refusal(status),
             false => Writing::Other,
         }
@@ -276,9 +289,17 @@ impl<IO> Refusals<IO> {
             self.answered += 1;
             self.unanswered_bytes = false;
             self.pipelined = self.holds_next_request();
-            self.body_left = body_length(head).map_or(0, |(head, body)| {
-                body.saturating_sub(written.saturating_sub(head) as u64)
-            });
+            let bodiless = matches!(response_status(head), Some(100..=199 | 204 | 304))
+                || self
+                    .received
+                    .as_ref()
+                    .is_some_and(|r| r.lock().bodiless_answer);
+            self.body_left = match body_length(head) {
+                Some((head, body)) if !bodiless => {
+                    body.saturating_sub(written.saturating_sub(head) as u64)
+                }
+                _ => 0,
+            };
         } else {
             self.body_left = self.body_left.saturating_sub(written as u64);
         }
@@ -727,6 +748,45 @@ mod tests {
         assert!(stream.io.ends_with(b"; it was not forwarded\n"));
     }
 
+    /// Answers without a body (to a HEAD, a 204) whose head declares one: what hyper writes
+    /// next is not that body, and a refusal is still taken for one.
+    #[tokio::test]
+    async fn a_refusal_after_a_bodiless_answer_is_still_explained() {
+        for (method, head) in [
+            ("HEAD", &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"[..]),
+            (
+                "GET",
+                &b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n"[..],
+            ),
+        ] {
+            let activity = Activity::new();
+            let slot = Arc::new(RefusalSlot::default());
+            let start = Arc::new(RequestStart::default());
+            let mut stream = Refusals::new(
+                Vec::new(),
+                activity.clone(),
+                slot.clone(),
+                Some(start.clone()),
+                "x",
+            );
+            stream.keep(format!("{method} / HTTP/1.1\r\n\r\n").as_bytes());
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri("/")
+                .body(())
+                .unwrap();
+            start.take_for(&request);
+            drop(activity.begin());
+            stream.write_all(head).await.unwrap();
+            stream.keep(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n");
+            stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(slot.take().map(|r| r.status), Some(400), "after {method}");
+        }
+    }
+
     #[test]
     fn a_request_ends_after_its_declared_body_unless_chunked() {
         let request = |headers: &[(&str, &str)]| {
@@ -738,12 +798,17 @@ mod tests {
         };
         let bytes = b"POST / HTTP/1.1\r\n\r\nabcNEXT";
         let head = bytes.len() - "abcNEXT".len();
-        let end = |headers| request_end(bytes, request(headers).headers());
+        let end = |headers| request_end(bytes, &request(headers));
         assert_eq!(end(&[]), Some(head));
         assert_eq!(end(&[("content-length", "3")]), Some(head + 3));
         assert_eq!(end(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(request_end(b"POST / HTTP/1.1\r\n", &request(&[])), None);
+        // As hyper reads it: blank lines first, bare line feeds.
+        let loose = b"\r\n\nPOST / HTTP/1.1\nHost: x\n\nNEXT";
+        assert_eq!(request_end(loose, &request(&[])), Some(loose.len() - 4));
+        // Bytes of another request are not split.
         assert_eq!(
-            request_end(b"POST / HTTP/1.1\r\n", request(&[]).headers()),
+            request_end(b"GET /other HTTP/1.1\r\n\r\n", &request(&[])),
             None
         );
         assert_eq!(

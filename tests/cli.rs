@@ -591,8 +591,8 @@ fn the_open_files_limit_is_raised_or_the_connection_cap_lowered_to_fit() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains('\x1b'), "no colours in a pipe: {stderr:?}");
     assert!(
-        stderr.contains("--max-connections 2048 needs about 4160 open files")
-            && stderr.contains("may open 256 (ulimit -n); serving at most 96 connections"),
+        stderr.contains("--max-connections 2048 needs about 6208 open files")
+            && stderr.contains("may open 256 (ulimit -n); serving at most 64 connections"),
         "{stderr}"
     );
 }

@@ -37,6 +37,9 @@ pub const KEPT_BYTES: usize = 16 * 1024;
 /// too long, headers over the limit (in size or number).
 const REFUSALS: [u16; 3] = [400, 414, 431];
 
+/// How an HTTP/2 connection's preface starts.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
+
 /// How hyper's refusals end their head: no body.
 const EMPTY_BODY: &[u8] = b"\r\ncontent-length: 0\r\n";
 
@@ -144,6 +147,8 @@ pub struct Refusals<IO> {
     speaker: &'static str,
     /// HTTP/2, or not known yet (nothing read).
     protocol: Protocol,
+    /// The TLS handshake agreed on `h2`.
+    alpn_h2: bool,
     /// Bytes read since the last request began being served (`None`: nobody reads them).
     received: Option<Arc<RequestStart>>,
     /// Bytes were read while no request was served since the last answer was written: only
@@ -187,6 +192,7 @@ impl<IO> Refusals<IO> {
             slot,
             speaker,
             protocol: Protocol::Unknown,
+            alpn_h2: false,
             received,
             unanswered_bytes: false,
             pipelined: false,
@@ -197,20 +203,21 @@ impl<IO> Refusals<IO> {
         }
     }
 
-    /// The connection speaks HTTP/2 (its ALPN says so): nothing to watch.
+    /// The connection's ALPN says HTTP/2. What it sends still decides (hyper serves HTTP/1
+    /// to a client that negotiated `h2` and speaks HTTP/1 anyway), but a first read too short
+    /// to tell is then taken for the start of HTTP/2's preface.
     pub fn speaking_h2(mut self, h2: bool) -> Self {
-        if h2 {
-            self.protocol = Protocol::Http2;
-        }
+        self.alpn_h2 = h2;
         self
     }
 
     /// Keeps what was just read, if it may be the start of a request hyper will refuse.
     fn keep(&mut self, read: &[u8]) {
         if self.protocol == Protocol::Unknown && !read.is_empty() {
-            // Without ALPN: an HTTP/2 client with prior knowledge starts with its preface
-            // (a first read shorter than the marker is taken for HTTP/1).
-            self.protocol = match read.starts_with(b"PRI * HTTP/2") {
+            // An HTTP/2 client starts with its preface, by ALPN or with prior knowledge (a
+            // first read shorter than the marker is taken for HTTP/1 unless ALPN said h2).
+            let h2 = read.starts_with(H2_PREFACE) || (self.alpn_h2 && H2_PREFACE.starts_with(read));
+            self.protocol = match h2 {
                 true => Protocol::Http2,
                 false => Protocol::Http1,
             };
@@ -784,6 +791,41 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(slot.take().map(|r| r.status), Some(400), "after {method}");
+        }
+    }
+
+    /// What a client sends decides, not what its ALPN said: one that negotiated `h2` and
+    /// speaks HTTP/1 is served HTTP/1 by hyper, and watched like any.
+    #[tokio::test]
+    async fn http1_after_an_h2_alpn_is_watched_and_a_short_preface_is_not() {
+        let slot = Arc::new(RefusalSlot::default());
+        let mut stream = Refusals::new(
+            Vec::new(),
+            Activity::new(),
+            slot.clone(),
+            Some(Arc::default()),
+            "x",
+        )
+        .speaking_h2(true);
+        stream.keep(b"POST / HTTP/1.1\r\nBad Header\r\n\r\n");
+        stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(slot.take().map(|r| r.status), Some(400));
+        for (alpn_h2, first, protocol) in [
+            (true, &b"PRI * HT"[..], Protocol::Http2),
+            (
+                false,
+                &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+                Protocol::Http2,
+            ),
+            (false, &b"PRI * HT"[..], Protocol::Http1),
+        ] {
+            let mut stream =
+                Refusals::new((), Activity::new(), Arc::default(), None, "x").speaking_h2(alpn_h2);
+            stream.keep(first);
+            assert_eq!(stream.protocol, protocol, "{alpn_h2} {first:?}");
         }
     }
 

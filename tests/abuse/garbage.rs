@@ -473,3 +473,28 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
     upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;
 }
+
+/// A client that negotiates `h2` and then speaks HTTP/1 is served HTTP/1 (hyper goes by the
+/// bytes), and its malformed request is explained like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_after_an_h2_alpn_is_explained_too() {
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let mut tls = handshake(&connector(&harness, b"h2"), tcp).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let _ = tls
+        .write_all(b"POST /abuse/alpn-h2 HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n")
+        .await;
+    let received = read_until_closed(&mut tls, CLOSE_BOUND)
+        .await
+        .expect("closed");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.1 400")
+            && text.contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+        "{text}"
+    );
+    harness.tunnel.shutdown().await;
+}

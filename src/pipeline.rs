@@ -29,6 +29,10 @@ use crate::store::{Inserted, Store, StoreError};
 /// pending (see `serve`); [`Proxy::slow_answers`] watches it.
 pub const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// A commit that holds an answer back this long is reported (a commit normally takes well
+/// under a millisecond; another process holding the store's lock makes it wait).
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What the pipeline tells its subscribers (the log printer, the UI).
 #[derive(Clone, Debug)]
 pub enum ExchangeEvent {
@@ -406,8 +410,24 @@ impl Proxy {
             }
             None => plain(502, "vobiz-tunnel: no response was produced\n"),
         };
+        let committing = std::time::Instant::now();
         let written = self.store.finish(exchange.clone()).await;
+        let held_back = committing.elapsed();
+        // A write that failed is reported as such (`recorded`); one that succeeded late, here.
+        let committed_late = written.is_ok() && held_back >= SLOW_COMMIT;
         self.recorded(&mut exchange, delivery, written);
+        if committed_late {
+            // The answer waited for the store, which `duration_ms` does not count.
+            let request = &exchange.request;
+            let message = format!(
+                "recording {} {} took {:.2} s: the store was busy (another process holding                  its lock?), and the sender waited that much longer than the exchange's                  duration shows",
+                request.method,
+                request.target,
+                held_back.as_secs_f64()
+            );
+            tracing::warn!("{message}");
+            let _ = self.events.send(ExchangeEvent::StoreError(message));
+        }
         if let Some(gone_us) = watch.recorded(&exchange) {
             // The sender left during the commit: the record is written again, flagged (if
             // it was written at all: see `handle`).

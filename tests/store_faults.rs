@@ -417,6 +417,33 @@ async fn a_locked_database_keeps_forwarding_and_nothing_received_is_lost() {
     );
 }
 
+/// A lock held for less than the writer waits: the callback is recorded, and the time its
+/// answer waited for the store (which `duration_ms` does not count) is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_holds_an_answer_back_is_reported() {
+    let mut upstream = upstream(origin_reply()).await;
+    let harness = harness_on(&upstream.url(), None).await;
+    let mut events = harness.tunnel.events.subscribe();
+    let locker = rusqlite::Connection::open(&harness.config.store).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        locker.execute_batch("COMMIT").unwrap();
+    };
+    let (body, ()) =
+        within(async { tokio::join!(callback(&harness, "held-back", 20, 0), release) }).await;
+    origin_saw(&mut upstream, &[("held-back".into(), body)]).await;
+    let recorded = recorded_calls(&harness, &["held-back"]).await;
+    assert_eq!(recorded.len(), 1);
+    let errors = store_errors(&mut events);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("recording POST ") && e.contains("the store was busy")),
+        "{errors:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The binary: the `store_error` line, and store paths that cannot be used at start.
 

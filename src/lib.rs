@@ -39,6 +39,7 @@ pub mod server;
 pub mod shutdown;
 pub mod signature;
 pub mod slow_answers;
+pub mod slow_commits;
 pub mod store;
 pub mod thread_priority;
 pub mod tls;

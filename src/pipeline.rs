@@ -23,15 +23,12 @@ use crate::relay::{self, envelope::Envelope};
 use crate::sender_watch::{Departure, SenderWatch};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::slow_answers::SlowAnswers;
+use crate::slow_commits::SlowCommits;
 use crate::store::{Inserted, Store, StoreError};
 
 /// How long a forwarded request may wait for its answer before it is written to the store as
 /// pending (see `serve`); [`Proxy::slow_answers`] watches it.
 pub const RECORD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// A commit that holds an answer back this long is reported (a commit normally takes well
-/// under a millisecond; another process holding the store's lock makes it wait).
-const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What the pipeline tells its subscribers (the log printer, the UI).
 #[derive(Clone, Debug)]
@@ -79,6 +76,8 @@ pub struct Proxy {
     pub slow_answers: SlowAnswers,
     /// How to write the header names of relayed callbacks as their senders spelled them.
     pub header_cases: CaseCache,
+    /// Commits that held an answer back, reported once per stall.
+    pub slow_commits: SlowCommits,
 }
 
 /// How reading the request body ended.
@@ -414,19 +413,14 @@ impl Proxy {
         let written = self.store.finish(exchange.clone()).await;
         let held_back = committing.elapsed();
         // A write that failed is reported as such (`recorded`); one that succeeded late, here.
-        let committed_late = written.is_ok() && held_back >= SLOW_COMMIT;
+        let committed = written.is_ok();
         self.recorded(&mut exchange, delivery, written);
-        if committed_late {
-            // The answer waited for the store, which `duration_ms` does not count.
-            let request = &exchange.request;
-            let message = format!(
-                "recording {} {} took {:.2} s: the store was busy (another process holding                  its lock?), and the sender waited that much longer than the exchange's                  duration shows",
-                request.method,
-                request.target,
-                held_back.as_secs_f64()
-            );
-            tracing::warn!("{message}");
-            let _ = self.events.send(ExchangeEvent::StoreError(message));
+        if committed {
+            let what = format!("{} {}", exchange.request.method, exchange.request.target);
+            if let Some(message) = self.slow_commits.note(held_back, &what) {
+                tracing::warn!("{message}");
+                let _ = self.events.send(ExchangeEvent::StoreError(message));
+            }
         }
         if let Some(gone_us) = watch.recorded(&exchange) {
             // The sender left during the commit: the record is written again, flagged (if

@@ -98,6 +98,7 @@ impl Tunnel {
             checks: crate::checks::Context::new(config.vobiz_ips_warning),
             slow_answers: SlowAnswers::start(crate::pipeline::RECORD_PENDING_AFTER),
             header_cases: Default::default(),
+            slow_commits: Default::default(),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {

@@ -418,7 +418,9 @@ async fn a_locked_database_keeps_forwarding_and_nothing_received_is_lost() {
 }
 
 /// A lock held for less than the writer waits: the callback is recorded, and the time its
-/// answer waited for the store (which `duration_ms` does not count) is reported.
+/// answer waited for the store is visible: reported when the final commit waited (which
+/// `duration_ms` does not count), or in `duration_ms` when an early write of the pending
+/// exchange did (a slow origin on a loaded machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_that_holds_an_answer_back_is_reported() {
     let mut upstream = upstream(origin_reply()).await;
@@ -426,21 +428,28 @@ async fn a_lock_that_holds_an_answer_back_is_reported() {
     let mut events = harness.tunnel.events.subscribe();
     let locker = rusqlite::Connection::open(&harness.config.store).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Released 250 ms after the origin has answered: the commit that follows waits that
+    // long, well within the writer's 0.5 s.
     let release = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = upstream.next().await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         locker.execute_batch("COMMIT").unwrap();
+        seen
     };
-    let (body, ()) =
+    let (body, seen) =
         within(async { tokio::join!(callback(&harness, "held-back", 20, 0), release) }).await;
-    origin_saw(&mut upstream, &[("held-back".into(), body)]).await;
+    assert_eq!(seen.body, body.as_bytes());
     let recorded = recorded_calls(&harness, &["held-back"]).await;
     assert_eq!(recorded.len(), 1);
     let errors = store_errors(&mut events);
+    let reported = errors.iter().any(|e| {
+        e.starts_with("recording POST /vobiz/hangup took ") && e.contains("the store was slow")
+    });
+    let in_duration = recorded[0].timings.duration_ms().unwrap_or_default() >= 200.0;
     assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with("recording POST ") && e.contains("the store was busy")),
-        "{errors:?}"
+        reported || in_duration,
+        "{errors:?} {:?}",
+        recorded[0].timings
     );
 }
 

@@ -145,7 +145,7 @@ pub struct Refusals<IO> {
     slot: Arc<RefusalSlot>,
     /// Who answers, at the start of each body (`vobiz-tunnel`, `vobiz-tunnel relay`).
     speaker: &'static str,
-    /// HTTP/2, or not known yet (nothing read).
+    /// What the connection speaks, told by its first bytes (not known before them).
     protocol: Protocol,
     /// The TLS handshake agreed on `h2`.
     alpn_h2: bool,

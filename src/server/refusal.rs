@@ -64,6 +64,9 @@ struct Kept {
     pipelined: bool,
     /// The request taken last was a `HEAD`: its answer has no body, whatever it declares.
     bodiless_answer: bool,
+    /// Bytes of the body of the request taken last still to arrive (`None`: where it ends is
+    /// not known, e.g. chunked). What arrives after them is the next request.
+    to_come: Option<usize>,
 }
 
 impl RequestStart {
@@ -74,11 +77,11 @@ impl RequestStart {
         kept.pipelined = false;
         kept.bodiless_answer = request.method() == hyper::Method::HEAD;
         let mut bytes = std::mem::take(&mut kept.bytes);
-        if let Some(end) = request_end(&bytes, request) {
-            if end < bytes.len() {
-                kept.bytes = bytes.split_off(end);
-                kept.pipelined = true;
-            }
+        let end = request_end(&bytes, request);
+        kept.to_come = end.map(|end| end.saturating_sub(bytes.len()));
+        if let Some(end) = end.filter(|&end| end < bytes.len()) {
+            kept.bytes = bytes.split_off(end);
+            kept.pipelined = true;
         }
         bytes
     }
@@ -87,6 +90,7 @@ impl RequestStart {
     fn take(&self) -> Vec<u8> {
         let mut kept = self.lock();
         kept.pipelined = false;
+        kept.to_come = None;
         std::mem::take(&mut kept.bytes)
     }
 
@@ -222,7 +226,11 @@ impl<IO> Refusals<IO> {
                 false => Protocol::Http1,
             };
         }
-        if self.protocol != Protocol::Http1 || self.activity.in_flight() > 0 || read.is_empty() {
+        if self.protocol != Protocol::Http1 || read.is_empty() {
+            return;
+        }
+        if self.activity.in_flight() > 0 {
+            self.keep_pipelined(read);
             return;
         }
         self.unanswered_bytes = true;
@@ -244,6 +252,29 @@ impl<IO> Refusals<IO> {
         received
             .bytes
             .extend_from_slice(&read[..read.len().min(room)]);
+    }
+
+    /// Keeps what is read while a request is served: the rest of its body is not the start of
+    /// anything, but what comes after it (when its end is known) is a request pipelined
+    /// behind it, in a piece of its own.
+    fn keep_pipelined(&mut self, read: &[u8]) {
+        let Some(received) = &self.received else {
+            return;
+        };
+        let mut kept = received.lock();
+        let Some(to_come) = kept.to_come else {
+            return;
+        };
+        let body = to_come.min(read.len());
+        kept.to_come = Some(to_come - body);
+        let after = &read[body..];
+        if after.is_empty() {
+            return;
+        }
+        let room = KEPT_BYTES.saturating_sub(kept.bytes.len());
+        kept.bytes
+            .extend_from_slice(&after[..after.len().min(room)]);
+        kept.pipelined = true;
     }
 
     /// Whether bytes of a request not yet served are kept: pipelined behind the last one, or
@@ -827,6 +858,45 @@ mod tests {
             stream.keep(first);
             assert_eq!(stream.protocol, protocol, "{alpn_h2} {first:?}");
         }
+    }
+
+    /// The malformed request arrives in a piece of its own while the first is served, after
+    /// the rest of the first one's body.
+    #[tokio::test]
+    async fn a_request_pipelined_in_a_later_piece_is_told_from_the_body_before_it() {
+        let activity = Activity::new();
+        let slot = Arc::new(RefusalSlot::default());
+        let start = Arc::new(RequestStart::default());
+        let mut stream = Refusals::new(
+            Vec::new(),
+            activity.clone(),
+            slot.clone(),
+            Some(start.clone()),
+            "x",
+        );
+        stream.keep(b"POST /one HTTP/1.1\r\ncontent-length: 6\r\n\r\na=");
+        let request = hyper::Request::post("/one")
+            .header("content-length", "6")
+            .body(())
+            .unwrap();
+        start.take_for(&request);
+        let serving = activity.begin();
+        let malformed = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n";
+        stream.keep(b"1&");
+        stream.keep(&[&b"b="[..], &malformed[..]].concat());
+        drop(serving);
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let refused = slot
+            .take()
+            .expect("hyper's refusal of the pipelined request");
+        assert_eq!(refused.received, malformed);
     }
 
     #[test]

@@ -496,5 +496,64 @@ async fn http1_after_an_h2_alpn_is_explained_too() {
             && text.contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
         "{text}"
     );
+    let refused = within(async {
+        loop {
+            let refused = recorded_under(&harness, "/abuse/alpn-h2").await;
+            if !refused.is_empty() {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(refused[0].outcome, Outcome::ClientError);
+    harness.tunnel.shutdown().await;
+}
+
+/// The same with the malformed request in a piece of its own, sent while the good one is
+/// still being served (its body was not complete before that piece).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_in_a_later_piece_behind_a_good_one_is_explained() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let mut tls = raw_tls(&harness).await;
+    tls.write_all(
+        b"POST /abuse/later-good HTTP/1.1\r\nHost: localhost\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\na=",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bad = b"POST /abuse/later-bad HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n";
+    tls.write_all(&[&b"1&b="[..], &bad[..]].concat())
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let received = read_until_closed(&mut tls, CLOSE_BOUND)
+        .await
+        .expect("closed");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let second = text
+        .find("HTTP/1.1 400")
+        .unwrap_or_else(|| panic!("no 400 after the 200: {text}"));
+    assert!(
+        text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+        "{text}"
+    );
+    assert_eq!(upstream.next().await.body, &b"a=1&b="[..]);
+    let refused = within(async {
+        loop {
+            let refused = recorded_under(&harness, "/abuse/later-bad").await;
+            if !refused.is_empty() {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(refused[0].request.body, &bad[..]);
     harness.tunnel.shutdown().await;
 }

@@ -28,7 +28,7 @@ use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
 use crate::forward::{error_chain, is_hop_by_hop, parse_as_received};
 use crate::server::refusal::{ReceivedHead, RequestStart};
-use crate::server::watch;
+use crate::server::{linger, watch};
 
 /// How long a sender may take over a request's body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +54,7 @@ struct PublicConn {
     tls: TlsInfo,
 }
 
-/// Serves one public connection until it ends.
+/// Serves one public connection until it ends, then closes it gently (see [`linger`]).
 pub(super) async fn serve(
     tls: TlsStream<TcpStream>,
     peer: SocketAddr,
@@ -62,6 +62,8 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let closing = linger::Closing::of(tls.get_ref().0);
+    let lingering_stop = stop.clone();
     let conn = Arc::new(PublicConn {
         peer,
         tls: crate::tls::session_info(tls.get_ref().1),
@@ -85,12 +87,18 @@ pub(super) async fn serve(
         tls,
         activity.clone(),
         Arc::default(),
-        Some(request_start),
+        Some(request_start.clone()),
         "vobiz-tunnel relay",
     )
     .speaking_h2(h2);
     let connection = http.serve_connection(TokioIo::new(refusals), service);
-    match watch::serve(connection, &activity, idle_timeout, stop).await {
+    let ended = watch::serve(connection, &activity, idle_timeout, stop).await;
+    if let Some(closing) = closing {
+        // A sender whose body was not all read may still be sending it.
+        let patient = request_start.body_unread();
+        closing.close(Some(lingering_stop), patient).await;
+    }
+    match ended {
         watch::Ended::Idle => Ok(()),
         watch::Ended::Finished(Ok(())) => Ok(()),
         watch::Ended::Finished(Err(e)) => {

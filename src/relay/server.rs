@@ -24,7 +24,7 @@ use super::notice::Notice;
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, all_closed, expect_tls, fd_limit, linger};
+use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
 
 /// How long in-flight callbacks get to finish when the relay stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -219,16 +219,8 @@ async fn connection(
         // A TLS-ALPN-01 validation: the handshake itself was the answer.
         Some(alpn) if alpn == crate::tls::acme::ACME_TLS_ALPN => Ok(()),
         _ => {
-            // A sender's connection is closed gently (see `linger`); a tunnel is not: its
-            // HTTP/2 connection may still be finishing callbacks on the socket when
-            // `accept_tunnel` returns.
-            let closing = linger::Closing::of(tls.get_ref().0);
-            let lingering_stop = stop.clone();
             let served = public::serve(tls, peer, http, shared, stop).await;
             drop(caller);
-            if let Some(closing) = closing {
-                closing.close(Some(lingering_stop)).await;
-            }
             served
         }
     }

@@ -51,14 +51,17 @@ impl Closing {
 
     /// Shuts our side down and, if the sender is still sending, reads what it sends until
     /// it closes its side, [`LINGER_FOR`] passes, [`LINGER_BYTES`] were read or `stop` turns
-    /// true. Call it once TLS and hyper have let go.
-    pub async fn close(self, stop: Option<watch::Receiver<bool>>) {
+    /// true. `patient`: the sender may still be sending even if nothing is waiting now (its
+    /// body was not all read), so it is waited for in any case. Call it once TLS and hyper
+    /// have let go.
+    pub async fn close(self, stop: Option<watch::Receiver<bool>>, patient: bool) {
         let socket = self.0;
         if socket.shutdown(Shutdown::Write).is_err() || socket.set_nonblocking(true).is_err() {
             return; // reset or gone already
         }
         // What is here already is read at once: usually nothing (an orderly close follows)
-        // or the sender's end (it closed first). Only a sender caught sending is waited for.
+        // or the sender's end (it closed first). Only a sender caught sending, or one we must
+        // be patient with, is waited for.
         let mut scratch = [0u8; 4096];
         let mut left = LINGER_BYTES;
         for _ in 0..IMMEDIATE_READS {
@@ -71,7 +74,9 @@ impl Closing {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock && left < LINGER_BYTES => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && (patient || left < LINGER_BYTES) => {
+                    break
+                }
                 Err(_) => return,
             }
         }
@@ -135,7 +140,7 @@ mod tests {
         client.write_all(&[b'x'; 1000]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // unread on the server
         let closing = answer_unread(server).await.expect("a second descriptor");
-        let lingering = tokio::spawn(closing.close(None));
+        let lingering = tokio::spawn(closing.close(None, false));
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Without the linger this write, or the read after it, fails with a reset.
         client.write_all(&[b'y'; 64 * 1024]).await.unwrap();
@@ -156,14 +161,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let closing = answer_unread(server).await.unwrap();
         let started = Instant::now();
-        closing.close(None).await;
+        closing.close(None, false).await;
         assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[tokio::test]
     async fn an_endless_sender_is_let_go_after_the_byte_bound() {
         let (mut client, server) = pair().await;
-        let lingering = tokio::spawn(Closing::owned(server).unwrap().close(None));
+        let lingering = tokio::spawn(Closing::owned(server).unwrap().close(None, false));
         let chunk = vec![b'x'; 64 * 1024];
         let mut sent = 0;
         let writing = async {
@@ -183,11 +188,30 @@ mod tests {
     async fn a_sender_that_sends_nothing_more_is_closed_at_once() {
         let (mut client, server) = pair().await;
         let started = Instant::now();
-        Closing::owned(server).unwrap().close(None).await;
+        Closing::owned(server).unwrap().close(None, false).await;
         assert!(started.elapsed() < Duration::from_millis(500));
         let mut end = Vec::new();
         client.read_to_end(&mut end).await.expect("an orderly end");
         assert!(end.is_empty());
+    }
+
+    /// A sender whose body was not all read pauses just as we close, then writes on.
+    #[tokio::test]
+    async fn a_patient_close_waits_for_a_sender_that_paused() {
+        let (mut client, server) = pair().await;
+        let lingering = tokio::spawn(Closing::owned(server).unwrap().close(None, true));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.write_all(&[b'y'; 64 * 1024]).await.unwrap();
+        let mut end = Vec::new();
+        client
+            .read_to_end(&mut end)
+            .await
+            .expect("an orderly end, not a reset");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(1), lingering)
+            .await
+            .expect("the linger ends when the sender closes")
+            .unwrap();
     }
 
     #[tokio::test]
@@ -197,7 +221,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let closing = Closing::owned(server).unwrap();
         let started = Instant::now();
-        tokio::time::timeout(LINGER_FOR * 2, closing.close(None))
+        tokio::time::timeout(LINGER_FOR * 2, closing.close(None, false))
             .await
             .expect("bounded");
         assert!(started.elapsed() >= LINGER_FOR - Duration::from_millis(50));
@@ -206,7 +230,7 @@ mod tests {
         client.write_all(b"still sending").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (stop, stopping) = watch::channel(false);
-        let lingering = tokio::spawn(Closing::owned(server).unwrap().close(Some(stopping)));
+        let lingering = tokio::spawn(Closing::owned(server).unwrap().close(Some(stopping), false));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
         stop.send(true).unwrap();

@@ -188,29 +188,43 @@ async fn serve_connection(
     let Some(tcp) = expect_tls(tcp, limits.handshake_timeout, "vobiz-tunnel").await? else {
         return Ok(()); // opened and closed: a port check
     };
-    let closing = linger::Closing::of(&tcp);
-    let lingering_stop = stop.clone();
-    let served = serve_tls(tcp, client_addr, acceptor, http, proxy, limits, stop).await;
-    if let Some(closing) = closing {
-        closing.close(Some(lingering_stop)).await;
-    }
-    served
-}
-
-/// The connection from the TLS handshake on; it is closed (see [`linger`]) once this returns.
-async fn serve_tls(
-    tcp: TcpStream,
-    client_addr: SocketAddr,
-    acceptor: TlsAcceptor,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    proxy: Arc<Proxy>,
-    limits: Limits,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
     let tls_stream = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let closing = linger::Closing::of(tls_stream.get_ref().0);
+    let lingering_stop = stop.clone();
+    let request_start = Arc::new(refusal::RequestStart::default());
+    let served = serve_http(
+        tls_stream,
+        client_addr,
+        http,
+        proxy,
+        limits,
+        stop,
+        request_start.clone(),
+    )
+    .await;
+    if let Some(closing) = closing {
+        // A sender whose body was not all read, or whose request was refused, may still be
+        // sending even if nothing is waiting at this instant.
+        let patient = request_start.body_unread() || served.is_err();
+        closing.close(Some(lingering_stop), patient).await;
+    }
+    served
+}
+
+/// HTTP on a connection, once its TLS handshake is done; `request_start` keeps the start of
+/// each request (see [`refusal`]).
+async fn serve_http(
+    tls_stream: tokio_rustls::server::TlsStream<TcpStream>,
+    client_addr: SocketAddr,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+    request_start: Arc<refusal::RequestStart>,
+) -> Result<(), String> {
     let info = Arc::new(ConnectionInfo {
         client_addr: Some(client_addr),
         tls: crate::tls::session_info(tls_stream.get_ref().1),
@@ -219,7 +233,6 @@ async fn serve_tls(
     let activity = watch::Activity::new();
     let counter = activity.clone();
     let recorder = (proxy.clone(), info.clone());
-    let request_start = Arc::new(refusal::RequestStart::default());
     let received = request_start.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
@@ -300,7 +313,7 @@ pub(crate) async fn answer_plain_http(mut tcp: TcpStream, speaker: &str) {
     if let Ok(Ok(())) = written.await {
         // The rest of their request is unread: closed gently, or they would get a reset.
         if let Some(closing) = linger::Closing::owned(tcp) {
-            closing.close(None).await;
+            closing.close(None, true).await;
         }
     }
 }

@@ -67,6 +67,17 @@ struct Kept {
     /// Bytes of the body of the request taken last still to arrive (`None`: where it ends is
     /// not known, e.g. chunked). What arrives after them is the next request.
     to_come: Option<usize>,
+    /// Bytes were dropped for want of room (past [`KEPT_BYTES`]): where the request ends
+    /// cannot be counted from what was kept.
+    cut: bool,
+}
+
+impl Kept {
+    fn append(&mut self, read: &[u8]) {
+        let room = KEPT_BYTES.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&read[..read.len().min(room)]);
+        self.cut |= read.len() > room;
+    }
 }
 
 impl RequestStart {
@@ -77,7 +88,8 @@ impl RequestStart {
         kept.pipelined = false;
         kept.bodiless_answer = request.method() == hyper::Method::HEAD;
         let mut bytes = std::mem::take(&mut kept.bytes);
-        let end = request_end(&bytes, request);
+        let end = request_end(&bytes, request).filter(|_| !kept.cut);
+        kept.cut = false;
         kept.to_come = end.map(|end| end.saturating_sub(bytes.len()));
         if let Some(end) = end.filter(|&end| end < bytes.len()) {
             kept.bytes = bytes.split_off(end);
@@ -86,11 +98,18 @@ impl RequestStart {
         bytes
     }
 
+    /// Whether the body of the request taken last was not all read (as far as its declared
+    /// length tells): its sender may still be sending it.
+    pub fn body_unread(&self) -> bool {
+        matches!(self.lock().to_come, Some(1..))
+    }
+
     /// What was kept, leaving nothing.
     fn take(&self) -> Vec<u8> {
         let mut kept = self.lock();
         kept.pipelined = false;
         kept.to_come = None;
+        kept.cut = false;
         std::mem::take(&mut kept.bytes)
     }
 
@@ -229,52 +248,39 @@ impl<IO> Refusals<IO> {
         if self.protocol != Protocol::Http1 || read.is_empty() {
             return;
         }
+        let Some(received) = &self.received else {
+            self.unanswered_bytes |= self.activity.in_flight() == 0;
+            return;
+        };
+        let mut kept = received.lock();
+        // The rest of the served request's body is not the start of anything.
+        let body = kept.to_come.map_or(0, |to_come| to_come.min(read.len()));
+        kept.to_come = kept.to_come.map(|to_come| to_come - body);
+        let read = &read[body..];
+        if read.is_empty() {
+            return;
+        }
         if self.activity.in_flight() > 0 {
-            self.keep_pipelined(read);
+            // After the body of the request being served: one pipelined behind it, in a piece
+            // of its own (told apart only where that body's end is known).
+            if kept.to_come.is_some() {
+                kept.append(read);
+                kept.pipelined = true;
+            }
             return;
         }
         self.unanswered_bytes = true;
-        let Some(received) = &self.received else {
-            return;
-        };
-        let mut received = received.lock();
         // A request began being served since: what was kept was its start, not this one's
         // (unless it is what was pipelined behind it, the start of this one).
         let started = self.activity.started();
         if started != self.started {
             self.started = started;
-            if !received.pipelined {
-                received.bytes.clear();
+            if !kept.pipelined {
+                kept.bytes.clear();
             }
-            received.pipelined = false;
+            kept.pipelined = false;
         }
-        let room = KEPT_BYTES.saturating_sub(received.bytes.len());
-        received
-            .bytes
-            .extend_from_slice(&read[..read.len().min(room)]);
-    }
-
-    /// Keeps what is read while a request is served: the rest of its body is not the start of
-    /// anything, but what comes after it (when its end is known) is a request pipelined
-    /// behind it, in a piece of its own.
-    fn keep_pipelined(&mut self, read: &[u8]) {
-        let Some(received) = &self.received else {
-            return;
-        };
-        let mut kept = received.lock();
-        let Some(to_come) = kept.to_come else {
-            return;
-        };
-        let body = to_come.min(read.len());
-        kept.to_come = Some(to_come - body);
-        let after = &read[body..];
-        if after.is_empty() {
-            return;
-        }
-        let room = KEPT_BYTES.saturating_sub(kept.bytes.len());
-        kept.bytes
-            .extend_from_slice(&after[..after.len().min(room)]);
-        kept.pipelined = true;
+        kept.append(read);
     }
 
     /// Whether bytes of a request not yet served are kept: pipelined behind the last one, or
@@ -897,6 +903,28 @@ mod tests {
             .take()
             .expect("hyper's refusal of the pipelined request");
         assert_eq!(refused.received, malformed);
+    }
+
+    /// More than the room before the request was taken: its end cannot be counted from what
+    /// was kept, so nothing read later is taken for a pipelined request.
+    #[test]
+    fn a_request_cut_short_by_the_room_has_no_known_end() {
+        let start = Arc::new(RequestStart::default());
+        let mut stream = Refusals::new(
+            (),
+            Activity::new(),
+            Arc::default(),
+            Some(start.clone()),
+            "x",
+        );
+        let head = b"POST /big HTTP/1.1\r\ncontent-length: 40000\r\n\r\n";
+        stream.keep(&[&head[..], &[b'a'; 20_000][..]].concat());
+        let request = hyper::Request::post("/big")
+            .header("content-length", "40000")
+            .body(())
+            .unwrap();
+        assert_eq!(start.take_for(&request).len(), KEPT_BYTES);
+        assert_eq!(start.lock().to_come, None);
     }
 
     #[test]

@@ -416,8 +416,9 @@ impl Proxy {
         let committed = written.is_ok();
         self.recorded(&mut exchange, delivery, written);
         if committed {
-            let what = format!("{} {}", exchange.request.method, exchange.request.target);
-            if let Some(message) = self.slow_commits.note(held_back, &what) {
+            let request = &exchange.request;
+            let what = || format!("{} {}", request.method, request.target);
+            if let Some(message) = self.slow_commits.note(held_back, what) {
                 tracing::warn!("{message}");
                 let _ = self.events.send(ExchangeEvent::StoreError(message));
             }

@@ -21,13 +21,18 @@ pub struct SlowCommits {
 }
 
 impl SlowCommits {
-    /// Notes that recording `what` (`POST /cb`) held its answer back `held`; the message to
-    /// report, if it is long enough and the last report is old enough.
-    pub fn note(&self, held: Duration, what: &str) -> Option<String> {
+    /// Notes that recording `what` (`POST /cb`, made only if it is said) held its answer back
+    /// `held`; the message to report, if it is long enough and the last report is old enough.
+    pub fn note(&self, held: Duration, what: impl FnOnce() -> String) -> Option<String> {
         self.note_at(held, what, Instant::now())
     }
 
-    fn note_at(&self, held: Duration, what: &str, now: Instant) -> Option<String> {
+    fn note_at(
+        &self,
+        held: Duration,
+        what: impl FnOnce() -> String,
+        now: Instant,
+    ) -> Option<String> {
         if held < SLOW_COMMIT {
             return None;
         }
@@ -37,9 +42,10 @@ impl SlowCommits {
         }
         *reported_at = Some(now);
         Some(format!(
-            "recording {what} took {:.2} s: the store was slow (another process holding its \
+            "recording {} took {:.2} s: the store was slow (another process holding its \
              lock, or a slow disk), and the sender waited that much longer than the \
              exchange's duration shows",
+            what(),
             held.as_secs_f64()
         ))
     }
@@ -55,10 +61,10 @@ mod tests {
         let held = Duration::from_millis(310);
         let start = Instant::now();
         assert_eq!(
-            slow.note_at(Duration::from_millis(2), "POST /a", start),
+            slow.note_at(Duration::from_millis(2), || "POST /a".into(), start),
             None
         );
-        let first = slow.note_at(held, "POST /a", start).unwrap();
+        let first = slow.note_at(held, || "POST /a".into(), start).unwrap();
         assert_eq!(
             first,
             "recording POST /a took 0.31 s: the store was slow (another process holding its \
@@ -68,9 +74,11 @@ mod tests {
         // The others the same stall held back.
         for i in 1..=3 {
             let now = start + Duration::from_millis(i);
-            assert_eq!(slow.note_at(held, "POST /b", now), None);
+            assert_eq!(slow.note_at(held, || "POST /b".into(), now), None);
         }
-        let next = slow.note_at(held, "POST /c", start + REPORT_EVERY).unwrap();
+        let next = slow
+            .note_at(held, || "POST /c".into(), start + REPORT_EVERY)
+            .unwrap();
         assert!(next.starts_with("recording POST /c took 0.31 s"), "{next}");
     }
 }

@@ -88,6 +88,21 @@ pub async fn recorded_under(harness: &Harness, prefix: &str) -> Vec<Exchange> {
     settled_under(harness, prefix, DEADLINE).await
 }
 
+/// Like [`recorded_under`], waiting for at least one: a refused request is recorded once its
+/// connection has ended, which its sender may see first.
+pub async fn recorded_once_closed(harness: &Harness, prefix: &str) -> Vec<Exchange> {
+    within(async {
+        loop {
+            let recorded = recorded_under(harness, prefix).await;
+            if !recorded.is_empty() {
+                return recorded;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Like [`recorded_under`], but returns what is recorded after `bound` even if some are
 /// still pending.
 pub async fn settled_under(harness: &Harness, prefix: &str, bound: Duration) -> Vec<Exchange> {

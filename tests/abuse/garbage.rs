@@ -456,17 +456,7 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
         "{text}"
     );
     assert_eq!(upstream.next().await.uri, "/abuse/pipelined-good");
-    // Recorded once the connection has ended, which the sender may see first.
-    let refused = within(async {
-        loop {
-            let refused = recorded_under(&harness, "/abuse/pipelined-bad").await;
-            if !refused.is_empty() {
-                return refused;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let refused = recorded_once_closed(&harness, "/abuse/pipelined-bad").await;
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert_eq!(refused[0].outcome, Outcome::ClientError);
     assert_eq!(refused[0].request.body, &bad[..]);
@@ -496,16 +486,7 @@ async fn http1_after_an_h2_alpn_is_explained_too() {
             && text.contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
         "{text}"
     );
-    let refused = within(async {
-        loop {
-            let refused = recorded_under(&harness, "/abuse/alpn-h2").await;
-            if !refused.is_empty() {
-                return refused;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let refused = recorded_once_closed(&harness, "/abuse/alpn-h2").await;
     assert_eq!(refused[0].outcome, Outcome::ClientError);
     harness.tunnel.shutdown().await;
 }
@@ -544,16 +525,7 @@ async fn a_malformed_request_in_a_later_piece_behind_a_good_one_is_explained() {
         "{text}"
     );
     assert_eq!(upstream.next().await.body, &b"a=1&b="[..]);
-    let refused = within(async {
-        loop {
-            let refused = recorded_under(&harness, "/abuse/later-bad").await;
-            if !refused.is_empty() {
-                return refused;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let refused = recorded_once_closed(&harness, "/abuse/later-bad").await;
     assert_eq!(refused[0].request.body, &bad[..]);
     harness.tunnel.shutdown().await;
 }

@@ -248,6 +248,110 @@ async fn a_store_that_turns_read_only_keeps_forwarding_and_records_once_writable
     recorded_calls(&harness, &["ro-after"]).await;
 }
 
+/// `vobiz-tunnel <args> --store <store>`: exit code, stdout, stderr.
+fn read_command(args: &[&str], store: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env_remove("VOBIZ_TUNNEL_STORE")
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_copied_to_read_only_media_can_be_read() {
+    // A store archived on read-only media (a read-only mount or volume): SQLite cannot create
+    // the shared-memory file a WAL store needs beside it. The folder is made immutable here,
+    // which stops creating files in it even as root.
+    let mut upstream = upstream(origin_reply()).await;
+    let harness = harness_on(&upstream.url(), None).await;
+    if let Some(reason) = immutable_unsupported(harness.dir.path()) {
+        eprintln!("SKIPPED read-only media: {reason}");
+        return;
+    }
+    let mut sent = Vec::new();
+    for (i, call) in ["archived-1", "archived-2"].into_iter().enumerate() {
+        let body = callback(&harness, call, 40 + i as u64, 0).await;
+        sent.push((call.to_string(), body));
+    }
+    origin_saw(&mut upstream, &sent).await;
+    recorded_calls(&harness, &["archived-1", "archived-2"]).await;
+    // What a stopped listener leaves: the log folded into the file, which alone is copied.
+    harness.tunnel.store.flush_into_file().await;
+    let store = harness.config.store.clone();
+    // A name with characters that mean something in a SQLite URI.
+    let archive = harness.dir.path().join("archive ?#%20");
+    std::fs::create_dir(&archive).unwrap();
+    let copy = archive.join("exchanges.db");
+    std::fs::copy(&store, &copy).unwrap();
+    let _read_only = Immutable::set(&[&archive]);
+
+    let (code, listed, errors) = read_command(&["list", "--json"], &copy);
+    assert_eq!(code, Some(0), "{errors}");
+    let ids: Vec<i64> = listed
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    let (code, shown, errors) = read_command(&["show", &ids[1].to_string()], &copy);
+    assert_eq!(code, Some(0), "{errors}");
+    assert!(shown.contains("archived-2"), "{shown}");
+    let exported = harness.dir.path().join("out.ndjson");
+    let export = ["export", "--ndjson", exported.to_str().unwrap()];
+    let (code, _, errors) = read_command(&export, &copy);
+    assert_eq!(code, Some(0), "{errors}");
+    let lines = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        std::fs::read_dir(&archive).unwrap().count() == 1,
+        "nothing was created beside the copy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_copy_with_an_unreadable_log_says_how_to_copy_it() {
+    // Copied mid-run: the write-ahead log holds exchanges, and without its shared-memory file
+    // SQLite cannot read them on read-only media. Reading the file alone would show an older
+    // store as if it were all: refused, with what to copy instead.
+    let mut upstream = upstream(origin_reply()).await;
+    let harness = harness_on(&upstream.url(), None).await;
+    if let Some(reason) = immutable_unsupported(harness.dir.path()) {
+        eprintln!("SKIPPED read-only media: {reason}");
+        return;
+    }
+    let body = callback(&harness, "in-the-log", 50, 0).await;
+    origin_saw(&mut upstream, &[("in-the-log".into(), body)]).await;
+    recorded_calls(&harness, &["in-the-log"]).await;
+    let store = harness.config.store.clone();
+    let wal = PathBuf::from(format!("{}-wal", store.display()));
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "the log holds it"
+    );
+    let archive = harness.dir.path().join("mid-run");
+    std::fs::create_dir(&archive).unwrap();
+    let copy = archive.join("exchanges.db");
+    std::fs::copy(&store, &copy).unwrap();
+    std::fs::copy(&wal, archive.join("exchanges.db-wal")).unwrap();
+    let _read_only = Immutable::set(&[&archive]);
+
+    let (code, listed, errors) = read_command(&["list"], &copy);
+    assert_ne!(code, Some(0), "{listed}");
+    assert!(
+        errors.contains(&copy.display().to_string())
+            && errors.contains("-shm")
+            && errors.contains("after the listener has stopped"),
+        "{errors}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // A full disk: a small tmpfs, filled.
 

@@ -52,6 +52,14 @@ pub enum StoreError {
          or pass another --store)"
     )]
     ReadOnly(PathBuf),
+    #[error(
+        "cannot read the store {0}: its folder is read-only, and its write-ahead log \
+         ({0}-wal) holds exchanges that SQLite reads only through the shared-memory file \
+         ({0}-shm), which is missing and cannot be created there: copy the store with its \
+         -wal and -shm files, or copy the .db file alone after the listener has stopped \
+         (stopping folds the log into it)"
+    )]
+    ReadOnlyLog(PathBuf),
     #[error("no store at {0} (start `vobiz-tunnel listen` once, or pass --store)")]
     Missing(PathBuf),
     #[error("the store was written by a newer vobiz-tunnel (schema {found}; this build knows up to {supported})")]

@@ -59,6 +59,83 @@ pub(super) const SUMMARY_COLUMNS: &str =
     "id, received_at_us, method, path, target, status, duration_ms, \
     signature, signature_scheme, event, call_uuid, outcome, flags, replay_of, error";
 
+/// A read-only connection to the store at `path`, and its schema version, read at once:
+/// SQLite opens lazily, so a file it cannot read fails at that first read, and the error
+/// then names the file.
+fn connect(path: &Path) -> Result<(Connection, i64), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let first_read = |conn: Connection| -> Result<(Connection, i64), StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Filters with header terms call a function of ours from SQL.
+        crate::filter::sql::register_functions(&conn)?;
+        let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok((conn, version))
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    match first_read(conn) {
+        Err(StoreError::Sqlite(error)) if cannot_open(&error) => {
+            // A store in WAL mode needs its shared-memory file (`-shm`) beside it, created by
+            // the first reader when missing: on read-only media (a read-only mount, a
+            // container's read-only volume, an immutable folder) it cannot be. Without a
+            // write-ahead log to read, the file alone is the whole store, and nothing can
+            // write to it there: it is read as immutable, with no shared memory.
+            if !log_is_empty(path) {
+                return Err(StoreError::ReadOnlyLog(path.to_path_buf()));
+            }
+            let immutable = Connection::open_with_flags(
+                immutable_uri(path),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(open_err)?;
+            first_read(immutable).map_err(|e| with_path(path, e))
+        }
+        result => result.map_err(|e| with_path(path, e)),
+    }
+}
+
+fn cannot_open(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+}
+
+/// SQLite's own errors name no file: the store's path is attached.
+fn with_path(path: &Path, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sqlite(source) => StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Whether the store's write-ahead log is absent or empty (a listener that stopped folds it
+/// into the file; a copy of the `.db` file alone has none).
+fn log_is_empty(path: &Path) -> bool {
+    let mut log = path.as_os_str().to_owned();
+    log.push("-wal");
+    std::fs::metadata(&log).map_or(true, |m| m.len() == 0)
+}
+
+/// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set is
+/// percent-encoded, so `?`, `#` and `%` in a folder's name stay part of the path.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => {
+                uri.push(byte as char)
+            }
+            _ => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// A read-only view of a store file.
 pub struct StoreReader {
     pub(super) conn: Connection,
@@ -75,18 +152,7 @@ impl StoreReader {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Filters with header terms call a function of ours from SQL.
-        crate::filter::sql::register_functions(&conn)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let (conn, version) = connect(path)?;
         if version > schema::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 found: version,

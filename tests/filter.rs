@@ -305,6 +305,7 @@ fn the_store_tally_counts_every_row_by_verdict_and_status_class() {
     let (reader, stored) = fill(&path, 48);
     let mut expected = Tally {
         total: stored.len() as u64,
+        newest: stored.iter().filter_map(|ex| ex.id).max(),
         ..Tally::default()
     };
     for ex in &stored {

@@ -201,9 +201,16 @@ impl StoreReader {
     /// Every exchange counted by signature verdict and by status class, from the partial
     /// indexes of the unusual ones (schema 5): milliseconds on a million rows.
     pub fn tally(&self) -> Result<Tally, StoreError> {
-        let total = self.count()?;
+        // One snapshot for every count and the newest id, so a caller can tell which
+        // exchanges the counts hold (those up to `newest`) while a listener writes on.
+        let snapshot = self.conn.unchecked_transaction()?;
+        let (total, newest) =
+            snapshot.query_row("SELECT count(*), max(id) FROM exchanges", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let mut tally = Tally {
             total,
+            newest,
             ..Tally::default()
         };
         let mut by_verdict = self.conn.prepare_cached(TALLY_UNUSUAL_VERDICTS)?;
@@ -228,6 +235,9 @@ impl StoreReader {
             unusual += count;
         }
         tally.by_class[2] = total.saturating_sub(unusual);
+        drop(by_status);
+        drop(by_verdict);
+        snapshot.commit()?;
         Ok(tally)
     }
 
@@ -389,6 +399,8 @@ const TALLY_UNUSUAL_STATUSES: &str = "SELECT status, count(*) FROM exchanges \
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     pub total: u64,
+    /// The newest exchange counted: every one up to it is in the counts, none after it.
+    pub newest: Option<ExchangeId>,
     /// Index 0: no status; 1–5: 1xx–5xx (other statuses count with the nearest class).
     pub by_class: [u64; 6],
     /// valid, invalid, unsigned, unchecked.

@@ -63,8 +63,21 @@ pub struct Health {
 
 impl Health {
     pub fn add(&mut self, summary: &ExchangeSummary) {
-        self.by_class[Tally::class_index(summary.status)] += 1;
-        self.by_verdict[Tally::verdict_index(summary.signature)] += 1;
+        self.count(
+            Tally::class_index(summary.status),
+            Tally::verdict_index(summary.signature),
+        );
+        self.add_path(summary);
+    }
+
+    /// One more exchange in the counts, by the indexes of [`Tally`].
+    pub fn count(&mut self, class: usize, verdict: usize) {
+        self.by_class[class] += 1;
+        self.by_verdict[verdict] += 1;
+    }
+
+    /// One more exchange in its path's latency and failure figures, not in the counts.
+    pub fn add_path(&mut self, summary: &ExchangeSummary) {
         self.paths
             .entry(summary.path.clone())
             .or_default()

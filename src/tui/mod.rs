@@ -385,7 +385,7 @@ impl App {
                 Ok((rows, tally)) => {
                     let next = self.state.load_page(rows, tally.total);
                     // The whole store's counts, not only the page's.
-                    self.state.health.set_counts(&tally);
+                    self.state.tallied(&tally);
                     if let Some(next) = next {
                         self.execute(next, terminal);
                     }

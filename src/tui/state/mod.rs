@@ -4,7 +4,8 @@
 
 mod update;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use time::UtcOffset;
@@ -14,7 +15,7 @@ use super::health::Health;
 use crate::exchange::{Exchange, ExchangeId};
 use crate::filter::Filter;
 use crate::pipeline::ExchangeEvent;
-use crate::store::{CallSummary, ExchangeSummary};
+use crate::store::{CallSummary, ExchangeSummary, Tally};
 
 /// Rows loaded per page from the store.
 pub const PAGE: usize = 500;
@@ -23,6 +24,22 @@ pub const MAX_ROWS: usize = 20_000;
 /// Ids remembered as counted, so an exchange seen both as an event and by polling the store
 /// is counted once (ids arrive nearly in order, so a window of recent ones is enough).
 const COUNTED_WINDOW: usize = 50_000;
+
+/// Where a counted exchange counts: its status class and verdict (see [`Tally`]).
+#[derive(Clone, Copy, Debug)]
+struct Counted {
+    class: usize,
+    verdict: usize,
+}
+
+impl Counted {
+    fn of(summary: &ExchangeSummary) -> Counted {
+        Counted {
+            class: Tally::class_index(summary.status),
+            verdict: Tally::verdict_index(summary.signature),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -155,7 +172,11 @@ pub struct AppState {
     pub total: u64,
     /// Health of the exchanges loaded at start and of every arrival since.
     pub health: Health,
-    counted: BTreeSet<ExchangeId>,
+    /// Exchanges counted in `total` and the health counts, with where they count.
+    counted: BTreeMap<ExchangeId, Counted>,
+    /// The newest exchange the store's own counts held when last read ([`AppState::tallied`]):
+    /// an arrival up to it is in them already.
+    tallied_through: Option<ExchangeId>,
     seeded: bool,
     pub calls: Vec<CallSummary>,
     pub call_selected: usize,
@@ -238,7 +259,8 @@ impl AppState {
             relay: None,
             total: 0,
             health: Health::default(),
-            counted: BTreeSet::new(),
+            counted: BTreeMap::new(),
+            tallied_through: None,
             seeded: false,
             calls: Vec::new(),
             call_selected: 0,
@@ -303,10 +325,13 @@ impl AppState {
             // The health view starts from what was recorded last, then follows arrivals.
             self.seeded = true;
             for row in &self.rows {
-                if let Some(id) = row.id {
-                    self.counted.insert(id);
+                // Arrivals merged into the page were counted when they came.
+                let fresh = row
+                    .id
+                    .is_none_or(|id| self.counted.insert(id, Counted::of(row)).is_none());
+                if fresh {
+                    self.health.add(row);
                 }
-                self.health.add(row);
             }
         }
         self.detail_for_selection()
@@ -316,6 +341,7 @@ impl AppState {
     /// to the old one (its ids come back from 1). The reload that follows counts anew.
     pub fn store_replaced(&mut self) {
         self.counted.clear();
+        self.tallied_through = None;
         self.seeded = false;
         self.health = Health::default();
         self.calls_stale = true;
@@ -336,16 +362,39 @@ impl AppState {
         self.has_newer = false;
     }
 
+    /// The store's own counts, read with each (re)load: they replace what was counted so far.
+    /// Arrivals counted while they were read, but committed after them, are added back; an
+    /// arrival that comes later although they hold it is not counted again.
+    pub fn tallied(&mut self, tally: &Tally) {
+        self.health.set_counts(tally);
+        self.total = tally.total;
+        self.tallied_through = tally.newest;
+        let after = tally.newest.map_or(Bound::Unbounded, Bound::Excluded);
+        for counted in self
+            .counted
+            .range((after, Bound::Unbounded))
+            .map(|(_, c)| *c)
+        {
+            self.total += 1;
+            self.health.count(counted.class, counted.verdict);
+        }
+    }
+
     /// Counts an exchange once in `total` and the health, however often it is delivered.
     fn count_once(&mut self, summary: &ExchangeSummary) {
         if let Some(id) = summary.id {
-            if !self.counted.insert(id) {
+            if self.counted.insert(id, Counted::of(summary)).is_some() {
                 return;
             }
             if self.counted.len() > COUNTED_WINDOW * 2 {
                 while self.counted.len() > COUNTED_WINDOW {
                     self.counted.pop_first();
                 }
+            }
+            if self.tallied_through.is_some_and(|through| id <= through) {
+                // In the store's counts already: only its path's figures are news.
+                self.health.add_path(summary);
+                return;
             }
         }
         self.total += 1;

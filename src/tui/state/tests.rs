@@ -501,6 +501,45 @@ fn arrivals_during_a_reload_are_kept_with_the_page() {
     assert_eq!(state.selected_id(), Some(6));
 }
 
+/// The store's counts read with a reload hold some arrivals and not others: each exchange is
+/// counted once either way.
+#[test]
+fn a_reload_counts_each_exchange_once_whichever_side_of_the_tally_it_arrives() {
+    use crate::store::Tally;
+    let tally = |total: u64, newest: i64| {
+        let mut tally = Tally {
+            total,
+            newest: Some(newest),
+            ..Tally::default()
+        };
+        tally.by_class[2] = total;
+        tally.by_verdict[Tally::verdict_index(summary(1, "Hangup").signature)] = total;
+        tally
+    };
+    let mut state = state_with(0);
+    state.begin_reload();
+    // #5 committed before the store was counted, #6 after; both arrive during the reload.
+    state.apply(ExchangeEvent::Finished(exchange(5, "Hangup")));
+    state.apply(ExchangeEvent::Finished(exchange(6, "Hangup")));
+    state.load_page(vec![summary(4, "Ring"), summary(5, "Hangup")], 5);
+    state.tallied(&tally(5, 5));
+    assert_eq!(state.total, 6, "#6 added back to the store's 5");
+    assert_eq!(state.health.total(), 6);
+    // #7 was committed before the next count but is delivered after it; #8 after both.
+    state.begin_reload();
+    state.load_page(vec![summary(7, "Hangup")], 7);
+    state.tallied(&tally(7, 7));
+    state.apply(ExchangeEvent::Finished(exchange(7, "Hangup")));
+    assert_eq!(state.total, 7, "#7 is in the store's count already");
+    assert_eq!(state.health.total(), 7);
+    state.apply(ExchangeEvent::Finished(exchange(8, "Hangup")));
+    assert_eq!((state.total, state.health.total()), (8, 8));
+    assert_eq!(
+        state.health.paths["/cb"].count, 4,
+        "the path's figures count each arrival once (the start-up page was empty)"
+    );
+}
+
 /// A callback still waiting on the local server: shown at once, followed to its end in place,
 /// counted once (with its final status), and dropped from a filter it no longer matches.
 #[test]

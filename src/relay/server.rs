@@ -203,7 +203,7 @@ async fn connection(
     caller: Option<OwnedSemaphorePermit>,
 ) -> Result<(), String> {
     let deadline = shared.config.handshake_timeout;
-    let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay").await? else {
+    let Some(tcp) = expect_tls(tcp, deadline, "vobiz-tunnel relay", &stop).await? else {
         return Ok(()); // opened and closed: a port check
     };
     let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))

@@ -148,11 +148,13 @@ pub(crate) async fn accept_next(
 
 /// Looks at a new connection's first bytes, within `timeout`: the connection back if they
 /// may start a TLS handshake, `None` if it closed without a byte (a port check), an error if
-/// it stayed silent or spoke plain HTTP (answered 400 with a hint, as `speaker`).
+/// it stayed silent or spoke plain HTTP (answered 400 with a hint, as `speaker`; `stop` ends
+/// the wait for the rest of that request when the server stops).
 pub(crate) async fn expect_tls(
     tcp: TcpStream,
     timeout: Duration,
     speaker: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<TcpStream>, String> {
     let _ = tcp.set_nodelay(true);
     let mut first = [0u8; 4];
@@ -164,7 +166,7 @@ pub(crate) async fn expect_tls(
         return Ok(None);
     }
     if looks_like_plain_http(&first[..peeked]) {
-        answer_plain_http(tcp, speaker).await;
+        answer_plain_http(tcp, speaker, stop.clone()).await;
         return Err("sent plain HTTP to the HTTPS port (answered 400 with a hint)".into());
     }
     Ok(Some(tcp))
@@ -185,7 +187,7 @@ async fn serve_connection(
     limits: Limits,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let Some(tcp) = expect_tls(tcp, limits.handshake_timeout, "vobiz-tunnel").await? else {
+    let Some(tcp) = expect_tls(tcp, limits.handshake_timeout, "vobiz-tunnel", &stop).await? else {
         return Ok(()); // opened and closed: a port check
     };
     let tls_stream = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
@@ -302,7 +304,11 @@ fn is_ordinary_close(reason: &str) -> bool {
 
 /// Someone spoke plain HTTP to the TLS port: tell them so instead of a TLS alert they can't
 /// read. `speaker` names who answers (`vobiz-tunnel`, `vobiz-tunnel relay`).
-pub(crate) async fn answer_plain_http(mut tcp: TcpStream, speaker: &str) {
+pub(crate) async fn answer_plain_http(
+    mut tcp: TcpStream,
+    speaker: &str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let body = format!("{speaker}: this port speaks HTTPS; use an https:// URL\n");
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -313,7 +319,7 @@ pub(crate) async fn answer_plain_http(mut tcp: TcpStream, speaker: &str) {
     if let Ok(Ok(())) = written.await {
         // The rest of their request is unread: closed gently, or they would get a reset.
         if let Some(closing) = linger::Closing::owned(tcp) {
-            closing.close(None, true).await;
+            closing.close(Some(stop), true).await;
         }
     }
 }

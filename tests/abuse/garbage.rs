@@ -1,7 +1,7 @@
 //! Case 2: garbage at every layer. Each gets a clear error or a close, and the listener
 //! still serves a normal callback afterwards.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::StreamBody;
@@ -430,6 +430,32 @@ async fn a_plain_http_request_with_a_body_reads_its_hint() {
         "{answer:?}"
     );
     harness.tunnel.shutdown().await;
+}
+
+/// Stopping does not wait out a plain-HTTP sender that got its hint and keeps its
+/// connection open: the wait for the rest of its request ends with the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_ends_the_wait_for_a_plain_http_sender() {
+    use tokio::io::AsyncReadExt;
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let mut tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let head = "POST /plain HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut hint = [0u8; 12];
+    within(tcp.read_exact(&mut hint)).await.unwrap();
+    assert_eq!(&hint, b"HTTP/1.1 400");
+    // The sender stays, its body unsent: the listener waits for it (up to 2 s) unless told
+    // to stop.
+    let stopping = Instant::now();
+    within(harness.tunnel.shutdown()).await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "stopping waited {:?} for a sender that was answered",
+        stopping.elapsed()
+    );
+    drop(tcp);
 }
 
 /// A malformed request pipelined behind a good one (both in one write) gets the same

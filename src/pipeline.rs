@@ -183,12 +183,9 @@ async fn serve(
         host: original_host.clone(),
         public_url,
         headers: match envelope.header_names.is_empty() {
-            true => forward::headers_as_received(
-                &parts.headers,
-                received_head.as_ref().map(|head| head.0.as_slice()),
-                parts.method.as_str(),
-                &target,
-            ),
+            true => {
+                received_head.map_or_else(|| forward::headers_record(&parts.headers), |head| head.0)
+            }
             false => forward::headers_named(&parts.headers, &envelope.header_names),
         },
         body: body_bytes.clone(),

@@ -346,46 +346,6 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// The request's headers as they were sent — order, repeats and the names' case — read from
-/// `received` (the head's bytes) when those are this request's; otherwise as hyper parsed
-/// them (lower-case names, repeats grouped).
-pub fn headers_as_received(
-    map: &HeaderMap,
-    received: Option<&[u8]>,
-    method: &str,
-    target: &str,
-) -> Headers {
-    received
-        .and_then(|received| parse_as_received(map, received, method, target))
-        .unwrap_or_else(|| headers_record(map))
-}
-
-/// The request's headers read from `received`, if those bytes are this request's head: the
-/// same parse as hyper's gives the same headers. `None` for anything else (a head cut short,
-/// bytes of another request).
-pub fn parse_as_received(
-    map: &HeaderMap,
-    received: &[u8],
-    method: &str,
-    target: &str,
-) -> Option<Headers> {
-    let mut slots = vec![httparse::EMPTY_HEADER; map.len()];
-    let mut request = httparse::Request::new(&mut slots);
-    let same = matches!(request.parse(received), Ok(httparse::Status::Complete(_)))
-        && request.method == Some(method)
-        && request.path == Some(target)
-        && request.headers.len() == map.len();
-    same.then(|| {
-        Headers(
-            request
-                .headers
-                .iter()
-                .map(|header| (header.name.to_string(), header.value.to_vec()))
-                .collect(),
-        )
-    })
-}
-
 /// The request's headers in the order and case of `names` (what the relay says the sender
 /// sent, hop-by-hop ones included); headers `names` does not list follow in the map's order.
 pub fn headers_named(map: &HeaderMap, names: &[String]) -> Headers {

@@ -26,7 +26,7 @@ use super::notice;
 use super::server::Shared;
 use crate::config::BaseUrl;
 use crate::exchange::TlsInfo;
-use crate::forward::{error_chain, is_hop_by_hop, parse_as_received};
+use crate::forward::{error_chain, is_hop_by_hop};
 use crate::server::refusal::{ReceivedHead, RequestStart};
 use crate::server::{linger, watch};
 
@@ -76,9 +76,8 @@ pub(super) async fn serve(
     let received = request_start.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
         // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
-        let head = received.take_for(&request);
-        if !head.is_empty() {
-            request.extensions_mut().insert(ReceivedHead(head));
+        if let Some(headers) = received.take_for(&request) {
+            request.extensions_mut().insert(ReceivedHead(headers));
         }
         watch::counted(&counter, handle(shared.clone(), conn.clone(), request))
     });
@@ -291,12 +290,11 @@ async fn deliver(
     let header_names = parts
         .extensions
         .get::<ReceivedHead>()
-        .and_then(|head| parse_as_received(&parts.headers, &head.0, parts.method.as_str(), called))
-        .map(|headers| {
-            headers
-                .0
-                .into_iter()
-                .map(|(name, _)| name)
+        .map(|head| {
+            head.0
+                 .0
+                .iter()
+                .map(|(name, _)| name.clone())
                 .collect::<Vec<_>>()
         })
         .filter(|names| names.iter().map(|name| name.len() + 1).sum::<usize>() <= MAX_NAMES_BYTES)

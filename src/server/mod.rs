@@ -238,9 +238,10 @@ async fn serve_http(
     let received = request_start.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         // The head as it came, for the header names' case (HTTP/1 only; empty for HTTP/2).
-        let head = received.take_for(&request);
-        if !head.is_empty() {
-            request.extensions_mut().insert(refusal::ReceivedHead(head));
+        if let Some(headers) = received.take_for(&request) {
+            request
+                .extensions_mut()
+                .insert(refusal::ReceivedHead(headers));
         }
         watch::counted(
             &counter,

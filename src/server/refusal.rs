@@ -9,9 +9,9 @@
 //! the same status, a plain-text body that says what was wrong, `connection: close`. What was
 //! kept is then the refused request, which the listener records ([`record_refused`]).
 //!
-//! The same bytes serve a request hyper accepts: the listener hands them to the pipeline
-//! ([`ReceivedHead`]), which records the header names as they were sent (`X-Vobiz-Signature-V3`,
-//! not hyper's `x-vobiz-signature-v3`).
+//! The same bytes serve a request hyper accepts: its head is read from them once, for where
+//! the request ends and for its headers as they were sent, which the pipeline records
+//! ([`ReceivedHead`]: `X-Vobiz-Signature-V3`, not hyper's `x-vobiz-signature-v3`).
 //!
 //! HTTP/2 connections (their preface is the first thing read) are passed through untouched:
 //! h2 reports protocol errors in frames of its own, and its header names are lower case.
@@ -81,21 +81,27 @@ impl Kept {
 }
 
 impl RequestStart {
-    /// The bytes of `request`, which hyper hands to the service; what came after its end (a
-    /// request pipelined behind it) stays, as the start of the next one.
-    pub fn take_for<B>(&self, request: &hyper::Request<B>) -> Vec<u8> {
+    /// The head of `request`, which hyper hands to the service, read from the bytes kept for
+    /// it: its headers as the sender wrote them (order, repeats, the names' case), when those
+    /// bytes are its head. What came after its end (a request pipelined behind it) stays, as
+    /// the start of the next one.
+    pub fn take_for<B>(&self, request: &hyper::Request<B>) -> Option<Headers> {
         let mut kept = self.lock();
         kept.pipelined = false;
         kept.bodiless_answer = request.method() == hyper::Method::HEAD;
         let mut bytes = std::mem::take(&mut kept.bytes);
-        let end = request_end(&bytes, request).filter(|_| !kept.cut);
+        let head = parse_head(&bytes, request);
+        let end = head
+            .as_ref()
+            .and_then(|(length, _)| length.checked_add(declared_body(request)?))
+            .filter(|_| !kept.cut);
         kept.cut = false;
         kept.to_come = end.map(|end| end.saturating_sub(bytes.len()));
         if let Some(end) = end.filter(|&end| end < bytes.len()) {
             kept.bytes = bytes.split_off(end);
             kept.pipelined = true;
         }
-        bytes
+        head.map(|(_, headers)| headers)
     }
 
     /// Whether the body of the request taken last was not all read (as far as its declared
@@ -118,34 +124,48 @@ impl RequestStart {
     }
 }
 
-/// Where `request`, whose bytes start `bytes`, ends: its head as hyper's parser reads it
-/// (blank lines before it, bare line feeds), then the body its `Content-Length` declares.
-/// `None` when that cannot be told from here: a chunked body, a head not all kept, or bytes
-/// that are not this request's.
-fn request_end<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<usize> {
-    let headers = request.headers();
-    if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
-        return None;
+/// The head of `request` read from `bytes` as hyper's parser reads it (blank lines before
+/// it, bare line feeds): its length and its headers as written. `None` when the bytes are not
+/// this request's head (cut short, another request's).
+fn parse_head<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<(usize, Headers)> {
+    if bytes.is_empty() {
+        return None; // HTTP/2: no bytes are kept
     }
-    let body = match headers.get(hyper::header::CONTENT_LENGTH) {
-        Some(length) => length.to_str().ok()?.trim().parse::<usize>().ok()?,
-        None => 0,
-    };
-    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let count = request.headers().len();
+    // As many slots as hyper found headers: a head with more is not this request's.
+    let mut slots = vec![httparse::EMPTY_HEADER; count];
     let mut parsed = httparse::Request::new(&mut slots);
-    let httparse::Status::Complete(head) = parsed.parse(bytes).ok()? else {
+    let httparse::Status::Complete(length) = parsed.parse(bytes).ok()? else {
         return None;
     };
     let target = request.uri().path_and_query().map(|pq| pq.as_str());
     let same = parsed.method == Some(request.method().as_str())
-        && (parsed.path == target || parsed.path == Some(&request.uri().to_string()));
-    same.then_some(head)?.checked_add(body)
+        && (parsed.path == target || parsed.path == Some(&request.uri().to_string()))
+        && parsed.headers.len() == count;
+    same.then(|| {
+        let headers = parsed.headers.iter();
+        let written = headers.map(|header| (header.name.to_string(), header.value.to_vec()));
+        (length, Headers(written.collect()))
+    })
 }
 
-/// A request's head as received (and maybe the start of its body): a request extension the
-/// listener adds and the pipeline takes out.
+/// The length of `request`'s body as its `Content-Length` declares it (none: 0); `None` when
+/// it cannot be told from the head (chunked).
+fn declared_body<B>(request: &hyper::Request<B>) -> Option<usize> {
+    let headers = request.headers();
+    if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    match headers.get(hyper::header::CONTENT_LENGTH) {
+        Some(length) => length.to_str().ok()?.trim().parse().ok(),
+        None => Some(0),
+    }
+}
+
+/// A request's headers as its sender wrote them (see [`RequestStart::take_for`]): a request
+/// extension the listener adds and the pipeline takes out.
 #[derive(Clone, Debug)]
-pub struct ReceivedHead(pub Vec<u8>);
+pub struct ReceivedHead(pub Headers);
 
 /// The refusal of a connection, shared between its stream and the listener.
 #[derive(Debug, Default)]
@@ -775,7 +795,9 @@ mod tests {
             .header("content-length", "3")
             .body(())
             .unwrap();
-        assert_eq!(start.take_for(&request), served);
+        let headers = start.take_for(&request).expect("its head");
+        assert_eq!(headers.0, [("content-length".to_string(), b"3".to_vec())]);
+        assert_eq!(start.lock().bytes, malformed, "kept for the next request");
         drop(activity.begin());
         let head = b"HTTP/1.1 200 OK\r\ncontent-length: 47\r\n\r\n";
         let body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
@@ -923,7 +945,10 @@ mod tests {
             .header("content-length", "40000")
             .body(())
             .unwrap();
-        assert_eq!(start.take_for(&request).len(), KEPT_BYTES);
+        assert!(
+            start.take_for(&request).is_some(),
+            "the head itself was kept"
+        );
         assert_eq!(start.lock().to_come, None);
     }
 
@@ -936,21 +961,43 @@ mod tests {
             }
             builder.body(()).unwrap()
         };
-        let bytes = b"POST / HTTP/1.1\r\n\r\nabcNEXT";
-        let head = bytes.len() - "abcNEXT".len();
-        let end = |headers| request_end(bytes, &request(headers));
-        assert_eq!(end(&[]), Some(head));
-        assert_eq!(end(&[("content-length", "3")]), Some(head + 3));
+        let request_end = |bytes: &[u8], request: &hyper::Request<()>| {
+            let (head, _) = parse_head(bytes, request)?;
+            head.checked_add(declared_body(request)?)
+        };
+        let end = |headers: &[(&str, &str)]| {
+            let lines: String = headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}\r\n"))
+                .collect();
+            let head = format!("POST / HTTP/1.1\r\n{lines}\r\n");
+            let bytes = format!("{head}abcNEXT");
+            request_end(bytes.as_bytes(), &request(headers)).map(|end| end - head.len())
+        };
+        assert_eq!(end(&[]), Some(0));
+        assert_eq!(end(&[("content-length", "3")]), Some(3));
         assert_eq!(end(&[("transfer-encoding", "chunked")]), None);
         assert_eq!(request_end(b"POST / HTTP/1.1\r\n", &request(&[])), None);
         // As hyper reads it: blank lines first, bare line feeds.
         let loose = b"\r\n\nPOST / HTTP/1.1\nHost: x\n\nNEXT";
-        assert_eq!(request_end(loose, &request(&[])), Some(loose.len() - 4));
-        // Bytes of another request are not split.
+        let host = request(&[("host", "x")]);
+        assert_eq!(request_end(loose, &host), Some(loose.len() - 4));
+        // Bytes of another request are not split, nor a head with other headers.
         assert_eq!(
             request_end(b"GET /other HTTP/1.1\r\n\r\n", &request(&[])),
             None
         );
+        assert_eq!(request_end(loose, &request(&[])), None);
+        // The headers as written: case and order.
+        let written = parse_head(b"POST / HTTP/1.1\r\nX-B: 1\r\nx-a: 2\r\n\r\n", &{
+            request(&[("x-b", "1"), ("x-a", "2")])
+        });
+        let names: Vec<_> = written
+            .iter()
+            .flat_map(|(_, h)| &h.0)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["X-B", "x-a"]);
         assert_eq!(
             body_length(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
             Some((38, 5))

@@ -7,11 +7,12 @@
 //!   `get(selected)` for the detail pane, and one `Terminal::draw` — what start-up does.
 //! - *frame*: median of 200 `Terminal::draw` calls of an unchanged state (list focused; the
 //!   Request and Signature tabs focused), and of `j` as the loop answers it (move the
-//!   selection, `get` the newly selected exchange, draw).
-//! - *page older*: `g` at the top of the loaded rows: `page(before, 500)` + `load_older` +
+//!   selection, `get` the newly selected exchange, draw); a frame with a 10 MiB text body in
+//!   the detail, at its top and at its end.
+//! - *page older*: `k` on the top row of those loaded: `page(before, 500)` + `load_older` +
 //!   draw, median over 60 successive pages (30 000 rows, past `MAX_ROWS`).
-//! - *filtered reload*: a filter that matches nothing (`status:404`), so the store scans every
-//!   row: the worst case of `/`.
+//! - *filtered reload*: as `/` does it (page + whole-store tally); a filter that matches
+//!   nothing (`status:404`), so the store scans every row: the worst case of `/`.
 //! - *VmRSS*: resident memory of a fresh process after its first frame.
 //!
 //! Stores are filled once through `Store::insert` (1024 in flight, so the writer commits in
@@ -475,6 +476,38 @@ fn measure(path: &Path) {
         ms(frame_median(&mut terminal, &state)),
     );
     state.tab = 0;
+    // The largest body `--max-body` lets through (10 MiB), on the Request tab: what a frame
+    // costs while such an exchange is selected, scrolled to its top and to its end.
+    let shown = state.detail.clone().expect("a detail is shown");
+    let mut big = (*shown).clone();
+    let line = format!("{}\n", "x".repeat(99));
+    big.request.body = Bytes::from(line.repeat(10 * 1024 * 1024 / line.len()));
+    big.request
+        .headers
+        .0
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+    big.request
+        .headers
+        .0
+        .push(("content-type".into(), b"text/plain".to_vec()));
+    state.set_detail(Arc::new(big));
+    let mut frames = Vec::with_capacity(10);
+    for _ in 0..10 {
+        let start = Instant::now();
+        draw(&mut terminal, &state);
+        frames.push(start.elapsed());
+    }
+    report("frame, 10 MiB text body at its top", ms(median(frames)));
+    state.detail_scroll = u16::MAX; // as `G` sets it: bounded by the end when drawn
+    let mut frames = Vec::with_capacity(10);
+    for _ in 0..10 {
+        let start = Instant::now();
+        draw(&mut terminal, &state);
+        frames.push(start.elapsed());
+    }
+    report("frame, 10 MiB text body at its end", ms(median(frames)));
+    state.set_detail(shown);
+    state.detail_scroll = 0;
     state.focus = Focus::List;
     let mut keys = Vec::with_capacity(FRAMES);
     for i in 0..FRAMES {
@@ -487,23 +520,25 @@ fn measure(path: &Path) {
     }
     report("key j/k: move + get + draw (median)", ms(median(keys)));
 
-    // Paging back: `g` at the top of what is loaded, page after page.
+    // Paging back: `k` at the top of what is loaded, page after page (`g` goes straight to
+    // the oldest exchange instead).
     let mut pages = Vec::with_capacity(OLDER_PAGES);
-    for _ in 0..OLDER_PAGES {
+    for page in 0..OLDER_PAGES {
+        state.selected = 1;
         let start = Instant::now();
-        let commands = state.update(Action::First);
+        let commands = state.update(Action::Up);
         assert!(
             commands
                 .iter()
                 .any(|c| matches!(c, UiCommand::LoadOlder { .. })),
-            "older rows are asked for"
+            "older rows are asked for (page {page}: {commands:?})"
         );
         execute(&reader, &mut state, commands);
         draw(&mut terminal, &state);
         pages.push(start.elapsed());
     }
     report(
-        &format!("page older: g + page + draw (median of {OLDER_PAGES})"),
+        &format!("page older: k + page + draw (median of {OLDER_PAGES})"),
         ms(median(pages)),
     );
     report(
@@ -518,10 +553,12 @@ fn measure(path: &Path) {
     // The worst filter: nothing matches, every row is read.
     let filter = Filter::parse("status:404").expect("filter");
     let start = Instant::now();
-    let rows = reader.page(&filter, None, PAGE).expect("page");
-    let total = reader.count().expect("count");
     state.filter = filter;
-    let next = state.load_page(rows, total);
+    state.begin_reload();
+    let rows = reader.page(&state.filter, None, PAGE).expect("page");
+    let tally = reader.tally().expect("tally");
+    let next = state.load_page(rows, tally.total);
+    state.tallied(&tally);
     assert!(next.is_none() && state.rows.is_empty());
     draw(&mut terminal, &state);
     report(
@@ -530,10 +567,12 @@ fn measure(path: &Path) {
     );
     let filter = Filter::parse("sig:invalid").expect("filter");
     let start = Instant::now();
-    let rows = reader.page(&filter, None, PAGE).expect("page");
-    let total = reader.count().expect("count");
     state.filter = filter;
-    let next = state.load_page(rows, total);
+    state.begin_reload();
+    let rows = reader.page(&state.filter, None, PAGE).expect("page");
+    let tally = reader.tally().expect("tally");
+    let next = state.load_page(rows, tally.total);
+    state.tallied(&tally);
     execute(&reader, &mut state, next.into_iter().collect());
     draw(&mut terminal, &state);
     report("reload, filter sig:invalid (1 in 17)", ms(start.elapsed()));

@@ -940,3 +940,35 @@ fn a_click_selects_the_row_under_it_and_the_wheel_scrolls_the_pane_under_it() {
     });
     assert_eq!(state.focus, Focus::Detail);
 }
+
+/// A body far past what the pane lays out per frame: its start is shown, and at its end a
+/// line says how much was left out and where to read it whole.
+#[test]
+fn a_huge_body_shows_its_start_and_what_was_left_out() {
+    let mut state = detail_on(1, 0);
+    let mut big = (*by_id(1)).clone();
+    let line = format!("{}\n", "y".repeat(79));
+    let body = line.repeat(50_000);
+    big.request.body = bytes::Bytes::from(body.clone());
+    big.request
+        .headers
+        .0
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+    big.request
+        .headers
+        .0
+        .push(("content-type".into(), b"text/plain".to_vec()));
+    state.set_detail(Arc::new(big));
+    let top = screen(&state, 120, 100);
+    assert!(top.contains("Body (4000000 bytes"), "{top}");
+    state.detail_scroll = u16::MAX; // as `G` leaves it: bounded when drawn
+    let end = screen(&state, 120, 40);
+    // Whole lines, as many as fit.
+    let left_out = body.len() - (view::SHOWN_BODY_BYTES / 80) * 80;
+    assert!(
+        end.contains(&format!(
+            "… {left_out} more bytes not shown here (4000000 in all)"
+        )) && end.contains("`vobiz-tunnel show`"),
+        "{end}"
+    );
+}

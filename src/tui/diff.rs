@@ -1,6 +1,8 @@
 //! Comparing two exchanges field by field: the request line, headers and decoded form fields
 //! side by side, each row marked when the two differ.
 
+use std::collections::HashMap;
+
 use crate::exchange::Exchange;
 
 /// One compared field.
@@ -19,39 +21,41 @@ impl DiffRow {
 }
 
 /// Pairs `(name, value)` lists by name, in the order of first appearance on either side;
-/// a repeated name is paired occurrence by occurrence.
+/// a repeated name is paired occurrence by occurrence. Linear in the pairs: a form of many
+/// thousand fields is compared on every frame of the diff view.
 fn pair(
     section: &'static str,
     left: &[(String, String)],
     right: &[(String, String)],
 ) -> Vec<DiffRow> {
-    let mut names: Vec<String> = Vec::new();
-    for (name, _) in left.iter().chain(right) {
-        let key = name.to_ascii_lowercase();
-        if !names.contains(&key) {
-            names.push(key);
+    /// One name: as first written, and its values on either side.
+    struct Named<'a> {
+        display: &'a str,
+        values: [Vec<&'a str>; 2],
+    }
+    let mut order: Vec<Named> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (side, list) in [left, right].into_iter().enumerate() {
+        for (name, value) in list {
+            let at = *index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
+                order.push(Named {
+                    display: name,
+                    values: [Vec::new(), Vec::new()],
+                });
+                order.len() - 1
+            });
+            order[at].values[side].push(value);
         }
     }
     let mut rows = Vec::new();
-    for name in names {
-        let values = |list: &[(String, String)]| -> Vec<String> {
-            list.iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
-                .map(|(_, v)| v.clone())
-                .collect()
-        };
-        let (l, r) = (values(left), values(right));
-        let display = left
-            .iter()
-            .chain(right)
-            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-            .map_or(name.clone(), |(n, _)| n.clone());
+    for Named { display, values } in order {
+        let [l, r] = values;
         for i in 0..l.len().max(r.len()) {
             rows.push(DiffRow {
                 section,
-                name: display.clone(),
-                left: l.get(i).cloned(),
-                right: r.get(i).cloned(),
+                name: display.to_string(),
+                left: l.get(i).map(|v| v.to_string()),
+                right: r.get(i).map(|v| v.to_string()),
             });
         }
     }
@@ -156,5 +160,31 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.section != "request" || r.name != "status"));
+    }
+
+    #[test]
+    fn names_pair_ignoring_case_in_order_of_first_appearance_and_repeat_by_occurrence() {
+        let list = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let left = list(&[("B", "1"), ("a", "2"), ("b", "3")]);
+        let right = list(&[("A", "2"), ("c", "4"), ("b", "1")]);
+        let rows: Vec<_> = pair("form", &left, &right)
+            .into_iter()
+            .map(|r| (r.name, r.left, r.right))
+            .collect();
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(
+            rows,
+            [
+                ("B".into(), some("1"), some("1")),
+                ("B".into(), some("3"), None),
+                ("a".into(), some("2"), some("2")),
+                ("c".into(), None, some("4")),
+            ]
+        );
     }
 }

@@ -8,8 +8,50 @@ use ratatui::text::{Line, Span};
 
 use crate::exchange::Headers;
 
-/// The lines that show `body` given its headers; `raw` forces the hex dump.
+/// How much of a body the detail pane shows. Every frame lays out every line shown (wrapping
+/// them to bound the scroll), and a 10 MiB body took half a second a frame: a second's wait
+/// for every key press while it was selected. `vobiz-tunnel show` prints a body whole.
+pub const SHOWN_BODY_BYTES: usize = 256 * 1024;
+
+/// The lines that show `body` given its headers; `raw` forces the hex dump. A body over
+/// [`SHOWN_BODY_BYTES`] shows its start, then a line that says what was left out.
 pub fn body_lines(headers: &Headers, body: &[u8], raw: bool) -> Vec<Line<'static>> {
+    let shown = shown_part(body);
+    let mut lines = lines_of(headers, shown, raw);
+    if shown.len() < body.len() {
+        lines.push(Line::styled(
+            format!(
+                "… {} more bytes not shown here ({} in all); `vobiz-tunnel show` prints \
+                 the whole body",
+                body.len() - shown.len(),
+                body.len()
+            ),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    lines
+}
+
+/// The start of `body` the detail pane shows: all of it, or at most [`SHOWN_BODY_BYTES`],
+/// ending after a line when one ends near the limit, else never inside a UTF-8 character.
+pub fn shown_part(body: &[u8]) -> &[u8] {
+    if body.len() <= SHOWN_BODY_BYTES {
+        return body;
+    }
+    let start = &body[..SHOWN_BODY_BYTES];
+    let near = SHOWN_BODY_BYTES - 4096;
+    if let Some(newline) = start[near..].iter().rposition(|&b| b == b'\n') {
+        return &start[..near + newline + 1];
+    }
+    let mut end = SHOWN_BODY_BYTES;
+    // Back over continuation bytes (at most three) to the start of the character cut.
+    while end > SHOWN_BODY_BYTES - 3 && body[end] & 0b1100_0000 == 0b1000_0000 {
+        end -= 1;
+    }
+    &body[..end]
+}
+
+fn lines_of(headers: &Headers, body: &[u8], raw: bool) -> Vec<Line<'static>> {
     if body.is_empty() {
         return vec![Line::styled("(empty)", Style::new().fg(Color::DarkGray))];
     }
@@ -158,6 +200,41 @@ mod tests {
             ]
         );
         assert!(indent_xml("<Response><Speak></Response>").is_none());
+    }
+
+    #[test]
+    fn a_big_body_shows_its_start_and_says_what_is_left_out() {
+        let headers = Headers(vec![("content-type".into(), b"text/plain".to_vec())]);
+        let line = format!("{}\n", "x".repeat(99));
+        let body = line.repeat(30_000).into_bytes();
+        let lines = body_lines(&headers, &body, false);
+        let shown = shown_part(&body);
+        assert!(shown.len() <= SHOWN_BODY_BYTES && shown.ends_with(b"\n"));
+        assert_eq!(lines.len(), shown.len() / 100 + 1);
+        let last: String = lines
+            .last()
+            .unwrap()
+            .spans
+            .iter()
+            .map(|s| s.content.as_ref())
+            .collect();
+        assert!(
+            last.contains(&format!("{} more bytes", body.len() - shown.len()))
+                && last.contains("3000000 in all"),
+            "{last}"
+        );
+        // No line end near the limit: cut before the character the limit falls in.
+        let wide = "é".repeat(SHOWN_BODY_BYTES);
+        let shown = shown_part(wide.as_bytes());
+        assert!(std::str::from_utf8(shown).is_ok() && shown.len() == SHOWN_BODY_BYTES);
+        let odd = format!("a{wide}");
+        let shown = shown_part(odd.as_bytes());
+        assert!(std::str::from_utf8(shown).is_ok() && shown.len() == SHOWN_BODY_BYTES - 1);
+        // The hex dump of a big body is cut too.
+        let raw = body_lines(&headers, &body, true);
+        assert_eq!(raw.len(), shown_part(&body).len().div_ceil(16) + 1);
+        // Small bodies are whole.
+        assert_eq!(body_lines(&headers, b"a\nb", false).len(), 2);
     }
 
     #[test]

@@ -6,10 +6,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
-use super::body::{body_lines, form_lines};
+use super::body::{body_lines, form_lines, shown_part};
 use super::theme;
 use crate::checks::{Finding, Severity};
-use crate::exchange::{Exchange, Headers};
+use crate::exchange::{Exchange, Headers, RequestRecord};
 use crate::output::date_time;
 use crate::signature::CheckResult;
 use crate::tui::state::{AppState, Focus, TABS};
@@ -57,7 +57,21 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
     }
     lines.push(theme::heading("Headers"));
     lines.extend(header_lines(&request.headers));
-    let fields = request.form_fields();
+    let fields = match shown_part(&request.body).len() < request.body.len() {
+        false => request.form_fields(),
+        // The fields of the part shown (whole up to its last `&`), as the body is.
+        true => {
+            let shown = shown_part(&request.body);
+            let whole = shown.iter().rposition(|&b| b == b'&').unwrap_or(0);
+            RequestRecord {
+                target: request.target.clone(),
+                headers: request.headers.clone(),
+                body: request.body.slice(..whole),
+                ..RequestRecord::default()
+            }
+            .form_fields()
+        }
+    };
     if !fields.is_empty() && !raw {
         lines.push(theme::heading("Form fields"));
         lines.extend(form_lines(&fields));

@@ -18,6 +18,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let rows: Vec<Row> = diff_rows(left, right)
         .into_iter()
         .skip(state.detail_scroll as usize)
+        .take(area.height as usize) // what fits: a form may have thousands of fields
         .map(|row| {
             let style = if row.differs() {
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)

@@ -2,6 +2,7 @@
 //! anything, so the same state always gives the same screen (the snapshot tests rely on it).
 
 mod body;
+pub use body::SHOWN_BODY_BYTES;
 mod calls;
 mod detail;
 mod diff;

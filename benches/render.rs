@@ -367,10 +367,10 @@ fn draw(terminal: &mut Terminal<TestBackend>, state: &AppState) {
         .expect("draw");
 }
 
-/// Median time of `FRAMES` draws of an unchanged state.
-fn frame_median(terminal: &mut Terminal<TestBackend>, state: &AppState) -> Duration {
+/// Median time of `frames` draws of an unchanged state.
+fn frame_median(terminal: &mut Terminal<TestBackend>, state: &AppState, frames: usize) -> Duration {
     median(
-        (0..FRAMES)
+        (0..frames)
             .map(|_| {
                 let start = Instant::now();
                 draw(terminal, state);
@@ -463,17 +463,17 @@ fn measure(path: &Path) {
     // Time per frame.
     report(
         &format!("frame, list focused (median of {FRAMES})"),
-        ms(frame_median(&mut terminal, &state)),
+        ms(frame_median(&mut terminal, &state, FRAMES)),
     );
     state.focus = Focus::Detail;
     report(
         "frame, Request tab focused",
-        ms(frame_median(&mut terminal, &state)),
+        ms(frame_median(&mut terminal, &state, FRAMES)),
     );
     state.tab = 2;
     report(
         "frame, Signature tab focused",
-        ms(frame_median(&mut terminal, &state)),
+        ms(frame_median(&mut terminal, &state, FRAMES)),
     );
     state.tab = 0;
     // The largest body `--max-body` lets through (10 MiB), on the Request tab: what a frame
@@ -491,21 +491,15 @@ fn measure(path: &Path) {
         .0
         .push(("content-type".into(), b"text/plain".to_vec()));
     state.set_detail(Arc::new(big));
-    let mut frames = Vec::with_capacity(10);
-    for _ in 0..10 {
-        let start = Instant::now();
-        draw(&mut terminal, &state);
-        frames.push(start.elapsed());
-    }
-    report("frame, 10 MiB text body at its top", ms(median(frames)));
+    report(
+        "frame, 10 MiB text body at its top",
+        ms(frame_median(&mut terminal, &state, 10)),
+    );
     state.detail_scroll = u16::MAX; // as `G` sets it: bounded by the end when drawn
-    let mut frames = Vec::with_capacity(10);
-    for _ in 0..10 {
-        let start = Instant::now();
-        draw(&mut terminal, &state);
-        frames.push(start.elapsed());
-    }
-    report("frame, 10 MiB text body at its end", ms(median(frames)));
+    report(
+        "frame, 10 MiB text body at its end",
+        ms(frame_median(&mut terminal, &state, 10)),
+    );
     state.set_detail(shown);
     state.detail_scroll = 0;
     state.focus = Focus::List;

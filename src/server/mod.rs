@@ -4,6 +4,7 @@
 //! request) and, in the pipeline, on the body. A connection that fails only ever takes itself
 //! down.
 
+pub(crate) mod body_end;
 mod discard;
 pub(crate) mod fd_limit;
 pub(crate) mod linger;

@@ -24,6 +24,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::body_end::{BodyLeft, Chunks};
 use super::watch::Activity;
 use crate::exchange::{now_micros, Exchange, Headers, Outcome, RequestRecord};
 use crate::pipeline::{record_end, ConnectionInfo, Proxy};
@@ -64,9 +65,9 @@ struct Kept {
     pipelined: bool,
     /// The request taken last was a `HEAD`: its answer has no body, whatever it declares.
     bodiless_answer: bool,
-    /// Bytes of the body of the request taken last still to arrive (`None`: where it ends is
-    /// not known, e.g. chunked). What arrives after them is the next request.
-    to_come: Option<usize>,
+    /// What of the body of the request taken last is still to arrive. What arrives after it
+    /// is the next request.
+    to_come: BodyLeft,
     /// Bytes were dropped for want of room (past [`KEPT_BYTES`]): where the request ends
     /// cannot be counted from what was kept.
     cut: bool,
@@ -91,30 +92,33 @@ impl RequestStart {
         kept.bodiless_answer = request.method() == hyper::Method::HEAD;
         let mut bytes = std::mem::take(&mut kept.bytes);
         let head = parse_head(&bytes, request);
-        let end = head
-            .as_ref()
-            .and_then(|(length, _)| length.checked_add(declared_body(request)?))
-            .filter(|_| !kept.cut);
+        kept.to_come = match (&head, kept.cut) {
+            (Some((length, _)), false) => {
+                let mut body = body_of(request);
+                let counted = body.count_off(&bytes[*length..]);
+                if body.ended() {
+                    kept.bytes = bytes.split_off(length + counted);
+                    kept.pipelined = !kept.bytes.is_empty();
+                }
+                body
+            }
+            _ => BodyLeft::Unknown,
+        };
         kept.cut = false;
-        kept.to_come = end.map(|end| end.saturating_sub(bytes.len()));
-        if let Some(end) = end.filter(|&end| end < bytes.len()) {
-            kept.bytes = bytes.split_off(end);
-            kept.pipelined = true;
-        }
         head.map(|(_, headers)| headers)
     }
 
     /// Whether the body of the request taken last was not all read (as far as its declared
     /// length tells): its sender may still be sending it.
     pub fn body_unread(&self) -> bool {
-        matches!(self.lock().to_come, Some(1..))
+        self.lock().to_come.unread()
     }
 
     /// What was kept, leaving nothing.
     fn take(&self) -> Vec<u8> {
         let mut kept = self.lock();
         kept.pipelined = false;
-        kept.to_come = None;
+        kept.to_come = BodyLeft::Unknown;
         kept.cut = false;
         std::mem::take(&mut kept.bytes)
     }
@@ -149,16 +153,30 @@ fn parse_head<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<(usize, He
     })
 }
 
-/// The length of `request`'s body as its `Content-Length` declares it (none: 0); `None` when
-/// it cannot be told from the head (chunked).
-fn declared_body<B>(request: &hyper::Request<B>) -> Option<usize> {
+/// How `request`'s body ends, by its head: after the length its `Content-Length` declares
+/// (none: nothing), after its last chunk, or unknown (another transfer coding).
+fn body_of<B>(request: &hyper::Request<B>) -> BodyLeft {
     let headers = request.headers();
-    if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
-        return None;
+    let mut codings = headers.get_all(hyper::header::TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        // hyper reads a body as chunked only when chunked is the last coding named.
+        let last = codings.last().unwrap_or(first);
+        let chunked = last.to_str().is_ok_and(|codings| {
+            let final_coding = codings.rsplit(',').next().unwrap_or("");
+            final_coding.trim().eq_ignore_ascii_case("chunked")
+        });
+        return match chunked {
+            true => BodyLeft::Chunked(Chunks::default()),
+            false => BodyLeft::Unknown,
+        };
     }
     match headers.get(hyper::header::CONTENT_LENGTH) {
-        Some(length) => length.to_str().ok()?.trim().parse().ok(),
-        None => Some(0),
+        Some(length) => length
+            .to_str()
+            .ok()
+            .and_then(|length| length.trim().parse().ok())
+            .map_or(BodyLeft::Unknown, BodyLeft::Bytes),
+        None => BodyLeft::Bytes(0),
     }
 }
 
@@ -274,8 +292,7 @@ impl<IO> Refusals<IO> {
         };
         let mut kept = received.lock();
         // The rest of the served request's body is not the start of anything.
-        let body = kept.to_come.map_or(0, |to_come| to_come.min(read.len()));
-        kept.to_come = kept.to_come.map(|to_come| to_come - body);
+        let body = kept.to_come.count_off(read);
         let read = &read[body..];
         if read.is_empty() {
             return;
@@ -283,7 +300,7 @@ impl<IO> Refusals<IO> {
         if self.activity.in_flight() > 0 {
             // After the body of the request being served: one pipelined behind it, in a piece
             // of its own (told apart only where that body's end is known).
-            if kept.to_come.is_some() {
+            if kept.to_come.known() {
                 kept.append(read);
                 kept.pipelined = true;
             }
@@ -814,6 +831,53 @@ mod tests {
         assert!(stream.io.ends_with(b"; it was not forwarded\n"));
     }
 
+    /// A chunked request's end is counted from its chunks, whether the malformed request
+    /// behind it comes in the same piece or after the rest of the chunks.
+    #[tokio::test]
+    async fn a_refusal_pipelined_behind_a_chunked_request_is_explained() {
+        let head = b"POST /one HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n";
+        let malformed = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n";
+        let chunks: &[&[u8]] = &[b"3\r\na=1", b"\r\n4\r\n&b=2\r\n0\r\n", b"\r\n"];
+        for split in 0..=chunks.len() {
+            let activity = Activity::new();
+            let slot = Arc::new(RefusalSlot::default());
+            let start = Arc::new(RequestStart::default());
+            let mut stream = Refusals::new(
+                Vec::new(),
+                activity.clone(),
+                slot.clone(),
+                Some(start.clone()),
+                "x",
+            );
+            // The head and the first `split` pieces arrive before the request is taken.
+            let first: Vec<u8> = [&head[..]]
+                .into_iter()
+                .chain(chunks[..split].iter().copied())
+                .collect::<Vec<_>>()
+                .concat();
+            let rest = [chunks[split..].concat(), malformed.to_vec()].concat();
+            stream.keep(&first);
+            let request = hyper::Request::post("/one")
+                .header("transfer-encoding", "chunked")
+                .body(())
+                .unwrap();
+            assert!(start.take_for(&request).is_some());
+            let serving = activity.begin();
+            stream.keep(&rest);
+            drop(serving);
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            let refused = slot.take().map(|r| r.received);
+            assert_eq!(refused.as_deref(), Some(&malformed[..]), "split at {split}");
+        }
+    }
+
     /// Answers without a body (to a HEAD, a 204) whose head declares one: what hyper writes
     /// next is not that body, and a refusal is still taken for one.
     #[tokio::test]
@@ -949,11 +1013,11 @@ mod tests {
             start.take_for(&request).is_some(),
             "the head itself was kept"
         );
-        assert_eq!(start.lock().to_come, None);
+        assert_eq!(start.lock().to_come, BodyLeft::Unknown);
     }
 
     #[test]
-    fn a_request_ends_after_its_declared_body_unless_chunked() {
+    fn a_request_ends_after_its_declared_body_or_its_last_chunk() {
         let request = |headers: &[(&str, &str)]| {
             let mut builder = hyper::Request::post("/");
             for (name, value) in headers {
@@ -963,7 +1027,9 @@ mod tests {
         };
         let request_end = |bytes: &[u8], request: &hyper::Request<()>| {
             let (head, _) = parse_head(bytes, request)?;
-            head.checked_add(declared_body(request)?)
+            let mut body = body_of(request);
+            let counted = body.count_off(&bytes[head..]);
+            body.ended().then_some(head + counted)
         };
         let end = |headers: &[(&str, &str)]| {
             let lines: String = headers
@@ -976,7 +1042,22 @@ mod tests {
         };
         assert_eq!(end(&[]), Some(0));
         assert_eq!(end(&[("content-length", "3")]), Some(3));
-        assert_eq!(end(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(
+            end(&[("transfer-encoding", "chunked")]),
+            None,
+            "abc… is no chunk"
+        );
+        let chunked = [("transfer-encoding", "gzip, chunked")];
+        let head = "POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n";
+        let bytes = format!("{head}2\r\nab\r\n0\r\n\r\nNEXT");
+        assert_eq!(
+            request_end(bytes.as_bytes(), &request(&chunked)),
+            Some(bytes.len() - 4)
+        );
+        let not_chunked = [("transfer-encoding", "chunked, gzip")];
+        let head = "POST / HTTP/1.1\r\ntransfer-encoding: chunked, gzip\r\n\r\n";
+        let bytes = format!("{head}2\r\nab\r\n0\r\n\r\nNEXT");
+        assert_eq!(request_end(bytes.as_bytes(), &request(&not_chunked)), None);
         assert_eq!(request_end(b"POST / HTTP/1.1\r\n", &request(&[])), None);
         // As hyper reads it: blank lines first, bare line feeds.
         let loose = b"\r\n\nPOST / HTTP/1.1\nHost: x\n\nNEXT";

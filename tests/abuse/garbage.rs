@@ -465,27 +465,40 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
     let _shared = LOAD.read().await;
     let mut upstream = upstream(Reply::default()).await;
     let harness = harness_with(&upstream.url(), |_| {}).await;
-    let good = b"POST /abuse/pipelined-good HTTP/1.1\r\nHost: localhost\r\n\
-        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1";
-    let bad = b"POST /abuse/pipelined-bad HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n";
-    let both = [&good[..], &bad[..]].concat();
-    let received = raw_exchange(&harness, &both, CLOSE_BOUND)
-        .await
-        .expect("closed after the refusal");
-    let text = String::from_utf8_lossy(&received);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    let second = text
-        .find("HTTP/1.1 400")
-        .unwrap_or_else(|| panic!("no 400 after the 200: {text}"));
-    assert!(
-        text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
-        "{text}"
-    );
-    assert_eq!(upstream.next().await.uri, "/abuse/pipelined-good");
-    let refused = recorded_once_closed(&harness, "/abuse/pipelined-bad").await;
-    assert_eq!(refused.len(), 1, "{refused:#?}");
-    assert_eq!(refused[0].outcome, Outcome::ClientError);
-    assert_eq!(refused[0].request.body, &bad[..]);
+    // The good one's body declared by its length, or sent in chunks.
+    for (framing, body) in [
+        ("Content-Length: 3", &b"a=1"[..]),
+        ("Transfer-Encoding: chunked", b"3\r\na=1\r\n0\r\n\r\n"),
+    ] {
+        let kind = framing.split(':').next().unwrap().to_ascii_lowercase();
+        let good = format!(
+            "POST /abuse/pipelined-good-{kind} HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n"
+        );
+        let bad = format!(
+            "POST /abuse/pipelined-bad-{kind} HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n"
+        );
+        let both = [good.as_bytes(), body, bad.as_bytes()].concat();
+        let received = raw_exchange(&harness, &both, CLOSE_BOUND)
+            .await
+            .expect("closed after the refusal");
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 200"), "{framing}: {text}");
+        let second = text
+            .find("HTTP/1.1 400")
+            .unwrap_or_else(|| panic!("{framing}: no 400 after the 200: {text}"));
+        assert!(
+            text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+            "{framing}: {text}"
+        );
+        let forwarded = upstream.next().await;
+        assert_eq!(forwarded.uri, format!("/abuse/pipelined-good-{kind}"));
+        assert_eq!(&forwarded.body[..], b"a=1");
+        let refused = recorded_once_closed(&harness, &format!("/abuse/pipelined-bad-{kind}")).await;
+        assert_eq!(refused.len(), 1, "{refused:#?}");
+        assert_eq!(refused[0].outcome, Outcome::ClientError);
+        assert_eq!(refused[0].request.body, bad.as_bytes());
+    }
     upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;
 }

@@ -157,10 +157,9 @@ fn parse_head<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<(usize, He
 /// (none: nothing), after its last chunk, or unknown (another transfer coding).
 fn body_of<B>(request: &hyper::Request<B>) -> BodyLeft {
     let headers = request.headers();
-    let mut codings = headers.get_all(hyper::header::TRANSFER_ENCODING).iter();
-    if let Some(first) = codings.next() {
+    let codings = headers.get_all(hyper::header::TRANSFER_ENCODING);
+    if let Some(last) = codings.iter().next_back() {
         // hyper reads a body as chunked only when chunked is the last coding named.
-        let last = codings.last().unwrap_or(first);
         let chunked = last.to_str().is_ok_and(|codings| {
             let final_coding = codings.rsplit(',').next().unwrap_or("");
             final_coding.trim().eq_ignore_ascii_case("chunked")

@@ -2,6 +2,7 @@
 //! The printer runs as its own task fed by the event channel, so a slow terminal or pipe
 //! never slows the proxy; if it falls behind it says how many lines it skipped.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
@@ -24,6 +25,37 @@ pub fn write_stdout(text: &str) -> anyhow::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(anyhow::Error::new(e).context("writing standard output")),
     }
+}
+
+/// Whether printing `c` could change the terminal rather than show a character: a control
+/// character (C0, DEL, C1), or an override of the text's direction, which reorders what is
+/// shown ("Trojan Source").
+fn unsafe_to_print(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` made safe for a terminal. What a sender controls (form fields, paths, bodies, header
+/// values) can hold escape sequences that would clear the screen, retitle the window or write
+/// the clipboard (OSC 52); they are shown as `\u{1b}`. In `lines` mode line feeds and tabs
+/// stay (a CR LF is shown as a line feed); otherwise a line feed is escaped too, so that a
+/// value cannot forge a line of its own in a log.
+pub fn printable(text: &str, lines: bool) -> Cow<'_, str> {
+    let kept = |c: char| c == '\t' || (lines && c == '\n');
+    if !text.chars().any(|c| unsafe_to_print(c) && !kept(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if lines && c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        match unsafe_to_print(c) && !kept(c) {
+            true => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            false => shown.push(c),
+        }
+    }
+    Cow::Owned(shown)
 }
 
 /// Local time of a µs timestamp, `HH:MM:SS.mmm`.
@@ -106,7 +138,7 @@ pub fn text_line(summary: &ExchangeSummary, offset: UtcOffset) -> String {
         line.push_str("  ");
         line.push_str(error);
     }
-    line
+    printable(&line, false).into_owned()
 }
 
 /// One JSON object: the `exchange` line of `--log-format json` and of `list --json`.
@@ -167,7 +199,10 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> Op
             value.to_string()
         }
     };
-    Some(line)
+    Some(match format {
+        LogFormat::Text => printable(&line, false).into_owned(),
+        LogFormat::Json => line,
+    })
 }
 
 /// The JSON line of a finished exchange, with the signature's one-line reason and the
@@ -262,6 +297,27 @@ fn skipped_line(count: u64, format: LogFormat) -> String {
 mod tests {
     use super::*;
     use crate::checks::{Finding, Severity};
+
+    #[test]
+    fn what_would_change_the_terminal_is_shown_escaped() {
+        use super::printable;
+        assert!(matches!(
+            printable("Hangup\tok ✓ é", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\u{1b}[2Jb\u{7}\u{9b}c\u{202e}d\u{7f}", false),
+            "a\\u{1b}[2Jb\\u{7}\\u{9b}c\\u{202e}d\\u{7f}"
+        );
+        assert_eq!(
+            printable("one\r\ntwo\nthree", false),
+            "one\\u{d}\\u{a}two\\u{a}three"
+        );
+        assert_eq!(
+            printable("one\r\ntwo\rthree\n", true),
+            "one\ntwo\\u{d}three\n"
+        );
+    }
 
     #[test]
     fn the_text_line_counts_warnings_and_the_json_line_lists_findings() {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use time::UtcOffset;
 
 use crate::exchange::{Exchange, Headers};
-use crate::output::{date_time, verdict_mark};
+use crate::output::{date_time, printable, verdict_mark};
 use crate::signature::{CheckResult, Verdict};
 
 /// The signature section: verdict, explanation, each header with every attempt.
@@ -51,7 +51,7 @@ pub fn verdict_text(verdict: &Verdict) -> String {
             );
         }
     }
-    out
+    printable(&out, true).into_owned()
 }
 
 fn body_text(body: &[u8]) -> String {
@@ -202,7 +202,7 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
     let _ = writeln!(out, "  forwarded   {}", since(timings.forwarded_us));
     let _ = writeln!(out, "  first byte  {}", since(timings.first_byte_us));
     let _ = writeln!(out, "  done        {}", since(timings.done_us));
-    out
+    printable(&out, true).into_owned()
 }
 
 fn headers_json(headers: &Headers) -> Value {

@@ -474,6 +474,74 @@ async fn text_output_has_one_readable_line_per_exchange() {
     }
 }
 
+/// A sender's escape sequences never reach the terminal: the live line, `list` and `show`
+/// show them as `\u{1b}`, and a line feed in a field cannot start a forged log line.
+#[tokio::test]
+async fn escape_sequences_from_a_sender_are_shown_not_obeyed() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let store = dir.path().join("s.db");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &upstream.url(),
+            "--no-tui",
+        ])
+        .args(["--store", store.to_str().unwrap()])
+        .args(["--certs-dir", certs.to_str().unwrap()])
+        .env_remove("VOBIZ_AUTH_TOKEN")
+        .stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let running = Running { child, lines };
+    let first = running.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    let url = first.rsplit(' ').next().unwrap().to_string();
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    let client = TlsClient::new(addr, certs.join("dev-ca.pem"));
+    // Clear the screen, paint red, retitle the window, write the clipboard, forge a line.
+    let body = "Event=%1b%5b2J%1b%5b31mEVIL%07&CallUUID=%1b%5d0;title%07x\
+                &Digits=%1b%5d52;c;ZXZpbA%3d%3d%07&Note=a%0d%0a22:00:00.000  #99  POST  forged";
+    let request = hyper::Request::post("/vobiz/escape")
+        .header("host", "localhost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    client.send(request).await;
+    upstream.next().await;
+    let live = loop {
+        let line = running.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+        if line.contains("/vobiz/escape") {
+            break line;
+        }
+    };
+    let obeyed = |text: &str| text.contains(['\u{1b}', '\u{7}']);
+    assert!(!obeyed(&live) && live.contains("\\u{1b}[2J"), "{live:?}");
+    drop(running);
+    let store = store.to_str().unwrap();
+    let (code, listed, _) = run(&["list", "--store", store], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        !obeyed(&listed) && listed.contains("\\u{1b}[2J"),
+        "{listed:?}"
+    );
+    let (code, shown, _) = run(&["show", "1", "--store", store], &[]);
+    assert_eq!(code, 0);
+    assert!(!obeyed(&shown), "{shown:?}");
+    assert!(shown.contains("\\u{1b}]52;c;ZXZpbA==\\u{7}"), "{shown}");
+    // The body's CR LF reads as a line end; nothing else is obeyed.
+    assert!(!shown.contains('\r'), "{shown:?}");
+}
+
 #[test]
 fn sigterm_stops_the_listener_cleanly() {
     let dir = tempfile::tempdir().unwrap();

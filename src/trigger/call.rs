@@ -115,7 +115,7 @@ impl<'a> Simulation<'a> {
 
     fn push(&mut self, line: Line) {
         if self.print {
-            println!("{}", line.render());
+            println!("{}", crate::output::printable(&line.render(), false));
         }
         self.lines.push(line);
     }
@@ -342,7 +342,7 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
     } else {
         match &result {
             Ok(()) => println!("call completed: {} requests", sim.requests),
-            Err(e) => println!("call FAILED: {e}"),
+            Err(e) => println!("call FAILED: {}", crate::output::printable(e, false)),
         }
     }
     Ok(if result.is_ok() { 0 } else { 1 })

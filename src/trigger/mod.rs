@@ -196,7 +196,8 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default()
             );
             if !answer.body.is_empty() {
-                println!("{}", answer.body.trim_end());
+                // The answer of whatever server --to names, shown, not obeyed.
+                println!("{}", crate::output::printable(answer.body.trim_end(), true));
             }
         }
         match &failure {

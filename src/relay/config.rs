@@ -16,7 +16,8 @@ pub const VOBIZ_CALLBACK_SOURCES: &[&str] = &["15.206.6.156", "35.154.59.246", "
 pub enum RelayConfigError {
     #[error("give --token (or VOBIZ_TUNNEL_RELAY_TOKEN) or at least one --route")]
     NoToken,
-    #[error("--route {0:?}: write HOST=TOKEN or /PREFIX=TOKEN")]
+    /// The route as given, its token redacted (an error message is printed, and logged).
+    #[error("--route {0:?}: write HOST=TOKEN or /PREFIX=TOKEN (a host name: letters, digits, dots, dashes and underscores)")]
     Route(String),
     #[error("two routes use the same token ({0}): a token must name one laptop")]
     SharedToken(String),
@@ -154,17 +155,29 @@ fn seconds(flag: &'static str, value: f64) -> Result<Duration, RelayConfigError>
 }
 
 fn parse_route(text: &str) -> Result<Route, RelayConfigError> {
+    // What the error shows: never the token, which may be all of `text` (a missing `=`).
+    let shown = || {
+        let redacted = match text.split_once('=') {
+            Some((target, token)) => format!("{target}={}", AuthToken::new(token.trim())),
+            None => AuthToken::new(text.trim()).to_string(),
+        };
+        RelayConfigError::Route(redacted)
+    };
     let (target, token) = text
         .split_once('=')
         .filter(|(t, k)| !t.trim().is_empty() && !k.trim().is_empty())
-        .ok_or_else(|| RelayConfigError::Route(text.into()))?;
+        .ok_or_else(shown)?;
     let target = target.trim();
+    let host_name = |name: &str| {
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
     let matcher = if target.starts_with('/') {
         RouteMatch::Prefix(target.trim_end_matches('/').to_string())
-    } else if target.contains('/') || target.contains(':') {
-        return Err(RelayConfigError::Route(text.into()));
-    } else {
+    } else if host_name(target) {
         RouteMatch::Host(target.to_ascii_lowercase())
+    } else {
+        return Err(shown());
     };
     Ok(Route {
         matcher,
@@ -323,6 +336,22 @@ mod tests {
         assert!(parse_route("nobody").is_err());
         assert!(parse_route("=t").is_err());
         assert!(parse_route("h.example:443=t").is_err());
+        assert!(parse_route("bad host!=t").is_err());
+    }
+
+    #[test]
+    fn a_route_that_is_refused_never_shows_its_token() {
+        let token = "SECRETROUTETOKEN0123456789";
+        for route in [
+            token.to_string(),
+            format!("={token}"),
+            format!("bad host!={token}"),
+            format!("h.example:443={token}"),
+        ] {
+            let error = parse_route(&route).expect_err("refused").to_string();
+            assert!(!error.contains(token), "{error}");
+            assert!(error.contains("SECR"), "recognisable: {error}");
+        }
     }
 
     #[test]

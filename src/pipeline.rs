@@ -432,6 +432,16 @@ impl Proxy {
         response
     }
 
+    /// Commits an exchange answered outside the pipeline (a request hyper refused, a callback
+    /// the relay answered itself), then tells the subscribers, with the id the store gave it.
+    /// Its sender has its answer already: the commit holds nobody back.
+    pub async fn record_answered(&self, exchange: Exchange) {
+        let mut exchange = Arc::new(exchange);
+        let written = self.store.finish(exchange.clone()).await;
+        self.recorded(&mut exchange, None, written);
+        let _ = self.events.send(ExchangeEvent::Finished(exchange));
+    }
+
     /// Takes in what the store answered for an exchange: its id and whether its nonce was
     /// seen before, or the failure, which the writer has logged and the subscribers hear.
     fn recorded(

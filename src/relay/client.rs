@@ -280,7 +280,7 @@ async fn session(
                     let _ = heard.set(by);
                 }
                 Some(Notice::Rejected { status, reason }) => {
-                    super::rejected::record(&proxy, request, status, &reason);
+                    super::rejected::record(&proxy, request, status, &reason).await;
                 }
                 None => tracing::debug!("relay: ignored a notice this version does not know"),
             }

@@ -3,19 +3,17 @@
 //! tunnel. What the relay knew of it (method, target, headers, the URL Vobiz called, the
 //! sender) is recorded with the answer the sender got, like any exchange that failed here.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use hyper::Request;
 
 use super::envelope;
 use crate::exchange::{now_micros, Exchange, Outcome, RequestRecord};
 use crate::forward;
-use crate::pipeline::{record_end, Proxy};
+use crate::pipeline::Proxy;
 use crate::signature::{self, VerdictStatus};
 
 /// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`.
-pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
+pub async fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
     let (mut parts, _) = request.into_parts();
     let target = parts
         .headers
@@ -74,5 +72,5 @@ pub fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) 
         answer.body = Bytes::from(format!("vobiz-tunnel relay: {reason}\n"));
     }
     exchange.done();
-    record_end(&proxy.store, &proxy.events, Arc::new(exchange));
+    proxy.record_answered(exchange).await;
 }

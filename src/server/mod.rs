@@ -267,7 +267,7 @@ async fn serve_http(
             _ => refusal::reason(refusal.status).to_string(),
         };
         let status = refusal.status;
-        refusal::record_refused(&recorder.0, &recorder.1, refusal, &reason);
+        refusal::record_refused(&recorder.0, &recorder.1, refusal, &reason).await;
         return Err(format!("HTTP error: {reason} (answered {status})"));
     }
     match ended {

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::body_end::{BodyLeft, Chunks};
 use super::watch::Activity;
 use crate::exchange::{now_micros, Exchange, Headers, Outcome, RequestRecord};
-use crate::pipeline::{record_end, ConnectionInfo, Proxy};
+use crate::pipeline::{ConnectionInfo, Proxy};
 use crate::signature::{Verdict, VerdictStatus};
 
 /// How much of a refused request is kept for the record: enough for any sane request line
@@ -562,7 +562,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
 /// Records a request hyper refused before it reached [`crate::pipeline::handle`]:
 /// what was received, as far as it reads as a request line and headers, and all of it as the
 /// body; the status the sender got and hyper's reason.
-pub fn record_refused(proxy: &Proxy, connection: &ConnectionInfo, refused: Refused, reason: &str) {
+pub async fn record_refused(
+    proxy: &Proxy,
+    connection: &ConnectionInfo,
+    refused: Refused,
+    reason: &str,
+) {
     let received = Bytes::from(refused.received);
     let head = RoughHead::of(&received);
     let target = head.target.unwrap_or_else(|| "/".into());
@@ -593,7 +598,7 @@ pub fn record_refused(proxy: &Proxy, connection: &ConnectionInfo, refused: Refus
         told(refused.status),
     );
     exchange.done();
-    record_end(&proxy.store, &proxy.events, Arc::new(exchange));
+    proxy.record_answered(exchange).await;
 }
 
 /// A refused request read leniently: the request line's method and target when they look

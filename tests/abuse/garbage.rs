@@ -465,6 +465,7 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
     let _shared = LOAD.read().await;
     let mut upstream = upstream(Reply::default()).await;
     let harness = harness_with(&upstream.url(), |_| {}).await;
+    let mut events = harness.tunnel.events.subscribe();
     // The good one's body declared by its length, or sent in chunks.
     for (framing, body) in [
         ("Content-Length: 3", &b"a=1"[..]),
@@ -498,6 +499,20 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
         assert_eq!(refused.len(), 1, "{refused:#?}");
         assert_eq!(refused[0].outcome, Outcome::ClientError);
         assert_eq!(refused[0].request.body, bad.as_bytes());
+        // The log line and the inspector hear of it with the id it has in the store.
+        let told = within(async {
+            loop {
+                if let Ok(vobiz_tunnel::pipeline::ExchangeEvent::Finished(exchange)) =
+                    events.recv().await
+                {
+                    if exchange.request.target.starts_with("/abuse/pipelined-bad") {
+                        return exchange;
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(told.id, refused[0].id, "{framing}");
     }
     upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;

@@ -87,7 +87,18 @@ fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
     if name.is_empty() {
         return Err(usage(format!("--header {text:?} has no name")));
     }
-    Ok((name.to_string(), value.trim().to_string()))
+    if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(usage(format!(
+            "--header {text:?}: {name:?} is not an HTTP header name"
+        )));
+    }
+    let value = value.trim();
+    if hyper::header::HeaderValue::from_bytes(value.as_bytes()).is_err() {
+        return Err(usage(format!(
+            "--header {text:?}: the value holds a line break or another control character"
+        )));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// `vobiz-tunnel verify`: exit 0 when valid, 1 when not.

@@ -103,6 +103,11 @@ fn verify_tells_wrong_input_from_an_invalid_signature() {
             vec!["--url", V3_URL, "--body", "@/nonexistent/body.txt"],
             "body file",
         ),
+        (
+            vec!["--url", V3_URL, "--header", "Bad Name: x"],
+            "not an HTTP header name",
+        ),
+        (vec!["--url", V3_URL, "--header", "X-A: a\nb"], "line break"),
     ] {
         let mut all = vec!["verify"];
         all.extend(&args);

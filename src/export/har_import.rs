@@ -400,6 +400,16 @@ fn headers(parent: &Object, path: &str) -> Result<Headers, String> {
                 .as_bytes()
                 .to_vec(),
         };
+        // What no HTTP message can carry would corrupt the stored header block (a line break
+        // in a value starts a header of its own, which a replay would then send).
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("{at}.name is not an HTTP header name ({name:?})"));
+        }
+        if hyper::header::HeaderValue::from_bytes(&value).is_err() {
+            return Err(format!(
+                "{at}.value of {name} holds a line break or another control character"
+            ));
+        }
         headers.push((name.to_string(), value));
     }
     Ok(Headers(headers))

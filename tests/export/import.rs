@@ -26,6 +26,30 @@ fn a_malformed_har_file_is_a_clear_error_and_imports_nothing() {
             "entry 1: request.url is not a URL",
         ),
     ];
+    let with_header = |name: &str, value: &str| {
+        let entry = json!({"startedDateTime": "2026-06-08T00:00:00Z",
+                           "request": {"method": "POST", "url": "https://a.example/x",
+                                       "headers": [{"name": name, "value": value}]}});
+        serde_json::to_vec(&json!({"log": {"entries": [entry]}})).unwrap()
+    };
+    let cases = cases.into_iter().chain([
+        // A line break in a value would become a header of its own, sent by a replay.
+        (
+            "injected.har",
+            with_header("X-Evil", "a\r\nInjected: 1"),
+            "entry 0: request.headers[0].value of X-Evil holds a line break",
+        ),
+        (
+            "colon.har",
+            with_header("X:Colon", "v"),
+            "entry 0: request.headers[0].name is not an HTTP header name (\"X:Colon\")",
+        ),
+        (
+            "unnamed.har",
+            with_header("", "v"),
+            "entry 0: request.headers[0].name is not an HTTP header name (\"\")",
+        ),
+    ]);
     for (name, bytes, expected) in cases {
         let file = dir.path().join(name);
         std::fs::write(&file, bytes).unwrap();

@@ -328,3 +328,54 @@ async fn a_bulk_replay_by_filter_goes_in_order() {
     upstream.assert_nothing(std::time::Duration::ZERO).await;
     harness.tunnel.shutdown().await;
 }
+
+/// A request that was not received whole (over `--max-body`), or was refused as invalid
+/// HTTP, is not replayed as recorded: it would be another request under its name. The rest
+/// of a bulk replay still goes, and the exit status says one did not.
+#[tokio::test]
+async fn a_request_not_received_whole_is_not_replayed_as_if_it_were() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(&dir, &upstream.url());
+    config.limits.max_body_bytes = 1000;
+    let harness = Harness::start(config, dir).await;
+    let small = harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/whole",
+            "Event=Hangup&CallUUID=w",
+            &[],
+        ))
+        .await;
+    assert_eq!(small.status, 200);
+    upstream.next().await;
+    let big = format!("Event=Hangup&Pad={}", "x".repeat(5000));
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/too-big", &big, &[]))
+        .await;
+    assert_eq!(answer.status, 413);
+    harness.last_recorded().await;
+    let (code, out, err) = replay_cli(
+        &harness,
+        &["--filter", "id:1..2", "--forward", &upstream.url()],
+        true,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot be replayed as recorded: its body was not received whole"),
+        "{err}"
+    );
+    assert_eq!(
+        upstream.next().await.uri,
+        "/whole",
+        "the whole one still goes"
+    );
+    upstream
+        .assert_nothing(std::time::Duration::from_millis(200))
+        .await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    harness.tunnel.shutdown().await;
+}

@@ -18,7 +18,7 @@ pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRe
 
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
-use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
+use crate::exchange::{now_micros, Exchange, Flag, Headers, Outcome, RequestRecord};
 use crate::forward::{header_case, Outgoing, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
 use crate::signature::{self, Form, Keys, SigningKeys};
@@ -61,6 +61,13 @@ pub enum ReplayError {
     Unrecorded(String),
     #[error("the recorded request cannot be sent: {0}")]
     Invalid(String),
+    /// Sent as it was recorded, it would be another request than the one received: say so
+    /// rather than replay something else under its name.
+    #[error(
+        "exchange #{id} cannot be replayed as recorded: {why}; edit it (the inspector's `e`) \
+         to send a request of your own"
+    )]
+    NotWhole { id: i64, why: &'static str },
 }
 
 /// Everything replays need; shared by the UI and the command line.
@@ -111,6 +118,24 @@ impl Replayer {
         let original_id = original
             .id
             .ok_or_else(|| ReplayError::Unrecorded(original.request.target.clone()))?;
+        if plan.edited.is_none() {
+            let why = match (original.request.body_truncated, original.outcome) {
+                (true, _) => Some(
+                    "its body was not received whole (over --max-body, or the sender stopped \
+                     sending), and only what was received is recorded",
+                ),
+                (false, Outcome::ClientError) => {
+                    Some("it was refused as invalid HTTP, and its body is the raw bytes received")
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(ReplayError::NotWhole {
+                    id: original_id,
+                    why,
+                });
+            }
+        }
         let mut request = original.request.clone();
         if let Some(edited) = &plan.edited {
             request.method = edited.method.clone();

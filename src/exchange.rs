@@ -292,6 +292,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the sender's own request decided how long the exchange took: a body too large,
+    /// broken or slow in coming. Its duration is then no measure of how fast it was answered.
+    pub fn sender_set_the_pace(self) -> bool {
+        matches!(self, Outcome::TooLarge | Outcome::ClientError)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Pending => "pending",
@@ -519,10 +525,13 @@ impl Exchange {
         });
     }
 
-    /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting.
+    /// Stamps the end: the done time, and `slow` when Vobiz would have given up waiting for
+    /// the answer (not when its own request took that long to arrive).
     pub fn done(&mut self) {
         self.timings.done_us = Some(now_micros());
-        if self.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS {
+        if self.timings.duration_ms().unwrap_or(0.0) > SLOW_AFTER_MS
+            && !self.outcome.sender_set_the_pace()
+        {
             self.add_flag(Flag::Slow);
         }
     }
@@ -666,6 +675,26 @@ mod tests {
                 .find(|(k, _)| *k == wanted)
                 .map(|(_, v)| v);
             proptest::prop_assert_eq!(request.form_field(&wanted), expected);
+        }
+    }
+
+    #[test]
+    fn slow_means_slow_to_answer_not_slow_to_send() {
+        let verdict = Verdict::bare(crate::signature::VerdictStatus::Unsigned);
+        for (outcome, slow) in [
+            (Outcome::Forwarded, true),
+            (Outcome::UpstreamTimeout, true),
+            (Outcome::ClientError, false),
+            (Outcome::TooLarge, false),
+        ] {
+            let mut exchange = Exchange::received(
+                RequestRecord::default(),
+                verdict.clone(),
+                now_micros() - 5_000_000,
+            );
+            exchange.outcome = outcome;
+            exchange.done();
+            assert_eq!(exchange.has_flag(Flag::Slow), slow, "{outcome:?}");
         }
     }
 

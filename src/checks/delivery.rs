@@ -94,7 +94,12 @@ pub fn duplicate_delivery(exchange: &Exchange, context: &Context, key: u64) -> O
 }
 
 /// `slow-answer`: the exchange took more than 3 s; Vobiz would have given up (and retried).
+/// Not when the sender's request set the pace (a body that stalled): nothing was slow to
+/// answer then.
 pub fn slow_answer(exchange: &Exchange, _: &Context) -> Option<Finding> {
+    if exchange.outcome.sender_set_the_pace() {
+        return None;
+    }
     let ms = exchange.timings.duration_ms()?;
     (ms > SLOW_AFTER_MS).then(|| {
         Finding::new(

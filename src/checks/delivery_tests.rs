@@ -147,6 +147,9 @@ fn slow_answer_fires_after_three_seconds_only() {
     let found = findings(&slow, &context);
     let finding = found.iter().find(|f| f.rule == SLOW_ANSWER);
     assert!(finding.is_some_and(|f| f.message.contains("would have given up")));
+    // A sender that took that long to send its body was not answered slowly.
+    slow.outcome = Outcome::ClientError;
+    assert!(!rules(&slow, &context).contains(&SLOW_ANSWER.to_string()));
 }
 
 #[test]

@@ -539,6 +539,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_nonce_is_reused_only_by_an_exchange_received_after_it() {
+        // An import may bring in an original after the replays recorded from it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let at = |received_us: i64| {
+            let mut exchange = exchange("88888888888888888888");
+            exchange.timings.received_us = received_us;
+            Arc::new(exchange)
+        };
+        let replay = store.insert(at(2_000)).await.unwrap();
+        let original = store.insert(at(1_000)).await.unwrap();
+        let later = store.insert(at(3_000)).await.unwrap();
+        assert_eq!(replay.nonce_reused_of, None);
+        assert_eq!(
+            original.nonce_reused_of, None,
+            "the original reused nothing"
+        );
+        assert_eq!(
+            later.nonce_reused_of,
+            Some(original.id),
+            "the first received"
+        );
+    }
+
+    #[tokio::test]
     async fn concurrent_inserts_are_all_committed_with_distinct_ids() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();

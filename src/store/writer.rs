@@ -303,8 +303,11 @@ struct Statements<'tx> {
 impl<'tx> Statements<'tx> {
     fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
         Ok(Statements {
+            // Received no later than the new one: an import may bring in an original after
+            // its replays, and the original did not reuse their nonce.
             first_with_nonce: tx.prepare_cached(
-                "SELECT id FROM exchanges WHERE nonce_key = ?1 ORDER BY id LIMIT 1",
+                "SELECT id FROM exchanges WHERE nonce_key = ?1 AND received_at_us <= ?2
+                 ORDER BY received_at_us, id LIMIT 1",
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO exchanges (
@@ -341,7 +344,7 @@ impl<'tx> Statements<'tx> {
         let nonce_reused_of: Option<ExchangeId> = match &columns.nonce_key {
             Some(key) => self
                 .first_with_nonce
-                .query_row([key], |row| row.get(0))
+                .query_row(params![key, exchange.timings.received_us], |row| row.get(0))
                 .optional()?,
             None => None,
         };

@@ -334,7 +334,7 @@ pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
     /// How many of the newest exchanges to list.
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = at_least_one)]
     pub limit: usize,
 }
 
@@ -591,5 +591,14 @@ impl TriggerCallArgs {
             (None, Some(_)) => "outbound",
             (None, None) => "inbound",
         }
+    }
+}
+
+/// A count of one or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number")),
     }
 }

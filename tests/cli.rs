@@ -189,6 +189,22 @@ fn reading_a_missing_store_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("none.db"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // A folder given for the file: said so, for reading and for listening.
+    let folder = dir.path().to_str().unwrap();
+    let certs = dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    let listen = ["listen", "--no-tui", "--listen", "127.0.0.1:0"];
+    for args in [
+        vec!["list", "--store", folder],
+        [&listen[..], &["--store", folder, "--certs-dir", certs]].concat(),
+    ] {
+        let (code, _, err) = run(&args, &[]);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("is a folder, not a store"), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["list", "--limit", "0", "--store", folder], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("give 1 or more"), "{err}");
 }
 
 #[test]

@@ -60,6 +60,8 @@ pub enum StoreError {
          (stopping folds the log into it)"
     )]
     ReadOnlyLog(PathBuf),
+    #[error("{0} is a folder, not a store: pass the store's file (such as {0}/exchanges.db)")]
+    Folder(PathBuf),
     #[error("no store at {0} (start `vobiz-tunnel listen` once, or pass --store)")]
     Missing(PathBuf),
     #[error("the store was written by a newer vobiz-tunnel (schema {found}; this build knows up to {supported})")]
@@ -187,6 +189,9 @@ impl StoreHealth {
 /// Opens (creating if needed) the store's file at `path` for writing, configured and
 /// migrated. Every error names the file.
 pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    if path.is_dir() {
+        return Err(StoreError::Folder(path.to_path_buf()));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),

@@ -152,6 +152,9 @@ impl StoreReader {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
+        if path.is_dir() {
+            return Err(StoreError::Folder(path.to_path_buf()));
+        }
         let (conn, version) = connect(path)?;
         if version > schema::SCHEMA_VERSION {
             return Err(StoreError::TooNew {

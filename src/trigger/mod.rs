@@ -90,6 +90,7 @@ pub fn apply_params(fields: &mut Vec<(String, String)>, params: &[String]) -> an
     for param in params {
         let (key, value) = param
             .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
             .with_context(|| format!("--param {param:?}: expected KEY=VALUE"))?;
         match fields.iter_mut().find(|(k, _)| k == key) {
             Some(field) => field.1 = value.to_owned(),
@@ -240,5 +241,9 @@ mod tests {
         assert_eq!(keys, ["A", "B", "C", "a"]);
         assert_eq!(f[2].1, "x");
         assert!(apply_params(&mut f, &["novalue".into()]).is_err());
+        assert!(
+            apply_params(&mut f, &["=v".into()]).is_err(),
+            "a field needs a name"
+        );
     }
 }

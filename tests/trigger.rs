@@ -7,7 +7,7 @@ mod common;
 mod script;
 
 use clap::Parser;
-use common::{within, Reply, Seen, MAIN_TOKEN, TOKEN};
+use common::{raw_upstream, within, Reply, Seen, MAIN_TOKEN, TOKEN};
 use vobiz_tunnel::cli::{Cli, Command};
 use vobiz_tunnel::signature::{self, AuthToken, CallbackRequest, Keys, VerdictStatus};
 use vobiz_tunnel::trigger::catalogue::Kind;
@@ -210,3 +210,33 @@ async fn every_kind_through_the_listener_is_recorded_valid() {
 mod binary;
 #[path = "trigger/call.rs"]
 mod call;
+
+/// On the wire, header names are spelled as Vobiz spells them, `-MA-` included.
+#[tokio::test]
+async fn header_names_go_out_as_vobiz_spells_them() {
+    let (url, received) = raw_upstream().await;
+    let to = format!("{url}/vobiz/hangup");
+    let code = trigger_in_process(&[
+        "hangup",
+        "--to",
+        &to,
+        "--auth-token",
+        TOKEN,
+        "--main-auth-token",
+        MAIN_TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let raw = within(received).await.unwrap();
+    let head = String::from_utf8_lossy(&raw);
+    for name in [
+        "\r\nUser-Agent: Vobiz\r\n",
+        "\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        "\r\nX-Vobiz-Signature-V3: ",
+        "\r\nX-Vobiz-Signature-V3-Nonce: ",
+        "\r\nX-Vobiz-Signature-MA-V3: ",
+        "\r\nX-Vobiz-Signature-MA-V2: ",
+    ] {
+        assert!(head.contains(name), "{name:?} in {head}");
+    }
+}

@@ -67,8 +67,18 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
             main_auth_token: keys.main_auth_tokens.first().cloned(),
         })
     } else {
+        // Vobiz signs V2/V3 with the account's own token; the -MA- headers only come with
+        // them, for a sub-account's callbacks.
+        let main_only = match keys.main_auth_tokens.is_empty() {
+            true => "",
+            false => {
+                " (a main-account token alone signs nothing: -MA- headers come with the \
+                       sub-account's V2/V3)"
+            }
+        };
         eprintln!(
-            "vobiz-tunnel: no auth token (set VOBIZ_AUTH_TOKEN or --auth-token): sending unsigned"
+            "vobiz-tunnel: no auth token (set VOBIZ_AUTH_TOKEN or --auth-token){main_only}: \
+             sending unsigned"
         );
         Signing::Unsigned
     };

@@ -146,11 +146,16 @@ impl Sender {
             .map_err(|e| format!("{url} is not a URL: {e}"))?;
         let method = hyper::Method::from_bytes(callback.method.to_ascii_uppercase().as_bytes())
             .map_err(|e| format!("method {}: {e}", callback.method))?;
+        let headers = self.headers(callback, &body);
+        // Written as Vobiz spells them (`X-Vobiz-Signature-MA-V3`), not in hyper's lower case.
+        let spelled: Vec<String> = headers.iter().map(|(name, _)| name.clone()).collect();
+        let case = crate::forward::header_case::extensions_for_names(&spelled).await;
         let mut builder = Request::builder().method(method).uri(uri);
-        for (name, value) in self.headers(callback, &body) {
+        for (name, value) in headers {
             builder = builder.header(name, value);
         }
-        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let mut request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        *request.extensions_mut() = case;
         let started = Instant::now();
         let exchange = async {
             let response = self

@@ -179,7 +179,11 @@ async fn serve(
     let request_record = RequestRecord {
         method: parts.method.as_str().to_string(),
         target: target.clone(),
-        http_version: format!("{:?}", parts.version),
+        // Through the relay: the version its sender spoke, not the tunnel's HTTP/2.
+        http_version: envelope
+            .http_version
+            .clone()
+            .unwrap_or_else(|| format!("{:?}", parts.version)),
         host: original_host.clone(),
         public_url,
         headers: match envelope.header_names.is_empty() {

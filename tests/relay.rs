@@ -193,6 +193,10 @@ async fn header_names_cross_the_relay_as_the_sender_spelled_them() {
         .collect();
     assert_eq!(recorded_lines, sent, "the record, as sent");
     assert_eq!(recorded.verdict.status, VerdictStatus::Valid);
+    assert_eq!(
+        recorded.request.http_version, "HTTP/1.1",
+        "the sender's version, not the tunnel's"
+    );
     laptop.tunnel.shutdown().await;
     relay.server.shutdown().await;
 }

@@ -23,6 +23,11 @@ pub static ANSWER_WITHIN: HeaderName = HeaderName::from_static("x-vobiz-tunnel-a
 /// The names of the sender's headers as it spelled them, in order, comma-separated (an
 /// HTTP/1 sender's `X-Vobiz-Signature-V3`; the tunnel itself carries only lower case).
 pub static HEADER_NAMES: HeaderName = HeaderName::from_static("x-vobiz-tunnel-header-names");
+/// The HTTP version the sender spoke to the relay (`HTTP/1.1`); the tunnel is HTTP/2.
+pub static HTTP_VERSION: HeaderName = HeaderName::from_static("x-vobiz-tunnel-http-version");
+
+/// The versions a sender may speak, as records spell them.
+const VERSIONS: [&str; 4] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"];
 
 /// The facts of one relayed callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +42,8 @@ pub struct Envelope {
     pub answer_within: Option<Duration>,
     /// The sender's header names as spelled, in order (empty: not known, e.g. HTTP/2).
     pub header_names: Vec<String>,
+    /// The HTTP version the sender spoke, as records spell it (`HTTP/1.1`).
+    pub http_version: Option<String>,
 }
 
 fn some_nonempty(part: Option<&str>) -> Option<String> {
@@ -78,12 +85,14 @@ pub fn take(headers: &mut HeaderMap) -> Envelope {
                 .all(|name| HeaderName::from_bytes(name.as_bytes()).is_ok())
         })
         .unwrap_or_default();
+    let http_version = text(headers, &HTTP_VERSION).filter(|v| VERSIONS.contains(&v.as_str()));
     Envelope {
         public_url,
         client_addr,
         tls,
         answer_within,
         header_names,
+        http_version,
     }
 }
 
@@ -95,6 +104,7 @@ pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
         &TLS,
         &ANSWER_WITHIN,
         &HEADER_NAMES,
+        &HTTP_VERSION,
     ] {
         headers.remove(name);
     }
@@ -126,6 +136,9 @@ pub fn put(headers: &mut HeaderMap, envelope: &Envelope) {
     if !envelope.header_names.is_empty() {
         set(&HEADER_NAMES, envelope.header_names.join(","));
     }
+    if let Some(version) = &envelope.http_version {
+        set(&HTTP_VERSION, version.clone());
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +157,7 @@ mod tests {
             },
             answer_within: Some(Duration::from_millis(2500)),
             header_names: vec!["Host".into(), "X-Vobiz-Signature-V3".into()],
+            http_version: Some("HTTP/1.1".into()),
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -156,6 +170,7 @@ mod tests {
         assert_eq!(take(&mut headers), envelope);
         assert!(headers.get(&PUBLIC_URL).is_none() && headers.get(&TLS).is_none());
         assert!(headers.get(&ANSWER_WITHIN).is_none() && headers.get(&HEADER_NAMES).is_none());
+        assert!(headers.get(&HTTP_VERSION).is_none());
         assert_eq!(headers["x-other"], "kept");
     }
 
@@ -169,6 +184,7 @@ mod tests {
             HEADER_NAMES.clone(),
             HeaderValue::from_static("Host,Bad Name"),
         );
+        headers.insert(HTTP_VERSION.clone(), HeaderValue::from_static("HTTP/9"));
         assert_eq!(take(&mut headers), Envelope::default());
         assert!(headers.is_empty(), "{headers:?}");
     }

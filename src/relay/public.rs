@@ -305,6 +305,7 @@ async fn deliver(
         tls: conn.tls.clone(),
         answer_within: Some(config.forward_timeout),
         header_names,
+        http_version: Some(format!("{:?}", parts.version)),
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
     let rejected = |status: u16, reason: String| {

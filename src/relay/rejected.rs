@@ -35,7 +35,10 @@ pub async fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: 
     let request = RequestRecord {
         method: parts.method.as_str().to_string(),
         target,
-        http_version: "HTTP/2.0".into(),
+        http_version: envelope
+            .http_version
+            .clone()
+            .unwrap_or_else(|| "HTTP/2.0".into()),
         host,
         public_url,
         headers: forward::headers_named(&parts.headers, &envelope.header_names),

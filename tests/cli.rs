@@ -230,7 +230,7 @@ fn a_store_that_cannot_be_opened_stops_start_up_with_its_path() {
     assert!(err.contains("taken"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(
-        err.matches("unable to open database file").count(),
+        err.matches("is a folder, not a store").count(),
         1,
         "each cause is said once: {err}"
     );

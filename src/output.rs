@@ -138,6 +138,11 @@ pub fn text_line(summary: &ExchangeSummary, offset: UtcOffset) -> String {
         line.push_str("  ");
         line.push_str(error);
     }
+    let warnings = crate::checks::warning_count(&summary.findings);
+    if warnings > 0 {
+        // Short on purpose: `show ID` lists the findings themselves.
+        line.push_str(&format!("  ⚠ {warnings}"));
+    }
     printable(&line, false).into_owned()
 }
 
@@ -155,13 +160,7 @@ fn event_line(event: &ExchangeEvent, format: LogFormat, offset: UtcOffset) -> Op
     let line = match (event, format) {
         (ExchangeEvent::Pending(_), _) => return None,
         (ExchangeEvent::Finished(exchange), LogFormat::Text) => {
-            let mut line = text_line(&ExchangeSummary::of(exchange), offset);
-            let warnings = crate::checks::warning_count(&exchange.findings);
-            if warnings > 0 {
-                // Short on purpose: `show ID` lists the findings themselves.
-                line.push_str(&format!("  ⚠ {warnings}"));
-            }
-            line
+            text_line(&ExchangeSummary::of(exchange), offset)
         }
         (ExchangeEvent::Finished(exchange), LogFormat::Json) => exchange_json_line(exchange),
         (ExchangeEvent::StoreError(message), LogFormat::Text) => format!("store error: {message}"),
@@ -218,7 +217,6 @@ pub fn exchange_json_line(exchange: &Exchange) -> String {
         signature_detail: String,
         nonce_reused_of: Option<crate::exchange::ExchangeId>,
         client_addr: &'a Option<String>,
-        findings: &'a [crate::checks::Finding],
     }
     let line = Line {
         summary: ExchangeSummary::of(exchange),
@@ -226,7 +224,6 @@ pub fn exchange_json_line(exchange: &Exchange) -> String {
         signature_detail: exchange.verdict.summary(),
         nonce_reused_of: exchange.nonce_reused_of,
         client_addr: &exchange.request.client_addr,
-        findings: &exchange.findings,
     };
     serde_json::to_string(&line).unwrap_or_else(|_| json!({"type": "exchange"}).to_string())
 }

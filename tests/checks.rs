@@ -62,6 +62,14 @@ async fn an_html_answer_to_an_answer_callback_is_flagged_stored_and_logged() {
         .as_str()
         .unwrap()
         .contains("text/html"));
+
+    // `list` says so too, as the live line does: `⚠ 1`, and the findings in its JSON.
+    let summaries = harness.reader().latest(1).unwrap();
+    let listed = vobiz_tunnel::output::text_line(&summaries[0], time::UtcOffset::UTC);
+    assert!(listed.ends_with("⚠ 1"), "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&vobiz_tunnel::output::json_line(&summaries[0])).unwrap();
+    assert_eq!(listed["findings"][0]["rule"], "xml-content-type");
     harness.tunnel.shutdown().await;
 }
 

@@ -31,6 +31,8 @@ pub struct ExchangeSummary {
     pub flags: Vec<Flag>,
     pub replay_of: Option<ExchangeId>,
     pub error: Option<String>,
+    /// What the Vobiz checks found (usually nothing), for the `⚠ N` of a text line.
+    pub findings: Vec<crate::checks::Finding>,
 }
 
 impl ExchangeSummary {
@@ -51,13 +53,14 @@ impl ExchangeSummary {
             flags: exchange.flags.clone(),
             replay_of: exchange.replay_of,
             error: exchange.error.clone(),
+            findings: exchange.findings.clone(),
         }
     }
 }
 
 pub(super) const SUMMARY_COLUMNS: &str =
     "id, received_at_us, method, path, target, status, duration_ms, \
-    signature, signature_scheme, event, call_uuid, outcome, flags, replay_of, error";
+    signature, signature_scheme, event, call_uuid, outcome, flags, replay_of, error, findings";
 
 /// A read-only connection to the store at `path`, and its schema version, read at once:
 /// SQLite opens lazily, so a file it cannot read fails at that first read, and the error
@@ -314,6 +317,7 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ExchangeSummar
         flags: parse_flags(&flags),
         replay_of: row.get("replay_of")?,
         error: row.get("error")?,
+        findings: parse_findings(&row.get::<_, String>("findings")?),
     })
 }
 

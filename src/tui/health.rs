@@ -130,6 +130,7 @@ mod tests {
             flags: Vec::new(),
             replay_of: None,
             error: None,
+            findings: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ pub(crate) fn summary(id: i64, event: &str) -> ExchangeSummary {
         flags: Vec::new(),
         replay_of: None,
         error: None,
+        findings: Vec::new(),
     }
 }
 

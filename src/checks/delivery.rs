@@ -5,6 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use super::kind::repeats_in_a_loop;
 use super::{callback_kind, CallbackKind, Context, DeliveryTracker, Finding, Severity};
 use crate::exchange::{Exchange, Flag, Outcome, SLOW_AFTER_MS};
 use crate::signature::VerdictStatus;
@@ -33,8 +34,8 @@ const IDENTIFYING_FIELDS: &[&str] = &[
     "transcription_id",
 ];
 
-/// The identity of a callback (path, `CallUUID`, `Event` and the identifying fields), hashed
-/// as the tracker remembers it. `None` for requests that are not a call's callback, or that
+/// The identity of a callback (path, `CallUUID`, `Event` and the identifying fields, and the
+/// nonce of one that may repeat in a loop), hashed as the tracker remembers it. `None` for requests that are not a call's callback, or that
 /// this tool sent itself (replays).
 pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u64> {
     let call = exchange.call_uuid.as_deref()?;
@@ -49,6 +50,11 @@ pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u6
     exchange.request.path().hash(&mut key);
     call.hash(&mut key);
     exchange.event.as_deref().unwrap_or("").hash(&mut key);
+    if repeats_in_a_loop(exchange) {
+        // A menu's Gather action or a Redirect may come again as a new callback: only the
+        // same request again (its nonce too) is a duplicate of it.
+        exchange.verdict.nonce.hash(&mut key);
+    }
     // One pass over the raw pairs, decoding only the identifying fields (decoding the whole
     // form was a tenth of the proxy's CPU).
     for (name, value) in exchange.request.raw_form_pairs() {

@@ -114,6 +114,30 @@ fn extreme_timestamps_do_not_overflow_the_duplicate_message() {
 }
 
 #[test]
+fn a_menu_key_pressed_again_is_no_duplicate_but_the_same_request_again_is() {
+    let context = Context::default();
+    for (path, body) in [
+        ("/menu-choice", "CallUUID=c3&Digits=1&InputType=dtmf"),
+        ("/again", "CallUUID=c3&Event=Redirect"),
+    ] {
+        let first = callback(path, body);
+        assert!(on_received(&first, &context).findings.is_empty());
+        let mut pressed_again = callback(path, body);
+        pressed_again.timings.received_us += 6_000_000;
+        pressed_again.verdict.nonce = Some("77777777777777777777".into());
+        assert!(
+            on_received(&pressed_again, &context).findings.is_empty(),
+            "{path}: a loop, not a retry"
+        );
+        let mut resent = pressed_again.clone();
+        resent.timings.received_us += 1_000_000;
+        let found = on_received(&resent, &context).findings;
+        assert_eq!(found.len(), 1, "{path}: the same request again: {found:?}");
+        assert!(found[0].message.contains("same nonce"), "{found:?}");
+    }
+}
+
+#[test]
 fn duplicate_delivery_is_quiet_for_other_fields_other_calls_and_replays() {
     let context = Context::default();
     let recording = |id: &str| {

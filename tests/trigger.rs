@@ -240,3 +240,23 @@ async fn header_names_go_out_as_vobiz_spells_them() {
         assert!(head.contains(name), "{name:?} in {head}");
     }
 }
+
+/// The verdict line reads apart from an answer that is itself the text `ok`.
+#[tokio::test]
+async fn the_verdict_is_told_apart_from_the_answer() {
+    let upstream = common::upstream(Reply {
+        content_type: "text/plain",
+        body: "ok",
+        ..Reply::default()
+    })
+    .await;
+    let to = format!("{}/vobiz/hangup", upstream.url());
+    let (code, out, err) = run_binary(&["trigger", "hangup", "--to", &to]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["ok", "OK: Vobiz would accept this answer"],
+        "{out}"
+    );
+}

@@ -213,7 +213,8 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
         }
         match &failure {
             Some(reason) => println!("FAILED: {reason}"),
-            None => println!("ok"),
+            // Told apart from an answer that is itself the text "ok".
+            None => println!("OK: Vobiz would accept this answer"),
         }
     }
     Ok(if failure.is_some() { 1 } else { 0 })

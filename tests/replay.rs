@@ -194,6 +194,11 @@ async fn replay_to_another_target_goes_there() {
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("→ {}/staging/vobiz/hangup", second.url())),
+        "the line says where it went: {out}"
+    );
     assert_eq!(second.next().await.uri, "/staging/vobiz/hangup");
     first
         .assert_nothing(std::time::Duration::from_millis(200))

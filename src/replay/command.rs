@@ -88,9 +88,21 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
             Err(e) => return Err(e.into()),
         };
         let summary = ExchangeSummary::of(&replayed);
-        let line = match args.json {
-            true => json_line(&summary),
-            false => text_line(&summary, offset),
+        // Where it went, when not to the local server: the record keeps the request as the
+        // local server would have seen it.
+        let sent_to = plan
+            .target
+            .as_ref()
+            .map(|base| base.join(&replayed.request.target));
+        let line = match (args.json, &sent_to) {
+            (true, None) => json_line(&summary),
+            (true, Some(url)) => {
+                let mut value: serde_json::Value = serde_json::from_str(&json_line(&summary))?;
+                value["sent_to"] = serde_json::Value::from(url.as_str());
+                value.to_string()
+            }
+            (false, None) => text_line(&summary, offset),
+            (false, Some(url)) => format!("{}  → {url}", text_line(&summary, offset)),
         };
         let failed = !matches!(replayed.outcome, Outcome::Forwarded)
             || replayed.status().is_some_and(|s| s >= 500);

@@ -143,9 +143,17 @@ fn parse_head<B>(bytes: &[u8], request: &hyper::Request<B>) -> Option<(usize, He
         return None;
     };
     let target = request.uri().path_and_query().map(|pq| pq.as_str());
+    let map = request.headers();
+    // Every header as hyper read it too, value and all: the record and the signature check
+    // take these, and they must be the request's own, never bytes that only look like it.
     let same = parsed.method == Some(request.method().as_str())
         && (parsed.path == target || parsed.path == Some(&request.uri().to_string()))
-        && parsed.headers.len() == count;
+        && parsed.headers.len() == count
+        && parsed.headers.iter().all(|header| {
+            map.get_all(header.name)
+                .iter()
+                .any(|value| value.as_bytes() == header.value)
+        });
     same.then(|| {
         let headers = parsed.headers.iter();
         let written = headers.map(|header| (header.name.to_string(), header.value.to_vec()));
@@ -1073,6 +1081,8 @@ mod tests {
             None
         );
         assert_eq!(request_end(loose, &request(&[])), None);
+        let other_value = request(&[("host", "y")]);
+        assert_eq!(request_end(loose, &other_value), None, "values count too");
         // The headers as written: case and order.
         let written = parse_head(b"POST / HTTP/1.1\r\nX-B: 1\r\nx-a: 2\r\n\r\n", &{
             request(&[("x-b", "1"), ("x-a", "2")])

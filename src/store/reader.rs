@@ -85,7 +85,12 @@ fn connect(path: &Path) -> Result<(Connection, i64), StoreError> {
             // the first reader when missing: on read-only media (a read-only mount, a
             // container's read-only volume, an immutable folder) it cannot be. Without a
             // write-ahead log to read, the file alone is the whole store, and nothing can
-            // write to it there: it is read as immutable, with no shared memory.
+            // write to it there: it is read as immutable, with no shared memory. Only then:
+            // a store anyone can still write to (the same error has other causes, such as
+            // running out of file descriptors) must be read through its log and locks.
+            if !on_read_only_media(path) {
+                return Err(with_path(path, StoreError::Sqlite(error)));
+            }
             if !log_is_empty(path) {
                 return Err(StoreError::ReadOnlyLog(path.to_path_buf()));
             }
@@ -112,6 +117,34 @@ fn with_path(path: &Path, error: StoreError) -> StoreError {
             source,
         },
         other => other,
+    }
+}
+
+/// Whether the store's folder takes no new file, and its shared-memory file is not there
+/// (so no process writes the store): what read-only media look like to a reader.
+fn on_read_only_media(path: &Path) -> bool {
+    let beside = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    if beside("-shm").exists() {
+        return false;
+    }
+    let probe = beside(&format!("-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        ),
     }
 }
 

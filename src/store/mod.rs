@@ -566,6 +566,12 @@ mod tests {
             Some(original.id),
             "the first received"
         );
+        // Written after it, the original still points the replay at itself.
+        let read = store.reader().unwrap().get(replay.id).unwrap().unwrap();
+        assert_eq!(read.nonce_reused_of, Some(original.id));
+        assert!(read.has_flag(Flag::NonceReused), "{:?}", read.flags);
+        let read = store.reader().unwrap().get(original.id).unwrap().unwrap();
+        assert!(!read.has_flag(Flag::NonceReused), "{:?}", read.flags);
     }
 
     #[tokio::test]

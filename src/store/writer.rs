@@ -296,6 +296,8 @@ fn write_batch(
 /// and compare each statement's whole SQL text for every row.
 struct Statements<'tx> {
     first_with_nonce: CachedStatement<'tx>,
+    /// Points the exchanges received after a new one with its nonce at it.
+    reused_later: CachedStatement<'tx>,
     insert: CachedStatement<'tx>,
     complete: CachedStatement<'tx>,
 }
@@ -303,11 +305,20 @@ struct Statements<'tx> {
 impl<'tx> Statements<'tx> {
     fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
         Ok(Statements {
-            // Received no later than the new one: an import may bring in an original after
-            // its replays, and the original did not reuse their nonce.
+            // The first received: an exchange may be written after one received later (an
+            // import bringing in an original after its replays, a slow body), and only what
+            // came after the first reused its nonce.
             first_with_nonce: tx.prepare_cached(
-                "SELECT id FROM exchanges WHERE nonce_key = ?1 AND received_at_us <= ?2
+                "SELECT id, received_at_us FROM exchanges WHERE nonce_key = ?1
                  ORDER BY received_at_us, id LIMIT 1",
+            )?,
+            reused_later: tx.prepare_cached(
+                "UPDATE exchanges SET nonce_reused_of = ?1,
+                    flags = CASE
+                        WHEN flags = '' THEN 'nonce_reused'
+                        WHEN ',' || flags || ',' LIKE '%,nonce_reused,%' THEN flags
+                        ELSE flags || ',nonce_reused' END
+                 WHERE nonce_key = ?2 AND received_at_us > ?3",
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO exchanges (
@@ -341,13 +352,19 @@ impl<'tx> Statements<'tx> {
                 &encoded_here
             }
         };
-        let nonce_reused_of: Option<ExchangeId> = match &columns.nonce_key {
+        let received_us = exchange.timings.received_us;
+        let first: Option<(ExchangeId, i64)> = match &columns.nonce_key {
             Some(key) => self
                 .first_with_nonce
-                .query_row(params![key, exchange.timings.received_us], |row| row.get(0))
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?,
             None => None,
         };
+        let nonce_reused_of = first
+            .filter(|&(_, first_received_us)| first_received_us <= received_us)
+            .map(|(id, _)| id);
+        // Written after exchanges received later with the same nonce: they reused this one's.
+        let first_of_its_nonce = first.is_some() && nonce_reused_of.is_none();
         let reflagged =
             (nonce_reused_of.is_some() && !exchange.has_flag(Flag::NonceReused)).then(|| {
                 let mut flags = exchange.flags.clone();
@@ -391,6 +408,10 @@ impl<'tx> Statements<'tx> {
             reflagged.as_ref().unwrap_or(&row.flags),
             row.findings,
         ])?;
+        if first_of_its_nonce {
+            self.reused_later
+                .execute(params![id, columns.nonce_key, received_us])?;
+        }
         Ok(Inserted {
             id,
             nonce_reused_of,

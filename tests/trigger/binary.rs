@@ -27,7 +27,10 @@ async fn answer_and_hangup_through_the_listener() {
         ])
         .await;
         assert_eq!(code, 0, "{out}{err}");
-        assert!(out.contains("200 in ") && out.contains("ok"), "{out}");
+        assert!(
+            out.contains("200 in ") && out.contains("\nOK: Vobiz would accept this answer"),
+            "{out}"
+        );
         let exchange = harness.last_recorded().await;
         assert_eq!(exchange.verdict.status, VerdictStatus::Valid);
     }

@@ -108,8 +108,9 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
     let _ = writeln!(
         out,
         "  Event       {}   CallUUID {}",
-        exchange.event.as_deref().unwrap_or("-"),
-        exchange.call_uuid.as_deref().unwrap_or("-")
+        // One line each: a sender's line feed must not start a line of the report.
+        printable(exchange.event.as_deref().unwrap_or("-"), false),
+        printable(exchange.call_uuid.as_deref().unwrap_or("-"), false)
     );
     let status = exchange.status().map_or("-".into(), |s| s.to_string());
     let _ = writeln!(
@@ -153,6 +154,7 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
         let _ = writeln!(out, "\nForm fields");
         let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (key, value) in &fields {
+            let (key, value) = (printable(key, false), printable(value, false));
             let _ = writeln!(out, "  {key:<width$}  {value}");
         }
     }

@@ -559,8 +559,13 @@ async fn escape_sequences_from_a_sender_are_shown_not_obeyed() {
     assert_eq!(code, 0);
     assert!(!obeyed(&shown), "{shown:?}");
     assert!(shown.contains("\\u{1b}]52;c;ZXZpbA==\\u{7}"), "{shown}");
-    // The body's CR LF reads as a line end; nothing else is obeyed.
+    // The body's CR LF reads as a line end; nothing else is obeyed, and the line feed in a
+    // form field does not start a line of the report.
     assert!(!shown.contains('\r'), "{shown:?}");
+    assert!(
+        !shown.lines().any(|line| line.starts_with("22:00:00.000")),
+        "{shown}"
+    );
 }
 
 #[test]

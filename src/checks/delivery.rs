@@ -52,8 +52,9 @@ pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u6
     exchange.event.as_deref().unwrap_or("").hash(&mut key);
     if repeats_in_a_loop(exchange) {
         // A menu's Gather action or a Redirect may come again as a new callback: only the
-        // same request again (its nonce too) is a duplicate of it.
-        exchange.verdict.nonce.hash(&mut key);
+        // same request again (its nonce too) is a duplicate of it, which an unsigned one
+        // cannot be told to be.
+        exchange.verdict.nonce.as_deref()?.hash(&mut key);
     }
     // One pass over the raw pairs, decoding only the identifying fields (decoding the whole
     // form was a tenth of the proxy's CPU).

@@ -134,6 +134,11 @@ fn a_menu_key_pressed_again_is_no_duplicate_but_the_same_request_again_is() {
         let found = on_received(&resent, &context).findings;
         assert_eq!(found.len(), 1, "{path}: the same request again: {found:?}");
         assert!(found[0].message.contains("same nonce"), "{found:?}");
+        // Unsigned, a resend cannot be told from a new press: not reported.
+        let mut unsigned = pressed_again.clone();
+        unsigned.verdict.nonce = None;
+        assert!(on_received(&unsigned, &context).findings.is_empty());
+        assert!(on_received(&unsigned, &context).findings.is_empty());
     }
 }
 

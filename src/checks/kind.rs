@@ -54,8 +54,6 @@ const STATUS_EVENTS: &[&str] = &[
     "StopStream",
 ];
 
-/// Classifies by `Event` first (no body scan for the common case), then by the fields that
-/// identify callbacks Vobiz sends without an `Event`.
 /// Whether the same callback may come again in one call without being a retry: a menu's
 /// Gather action (the caller presses the same key when the prompt is played again) or a
 /// Redirect back to the same URL.
@@ -69,6 +67,8 @@ pub fn repeats_in_a_loop(exchange: &Exchange) -> bool {
     }
 }
 
+/// Classifies by `Event` first (no body scan for the common case), then by the fields that
+/// identify callbacks Vobiz sends without an `Event`.
 pub fn callback_kind(exchange: &Exchange) -> CallbackKind {
     if let Some(event) = exchange.event.as_deref() {
         if let Some((_, name)) = XML_EVENTS.iter().find(|(e, _)| *e == event) {

@@ -108,8 +108,8 @@ impl RequestStart {
         head.map(|(_, headers)| headers)
     }
 
-    /// Whether the body of the request taken last was not all read (as far as its declared
-    /// length tells): its sender may still be sending it.
+    /// Whether the body of the request taken last was not all read (as far as its length or
+    /// its chunks tell): its sender may still be sending it.
     pub fn body_unread(&self) -> bool {
         self.lock().to_come.unread()
     }

@@ -159,7 +159,12 @@ fn log_is_empty(path: &Path) -> bool {
 /// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set is
 /// percent-encoded, so `?`, `#` and `%` in a folder's name stay part of the path.
 fn immutable_uri(path: &Path) -> String {
-    let mut uri = String::from("file:");
+    // `file:///abs` for an absolute path: after `file://` comes an authority, so a path that
+    // itself starts with `//` must not follow `file:` directly.
+    let mut uri = String::from(match path.is_absolute() {
+        true => "file://",
+        false => "file:",
+    });
     for &byte in path.as_os_str().as_encoded_bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => {

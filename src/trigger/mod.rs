@@ -212,7 +212,8 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
             }
         }
         match &failure {
-            Some(reason) => println!("FAILED: {reason}"),
+            // The reason may quote the answer (an XML element's name).
+            Some(reason) => println!("FAILED: {}", crate::output::printable(reason, false)),
             // Told apart from an answer that is itself the text "ok".
             None => println!("OK: Vobiz would accept this answer"),
         }

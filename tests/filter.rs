@@ -306,6 +306,13 @@ fn the_store_tally_counts_every_row_by_verdict_and_status_class() {
     let mut expected = Tally {
         total: stored.len() as u64,
         newest: stored.iter().filter_map(|ex| ex.id).max(),
+        // Still pending when counted, newest first.
+        pending: stored
+            .iter()
+            .rev()
+            .filter(|ex| ex.outcome == vobiz_tunnel::exchange::Outcome::Pending)
+            .filter_map(|ex| ex.id)
+            .collect(),
         ..Tally::default()
     };
     for ex in &stored {

@@ -279,6 +279,11 @@ impl StoreReader {
             unusual += count;
         }
         tally.by_class[2] = total.saturating_sub(unusual);
+        let mut pending = self.conn.prepare_cached(TALLY_PENDING_IDS)?;
+        tally.pending = pending
+            .query_map([TALLY_PENDING as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        drop(pending);
         drop(by_status);
         drop(by_verdict);
         snapshot.commit()?;
@@ -439,13 +444,23 @@ const TALLY_UNUSUAL_VERDICTS: &str =
     "SELECT signature, count(*) FROM exchanges WHERE signature <> 'valid' GROUP BY signature";
 const TALLY_UNUSUAL_STATUSES: &str = "SELECT status, count(*) FROM exchanges \
      WHERE status IS NULL OR status < 200 OR status >= 300 GROUP BY status";
+/// The same index's condition, so that it serves this too.
+const TALLY_PENDING_IDS: &str = "SELECT id FROM exchanges \
+     WHERE (status IS NULL OR status < 200 OR status >= 300) \
+     AND status IS NULL AND outcome = 'pending' ORDER BY id DESC LIMIT ?1";
+/// Pending exchanges a tally names (they are few: callbacks the local server is thinking
+/// about, and those a crash left pending).
+pub const TALLY_PENDING: usize = 1000;
 
 /// Counts over the whole store, for the inspector's top bar and health view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     pub total: u64,
     /// The newest exchange counted: every one up to it is in the counts, none after it.
     pub newest: Option<ExchangeId>,
+    /// Exchanges still pending when counted (under "no status"), at most [`TALLY_PENDING`]:
+    /// their end moves them to their answer's class.
+    pub pending: Vec<ExchangeId>,
     /// Index 0: no status; 1–5: 1xx–5xx (other statuses count with the nearest class).
     pub by_class: [u64; 6],
     /// valid, invalid, unsigned, unchecked.

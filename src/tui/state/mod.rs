@@ -177,6 +177,8 @@ pub struct AppState {
     /// The newest exchange the store's own counts held when last read ([`AppState::tallied`]):
     /// an arrival up to it is in them already.
     tallied_through: Option<ExchangeId>,
+    /// Those the counts held as pending ("no status"): their end moves them.
+    pending_when_tallied: std::collections::HashSet<ExchangeId>,
     seeded: bool,
     pub calls: Vec<CallSummary>,
     pub call_selected: usize,
@@ -261,6 +263,7 @@ impl AppState {
             health: Health::default(),
             counted: BTreeMap::new(),
             tallied_through: None,
+            pending_when_tallied: Default::default(),
             seeded: false,
             calls: Vec::new(),
             call_selected: 0,
@@ -342,6 +345,7 @@ impl AppState {
     pub fn store_replaced(&mut self) {
         self.counted.clear();
         self.tallied_through = None;
+        self.pending_when_tallied.clear();
         self.seeded = false;
         self.health = Health::default();
         self.calls_stale = true;
@@ -369,6 +373,7 @@ impl AppState {
         self.health.set_counts(tally);
         self.total = tally.total;
         self.tallied_through = tally.newest;
+        self.pending_when_tallied = tally.pending.iter().copied().collect();
         let after = tally.newest.map_or(Bound::Unbounded, Bound::Excluded);
         for counted in self
             .counted
@@ -392,7 +397,13 @@ impl AppState {
                 }
             }
             if self.tallied_through.is_some_and(|through| id <= through) {
-                // In the store's counts already: only its path's figures are news.
+                // In the store's counts already: only its path's figures are news, and the
+                // class of its answer if it was counted while pending.
+                if self.pending_when_tallied.remove(&id) && summary.status.is_some() {
+                    let class = Tally::class_index(summary.status);
+                    self.health.by_class[0] = self.health.by_class[0].saturating_sub(1);
+                    self.health.by_class[class] += 1;
+                }
                 self.health.add_path(summary);
                 return;
             }

@@ -535,8 +535,20 @@ fn a_reload_counts_each_exchange_once_whichever_side_of_the_tally_it_arrives() {
     assert_eq!(state.health.total(), 7);
     state.apply(ExchangeEvent::Finished(exchange(8, "Hangup")));
     assert_eq!((state.total, state.health.total()), (8, 8));
+    // #9 was still pending when the store was counted ("no status"); its end moves it.
+    state.begin_reload();
+    state.load_page(Vec::new(), 9);
+    let mut pending_then = tally(9, 9);
+    pending_then.by_class = [1, 0, 8, 0, 0, 0];
+    pending_then.pending = vec![9];
+    state.tallied(&pending_then);
+    let mut answered = summary(9, "Hangup");
+    answered.status = Some(200);
+    state.merge_polled(vec![answered]);
+    assert_eq!(state.health.by_class, [0, 0, 9, 0, 0, 0], "moved to 2xx");
+    assert_eq!(state.total, 9);
     assert_eq!(
-        state.health.paths["/cb"].count, 4,
+        state.health.paths["/cb"].count, 5,
         "the path's figures count each arrival once (the start-up page was empty)"
     );
 }

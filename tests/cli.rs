@@ -432,21 +432,14 @@ async fn listen_prints_json_lines_and_list_and_show_read_the_store() {
     }
 }
 
-#[tokio::test]
-async fn text_output_has_one_readable_line_per_exchange() {
-    let mut upstream = upstream(Reply::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
+/// `vobiz-tunnel listen` with its text lines read, storing `s.db` in `dir`, forwarding to
+/// `forward`; and a TLS client of it. Its first line said where it listens.
+fn listen_with_text_lines(forward: &str, dir: &std::path::Path) -> (Running, TlsClient) {
+    let certs = dir.join("certs");
     let mut command = Command::new(BIN);
     command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--forward",
-            &upstream.url(),
-            "--no-tui",
-        ])
-        .args(["--store", dir.path().join("s.db").to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--forward", forward, "--no-tui"])
+        .args(["--store", dir.join("s.db").to_str().unwrap()])
         .args(["--certs-dir", certs.to_str().unwrap()])
         .env_remove("VOBIZ_AUTH_TOKEN")
         .stdout(Stdio::piped());
@@ -466,7 +459,14 @@ async fn text_output_has_one_readable_line_per_exchange() {
     );
     let url = first.rsplit(' ').next().unwrap().to_string();
     let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
-    let client = TlsClient::new(addr, certs.join("dev-ca.pem"));
+    (running, TlsClient::new(addr, certs.join("dev-ca.pem")))
+}
+
+#[tokio::test]
+async fn text_output_has_one_readable_line_per_exchange() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, client) = listen_with_text_lines(&upstream.url(), dir.path());
     let request = hyper::Request::post("/vobiz/answer")
         .header("host", "localhost")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -501,34 +501,8 @@ async fn text_output_has_one_readable_line_per_exchange() {
 async fn escape_sequences_from_a_sender_are_shown_not_obeyed() {
     let mut upstream = upstream(Reply::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
     let store = dir.path().join("s.db");
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--forward",
-            &upstream.url(),
-            "--no-tui",
-        ])
-        .args(["--store", store.to_str().unwrap()])
-        .args(["--certs-dir", certs.to_str().unwrap()])
-        .env_remove("VOBIZ_AUTH_TOKEN")
-        .stdout(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let running = Running { child, lines };
-    let first = running.lines.recv_timeout(Duration::from_secs(20)).unwrap();
-    let url = first.rsplit(' ').next().unwrap().to_string();
-    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
-    let client = TlsClient::new(addr, certs.join("dev-ca.pem"));
+    let (running, client) = listen_with_text_lines(&upstream.url(), dir.path());
     // Clear the screen, paint red, retitle the window, write the clipboard, forge a line.
     let body = "Event=%1b%5b2J%1b%5b31mEVIL%07&CallUUID=%1b%5d0;title%07x\
                 &Digits=%1b%5d52;c;ZXZpbA%3d%3d%07&Note=a%0d%0a22:00:00.000  #99  POST  forged";

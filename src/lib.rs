@@ -29,6 +29,7 @@ pub mod exchange;
 pub mod export;
 pub mod filter;
 pub mod forward;
+pub mod other_writers;
 pub mod output;
 pub mod pipeline;
 pub mod relay;

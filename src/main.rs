@@ -106,6 +106,11 @@ fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
         let events = tunnel.events.subscribe();
         print_banner(&tunnel, &config);
         let printer = output::spawn_printer(events, config.log_format, offset);
+        // Replays and imports another process records here are logged too.
+        vobiz_tunnel::other_writers::spawn(
+            tunnel.store.path().to_path_buf(),
+            tunnel.events.downgrade(),
+        );
         runtime.block_on(async move {
             stop.await;
             tunnel.shutdown().await;

@@ -399,6 +399,31 @@ async fn listen_prints_json_lines_and_list_and_show_read_the_store() {
     assert_eq!(code, 1);
     assert!(err.contains("no exchange #99"), "{err}");
 
+    // A replay another process records in this store is in the listener's log too.
+    let replay = within(
+        tokio::process::Command::new(BIN)
+            .args([
+                "replay",
+                "1",
+                "--store",
+                store_arg,
+                "--forward",
+                &upstream.url(),
+            ])
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(replay.status.success(), "{replay:?}");
+    upstream.next().await;
+    let line = running.next_line();
+    assert_eq!(line["type"], "exchange");
+    assert_eq!(line["replay_of"], 1, "{line}");
+    assert!(
+        line["flags"].as_array().unwrap().contains(&"replay".into()),
+        "{line}"
+    );
+
     // A reader that stops reading (`| head`) ends the command quietly, never in a panic.
     for args in [
         &["list", "--store", store_arg][..],

@@ -803,20 +803,32 @@ mod tests {
         assert_eq!(stream.io, [&head[..], &body[..]].concat());
     }
 
-    /// Two requests in one piece: the service takes the first; hyper refuses the second after
-    /// answering the first, whose body (written on its own) looks like a refusal too.
-    #[tokio::test]
-    async fn a_refusal_of_a_request_pipelined_behind_a_served_one_is_explained() {
+    /// A stream over a `Vec` watched as the listener watches a connection: with its activity,
+    /// where a refusal goes, and the request starts it keeps.
+    fn watched() -> (
+        Refusals<Vec<u8>>,
+        Arc<Activity>,
+        Arc<RefusalSlot>,
+        Arc<RequestStart>,
+    ) {
         let activity = Activity::new();
         let slot = Arc::new(RefusalSlot::default());
         let start = Arc::new(RequestStart::default());
-        let mut stream = Refusals::new(
+        let stream = Refusals::new(
             Vec::new(),
             activity.clone(),
             slot.clone(),
             Some(start.clone()),
             "vobiz-tunnel",
         );
+        (stream, activity, slot, start)
+    }
+
+    /// Two requests in one piece: the service takes the first; hyper refuses the second after
+    /// answering the first, whose body (written on its own) looks like a refusal too.
+    #[tokio::test]
+    async fn a_refusal_of_a_request_pipelined_behind_a_served_one_is_explained() {
+        let (mut stream, activity, slot, start) = watched();
         let served = b"POST /one HTTP/1.1\r\ncontent-length: 3\r\n\r\na=1";
         let malformed = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n";
         stream.keep(&[&served[..], &malformed[..]].concat());
@@ -851,16 +863,7 @@ mod tests {
         let malformed = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n";
         let chunks: &[&[u8]] = &[b"3\r\na=1", b"\r\n4\r\n&b=2\r\n0\r\n", b"\r\n"];
         for split in 0..=chunks.len() {
-            let activity = Activity::new();
-            let slot = Arc::new(RefusalSlot::default());
-            let start = Arc::new(RequestStart::default());
-            let mut stream = Refusals::new(
-                Vec::new(),
-                activity.clone(),
-                slot.clone(),
-                Some(start.clone()),
-                "x",
-            );
+            let (mut stream, activity, slot, start) = watched();
             // The head and the first `split` pieces arrive before the request is taken.
             let first: Vec<u8> = [&head[..]]
                 .into_iter()
@@ -901,16 +904,7 @@ mod tests {
                 &b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n"[..],
             ),
         ] {
-            let activity = Activity::new();
-            let slot = Arc::new(RefusalSlot::default());
-            let start = Arc::new(RequestStart::default());
-            let mut stream = Refusals::new(
-                Vec::new(),
-                activity.clone(),
-                slot.clone(),
-                Some(start.clone()),
-                "x",
-            );
+            let (mut stream, activity, slot, start) = watched();
             stream.keep(format!("{method} / HTTP/1.1\r\n\r\n").as_bytes());
             let request = hyper::Request::builder()
                 .method(method)
@@ -968,16 +962,7 @@ mod tests {
     /// the rest of the first one's body.
     #[tokio::test]
     async fn a_request_pipelined_in_a_later_piece_is_told_from_the_body_before_it() {
-        let activity = Activity::new();
-        let slot = Arc::new(RefusalSlot::default());
-        let start = Arc::new(RequestStart::default());
-        let mut stream = Refusals::new(
-            Vec::new(),
-            activity.clone(),
-            slot.clone(),
-            Some(start.clone()),
-            "x",
-        );
+        let (mut stream, activity, slot, start) = watched();
         stream.keep(b"POST /one HTTP/1.1\r\ncontent-length: 6\r\n\r\na=");
         let request = hyper::Request::post("/one")
             .header("content-length", "6")

@@ -123,15 +123,10 @@ fn with_path(path: &Path, error: StoreError) -> StoreError {
 /// Whether the store's folder takes no new file, and its shared-memory file is not there
 /// (so no process writes the store): what read-only media look like to a reader.
 fn on_read_only_media(path: &Path) -> bool {
-    let beside = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        std::path::PathBuf::from(name)
-    };
-    if beside("-shm").exists() {
+    if beside(path, "-shm").exists() {
         return false;
     }
-    let probe = beside(&format!("-probe-{}", std::process::id()));
+    let probe = beside(path, &format!("-probe-{}", std::process::id()));
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -151,9 +146,14 @@ fn on_read_only_media(path: &Path) -> bool {
 /// Whether the store's write-ahead log is absent or empty (a listener that stopped folds it
 /// into the file; a copy of the `.db` file alone has none).
 fn log_is_empty(path: &Path) -> bool {
-    let mut log = path.as_os_str().to_owned();
-    log.push("-wal");
-    std::fs::metadata(&log).map_or(true, |m| m.len() == 0)
+    std::fs::metadata(beside(path, "-wal")).map_or(true, |m| m.len() == 0)
+}
+
+/// The file SQLite keeps beside the store: its name with `suffix` (`-wal`, `-shm`).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set is

@@ -458,6 +458,20 @@ async fn stopping_ends_the_wait_for_a_plain_http_sender() {
     drop(tcp);
 }
 
+/// What a connection got for a good request with a malformed one pipelined behind it: the
+/// good one's 200, then the explained 400 (`what` names the case in a failure).
+fn assert_served_then_explained(received: &[u8], what: &str) {
+    let text = String::from_utf8_lossy(received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{what}: {text}");
+    let second = text
+        .find("HTTP/1.1 400")
+        .unwrap_or_else(|| panic!("{what}: no 400 after the 200: {text}"));
+    assert!(
+        text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
+        "{what}: {text}"
+    );
+}
+
 /// A malformed request pipelined behind a good one (both in one write) gets the same
 /// explained 400 and record as one sent alone; the good one is served first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,15 +497,7 @@ async fn a_malformed_request_pipelined_behind_a_good_one_is_explained_and_record
         let received = raw_exchange(&harness, &both, CLOSE_BOUND)
             .await
             .expect("closed after the refusal");
-        let text = String::from_utf8_lossy(&received);
-        assert!(text.starts_with("HTTP/1.1 200"), "{framing}: {text}");
-        let second = text
-            .find("HTTP/1.1 400")
-            .unwrap_or_else(|| panic!("{framing}: no 400 after the 200: {text}"));
-        assert!(
-            text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
-            "{framing}: {text}"
-        );
+        assert_served_then_explained(&received, framing);
         let forwarded = upstream.next().await;
         assert_eq!(forwarded.uri, format!("/abuse/pipelined-good-{kind}"));
         assert_eq!(&forwarded.body[..], b"a=1");
@@ -569,15 +575,7 @@ async fn a_malformed_request_in_a_later_piece_behind_a_good_one_is_explained() {
     let received = read_until_closed(&mut tls, CLOSE_BOUND)
         .await
         .expect("closed");
-    let text = String::from_utf8_lossy(&received);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    let second = text
-        .find("HTTP/1.1 400")
-        .unwrap_or_else(|| panic!("no 400 after the 200: {text}"));
-    assert!(
-        text[second..].contains("\r\n\r\nvobiz-tunnel: the request is not valid HTTP/1.1"),
-        "{text}"
-    );
+    assert_served_then_explained(&received, "in a later piece");
     assert_eq!(upstream.next().await.body, &b"a=1&b="[..]);
     let refused = recorded_once_closed(&harness, "/abuse/later-bad").await;
     assert_eq!(refused[0].request.body, &bad[..]);

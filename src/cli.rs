@@ -438,6 +438,10 @@ pub struct ImportArgs {
     /// The HAR file to read.
     #[arg(long, value_name = "FILE")]
     pub har: PathBuf,
+    /// Import every entry, even one the store already holds (the same request received at
+    /// the same moment), as a new exchange. Without it, those are skipped and named.
+    #[arg(long)]
+    pub again: bool,
     #[command(flatten)]
     pub store: StoreArg,
 }

@@ -348,7 +348,15 @@ async fn an_imported_replay_stays_linked_to_its_imported_original() {
     }
     let output = run(&["import", "--har", path(&all), "--store", path(&target)]);
     assert!(text(&ok(&output).stdout).contains("imported 3 exchanges as #3–#5"));
-    let output = run(&["import", "--har", path(&replays), "--store", path(&target)]);
+    // The same replay again, on purpose: here, without the original it came with.
+    let output = run(&[
+        "import",
+        "--har",
+        path(&replays),
+        "--again",
+        "--store",
+        path(&target),
+    ]);
     assert!(text(&ok(&output).stdout).contains("imported 1 exchange as #6"));
 
     let reader = StoreReader::open(&target).unwrap();

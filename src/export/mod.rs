@@ -164,25 +164,67 @@ fn export_file(
     result.with_context(|| format!("exporting to {}", path.display()))
 }
 
-/// `vobiz-tunnel import --har FILE`: every entry becomes a new exchange flagged `imported`.
+/// `vobiz-tunnel import --har FILE`: every entry becomes a new exchange flagged `imported`,
+/// except those the store already holds (unless `--again`).
 pub fn import_command(args: &ImportArgs) -> anyhow::Result<i32> {
     let file = &args.har;
     std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let exchanges = parse_har_file(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    let total = exchanges.len();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let store = Store::open(&store_path(&args.store))?;
-    let ids = runtime
-        .block_on(store_all(&store, exchanges))
+    let known = match args.again {
+        true => vec![None; exchanges.len()],
+        false => store.reader()?.already_recorded(&exchanges)?,
+    };
+    let imported = runtime
+        .block_on(store_all(&store, exchanges, &known))
         .with_context(|| format!("importing {}", file.display()))?;
-    match (ids.first(), ids.last()) {
-        (Some(first), Some(last)) if first == last => println!("imported 1 exchange as #{first}"),
-        (Some(first), Some(last)) => println!("imported {total} exchanges as #{first}–#{last}"),
-        _ => println!("imported 0 exchanges: {} has no entries", file.display()),
+    let skipped: Vec<ExchangeId> = known.into_iter().flatten().collect();
+    let mut line = match (imported.first(), imported.last()) {
+        (Some(first), Some(last)) if first == last => format!("imported 1 exchange as #{first}"),
+        (Some(first), Some(last)) => {
+            format!("imported {} exchanges as #{first}–#{last}", imported.len())
+        }
+        _ if skipped.is_empty() => {
+            format!("imported 0 exchanges: {} has no entries", file.display())
+        }
+        _ => "imported 0 exchanges".into(),
+    };
+    if !skipped.is_empty() {
+        line += &format!(
+            "; {} already in the store ({}) skipped (--again imports them anyway)",
+            n_exchanges(skipped.len() as u64),
+            id_list(&skipped)
+        );
     }
+    println!("{line}");
     Ok(0)
+}
+
+/// "#3", "#3, #9", "#3–#7", "#3–#7, #9 and 12 more": the ids a message names.
+fn id_list(ids: &[ExchangeId]) -> String {
+    const NAMED: usize = 8;
+    let mut runs: Vec<(ExchangeId, ExchangeId)> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    let mut named: Vec<String> = runs
+        .iter()
+        .take(NAMED)
+        .map(|&(first, last)| match first == last {
+            true => format!("#{first}"),
+            false => format!("#{first}–#{last}"),
+        })
+        .collect();
+    if runs.len() > NAMED {
+        named.push(format!("{} more", runs.len() - NAMED));
+    }
+    named.join(", ")
 }
 
 /// "1 exchange", "2 exchanges".
@@ -199,12 +241,25 @@ fn n_exchanges(count: u64) -> String {
 /// Ids carried over from the exporting store are renumbered: a replay imported after its
 /// original stays linked to it; one whose original was not imported is linked to nothing
 /// (its old `replay_of` would name an unrelated exchange of this store).
-pub async fn store_all(store: &Store, exchanges: Vec<Exchange>) -> anyhow::Result<Vec<ExchangeId>> {
-    let total = exchanges.len();
+///
+/// `known[i]` is the row that already records `exchanges[i]`, if any: it is not stored again,
+/// and a replay of it imported now is linked to that row.
+pub async fn store_all(
+    store: &Store,
+    exchanges: Vec<Exchange>,
+    known: &[Option<ExchangeId>],
+) -> anyhow::Result<Vec<ExchangeId>> {
+    let total = exchanges.len() - known.iter().flatten().count();
     let mut ids = Vec::with_capacity(total);
     let mut renumbered: HashMap<ExchangeId, ExchangeId> = HashMap::new();
-    for mut exchange in exchanges {
+    for (i, mut exchange) in exchanges.into_iter().enumerate() {
         let exported_id = exchange.id.take();
+        if let Some(row) = known.get(i).copied().flatten() {
+            if let Some(exported_id) = exported_id {
+                renumbered.insert(exported_id, row);
+            }
+            continue;
+        }
         exchange.replay_of = exchange
             .replay_of
             .and_then(|original| renumbered.get(&original).copied());

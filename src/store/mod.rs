@@ -16,6 +16,7 @@ mod filtered;
 mod identity;
 mod reader;
 mod row;
+mod same;
 mod schema;
 mod writer;
 

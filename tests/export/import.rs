@@ -1,13 +1,16 @@
 //! Import of HAR files this tool did not write (a browser's, with pseudo-headers, base64
 //! content and a request that got no answer), and of malformed ones: a clear error naming the
-//! file and the entry, exit status 1, and nothing stored.
+//! file and the entry, exit status 1, and nothing stored. Importing what the store already
+//! holds adds nothing, and says so.
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use vobiz_tunnel::exchange::Flag;
 use vobiz_tunnel::signature::VerdictStatus;
 use vobiz_tunnel::store::StoreReader;
 
-use super::{har_spec, ok, path, run, text};
+use super::{fill, har_spec, ok, path, run, stored_exchange, text};
 
 #[test]
 fn a_malformed_har_file_is_a_clear_error_and_imports_nothing() {
@@ -152,4 +155,131 @@ fn a_browser_har_imports_with_an_unchecked_verdict_and_exports_again() {
         "base64"
     );
     assert_eq!(again["log"]["entries"][1]["response"]["status"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_what_the_store_already_holds_adds_only_what_is_new() {
+    // Six exchanges recorded by the real listener; two of them name no call (a binary body,
+    // the 502's is a POST with one), so both ways of finding a row are used.
+    let (dir, source) = fill().await;
+    let export = |name: &str| {
+        let file = dir.path().join(name);
+        ok(&run(&[
+            "export",
+            "--har",
+            path(&file),
+            "--store",
+            path(&source),
+        ]));
+        file
+    };
+    let import = |file: &std::path::Path, store: &std::path::Path, again: bool| {
+        let mut args = vec!["import", "--har", path(file), "--store", path(store)];
+        if again {
+            args.push("--again");
+        }
+        text(&ok(&run(&args)).stdout)
+    };
+    let first = export("first.har");
+
+    // Into the store it came from: nothing is new.
+    assert_eq!(
+        import(&first, &source, false).trim(),
+        "imported 0 exchanges; 6 exchanges already in the store (#1–#6) skipped \
+         (--again imports them anyway)"
+    );
+    assert_eq!(StoreReader::open(&source).unwrap().count().unwrap(), 6);
+
+    // Into a store of its own, twice: ids move by the row it held before.
+    let target = dir.path().join("target.db");
+    {
+        let store = vobiz_tunnel::store::Store::open(&target).unwrap();
+        store
+            .insert(Arc::new(stored_exchange("/x", None)))
+            .await
+            .unwrap();
+        store.flush().await;
+    }
+    assert!(import(&first, &target, false).contains("imported 6 exchanges as #2–#7"));
+    let output = import(&first, &target, false);
+    assert!(
+        output.contains("imported 0 exchanges; 6 exchanges already in the store (#2–#7)"),
+        "{output}"
+    );
+
+    // A newer export of the source: a replay of its #1 was recorded since. Only the replay
+    // is new, and it is linked to the row that already holds its original here.
+    {
+        let store = vobiz_tunnel::store::Store::open(&source).unwrap();
+        let original = StoreReader::open(&source).unwrap().get(1).unwrap().unwrap();
+        let mut replay = original.clone();
+        replay.id = None;
+        replay.replay_of = Some(1);
+        replay.timings.received_us += 1_000_000;
+        replay.add_flag(Flag::Replay);
+        store.insert(Arc::new(replay)).await.unwrap();
+        store.flush().await;
+    }
+    let newer = export("newer.har");
+    let output = import(&newer, &target, false);
+    assert!(
+        output.contains("imported 1 exchange as #8; 6 exchanges already in the store (#2–#7)"),
+        "{output}"
+    );
+    let reader = StoreReader::open(&target).unwrap();
+    assert_eq!(reader.get(8).unwrap().unwrap().replay_of, Some(2));
+    assert_eq!(reader.count().unwrap(), 8);
+
+    // Asked for, they are imported again.
+    assert!(import(&first, &target, true).contains("imported 6 exchanges as #9–#14"));
+    assert_eq!(StoreReader::open(&target).unwrap().count().unwrap(), 14);
+}
+
+#[test]
+fn identical_entries_without_a_call_are_each_their_own_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let ping = |at: &str| {
+        json!({"startedDateTime": at, "time": 3,
+               "request": {"method": "GET", "url": "http://cb.example.com/ping"},
+               "response": {"status": 204}})
+    };
+    let har = json!({"log": {"entries": [
+        ping("2026-06-08T11:41:21Z"),
+        ping("2026-06-08T11:41:21Z"),
+        ping("2026-06-08T11:41:22Z"),
+    ]}});
+    let file = dir.path().join("pings.har");
+    std::fs::write(&file, serde_json::to_vec(&har).unwrap()).unwrap();
+    let import = || {
+        text(
+            &ok(&run(&[
+                "import",
+                "--har",
+                path(&file),
+                "--store",
+                path(&store),
+            ]))
+            .stdout,
+        )
+    };
+    assert!(import().contains("imported 3 exchanges as #1–#3"));
+    let output = import();
+    assert!(
+        output.contains("imported 0 exchanges; 3 exchanges already in the store (#1–#3)"),
+        "two identical entries find two rows, not one twice: {output}"
+    );
+
+    // One more entry: the two identical ones are still both known.
+    let har = json!({"log": {"entries": [
+        ping("2026-06-08T11:41:21Z"),
+        ping("2026-06-08T11:41:21Z"),
+        ping("2026-06-08T11:41:21Z"),
+    ]}});
+    std::fs::write(&file, serde_json::to_vec(&har).unwrap()).unwrap();
+    let output = import();
+    assert!(
+        output.contains("imported 1 exchange as #4; 2 exchanges already in the store (#1–#2)"),
+        "{output}"
+    );
 }

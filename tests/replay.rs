@@ -382,5 +382,37 @@ async fn a_request_not_received_whole_is_not_replayed_as_if_it_were() {
         .assert_nothing(std::time::Duration::from_millis(200))
         .await;
     assert_eq!(out.lines().count(), 1, "{out}");
+
+    // As JSON lines, the refusal is one of them: a line for every exchange selected.
+    let (code, out, _) = replay_cli(
+        &harness,
+        &[
+            "--filter",
+            "id:1..2",
+            "--json",
+            "--forward",
+            &upstream.url(),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(code, 1);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["replay_of"], 1);
+    assert!(lines[0]["id"].is_i64(), "{out}");
+    assert_eq!(lines[1]["replay_of"], 2);
+    assert_eq!(lines[1]["id"], serde_json::Value::Null);
+    assert!(
+        lines[1]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("its body was not received whole"),
+        "{out}"
+    );
+    upstream.next().await;
     harness.tunnel.shutdown().await;
 }

@@ -83,6 +83,11 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
                 // The others are still replayed; the exit status says one was not.
                 eprintln!("{refused}");
                 failures += 1;
+                // A script reading the JSON lines gets one for every selected exchange.
+                let line = serde_json::json!({"id": null, "replay_of": id, "refused": refused.to_string()});
+                if args.json && !write_stdout(&format!("{line}\n"))? {
+                    break;
+                }
                 continue;
             }
             Err(e) => return Err(e.into()),

@@ -606,6 +606,75 @@ async fn a_second_run_on_the_same_store_sees_the_first_and_flags_a_reused_nonce(
     second.tunnel.shutdown().await;
 }
 
+/// Vobiz sends V2, V3 and (for a sub-account) -MA- headers together, each with a nonce. A
+/// captured callback resent with any one of them, and any body, repeats that header's nonce
+/// and signature: it is flagged as reusing the original's, whichever header it kept.
+#[tokio::test]
+async fn a_callback_resent_with_only_one_of_its_signature_headers_reuses_a_nonce() {
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let url = harness.url("/cb");
+    let captured = vobiz_headers(&url, TOKEN, Some(MAIN_TOKEN));
+    harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/cb",
+            "Event=Hangup&CallUUID=c",
+            &captured,
+        ))
+        .await;
+    upstream.next().await;
+    let original = harness.last_recorded().await.id.unwrap();
+    let pair = |names: &[&str]| -> Vec<(String, String)> {
+        captured
+            .iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .cloned()
+            .collect()
+    };
+    let kept_alone = [
+        ["X-Vobiz-Signature-V2", "X-Vobiz-Signature-V2-Nonce"],
+        ["X-Vobiz-Signature-V3", "X-Vobiz-Signature-V3-Nonce"],
+        ["X-Vobiz-Signature-MA-V2", "X-Vobiz-Signature-V2-Nonce"],
+        ["X-Vobiz-Signature-MA-V3", "X-Vobiz-Signature-V3-Nonce"],
+    ];
+    for names in kept_alone {
+        let headers = pair(&names);
+        assert_eq!(headers.len(), 2);
+        let body = "Event=Hangup&CallUUID=forged";
+        harness
+            .client()
+            .send(form_post(&harness, "/cb", body, &headers))
+            .await;
+        upstream.next().await;
+        let resent = harness.last_recorded().await;
+        assert_eq!(resent.verdict.status, VerdictStatus::Valid, "{names:?}");
+        assert!(
+            resent.has_flag(Flag::NonceReused),
+            "{names:?}: {:?}",
+            resent.flags
+        );
+        assert_eq!(resent.nonce_reused_of, Some(original), "{names:?}");
+    }
+    // Fresh nonces are not a replay.
+    let fresh = vobiz_headers_fresh(&url, TOKEN, 7);
+    harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/cb",
+            "Event=Hangup&CallUUID=d",
+            &fresh,
+        ))
+        .await;
+    upstream.next().await;
+    let fresh = harness.last_recorded().await;
+    assert_eq!(fresh.verdict.status, VerdictStatus::Valid);
+    assert_eq!(fresh.nonce_reused_of, None);
+    harness.tunnel.shutdown().await;
+}
+
 async fn first_run_replayed(
     harness: &Harness,
     upstream: &mut Upstream,

@@ -3,8 +3,11 @@
 //! queued rather than on the writer thread. The writer commits for every callback in
 //! flight at once; the less it has to do per row, the sooner each of them is answered.
 
+use rusqlite::functions::FunctionFlags;
+use sha2::{Digest, Sha256};
+
 use crate::exchange::{Exchange, Flag};
-use crate::signature::{self, stored};
+use crate::signature::{self, stored, Scheme};
 
 /// An exchange's encoded columns.
 pub(super) struct Row {
@@ -20,8 +23,10 @@ pub(super) struct Row {
 pub(super) struct RequestColumns {
     pub headers: Vec<u8>,
     pub signature_detail: String,
-    /// See [`nonce_key`].
+    /// The deciding header's nonce and signature, as text (see `nonce_text`).
     pub nonce_key: Option<String>,
+    /// The keys of every signature header's nonce and value (see [`nonce_keys`]).
+    pub nonce_keys: Vec<i64>,
 }
 
 impl Row {
@@ -50,7 +55,8 @@ impl RequestColumns {
         RequestColumns {
             headers: request.headers.to_block(),
             signature_detail,
-            nonce_key: nonce_key(exchange),
+            nonce_key: nonce_text(exchange),
+            nonce_keys: nonce_keys(exchange),
         }
     }
 }
@@ -71,12 +77,79 @@ fn findings_json(exchange: &Exchange) -> String {
     serde_json::to_string(&exchange.findings).unwrap_or_else(|_| "[]".into())
 }
 
-/// The key under which a signed request's nonce is remembered: nonce and signature together,
-/// so two different callbacks that happen to share a nonce are not confused.
-fn nonce_key(exchange: &Exchange) -> Option<String> {
+/// The deciding header's nonce and signature, as the `nonce_key` column shows them.
+fn nonce_text(exchange: &Exchange) -> Option<String> {
     let verdict = &exchange.verdict;
     match (&verdict.nonce, &verdict.signature) {
         (Some(nonce), Some(signature)) => Some(format!("{nonce} {signature}")),
         _ => None,
     }
+}
+
+/// Signature values looked at per header: a list longer than a token rotation needs is
+/// not a Vobiz callback, and each value costs the store a key.
+const VALUES_PER_HEADER: usize = 4;
+
+/// The keys under which a request's nonces are remembered, one per value of each V2, V3
+/// and -MA- header (with its nonce): whichever of them a replay repeats finds the original.
+/// Nonce and signature go together, so two callbacks that happen to share a nonce (the
+/// signature covers the URL) are not confused.
+pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
+    let verdict = &exchange.verdict;
+    // The deciding one first: it is among the headers' own, unless the verdict came without
+    // them (an import of another tool's verdict).
+    let mut keys: Vec<i64> = match (&verdict.nonce, &verdict.signature) {
+        (Some(nonce), Some(signature)) => vec![nonce_key(nonce, signature)],
+        _ => Vec::new(),
+    };
+    for check in &verdict.checks {
+        let Some(nonce) = check.nonce.as_deref().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if check.scheme == Scheme::V1 {
+            continue;
+        }
+        let values = check
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        for value in values.take(VALUES_PER_HEADER) {
+            let key = nonce_key(nonce, value);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+/// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC,
+/// and the store compares 8 bytes instead of about 70 in a table of one row per header.
+fn nonce_key(nonce: &str, signature: &str) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(nonce)
+        .chain_update(" ")
+        .chain_update(signature)
+        .finalize();
+    i64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}
+
+/// `vobiz_tunnel_nonce_key(text)`: the key of a `nonce_key` column's `nonce signature`, for
+/// the migration that fills `nonce_keys` from the rows written before it.
+pub(super) fn register_nonce_key_function(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "vobiz_tunnel_nonce_key",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: String = ctx.get(0)?;
+            let (nonce, signature) = text.split_once(' ').unwrap_or((&text, ""));
+            Ok(nonce_key(nonce, signature))
+        },
+    )
 }

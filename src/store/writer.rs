@@ -298,6 +298,7 @@ struct Statements<'tx> {
     first_with_nonce: CachedStatement<'tx>,
     /// Points the exchanges received after a new one with its nonce at it.
     reused_later: CachedStatement<'tx>,
+    remember_nonce: CachedStatement<'tx>,
     insert: CachedStatement<'tx>,
     complete: CachedStatement<'tx>,
 }
@@ -309,16 +310,26 @@ impl<'tx> Statements<'tx> {
             // import bringing in an original after its replays, a slow body), and only what
             // came after the first reused its nonce.
             first_with_nonce: tx.prepare_cached(
-                "SELECT id, received_at_us FROM exchanges WHERE nonce_key = ?1
-                 ORDER BY received_at_us, id LIMIT 1",
+                "SELECT exchange_id, received_at_us FROM nonce_keys WHERE key = ?1
+                 ORDER BY received_at_us, exchange_id LIMIT 1",
             )?,
+            // Unless what they point at already was received before this one (they share
+            // another header's nonce with an earlier exchange).
             reused_later: tx.prepare_cached(
                 "UPDATE exchanges SET nonce_reused_of = ?1,
                     flags = CASE
                         WHEN flags = '' THEN 'nonce_reused'
                         WHEN ',' || flags || ',' LIKE '%,nonce_reused,%' THEN flags
                         ELSE flags || ',nonce_reused' END
-                 WHERE nonce_key = ?2 AND received_at_us > ?3",
+                 WHERE id IN (SELECT exchange_id FROM nonce_keys
+                              WHERE key = ?2 AND received_at_us > ?3)
+                   AND (nonce_reused_of IS NULL
+                        OR (SELECT received_at_us FROM exchanges AS earlier
+                            WHERE earlier.id = exchanges.nonce_reused_of) > ?3)",
+            )?,
+            remember_nonce: tx.prepare_cached(
+                "INSERT OR IGNORE INTO nonce_keys (key, received_at_us, exchange_id)
+                 VALUES (?1, ?2, ?3)",
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO exchanges (
@@ -353,18 +364,25 @@ impl<'tx> Statements<'tx> {
             }
         };
         let received_us = exchange.timings.received_us;
-        let first: Option<(ExchangeId, i64)> = match &columns.nonce_key {
-            Some(key) => self
+        // Per key, the first exchange received with it: the earliest of those received
+        // before this one is what this one reuses.
+        let mut firsts: Vec<(i64, ExchangeId)> = Vec::with_capacity(columns.nonce_keys.len());
+        for &key in &columns.nonce_keys {
+            let first = self
                 .first_with_nonce
-                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?,
-            None => None,
-        };
-        let nonce_reused_of = first
-            .filter(|&(_, first_received_us)| first_received_us <= received_us)
-            .map(|(id, _)| id);
-        // Written after exchanges received later with the same nonce: they reused this one's.
-        let first_of_its_nonce = first.is_some() && nonce_reused_of.is_none();
+                .query_row([key], |row| Ok((row.get(1)?, row.get(0)?)))
+                .optional()?;
+            firsts.extend(first);
+        }
+        let nonce_reused_of = firsts
+            .iter()
+            .filter(|&&(first_received_us, _)| first_received_us <= received_us)
+            .min()
+            .map(|&(_, id)| id);
+        // Written after exchanges received later with one of its nonces: they reused it.
+        let first_of_a_nonce = firsts
+            .iter()
+            .any(|&(first_received_us, _)| first_received_us > received_us);
         let reflagged =
             (nonce_reused_of.is_some() && !exchange.has_flag(Flag::NonceReused)).then(|| {
                 let mut flags = exchange.flags.clone();
@@ -408,9 +426,11 @@ impl<'tx> Statements<'tx> {
             reflagged.as_ref().unwrap_or(&row.flags),
             row.findings,
         ])?;
-        if first_of_its_nonce {
-            self.reused_later
-                .execute(params![id, columns.nonce_key, received_us])?;
+        for &key in &columns.nonce_keys {
+            if first_of_a_nonce {
+                self.reused_later.execute(params![id, key, received_us])?;
+            }
+            self.remember_nonce.execute(params![key, received_us, id])?;
         }
         Ok(Inserted {
             id,

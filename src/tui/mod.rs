@@ -57,14 +57,21 @@ pub struct TuiContext {
 /// the answer to a filter the user has since replaced is dropped.
 enum Reply {
     Message(String),
-    Page(
-        u64,
-        Result<(Vec<ExchangeSummary>, crate::store::Tally), String>,
-    ),
+    Page(u64, Result<Reloaded, String>),
     Older(u64, Result<Vec<ExchangeSummary>, String>),
     Newer(u64, Result<Vec<ExchangeSummary>, String>),
     Oldest(u64, Result<Vec<ExchangeSummary>, String>),
     Calls(Result<Vec<crate::store::CallSummary>, String>),
+}
+
+/// What a reload read.
+struct Reloaded {
+    /// The newest matching page, or the page that ends with the exchange kept in view.
+    rows: Vec<ExchangeSummary>,
+    /// With a kept exchange, the page of rows after it.
+    after_kept: Option<Vec<ExchangeSummary>>,
+    /// The whole store's counts, read after the rows.
+    tally: crate::store::Tally,
 }
 
 struct App {
@@ -208,7 +215,7 @@ impl App {
             self.execute(Command::Reload, terminal);
             return true;
         }
-        let after = self.state.newest_id().unwrap_or(0);
+        let after = self.state.poll_after();
         match self.reader.page_after(&self.state.filter, after, PAGE) {
             Ok(rows) => {
                 let finished: Vec<_> = rows
@@ -238,10 +245,19 @@ impl App {
             Command::Reload => {
                 self.generation += 1;
                 self.state.begin_reload();
-                // Up to and including the exchange to keep in view, when there is one.
-                let before = self.state.keep_around.map(|id| id + 1);
+                // Around the exchange to keep in view, when there is one: up to and including
+                // it, and the page after it, so that it is shown among its neighbours.
+                let kept = self.state.keep_around;
                 self.read_in_background(Reply::Page, move |reader, filter| {
-                    Ok((reader.page(filter, before, PAGE)?, reader.tally()?))
+                    let rows = reader.page(filter, kept.map(|id| id + 1), PAGE)?;
+                    let after_kept = kept
+                        .map(|id| reader.page_after(filter, id, PAGE))
+                        .transpose()?;
+                    Ok(Reloaded {
+                        rows,
+                        after_kept,
+                        tally: reader.tally()?,
+                    })
                 });
             }
             Command::LoadOlder { before } => {
@@ -382,8 +398,17 @@ impl App {
         match reply {
             Reply::Message(message) => self.state.message = Some(message),
             Reply::Page(generation, result) if generation == current => match result {
-                Ok((rows, tally)) => {
-                    let next = self.state.load_page(rows, tally.total);
+                Ok(Reloaded {
+                    rows,
+                    after_kept,
+                    tally,
+                }) => {
+                    let next = match after_kept {
+                        Some(after_kept) => {
+                            self.state.load_page_around(rows, after_kept, tally.total)
+                        }
+                        None => self.state.load_page(rows, tally.total),
+                    };
                     // The whole store's counts, not only the page's.
                     self.state.tallied(&tally);
                     if let Some(next) = next {

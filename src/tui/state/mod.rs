@@ -4,7 +4,7 @@
 
 mod update;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -138,10 +138,11 @@ pub struct AppState {
     pub selected: usize,
     /// Rows older than `rows[0]` exist in the store.
     pub has_older: bool,
-    /// Rows newer than the last loaded one exist (dropped to stay within [`MAX_ROWS`]).
     /// The exchange the next reload must show selected, rather than the newest: the one
     /// selected when the filter was cleared, so the user sees it among its neighbours.
     pub keep_around: Option<ExchangeId>,
+    /// Rows newer than the last loaded one exist (dropped to stay within [`MAX_ROWS`], or not
+    /// read yet after `g`): they are read when the user scrolls down to them.
     pub has_newer: bool,
     /// A page is being read from the store.
     pub loading: bool,
@@ -151,6 +152,10 @@ pub struct AppState {
     pub held: Vec<ExchangeSummary>,
     /// Arrivals since the user scrolled away from the newest.
     pub unseen: usize,
+    /// Arrivals past the loaded window (while `has_newer`), each counted in `unseen` once:
+    /// one exchange comes as pending and again as finished, and the store poll may find it
+    /// before its event is applied.
+    unseen_past_window: BTreeSet<ExchangeId>,
     pub view: View,
     pub focus: Focus,
     pub tab: usize,
@@ -244,6 +249,7 @@ impl AppState {
             paused: false,
             held: Vec::new(),
             unseen: 0,
+            unseen_past_window: BTreeSet::new(),
             view: View::Exchanges,
             focus: Focus::List,
             tab: 0,
@@ -296,48 +302,88 @@ impl AppState {
     }
 
     /// The newest page after start-up or a filter change. `total` counts the whole store.
-    pub fn load_page(&mut self, mut rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
+    pub fn load_page(&mut self, rows: Vec<ExchangeSummary>, total: u64) -> Option<Command> {
+        self.keep_around = None;
         self.loading = false;
         self.has_older = rows.len() >= PAGE;
-        let around = self.keep_around.take();
-        if let Some(at) = around.and_then(|id| rows.iter().position(|r| r.id == Some(id))) {
-            // The page ends at the kept exchange; newer rows (and arrivals) load on the way
-            // down, as after scrolling up.
-            self.rows = rows.into();
-            self.has_newer = true;
-            self.total = total;
-            self.unseen = 0;
-            self.follow = false;
-            self.selected = at;
-            return self.detail_for_selection();
-        }
         self.has_newer = false;
-        // Arrivals applied while the page was read may be newer than what the query saw.
+        self.rows = self.with_arrivals_during_the_read(rows).into();
+        self.total = total;
+        self.all_seen();
+        self.follow = true;
+        self.selected = self.rows.len().saturating_sub(1);
+        self.seed_health();
+        self.detail_for_selection()
+    }
+
+    /// What a reload that keeps an exchange in view read (see [`AppState::keep_around`]): the
+    /// page that ends with it, and the rows after it. The kept exchange is selected in the
+    /// middle of the list, among its neighbours on both sides.
+    pub fn load_page_around(
+        &mut self,
+        through_kept: Vec<ExchangeSummary>,
+        after_kept: Vec<ExchangeSummary>,
+        total: u64,
+    ) -> Option<Command> {
+        self.keep_around = None;
+        self.loading = false;
+        self.has_older = through_kept.len() >= PAGE;
+        self.has_newer = after_kept.len() >= PAGE;
+        let kept = through_kept.len().saturating_sub(1);
+        let mut rows = through_kept;
+        rows.extend(after_kept);
+        self.rows = if self.has_newer {
+            // Arrivals come after rows not loaded yet: read with them on the way down.
+            rows.into()
+        } else {
+            self.with_arrivals_during_the_read(rows).into()
+        };
+        self.total = total;
+        self.all_seen();
+        self.follow = self.rows.is_empty();
+        self.selected = kept;
+        self.list_top
+            .set(kept.saturating_sub(self.list_height.saturating_sub(1) / 2));
+        self.seed_health();
+        self.detail_for_selection()
+    }
+
+    /// `rows`, read from the store during a reload, followed by the arrivals applied while
+    /// they were read that are newer than what the query saw.
+    fn with_arrivals_during_the_read(
+        &mut self,
+        mut rows: Vec<ExchangeSummary>,
+    ) -> Vec<ExchangeSummary> {
         let newest_loaded = rows.last().and_then(|r| r.id).unwrap_or(i64::MIN);
         rows.extend(
             std::mem::take(&mut self.rows)
                 .into_iter()
                 .filter(|r| r.id.is_some_and(|id| id > newest_loaded)),
         );
-        self.rows = rows.into();
-        self.total = total;
-        self.unseen = 0;
-        self.follow = true;
-        self.selected = self.rows.len().saturating_sub(1);
-        if !self.seeded {
-            // The health view starts from what was recorded last, then follows arrivals.
-            self.seeded = true;
-            for row in &self.rows {
-                // Arrivals merged into the page were counted when they came.
-                let fresh = row
-                    .id
-                    .is_none_or(|id| self.counted.insert(id, Counted::of(row)).is_none());
-                if fresh {
-                    self.health.add(row);
-                }
+        rows
+    }
+
+    /// The health view starts from what was loaded first, then follows arrivals.
+    fn seed_health(&mut self) {
+        if self.seeded {
+            return;
+        }
+        self.seeded = true;
+        for row in &self.rows {
+            // Arrivals merged into the page were counted when they came.
+            let fresh = row
+                .id
+                .is_none_or(|id| self.counted.insert(id, Counted::of(row)).is_none());
+            if fresh {
+                self.health.add(row);
             }
         }
-        self.detail_for_selection()
+    }
+
+    /// The user is at the newest row: nothing is unseen any more.
+    fn all_seen(&mut self) {
+        self.unseen = 0;
+        self.unseen_past_window.clear();
     }
 
     /// The listener started a new store at the same path: what was counted and seen belongs
@@ -477,12 +523,27 @@ impl AppState {
         }
     }
 
-    /// The newest id shown or held (polling asks for rows after it).
+    /// The newest id shown or held.
     pub fn newest_id(&self) -> Option<ExchangeId> {
         self.held
             .last()
             .and_then(|r| r.id)
             .max(self.rows.back().and_then(|r| r.id))
+    }
+
+    /// Where the store poll asks for rows another process wrote: after the newest row shown
+    /// or held. While newer rows than the loaded window exist, after the newest the store is
+    /// known to hold: the rows in between are not news (they are read when the user scrolls
+    /// down to them), and asking from the window's end read them again on every poll.
+    pub fn poll_after(&self) -> ExchangeId {
+        let shown = self.newest_id().unwrap_or(0);
+        if !self.has_newer {
+            return shown;
+        }
+        let newest_counted = self.counted.last_key_value().map(|(&id, _)| id);
+        shown
+            .max(newest_counted.unwrap_or(0))
+            .max(self.tallied_through.unwrap_or(0))
     }
 
     pub fn set_detail(&mut self, exchange: Arc<Exchange>) {
@@ -590,7 +651,12 @@ impl AppState {
         }
         if self.has_newer && position == self.rows.len() {
             // Newer rows are not loaded; this one will be read with them.
-            self.unseen += 1;
+            if id.is_none_or(|id| self.unseen_past_window.insert(id)) {
+                self.unseen += 1;
+                if self.unseen_past_window.len() > COUNTED_WINDOW {
+                    self.unseen_past_window.pop_first();
+                }
+            }
             return false;
         }
         self.rows.insert(position, summary);

@@ -597,31 +597,114 @@ fn a_pending_exchange_shows_at_once_and_becomes_its_end_in_place() {
     assert_eq!(state.total, total + 1, "counted once");
 }
 
-/// Clearing a filter keeps the exchange that was selected under it, among its neighbours.
+/// The whole store's counts as a reload reads them, holding exchanges up to `newest`.
+fn tally_through(total: u64, newest: i64) -> crate::store::Tally {
+    crate::store::Tally {
+        total,
+        newest: Some(newest),
+        ..Default::default()
+    }
+}
+
+/// What the loop's store poll does, against `store` (every recorded row, ascending ids).
+fn poll(state: &mut AppState, store: &[ExchangeSummary]) {
+    let after = state.poll_after();
+    let rows = store
+        .iter()
+        .filter(|r| r.id.is_some_and(|id| id > after))
+        .take(PAGE)
+        .cloned()
+        .collect();
+    state.merge_polled(rows);
+}
+
+fn ids(state: &AppState) -> Vec<i64> {
+    state.rows.iter().filter_map(|r| r.id).collect()
+}
+
+/// Clearing a filter keeps the exchange that was selected under it, among its neighbours:
+/// older and newer ones, and polling the store then finds nothing new.
 #[test]
 fn clearing_the_filter_keeps_the_selected_exchange_in_view() {
-    let mut state = state_with(2);
+    let event = |id: i64| if id % 10 == 0 { "Ring" } else { "Hangup" };
+    let mut store: Vec<_> = (1..=100).map(|id| summary(id, event(id))).collect();
+    let mut state = state_with(100);
     state.update(Action::StartFilter);
     for c in "event:Ring".chars() {
         state.update(Action::Input(c));
     }
     state.update(Action::Submit);
     state.begin_reload();
-    state.load_page(vec![summary(5, "Ring"), summary(9, "Ring")], 20);
-    state.update(Action::Up);
-    assert_eq!(state.selected_id(), Some(5));
+    let rings = store.iter().filter(|r| r.id.unwrap() % 10 == 0).cloned();
+    state.load_page(rings.collect(), 100);
+    while state.selected_id() != Some(50) {
+        state.update(Action::Up);
+    }
 
     assert_eq!(state.update(Action::Back), vec![Command::Reload]);
-    assert_eq!(state.keep_around, Some(5), "the reload reads up to #5");
+    assert_eq!(state.keep_around, Some(50), "the reload reads around #50");
     state.begin_reload();
-    let page: Vec<_> = (1..=5).map(|id| summary(id, "Hangup")).collect();
-    state.load_page(page, 20);
-    assert_eq!(state.selected_id(), Some(5));
-    assert!(
-        !state.follow && state.has_newer,
-        "newer rows load on the way down"
-    );
+    state.load_page_around(store[..50].to_vec(), store[50..].to_vec(), 100);
+    state.tallied(&tally_through(100, 100));
+    assert_eq!(state.selected_id(), Some(50));
+    assert_eq!(ids(&state), (1..=100).collect::<Vec<_>>(), "newer ones too");
+    assert!(!state.has_newer && !state.follow);
     assert_eq!(state.keep_around, None);
+    let (top, kept) = (state.list_top.get(), state.selected);
+    assert!(
+        top < kept && kept + 1 < top + state.list_height,
+        "the window shows rows above and below #50: top {top}"
+    );
+
+    for _ in 0..3 {
+        poll(&mut state, &store);
+    }
+    assert_eq!(state.unseen, 0, "nothing arrived");
+    // A real arrival is listed, and is the one new row.
+    store.push(summary(101, "Hangup"));
+    poll(&mut state, &store);
+    state.apply(ExchangeEvent::Finished(exchange(101, "Hangup")));
+    poll(&mut state, &store);
+    assert_eq!(state.unseen, 1);
+    assert_eq!(ids(&state).last(), Some(&101));
+    assert_eq!(state.selected_id(), Some(50));
+}
+
+/// After `g` on a store longer than a page, the rows past the loaded window are not new:
+/// polling does not count them (nor read them again and again); an exchange that does
+/// arrive counts once, whether it comes pending, finished or found by the poll.
+#[test]
+fn rows_past_the_loaded_window_are_not_counted_as_new() {
+    let newest = 3 * PAGE as i64;
+    let mut store: Vec<_> = (1..=newest).map(|id| summary(id, "Hangup")).collect();
+    let mut state = state_with(0);
+    state.begin_reload();
+    state.load_page(store[2 * PAGE..].to_vec(), newest as u64);
+    state.tallied(&tally_through(newest as u64, newest));
+    assert_eq!(state.update(Action::First), vec![Command::LoadOldest]);
+    state.load_oldest(store[..PAGE].to_vec());
+    assert!(state.has_newer);
+
+    for _ in 0..4 {
+        poll(&mut state, &store);
+    }
+    assert_eq!(state.unseen, 0, "nothing arrived");
+    assert_eq!(state.poll_after(), newest, "the poll asks only for news");
+
+    let mut pending = (*exchange(newest + 1, "Hangup")).clone();
+    pending.outcome = Outcome::Pending;
+    state.apply(ExchangeEvent::Pending(Arc::new(pending)));
+    store.push(summary(newest + 1, "Hangup"));
+    poll(&mut state, &store);
+    state.apply(ExchangeEvent::Finished(exchange(newest + 1, "Hangup")));
+    poll(&mut state, &store);
+    assert_eq!(state.unseen, 1, "one arrival");
+    assert_eq!(
+        state.rows.len(),
+        PAGE,
+        "read when the user scrolls down to it"
+    );
+    assert_eq!(state.total, newest as u64 + 1);
 }
 
 /// In the detail pane, g/G go to the top and the end of what it shows, and scrolling stops

@@ -13,7 +13,7 @@ impl AppState {
         let at_end = self.selected + 1 == self.rows.len();
         self.follow = at_end && !self.has_newer;
         if self.follow {
-            self.unseen = 0;
+            self.all_seen();
         }
         let mut commands: Vec<Command> = self.detail_for_selection().into_iter().collect();
         if at_end && self.has_newer && !self.loading {
@@ -139,7 +139,7 @@ impl AppState {
             }
             Action::First => return self.select(0),
             Action::Last => {
-                self.unseen = 0;
+                self.all_seen();
                 if self.has_newer {
                     self.loading = true;
                     return vec![Command::Reload];
@@ -247,7 +247,7 @@ impl AppState {
             Action::ToggleFollow => {
                 self.follow = !self.follow;
                 if self.follow {
-                    self.unseen = 0;
+                    self.all_seen();
                     return self.select(usize::MAX);
                 }
             }

@@ -18,7 +18,7 @@ use crate::checks;
 use crate::config::{BaseUrl, Limits};
 use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::header_case::CaseCache;
-use crate::forward::{self, Outgoing, Upstream};
+use crate::forward::{self, Outgoing, PublicOrigin, Upstream};
 use crate::relay::{self, envelope::Envelope};
 use crate::sender_watch::{Departure, SenderWatch};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
@@ -301,6 +301,9 @@ async fn serve(
     }
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
     let sender_is_the_developer = is_local_sender(connection.relayed, client_addr, &parts.headers);
+    // Known for sure only from `--public-url` or the relay; else the `Host` says it.
+    let called = (proxy.public_url.is_some() || connection.relayed)
+        .then(|| exchange.request.public_url.clone());
     let outgoing = Outgoing {
         method: parts.method.as_str(),
         target: &target,
@@ -308,6 +311,7 @@ async fn serve(
         body: body_bytes,
         original_host: original_host.as_deref(),
         client_ip: client_addr.map(|a| a.ip()),
+        public: called.as_deref().and_then(PublicOrigin::of),
         extensions: parts.extensions,
         relay_waits: envelope.answer_within,
     };

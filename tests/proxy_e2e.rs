@@ -711,18 +711,28 @@ async fn a_path_prefix_in_forward_is_kept_and_the_query_too() {
 }
 
 #[tokio::test]
-async fn public_url_overrides_the_host_for_verification() {
+async fn public_url_overrides_the_host_for_verification_and_forwarding() {
     let mut upstream = upstream(Reply::default()).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = config(&dir, &upstream.url());
     config.public_url = Some(parse_base("https://hooks.example.com"));
     let harness = Harness::start(config, dir).await;
-    let headers = vobiz_headers("https://hooks.example.com/vobiz/hangup", TOKEN, None);
+    let mut headers = vobiz_headers("https://hooks.example.com/vobiz/hangup", TOKEN, None);
+    // A proxy in front said something else; the developer's --public-url is what counts.
+    headers.push(("X-Forwarded-Host".into(), "proxy.example.net".into()));
+    headers.push(("X-Forwarded-Proto".into(), "http".into()));
     harness
         .client()
         .send(form_post(&harness, "/vobiz/hangup", HANGUP_BODY, &headers))
         .await;
-    upstream.next().await;
+    // The local server can rebuild the URL Vobiz signed from what it gets.
+    let seen = upstream.next().await;
+    assert_eq!(seen.header("x-forwarded-host"), Some("hooks.example.com"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("localhost:{}", harness.port()).as_str())
+    );
     let exchange = harness.last_recorded().await;
     assert_eq!(
         exchange.request.public_url,

@@ -48,6 +48,9 @@ async fn callbacks_cross_the_relay_verified_against_its_public_url() {
         .headers
         .iter()
         .all(|(n, _)| !n.starts_with("x-vobiz-tunnel")));
+    // The app can rebuild the public URL Vobiz signed from what reaches it.
+    assert_eq!(seen.header("x-forwarded-host"), Some(authority.as_str()));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     let exchange = laptop.harness.last_recorded().await;
     assert_eq!(exchange.request.public_url, relay.url(path));
     assert_eq!(

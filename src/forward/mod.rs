@@ -110,6 +110,30 @@ pub struct UpstreamAnswer {
     pub first_byte_us: i64,
 }
 
+/// The scheme and authority of the public URL a callback was sent to, when the tool knows it
+/// for sure (`--public-url`, or the relay's word): the local server gets them as
+/// `X-Forwarded-Proto` and `-Host`, in place of any a proxy in front set, so that an app can
+/// rebuild the URL Vobiz signed. Without it, a proxy's are kept, and `https` and the `Host`
+/// the sender used fill in for missing ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublicOrigin<'a> {
+    pub scheme: &'a str,
+    pub authority: &'a str,
+}
+
+impl<'a> PublicOrigin<'a> {
+    /// The origin of an absolute `url` (`https://hooks.example.com:8443/cb?x` gives `https`
+    /// and `hooks.example.com:8443`); `None` for anything else.
+    pub fn of(url: &'a str) -> Option<PublicOrigin<'a>> {
+        let (scheme, rest) = url.split_once("://")?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        // Credentials are not part of where a request goes (and not for a header).
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        (!scheme.is_empty() && !authority.is_empty()).then_some(PublicOrigin { scheme, authority })
+    }
+}
+
 /// A request ready to send: the parts a recorded exchange holds.
 pub struct Outgoing<'a> {
     pub method: &'a str,
@@ -121,6 +145,8 @@ pub struct Outgoing<'a> {
     /// The Host the sender used (the `Host` header, or the HTTP/2 authority).
     pub original_host: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+    /// What the sender called, when known for sure (see [`PublicOrigin`]).
+    pub public: Option<PublicOrigin<'a>>,
     /// Hyper's per-request extensions; carrying them keeps the sender's header-name case on
     /// HTTP/1 (hyper stores it there).
     pub extensions: hyper::http::Extensions,
@@ -207,6 +233,7 @@ impl Upstream {
             outgoing.headers,
             outgoing.original_host,
             outgoing.client_ip,
+            outgoing.public,
             match self.host_header {
                 HostHeader::Keep => None,
                 HostHeader::Rewrite => Some(self.base.authority.as_str()),
@@ -397,21 +424,21 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 
 /// The headers the local server receives: everything the sender sent, in order, minus
 /// hop-by-hop headers; `Host` kept (or rewritten to `rewrite_host`); `X-Forwarded-For`
-/// extended with the client, `X-Forwarded-Proto: https` and `X-Forwarded-Host` set.
+/// extended with the client; `X-Forwarded-Proto` and `-Host` as [`PublicOrigin`] says.
 pub fn upstream_headers(
     mut incoming: HeaderMap,
     original_host: Option<&str>,
     client_ip: Option<IpAddr>,
+    public: Option<PublicOrigin<'_>>,
     rewrite_host: Option<&str>,
 ) -> HeaderMap {
     let replaced = |name: &HeaderName| {
         HOP_BY_HOP.contains(&name.as_str())
             || name == X_FORWARDED_FOR
-            || name == X_FORWARDED_PROTO
-            || name == X_FORWARDED_HOST
+            || (public.is_some() && (name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST))
     };
     if rewrite_host.is_some() || incoming.keys().any(replaced) {
-        return rebuilt_upstream_headers(&incoming, original_host, client_ip, rewrite_host);
+        return rebuilt_upstream_headers(&incoming, original_host, client_ip, public, rewrite_host);
     }
     // The usual callback: nothing to drop or replace, so the received map is extended in
     // place (the same result as rebuilding it, without copying every header).
@@ -420,7 +447,7 @@ pub fn upstream_headers(
             incoming.insert(HOST, value);
         }
     }
-    add_forwarded(&mut incoming, original_host, client_ip, &[]);
+    add_forwarded(&mut incoming, original_host, client_ip, public, &[]);
     incoming
 }
 
@@ -429,6 +456,7 @@ fn rebuilt_upstream_headers(
     incoming: &HeaderMap,
     original_host: Option<&str>,
     client_ip: Option<IpAddr>,
+    public: Option<PublicOrigin<'_>>,
     rewrite_host: Option<&str>,
 ) -> HeaderMap {
     let tokens = connection_tokens(incoming);
@@ -440,7 +468,9 @@ fn rebuilt_upstream_headers(
         if name == HOST && rewrite_host.is_some() {
             continue;
         }
-        if name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST {
+        let ours = name == X_FORWARDED_FOR
+            || (public.is_some() && (name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST));
+        if ours {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -458,15 +488,17 @@ fn rebuilt_upstream_headers(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    add_forwarded(&mut headers, original_host, client_ip, &prior);
+    add_forwarded(&mut headers, original_host, client_ip, public, &prior);
     headers
 }
 
-/// Sets `X-Forwarded-For` (`prior` hops, then the client), `-Proto` and `-Host`.
+/// Sets `X-Forwarded-For` (`prior` hops, then the client); `-Proto` and `-Host` from
+/// `public`, or where missing from `https` and `original_host`.
 fn add_forwarded(
     headers: &mut HeaderMap,
     original_host: Option<&str>,
     client_ip: Option<IpAddr>,
+    public: Option<PublicOrigin<'_>>,
     prior: &[&str],
 ) {
     if let Some(ip) = client_ip {
@@ -479,9 +511,19 @@ fn add_forwarded(
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    if let Some(value) = original_host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(X_FORWARDED_HOST.clone(), value);
+    let (proto, host) = match public {
+        Some(public) => (public.scheme, Some(public.authority)),
+        None => ("https", original_host),
+    };
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        if let Ok(value) = HeaderValue::from_str(proto) {
+            headers.insert(X_FORWARDED_PROTO.clone(), value);
+        }
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(X_FORWARDED_HOST.clone(), value);
+        }
     }
 }
 
@@ -567,7 +609,7 @@ mod tests {
             ("x-vobiz-signature-v3", "abc="),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        let out = upstream_headers(incoming, Some("example.com"), None, None);
+        let out = upstream_headers(incoming, Some("example.com"), None, None, None);
         assert!(out.get("connection").is_none());
         assert!(out.get("x-secret-hop").is_none());
         assert!(out.get("transfer-encoding").is_none());
@@ -578,7 +620,7 @@ mod tests {
     #[test]
     fn order_and_repeated_values_are_kept() {
         let incoming = map(&[("x-b", "1"), ("x-a", "2"), ("x-b", "3")]);
-        let out = upstream_headers(incoming, None, None, None);
+        let out = upstream_headers(incoming, None, None, None, None);
         let names: Vec<_> = out
             .iter()
             .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
@@ -593,11 +635,53 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
         ]);
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        let out = upstream_headers(incoming, Some("hooks.example.com"), Some(ip), None);
+        let out = upstream_headers(incoming, Some("hooks.example.com"), Some(ip), None, None);
         assert_eq!(out["x-forwarded-for"], "10.0.0.1, 203.0.113.9");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert_eq!(out["x-forwarded-host"], "hooks.example.com");
         assert_eq!(out["host"], "hooks.example.com");
+    }
+
+    #[test]
+    fn the_public_origin_replaces_a_proxys_forwarded_host_and_proto_and_else_they_stay() {
+        let incoming = || {
+            map(&[
+                ("host", "localhost:8443"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "proxy.example.net"),
+            ])
+        };
+        // `--public-url https://hooks.example.com`: what Vobiz signed, whatever came before.
+        let public = PublicOrigin::of("https://hooks.example.com/vobiz/answer?x=1");
+        let out = upstream_headers(incoming(), Some("localhost:8443"), None, public, None);
+        assert_eq!(out["x-forwarded-host"], "hooks.example.com");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out.get_all("x-forwarded-host").iter().count(), 1);
+        assert_eq!(out["host"], "localhost:8443", "Host itself is kept");
+        // Without it, a proxy in front knows better than this tool's own socket.
+        let out = upstream_headers(incoming(), Some("localhost:8443"), None, None, None);
+        assert_eq!(out["x-forwarded-host"], "proxy.example.net");
+        assert_eq!(out["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn a_public_origin_is_the_scheme_and_authority_of_a_url() {
+        let origin = |url| PublicOrigin::of(url).map(|o| (o.scheme, o.authority));
+        assert_eq!(
+            origin("https://hooks.example.com:8443/a?b#c"),
+            Some(("https", "hooks.example.com:8443"))
+        );
+        assert_eq!(origin("https://h.example"), Some(("https", "h.example")));
+        assert_eq!(
+            origin("https://u:p@h.example/x"),
+            Some(("https", "h.example"))
+        );
+        assert_eq!(
+            origin("https://[::1]:8443?q"),
+            Some(("https", "[::1]:8443"))
+        );
+        assert_eq!(origin("/relative"), None);
+        assert_eq!(origin("https:///x"), None);
     }
 
     #[test]
@@ -607,12 +691,19 @@ mod tests {
             incoming,
             Some("hooks.example.com"),
             None,
+            None,
             Some("localhost:3000"),
         );
         assert_eq!(out["host"], "localhost:3000");
         assert_eq!(out["x-forwarded-host"], "hooks.example.com");
         // HTTP/2 requests carry no Host header: the authority becomes one.
-        let out = upstream_headers(HeaderMap::new(), Some("h2.example.com:8443"), None, None);
+        let out = upstream_headers(
+            HeaderMap::new(),
+            Some("h2.example.com:8443"),
+            None,
+            None,
+            None,
+        );
         assert_eq!(out["host"], "h2.example.com:8443");
     }
 
@@ -635,11 +726,14 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
                 .collect::<Vec<_>>()
         };
+        let public = PublicOrigin::of("https://public.example.com/cb");
         for incoming in cases {
             for (host, client) in [(Some("hooks.example.com:8443"), Some(ip)), (None, None)] {
-                let rebuilt = rebuilt_upstream_headers(&incoming, host, client, None);
-                let extended = upstream_headers(incoming.clone(), host, client, None);
-                assert_eq!(pairs(&extended), pairs(&rebuilt));
+                for public in [None, public] {
+                    let rebuilt = rebuilt_upstream_headers(&incoming, host, client, public, None);
+                    let extended = upstream_headers(incoming.clone(), host, client, public, None);
+                    assert_eq!(pairs(&extended), pairs(&rebuilt));
+                }
             }
         }
     }

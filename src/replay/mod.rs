@@ -19,7 +19,7 @@ pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRe
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
 use crate::exchange::{now_micros, Exchange, Flag, Headers, Outcome, RequestRecord};
-use crate::forward::{header_case, Outgoing, Upstream};
+use crate::forward::{header_case, Outgoing, PublicOrigin, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
 use crate::signature::{self, Form, Keys, SigningKeys};
 use crate::store::Store;
@@ -226,6 +226,11 @@ impl Replayer {
         let method = exchange.request.method.clone();
         let target = exchange.request.target.clone();
         let host = exchange.request.host.clone();
+        // As the listener forwarded it: the public URL's origin when it was not the `Host`
+        // (`--public-url`, the relay), else what the request's own headers say.
+        let called = exchange.request.public_url.clone();
+        let public =
+            PublicOrigin::of(&called).filter(|origin| host.as_deref() != Some(origin.authority));
         let body: Bytes = exchange.request.body.clone();
         // Header names in the case they were recorded in, as the local server saw them.
         let case = header_case::extensions_for(&exchange.request.headers).await;
@@ -260,6 +265,7 @@ impl Replayer {
             body,
             original_host: host.as_deref(),
             client_ip: original_sender,
+            public,
             extensions: case,
             relay_waits: None,
         };

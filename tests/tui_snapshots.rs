@@ -442,6 +442,37 @@ fn list_in_small_terminals_keeps_status_and_duration_whole() {
     }
 }
 
+/// Long ids are whole in the list at every width, side by side at 160 columns too: a cut
+/// `#2949` would name another exchange than #29498.
+#[test]
+fn long_ids_are_never_cut() {
+    for first in [29_491, 1_000_001, 12_345_671] {
+        let mut state = AppState::new(status_info(), UtcOffset::UTC);
+        let rows: Vec<ExchangeSummary> = exchanges()
+            .iter()
+            .enumerate()
+            .map(|(n, exchange)| ExchangeSummary {
+                id: Some(first + n as i64),
+                ..ExchangeSummary::of(exchange)
+            })
+            .collect();
+        let total = rows.len() as u64;
+        state.load_page(rows, total);
+        state.marked = Some(first);
+        if first == 29_491 {
+            assert_screen!("list_long_ids_160x16", state, 160, 16);
+        }
+        for width in [40, 56, 60, 80, 99, 100, 120, 160, 200] {
+            let text = screen(&state, width, 30);
+            for n in 0..total as i64 {
+                let mark = if n == 0 { '*' } else { '#' };
+                let id = format!("{mark}{} ", first + n);
+                assert!(text.contains(&id), "{id} at {width} columns:\n{text}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_selected_row_is_reversed_and_statuses_are_coloured() {
     let state = selecting(3);

@@ -67,9 +67,9 @@ enum Column {
 
 /// The columns shown at the list's width, each with its width (`0` for the path: it takes
 /// what is left). Every layout keeps the status and the duration whole (a cut `20` or `2.5`
-/// misleads) and the flags (replay, reused, slow: what the eye looks for); narrower terminals
-/// drop whole columns instead, the method first (nearly always POST), then milliseconds,
-/// the event and the time.
+/// misleads), the id (a cut `#2949` names another exchange than #29498) and the flags
+/// (replay, reused, slow: what the eye looks for); narrower terminals drop whole columns
+/// instead, the method first (nearly always POST), then milliseconds, the event and the time.
 struct Columns {
     shown: Vec<(Column, u16)>,
     short_mark: bool,
@@ -77,9 +77,15 @@ struct Columns {
     short_time: bool,
 }
 
-fn columns(width: u16) -> Columns {
+/// The path never gets less than this: cut further, it says nothing.
+const MIN_PATH: u16 = 6;
+/// What the event keeps when a long id takes its room.
+const MIN_EVENT: u16 = 5;
+
+/// `id_width`: what the widest id loaded takes, `#` included.
+fn columns(width: u16, id_width: u16) -> Columns {
     use Column::*;
-    let (shown, short_mark, short_time) = if width >= 130 {
+    let (mut shown, short_mark, short_time) = if width >= 130 {
         (
             vec![
                 (Time, 12),
@@ -156,6 +162,7 @@ fn columns(width: u16) -> Columns {
             true,
         )
     };
+    widen_the_id(&mut shown, width, id_width);
     Columns {
         shown,
         short_mark,
@@ -163,8 +170,33 @@ fn columns(width: u16) -> Columns {
     }
 }
 
+/// Makes the id column `id_width` wide when the layout's is narrower. The room comes from the
+/// path, and once the path is down to [`MIN_PATH`], from the event.
+fn widen_the_id(shown: &mut [(Column, u16)], width: u16, id_width: u16) {
+    for (column, w) in shown.iter_mut() {
+        if *column == Column::Id {
+            *w = (*w).max(id_width);
+        }
+    }
+    // Each column's width, a space between two columns, and the borders.
+    let fixed: u16 = shown.iter().map(|(_, w)| w).sum::<u16>() + shown.len() as u16 - 1 + 2;
+    let missing = (fixed + MIN_PATH).saturating_sub(width);
+    for (column, w) in shown.iter_mut() {
+        if *column == Column::Event {
+            *w = w.saturating_sub(missing).max(MIN_EVENT);
+        }
+    }
+}
+
+/// Characters the id column needs for the widest id loaded (`#` or the mark's `*`, then
+/// the digits). Ids are ascending, so the newest loaded is the widest.
+fn id_width(state: &AppState) -> u16 {
+    let newest = state.rows.iter().rev().find_map(|r| r.id).unwrap_or(0);
+    1 + newest.to_string().len() as u16
+}
+
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
-    let layout = columns(area.width);
+    let layout = columns(area.width, id_width(state));
     let height = area.height.saturating_sub(3) as usize;
     let start = window_start(
         state.rows.len(),
@@ -209,7 +241,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         .shown
         .iter()
         .map(|&(column, w)| match column {
-            Column::Path => Constraint::Min(6),
+            Column::Path => Constraint::Min(MIN_PATH),
             _ => Constraint::Length(w),
         })
         .collect();
@@ -294,16 +326,34 @@ mod tests {
 
 #[cfg(test)]
 mod layout_tests {
-    use super::columns;
+    use super::{columns, Column, MIN_PATH};
 
     #[test]
     fn fixed_columns_leave_the_path_room_at_every_width() {
         for width in [40u16, 56, 60, 77, 78, 80, 100, 105, 129, 130, 200] {
-            let layout = columns(width);
+            let layout = columns(width, 2);
             let fixed: u16 =
                 layout.shown.iter().map(|(_, w)| w).sum::<u16>() + layout.shown.len() as u16 - 1
                     + 2;
             assert!(fixed + 6 <= width, "{width}: {fixed}");
+        }
+    }
+
+    /// Ids up to a hundred million (`#99999999`) are whole at every width, and the path keeps
+    /// its room.
+    #[test]
+    fn the_id_column_holds_the_widest_id_loaded() {
+        for width in [40u16, 56, 60, 77, 78, 80, 99, 100, 105, 129, 130, 200] {
+            for id_width in 2..=9 {
+                let layout = columns(width, id_width);
+                let id = layout.shown.iter().find(|(c, _)| *c == Column::Id).unwrap();
+                assert!(id.1 >= id_width, "{width}: id {id_width} in {}", id.1);
+                let fixed: u16 = layout.shown.iter().map(|(_, w)| w).sum::<u16>()
+                    + layout.shown.len() as u16
+                    - 1
+                    + 2;
+                assert!(fixed + MIN_PATH <= width, "{width}, id {id_width}: {fixed}");
+            }
         }
     }
 }

@@ -608,7 +608,8 @@ async fn a_second_run_on_the_same_store_sees_the_first_and_flags_a_reused_nonce(
 
 /// Vobiz sends V2, V3 and (for a sub-account) -MA- headers together, each with a nonce. A
 /// captured callback resent with any one of them, and any body, repeats that header's nonce
-/// and signature: it is flagged as reusing the original's, whichever header it kept.
+/// and signature: it is flagged as reusing the original's, whichever header it kept (the
+/// store indexes the deciding header's; the listener remembers the others lately).
 #[tokio::test]
 async fn a_callback_resent_with_only_one_of_its_signature_headers_reuses_a_nonce() {
     let mut upstream = upstream(Reply::default()).await;

@@ -15,6 +15,7 @@ mod deferred;
 mod filtered;
 mod identity;
 mod reader;
+mod recent_nonces;
 mod row;
 mod same;
 mod schema;
@@ -542,45 +543,6 @@ mod tests {
         assert_eq!(first.nonce_reused_of, None);
         assert_eq!(other.nonce_reused_of, None);
         assert_eq!(again.nonce_reused_of, Some(first.id));
-    }
-
-    #[tokio::test]
-    async fn rows_written_before_nonce_keys_are_found_by_their_nonce() {
-        // A store as schema version 6 left it: the deciding header's `nonce signature` in
-        // the row's `nonce_key`, and nothing else to look it up by.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = exchange("55555555555555555555");
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            schema::configure(&conn).unwrap();
-            for sql in &schema::MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 6).unwrap();
-            let key = format!(
-                "{} {}",
-                old.verdict.nonce.as_deref().unwrap(),
-                old.verdict.signature.as_deref().unwrap()
-            );
-            conn.execute(
-                "INSERT INTO exchanges (received_at_us, http_version, method, target, path,
-                    public_url, request_headers, request_body, signature, signature_detail,
-                    nonce_key, outcome)
-                 VALUES (1000, 'HTTP/1.1', 'POST', '/', '/', 'https://example.com/', x'', x'',
-                    'valid', '{}', ?1, 'forwarded')",
-                [key],
-            )
-            .unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        let again = store.insert(Arc::new(old)).await.unwrap();
-        assert_eq!(again.nonce_reused_of, Some(1));
-        let fresh = store
-            .insert(Arc::new(exchange("66666666666666666666")))
-            .await
-            .unwrap();
-        assert_eq!(fresh.nonce_reused_of, None);
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 //! queued rather than on the writer thread. The writer commits for every callback in
 //! flight at once; the less it has to do per row, the sooner each of them is answered.
 
-use rusqlite::functions::FunctionFlags;
 use sha2::{Digest, Sha256};
 
 use crate::exchange::{Exchange, Flag};
@@ -23,9 +22,10 @@ pub(super) struct Row {
 pub(super) struct RequestColumns {
     pub headers: Vec<u8>,
     pub signature_detail: String,
-    /// The deciding header's nonce and signature, as text (see `nonce_text`).
+    /// The deciding header's nonce and signature: what the store indexes to find a replay,
+    /// even from before a restart.
     pub nonce_key: Option<String>,
-    /// The keys of every signature header's nonce and value (see [`nonce_keys`]).
+    /// Every signature header's, as the writer remembers them lately (see [`nonce_keys`]).
     pub nonce_keys: Vec<i64>,
 }
 
@@ -77,7 +77,7 @@ fn findings_json(exchange: &Exchange) -> String {
     serde_json::to_string(&exchange.findings).unwrap_or_else(|_| "[]".into())
 }
 
-/// The deciding header's nonce and signature, as the `nonce_key` column shows them.
+/// The deciding header's nonce and signature, as the `nonce_key` column holds them.
 fn nonce_text(exchange: &Exchange) -> Option<String> {
     let verdict = &exchange.verdict;
     match (&verdict.nonce, &verdict.signature) {
@@ -124,8 +124,8 @@ pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
     keys
 }
 
-/// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC,
-/// and the store compares 8 bytes instead of about 70 in a table of one row per header.
+/// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC, and
+/// the writer keeps 8 bytes per header instead of about 70 (see `recent_nonces`).
 fn nonce_key(nonce: &str, signature: &str) -> i64 {
     let digest = Sha256::new()
         .chain_update(nonce)
@@ -136,20 +136,5 @@ fn nonce_key(nonce: &str, signature: &str) -> i64 {
         digest[..8]
             .try_into()
             .expect("a SHA-256 digest has 32 bytes"),
-    )
-}
-
-/// `vobiz_tunnel_nonce_key(text)`: the key of a `nonce_key` column's `nonce signature`, for
-/// the migration that fills `nonce_keys` from the rows written before it.
-pub(super) fn register_nonce_key_function(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "vobiz_tunnel_nonce_key",
-        1,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let text: String = ctx.get(0)?;
-            let (nonce, signature) = text.split_once(' ').unwrap_or((&text, ""));
-            Ok(nonce_key(nonce, signature))
-        },
     )
 }

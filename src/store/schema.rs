@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migrations, in order. Index + 1 is the schema version a migration produces.
-pub(super) const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[&str] = &[
     // 1: one row per exchange; raw header blocks and body bytes; derived columns for filtering.
     r#"
     CREATE TABLE exchanges (
@@ -78,23 +78,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS exchanges_call_uuid;
     CREATE INDEX exchanges_call_uuid_lower ON exchanges(lower(call_uuid))
         WHERE call_uuid IS NOT NULL;
-    "#,
-    // 7: replay detection by every signature header a request carries, not only the deciding
-    // one: a captured callback resent with only its V2 pair (or an -MA- one) repeats a nonce
-    // and signature as well. One row per header value: a 64-bit key (see `row::nonce_key`)
-    // and when its exchange was received, so the first one with a key is a single seek. The
-    // text `nonce_key` column is still written, for people, but no longer indexed.
-    r#"
-    CREATE TABLE nonce_keys (
-        key            INTEGER NOT NULL,
-        received_at_us INTEGER NOT NULL,
-        exchange_id    INTEGER NOT NULL,
-        PRIMARY KEY (key, received_at_us, exchange_id)
-    ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO nonce_keys
-        SELECT vobiz_tunnel_nonce_key(nonce_key), received_at_us, id
-        FROM exchanges WHERE nonce_key IS NOT NULL;
-    DROP INDEX IF EXISTS exchanges_nonce_key;
     "#,
 ];
 
@@ -189,7 +172,6 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    super::row::register_nonce_key_function(&tx)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;

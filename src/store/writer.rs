@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::identity::FileWatch;
+use super::recent_nonces::RecentNonces;
 use super::row::{flags_text, RequestColumns, Row};
 use super::{Ack, Inserted, Op, StoreHealth};
 use crate::exchange::{Exchange, ExchangeId, Flag};
@@ -42,6 +43,7 @@ pub(super) fn run(
     checkpoints: Arc<checkpoint::Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut recent = RecentNonces::new();
     let mut restart = WalRestart::new(&conn, checkpoints.clone());
     let mut file = conn
         .path()
@@ -71,12 +73,12 @@ pub(super) fn run(
                 *watch = FileWatch::new(watch.path());
             }
         }
-        write_batch(&mut conn, &mut batch, &mut deferred, health);
+        write_batch(&mut conn, &mut batch, &mut deferred, &mut recent, health);
         restart.run_if_due(&conn);
     }
     if !deferred.is_empty() {
         // The last chance for what the store refused: one more attempt, then say what is lost.
-        write_batch(&mut conn, &mut batch, &mut deferred, health);
+        write_batch(&mut conn, &mut batch, &mut deferred, &mut recent, health);
         if !deferred.is_empty() {
             health.lose(
                 deferred.len(),
@@ -144,6 +146,7 @@ fn write_batch(
     conn: &mut Connection,
     batch: &mut Vec<Op>,
     deferred: &mut Deferred,
+    recent: &mut RecentNonces,
     health: &StoreHealth,
 ) {
     let fresh = batch.iter().any(|op| !matches!(op, Op::Flush(_)));
@@ -188,7 +191,8 @@ fn write_batch(
         let live = statements.as_mut().filter(|_| failure.is_none());
         match op {
             Op::Insert { exchange, row, ack } => {
-                let result = match live.map(|statements| statements.insert(&exchange, &row)) {
+                let inserted = live.map(|statements| statements.insert(&exchange, &row, recent));
+                let result = match inserted {
                     None => Err(String::new()), // answered with the batch's failure below
                     Some(Ok(inserted)) => Ok(inserted),
                     Some(Err(e)) if is_transient(&e) => {
@@ -208,7 +212,8 @@ fn write_batch(
                 acks.push((ack, result));
             }
             Op::End { exchange, row, ack } => {
-                let result = match live.map(|statements| statements.end(&exchange, &row)) {
+                let ended = live.map(|statements| statements.end(&exchange, &row, recent));
+                let result = match ended {
                     Some(Err(e)) if is_transient(&e) => {
                         failure = Some(e);
                         Err(String::new())
@@ -239,6 +244,10 @@ fn write_batch(
     match tx {
         Some(tx) if failure.is_none() => failure = tx.commit().err(),
         _ => {} // dropped: rolled back
+    }
+    match &failure {
+        None => recent.committed(),
+        Some(_) => recent.rolled_back(),
     }
     match &failure {
         None => {
@@ -298,7 +307,6 @@ struct Statements<'tx> {
     first_with_nonce: CachedStatement<'tx>,
     /// Points the exchanges received after a new one with its nonce at it.
     reused_later: CachedStatement<'tx>,
-    remember_nonce: CachedStatement<'tx>,
     insert: CachedStatement<'tx>,
     complete: CachedStatement<'tx>,
 }
@@ -310,26 +318,16 @@ impl<'tx> Statements<'tx> {
             // import bringing in an original after its replays, a slow body), and only what
             // came after the first reused its nonce.
             first_with_nonce: tx.prepare_cached(
-                "SELECT exchange_id, received_at_us FROM nonce_keys WHERE key = ?1
-                 ORDER BY received_at_us, exchange_id LIMIT 1",
+                "SELECT id, received_at_us FROM exchanges WHERE nonce_key = ?1
+                 ORDER BY received_at_us, id LIMIT 1",
             )?,
-            // Unless what they point at already was received before this one (they share
-            // another header's nonce with an earlier exchange).
             reused_later: tx.prepare_cached(
                 "UPDATE exchanges SET nonce_reused_of = ?1,
                     flags = CASE
                         WHEN flags = '' THEN 'nonce_reused'
                         WHEN ',' || flags || ',' LIKE '%,nonce_reused,%' THEN flags
                         ELSE flags || ',nonce_reused' END
-                 WHERE id IN (SELECT exchange_id FROM nonce_keys
-                              WHERE key = ?2 AND received_at_us > ?3)
-                   AND (nonce_reused_of IS NULL
-                        OR (SELECT received_at_us FROM exchanges AS earlier
-                            WHERE earlier.id = exchanges.nonce_reused_of) > ?3)",
-            )?,
-            remember_nonce: tx.prepare_cached(
-                "INSERT OR IGNORE INTO nonce_keys (key, received_at_us, exchange_id)
-                 VALUES (?1, ?2, ?3)",
+                 WHERE nonce_key = ?2 AND received_at_us > ?3",
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO exchanges (
@@ -352,7 +350,12 @@ impl<'tx> Statements<'tx> {
         })
     }
 
-    fn insert(&mut self, exchange: &Exchange, row: &Row) -> rusqlite::Result<Inserted> {
+    fn insert(
+        &mut self,
+        exchange: &Exchange,
+        row: &Row,
+        recent: &mut RecentNonces,
+    ) -> rusqlite::Result<Inserted> {
         // `Row::of` leaves the request side out only for an exchange that already has a row;
         // should one be inserted again anyway, it is still written whole.
         let encoded_here;
@@ -364,25 +367,25 @@ impl<'tx> Statements<'tx> {
             }
         };
         let received_us = exchange.timings.received_us;
-        // Per key, the first exchange received with it: the earliest of those received
-        // before this one is what this one reuses.
-        let mut firsts: Vec<(i64, ExchangeId)> = Vec::with_capacity(columns.nonce_keys.len());
-        for &key in &columns.nonce_keys {
-            let first = self
+        let first: Option<(ExchangeId, i64)> = match &columns.nonce_key {
+            Some(key) => self
                 .first_with_nonce
-                .query_row([key], |row| Ok((row.get(1)?, row.get(0)?)))
-                .optional()?;
-            firsts.extend(first);
-        }
-        let nonce_reused_of = firsts
-            .iter()
-            .filter(|&&(first_received_us, _)| first_received_us <= received_us)
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?,
+            None => None,
+        };
+        // The store knows the deciding header's nonce; the writer's memory every header's,
+        // lately (see `recent_nonces`).
+        let in_store = first
+            .filter(|&(_, first_received_us)| first_received_us <= received_us)
+            .map(|(id, first_received_us)| (first_received_us, id));
+        let nonce_reused_of = in_store
+            .into_iter()
+            .chain(recent.first_before(&columns.nonce_keys, received_us))
             .min()
-            .map(|&(_, id)| id);
-        // Written after exchanges received later with one of its nonces: they reused it.
-        let first_of_a_nonce = firsts
-            .iter()
-            .any(|&(first_received_us, _)| first_received_us > received_us);
+            .map(|(_, id)| id);
+        // Written after exchanges received later with the same nonce: they reused this one's.
+        let first_of_its_nonce = first.is_some() && in_store.is_none();
         let reflagged =
             (nonce_reused_of.is_some() && !exchange.has_flag(Flag::NonceReused)).then(|| {
                 let mut flags = exchange.flags.clone();
@@ -426,12 +429,11 @@ impl<'tx> Statements<'tx> {
             reflagged.as_ref().unwrap_or(&row.flags),
             row.findings,
         ])?;
-        for &key in &columns.nonce_keys {
-            if first_of_a_nonce {
-                self.reused_later.execute(params![id, key, received_us])?;
-            }
-            self.remember_nonce.execute(params![key, received_us, id])?;
+        if first_of_its_nonce {
+            self.reused_later
+                .execute(params![id, columns.nonce_key, received_us])?;
         }
+        recent.written(&columns.nonce_keys, received_us, id);
         Ok(Inserted {
             id,
             nonce_reused_of,
@@ -439,9 +441,14 @@ impl<'tx> Statements<'tx> {
     }
 
     /// The end of an exchange: into its row, or the whole exchange as a new row.
-    fn end(&mut self, exchange: &Exchange, row: &Row) -> rusqlite::Result<Inserted> {
+    fn end(
+        &mut self,
+        exchange: &Exchange,
+        row: &Row,
+        recent: &mut RecentNonces,
+    ) -> rusqlite::Result<Inserted> {
         let Some(id) = exchange.id else {
-            return self.insert(exchange, row);
+            return self.insert(exchange, row, recent);
         };
         let response = exchange.response.as_ref();
         self.complete.execute(params![

@@ -563,6 +563,22 @@ async fn reject_invalid_answers_403_and_never_forwards() {
         .await;
     assert_eq!(invalid.status, 403);
     assert!(invalid.body.contains("invalid"), "{}", invalid.body);
+    // Signed for the address without its port: the answer says so, and what differs.
+    let near_miss = vobiz_headers("https://localhost/cb", TOKEN, None);
+    let port_removed = harness
+        .client()
+        .send(form_post(&harness, "/cb", "Event=Ring", &near_miss))
+        .await;
+    assert_eq!(port_removed.status, 403);
+    let expected = format!(
+        "would be valid if Vobiz had called https://localhost/cb (port {} removed)",
+        harness.port()
+    );
+    assert!(
+        port_removed.body.contains(&expected),
+        "{}",
+        port_removed.body
+    );
     upstream.assert_nothing(Duration::from_millis(200)).await;
     let exchange = harness.last_recorded().await;
     assert_eq!(exchange.outcome, Outcome::Rejected);

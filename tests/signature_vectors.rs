@@ -298,7 +298,10 @@ fn tampered_urls_are_explained() {
         );
         assert_eq!(nm.sentence, sentence);
         assert_eq!(verdict.explanation[0], sentence, "most important first");
-        let summary = format!("invalid: would be valid if Vobiz had called {}", v.url);
+        let summary = format!(
+            "invalid: would be valid if Vobiz had called {} ({variant})",
+            v.url
+        );
         assert_eq!(verdict.summary(), summary);
     }
 }

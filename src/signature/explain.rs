@@ -363,9 +363,11 @@ pub(super) fn summary(v: &Verdict) -> String {
         VerdictStatus::Unchecked => {
             return format!("{status} (no token configured for these headers)")
         }
-        // The near-miss sentence without its parenthetical/explanatory tail.
+        // The near-miss sentence with what differs, without the form and explanatory tail.
         VerdictStatus::Invalid => match &v.would_match {
-            Some(nm) if nm.sentence.starts_with(CALLED) => format!("{CALLED}{}", nm.url),
+            Some(nm) if nm.sentence.starts_with(CALLED) => {
+                format!("{CALLED}{} ({})", nm.url, nm.variant)
+            }
             Some(nm) => nm
                 .sentence
                 .split(": ")

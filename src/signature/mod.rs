@@ -328,7 +328,7 @@ impl Verdict {
     }
 
     /// One line, e.g. `valid (V3, docs form, auth token #1 (TEST…XYZ))` or
-    /// `invalid: would be valid if Vobiz had called https://h:8443/cb`.
+    /// `invalid: would be valid if Vobiz had called https://h:8443/cb (port 8443 added)`.
     pub fn summary(&self) -> String {
         explain::summary(self)
     }
@@ -336,10 +336,14 @@ impl Verdict {
     /// The explanation's sentences that [`Verdict::summary`] does not already say, for
     /// reports that print the summary and then the explanation.
     pub fn explanation_beyond_summary(&self) -> &[String] {
-        let summary_is_first_sentence =
-            self.status == VerdictStatus::Invalid && self.would_match.is_none();
+        let summary = self.summary();
+        let said = |sentence: &str| {
+            summary.split_once(": ").is_some_and(|(_, detail)| {
+                detail.eq_ignore_ascii_case(sentence.trim_end_matches('.'))
+            })
+        };
         match self.explanation.split_first() {
-            Some((_, rest)) if summary_is_first_sentence => rest,
+            Some((first, rest)) if said(first) => rest,
             _ => &self.explanation,
         }
     }

@@ -879,6 +879,56 @@ fn copy_as_curl_shows_the_whole_command_until_esc() {
     assert_eq!(state.view, View::Exchanges);
 }
 
+/// What a popup box shows between its borders, without whitespace (the wrapping's).
+fn inside_the_box(text: &str, title: &str) -> String {
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    let top = lines
+        .iter()
+        .position(|l| l.iter().collect::<String>().contains(title))
+        .unwrap_or_else(|| panic!("{title} on screen:\n{text}"));
+    // The box's corners around its title (the panes under it have corners too).
+    let line: String = lines[top].iter().collect();
+    let at = line[..line.find(title).unwrap()].chars().count();
+    let left = lines[top][..at].iter().rposition(|&c| c == '┌').unwrap();
+    let right = at + lines[top][at..].iter().position(|&c| c == '┐').unwrap();
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| l[left] == '│')
+        .flat_map(|l| l[left + 1..right].iter())
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// A command longer than the screen: the popup shows its start and says which lines; ↓
+/// and `G` scroll it to its end, and the list under it stays where it was.
+#[test]
+fn a_curl_popup_taller_than_the_screen_scrolls_to_its_end() {
+    let mut state = selecting(8);
+    let exchange = by_id(8);
+    let command = vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url);
+    let whole: String = command.chars().filter(|c| !c.is_whitespace()).collect();
+    state.show_popup(Popup {
+        title: "#8 as curl".into(),
+        text: command,
+    });
+    let text = screen(&state, 60, 16);
+    assert!(text.contains("— lines 1-"), "{text}");
+    let start = inside_the_box(&text, "#8 as curl");
+    assert!(
+        whole.starts_with(&start) && start.len() < whole.len(),
+        "{text}"
+    );
+    state.update(Action::Down);
+    let text = screen(&state, 60, 16);
+    assert!(text.contains("— lines 2-"), "{text}");
+    state.update(Action::Last);
+    let end = inside_the_box(&screen(&state, 60, 16), "#8 as curl");
+    assert!(whole.ends_with(&end), "the end of the command:\n{end}");
+    state.update(Action::First);
+    assert_eq!(inside_the_box(&screen(&state, 60, 16), "#8 as curl"), start);
+    assert_eq!(state.selected_id(), Some(8));
+}
+
 #[test]
 fn diff_overlay() {
     let mut state = selecting(1);

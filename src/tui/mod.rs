@@ -282,10 +282,7 @@ impl App {
             },
             Command::LoadDiff { marked, selected } => {
                 match (self.reader.get(marked), self.reader.get(selected)) {
-                    (Ok(Some(a)), Ok(Some(b))) => {
-                        self.state.detail_scroll = 0;
-                        self.state.diff = Some((Arc::new(a), Arc::new(b)));
-                    }
+                    (Ok(Some(a)), Ok(Some(b))) => self.state.show_diff(Arc::new(a), Arc::new(b)),
                     _ => self.fail("diff", "an exchange could not be read"),
                 }
             }
@@ -328,7 +325,7 @@ impl App {
                         format!("#{id} as curl")
                     };
                     self.state.message = Some(format!("{title}; Esc closes"));
-                    self.state.popup = Some(Popup {
+                    self.state.show_popup(Popup {
                         title,
                         text: command,
                     });

@@ -169,6 +169,14 @@ pub struct AppState {
     pub help: bool,
     /// Text too long for the status line (a curl command), shown whole until Esc.
     pub popup: Option<Popup>,
+    /// The first line shown of the popup or of the diff, whichever is open (one at a time:
+    /// an overlay takes the keys that would open the other).
+    pub overlay_scroll: u16,
+    /// How far that overlay can scroll (its lines less its height), as last drawn.
+    pub overlay_scroll_max: std::cell::Cell<u16>,
+    /// The popup's text wrapped at a width, as `(width, lines)`: measuring a long command
+    /// costs as much as drawing it (a 5 MiB body, a fifth of a second), so once per width.
+    pub popup_lines: std::cell::Cell<Option<(u16, usize)>>,
     pub message: Option<String>,
     pub last_error: Option<LastError>,
     /// The tunnel to the relay, when listening through one.
@@ -262,6 +270,9 @@ impl AppState {
             diff: None,
             help: false,
             popup: None,
+            overlay_scroll: 0,
+            overlay_scroll_max: std::cell::Cell::new(u16::MAX),
+            popup_lines: std::cell::Cell::new(None),
             message: None,
             last_error: None,
             relay: None,
@@ -544,6 +555,19 @@ impl AppState {
         shown
             .max(newest_counted.unwrap_or(0))
             .max(self.tallied_through.unwrap_or(0))
+    }
+
+    /// Shows `popup` over the view, from its first line.
+    pub fn show_popup(&mut self, popup: Popup) {
+        self.popup = Some(popup);
+        self.popup_lines.set(None);
+        self.overlay_scroll = 0;
+    }
+
+    /// Shows the diff of the marked exchange (`left`) and the selected one, from its top.
+    pub fn show_diff(&mut self, left: Arc<Exchange>, right: Arc<Exchange>) {
+        self.diff = Some((left, right));
+        self.overlay_scroll = 0;
     }
 
     pub fn set_detail(&mut self, exchange: Arc<Exchange>) {

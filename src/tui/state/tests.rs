@@ -745,3 +745,144 @@ fn g_in_a_long_list_starts_from_the_oldest_page_at_once() {
     // G goes back to the newest: a reload, as the newest rows are not loaded.
     assert_eq!(state.update(Action::Last), vec![Command::Reload]);
 }
+
+/// In the call view, g/G (Home/End) move the call list; the exchange list it hides keeps its
+/// selection, and following.
+#[test]
+fn g_and_capital_g_in_the_call_view_move_the_call_list() {
+    let mut state = state_with(5);
+    state.update(Action::NextView);
+    state.set_calls(vec![call("c3", 1), call("c2", 1), call("c1", 1)]);
+    state.update(Action::Down);
+    assert_eq!(state.call_selected, 1);
+    state.update(Action::Last);
+    assert_eq!(state.call_selected, 2);
+    state.update(Action::First);
+    assert_eq!(state.call_selected, 0);
+    assert_eq!(state.selected_id(), Some(5));
+    assert!(state.follow, "still following");
+}
+
+/// The health view has nothing to move: the keys leave the hidden exchange list alone.
+#[test]
+fn keys_in_the_health_view_leave_the_hidden_list_alone() {
+    let mut state = state_with(5);
+    state.update(Action::NextView);
+    state.update(Action::NextView);
+    assert_eq!(state.view, View::Health);
+    for action in [
+        Action::Last,
+        Action::Up,
+        Action::PageUp,
+        Action::First,
+        Action::Down,
+        Action::PageDown,
+        Action::Enter,
+    ] {
+        assert_eq!(state.update(action.clone()), vec![], "{action:?}");
+    }
+    assert_eq!(state.selected_id(), Some(5));
+    assert!(state.follow, "still following");
+    assert_eq!(state.focus, Focus::List);
+}
+
+/// The diff scrolls within its rows (as last drawn): `j` stops at its end, `G` and `g` go to
+/// its end and top; the list under it stays as it was.
+#[test]
+fn the_diff_scrolls_within_its_rows_and_the_list_under_it_stays() {
+    let mut state = state_with(5);
+    state.update(Action::Mark);
+    state.update(Action::Up);
+    assert_eq!(
+        state.update(Action::Diff),
+        vec![Command::LoadDiff {
+            marked: 5,
+            selected: 4
+        }]
+    );
+    state.show_diff(exchange(5, "Hangup"), exchange(4, "Ring"));
+    state.overlay_scroll_max.set(5); // what the view found: 5 rows more than fit
+    for _ in 0..60 {
+        state.update(Action::Down);
+    }
+    assert_eq!(state.overlay_scroll, 5, "not past the end");
+    state.update(Action::Up);
+    assert_eq!(state.overlay_scroll, 4, "one key back up");
+    state.update(Action::First);
+    assert_eq!(state.overlay_scroll, 0);
+    state.update(Action::Last);
+    assert_eq!(state.overlay_scroll, 5);
+    assert_eq!(state.selected_id(), Some(4), "the list did not move");
+    assert!(!state.follow);
+    state.update(Action::Back);
+    assert!(state.diff.is_none());
+    assert_eq!(state.selected_id(), Some(4));
+}
+
+/// The curl command and the help take the keys while shown: they scroll or close them, and
+/// nothing reaches the list, the view or the replay keys under them.
+#[test]
+fn overlays_keep_the_keys_from_what_they_hide() {
+    let others = [
+        Action::ReplayAsIs,
+        Action::ReplayResigned,
+        Action::EditReplay,
+        Action::EditReplayResigned,
+        Action::ReplayTo,
+        Action::StartFilter,
+        Action::Export,
+        Action::NextView,
+        Action::Mark,
+        Action::Diff,
+        Action::CopyCurl,
+        Action::ToggleFollow,
+        Action::TogglePause,
+        Action::ToggleRaw,
+        Action::NextTab,
+        Action::Tab(2),
+        Action::Enter,
+        Action::Click { column: 1, row: 3 },
+    ];
+    let untouched = |state: &AppState| {
+        assert_eq!(state.selected_id(), Some(5));
+        assert!(state.follow && !state.paused && !state.raw);
+        assert_eq!(
+            (state.view, state.focus, state.tab),
+            (View::Exchanges, Focus::List, 0)
+        );
+        assert_eq!((state.input.as_ref(), state.marked), (None, None));
+    };
+    let mut state = state_with(5);
+    assert_eq!(state.update(Action::CopyCurl), vec![Command::CopyCurl(5)]);
+    state.show_popup(Popup {
+        title: "#5 as curl".into(),
+        text: "curl …".into(),
+    });
+    state.overlay_scroll_max.set(3);
+    for action in others.clone() {
+        assert_eq!(state.update(action.clone()), vec![], "{action:?}");
+    }
+    for _ in 0..3 {
+        state.update(Action::Up);
+    }
+    state.update(Action::Last);
+    assert_eq!(state.overlay_scroll, 3, "G scrolls the popup to its end");
+    untouched(&state);
+    // `?` opens the help over it; Esc closes the help, then the popup.
+    state.update(Action::Help);
+    state.update(Action::NextView);
+    state.update(Action::Back);
+    assert!(!state.help && state.popup.is_some());
+    state.update(Action::Back);
+    assert!(state.popup.is_none());
+
+    state.update(Action::Help);
+    for action in others {
+        assert_eq!(state.update(action.clone()), vec![], "{action:?}");
+        assert!(state.help, "{action:?} leaves the help open");
+    }
+    state.update(Action::Down);
+    untouched(&state);
+    state.update(Action::Help);
+    assert!(!state.help, "? closes it");
+}

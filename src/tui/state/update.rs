@@ -37,48 +37,121 @@ impl AppState {
         self.follow = false;
     }
 
+    /// ↑/↓ and the page keys: they move what the view shows (the exchange list, the call
+    /// list) or scroll the focused pane. The health view has nothing to move.
     fn move_by(&mut self, delta: isize) -> Vec<Command> {
-        if self.help {
-            let scroll = (self.help_scroll.get() as isize + delta).clamp(0, u16::MAX as isize);
-            self.help_scroll.set(scroll as u16);
-            return Vec::new();
-        }
-        if self.diff.is_some() {
-            self.detail_scroll =
-                (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
-            return Vec::new();
-        }
         match (self.view, self.focus) {
-            (View::Calls, _) if self.focus == Focus::List => {
-                let last = self.calls.len().saturating_sub(1) as isize;
-                self.call_selected = (self.call_selected as isize + delta).clamp(0, last) as usize;
-                Vec::new()
-            }
+            (View::Health, _) => Vec::new(),
             (_, Focus::Detail) => {
                 let max = self.detail_scroll_max.get() as isize;
                 self.detail_scroll = (self.detail_scroll as isize + delta).clamp(0, max) as u16;
                 Vec::new()
             }
-            _ => {
+            (View::Calls, Focus::List) => {
+                let last = self.calls.len().saturating_sub(1) as isize;
+                self.call_selected = (self.call_selected as isize + delta).clamp(0, last) as usize;
+                Vec::new()
+            }
+            (View::Exchanges, Focus::List) => {
                 let index = (self.selected as isize + delta).max(0) as usize;
                 self.select(index)
             }
         }
     }
 
+    /// `g`/Home: the first row of the list shown, or the top of the focused pane.
+    fn go_to_first(&mut self) -> Vec<Command> {
+        match (self.view, self.focus) {
+            (View::Health, _) => {}
+            (_, Focus::Detail) => self.detail_scroll = 0,
+            (View::Calls, Focus::List) => self.call_selected = 0,
+            (View::Exchanges, Focus::List) if self.has_older => {
+                if !self.loading {
+                    self.loading = true;
+                    self.follow = false;
+                    return vec![Command::LoadOldest];
+                }
+            }
+            (View::Exchanges, Focus::List) => return self.select(0),
+        }
+        Vec::new()
+    }
+
+    /// `G`/End: the last row of the list shown (in the exchange list, following again), or
+    /// the end of the focused pane.
+    fn go_to_last(&mut self) -> Vec<Command> {
+        match (self.view, self.focus) {
+            (View::Health, _) => {}
+            (_, Focus::Detail) => self.detail_scroll = self.detail_scroll_max.get(),
+            (View::Calls, Focus::List) => {
+                self.call_selected = self.calls.len().saturating_sub(1);
+            }
+            (View::Exchanges, Focus::List) => {
+                self.all_seen();
+                if self.has_newer {
+                    self.loading = true;
+                    return vec![Command::Reload];
+                }
+                self.follow = true;
+                return self.select(usize::MAX);
+            }
+        }
+        Vec::new()
+    }
+
+    /// The help, the curl command and the diff are drawn over the view, and take the keys
+    /// while shown: those that scroll or close them, `?` and quitting. Any other key would
+    /// act on what they hide (switch the view, replay, move the selection), unseen.
+    fn update_overlay(&mut self, action: Action) -> Vec<Command> {
+        let page = self.list_height.max(1) as isize;
+        match action {
+            Action::Up => self.scroll_overlay(-1),
+            Action::Down => self.scroll_overlay(1),
+            Action::PageUp => self.scroll_overlay(-page),
+            Action::PageDown => self.scroll_overlay(page),
+            Action::First => self.scroll_overlay(isize::MIN),
+            Action::Last => self.scroll_overlay(isize::MAX),
+            Action::Wheel { down, .. } => self.scroll_overlay(if down { 1 } else { -1 }),
+            Action::Back if self.help => self.help = false,
+            Action::Back if self.popup.is_some() => self.popup = None,
+            Action::Back => self.diff = None,
+            Action::Help => {
+                self.help = !self.help;
+                self.help_scroll.set(0);
+            }
+            Action::Quit => self.quit = true,
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Scrolls the topmost overlay by `delta` lines, within what it has to show.
+    fn scroll_overlay(&mut self, delta: isize) {
+        let by = |from: u16, max: u16| {
+            (from as isize).saturating_add(delta).clamp(0, max as isize) as u16
+        };
+        if self.help {
+            // Bounded by the view, which alone knows how many bindings fit.
+            let scroll = by(self.help_scroll.get(), u16::MAX);
+            self.help_scroll.set(scroll);
+        } else {
+            self.overlay_scroll = by(self.overlay_scroll, self.overlay_scroll_max.get());
+        }
+    }
+
     /// The wheel scrolls the pane under the pointer, whichever has the focus: the detail by
-    /// three lines, the list by a row. Over an overlay or another view it moves as ↑/↓ do.
+    /// three lines, the list by a row. Over another view it moves as ↑/↓ do (over an
+    /// overlay, it scrolls that: see [`AppState::update_overlay`]).
     fn wheel(&mut self, column: u16, row: u16, down: bool) -> Vec<Command> {
         let step: isize = if down { 1 } else { -1 };
-        let over_overlay = self.help || self.popup.is_some() || self.diff.is_some();
         let areas = self.pane_areas.get();
         let at = ratatui::layout::Position::new(column, row);
-        if !over_overlay && areas.detail.contains(at) {
+        if areas.detail.contains(at) {
             let max = self.detail_scroll_max.get() as isize;
             self.detail_scroll = (self.detail_scroll as isize + 3 * step).clamp(0, max) as u16;
             return Vec::new();
         }
-        if !over_overlay && areas.list.contains(at) {
+        if areas.list.contains(at) {
             let index = (self.selected as isize + step).max(0) as usize;
             return self.select(index);
         }
@@ -87,9 +160,6 @@ impl AppState {
 
     /// A click on a list row selects it; anywhere in a pane focuses that pane.
     fn click(&mut self, column: u16, row: u16) -> Vec<Command> {
-        if self.help || self.popup.is_some() || self.diff.is_some() {
-            return Vec::new();
-        }
         let areas = self.pane_areas.get();
         let at = ratatui::layout::Position::new(column, row);
         if areas.detail.contains(at) {
@@ -117,52 +187,29 @@ impl AppState {
         if action != Action::Resize {
             self.message = None;
         }
+        if self.help || self.popup.is_some() || self.diff.is_some() {
+            return self.update_overlay(action);
+        }
         let page = self.list_height.max(1) as isize;
         match action {
             Action::Up => return self.move_by(-1),
             Action::Down => return self.move_by(1),
             Action::PageUp => return self.move_by(-page),
             Action::PageDown => return self.move_by(page),
-            // In the detail pane: the top and the end of what it shows (a long body).
-            Action::First if self.focus == Focus::Detail && self.diff.is_none() => {
-                self.detail_scroll = 0;
-            }
-            Action::Last if self.focus == Focus::Detail && self.diff.is_none() => {
-                self.detail_scroll = self.detail_scroll_max.get();
-            }
-            Action::First if self.has_older && self.view == View::Exchanges => {
-                if !self.loading {
-                    self.loading = true;
-                    self.follow = false;
-                    return vec![Command::LoadOldest];
-                }
-            }
-            Action::First => return self.select(0),
-            Action::Last => {
-                self.all_seen();
-                if self.has_newer {
-                    self.loading = true;
-                    return vec![Command::Reload];
-                }
-                self.follow = true;
-                return self.select(usize::MAX);
-            }
+            Action::First => return self.go_to_first(),
+            Action::Last => return self.go_to_last(),
             Action::Enter => match self.view {
                 View::Calls => {
                     if let Some(call) = self.calls.get(self.call_selected) {
                         return vec![Command::LoadCall(call.call_uuid.clone())];
                     }
                 }
-                _ => self.focus = Focus::Detail,
+                View::Exchanges => self.focus = Focus::Detail,
+                // One pane, nothing to focus.
+                View::Health => {}
             },
             Action::Back => {
-                if self.help {
-                    self.help = false;
-                } else if self.popup.is_some() {
-                    self.popup = None;
-                } else if self.diff.is_some() {
-                    self.diff = None;
-                } else if self.focus == Focus::Detail {
+                if self.focus == Focus::Detail {
                     self.focus = Focus::List;
                 } else if self.view != View::Exchanges {
                     self.view = View::Exchanges;

@@ -15,10 +15,15 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let id = |e: &crate::exchange::Exchange| e.id.map_or("?".into(), |id| format!("#{id}"));
     // Both sides get the same width, so equal values are cut at the same place.
     let value_width = area.width.saturating_sub(2 + 1 + 8 + 28 + 4) / 2;
-    let rows: Vec<Row> = diff_rows(left, right)
+    let rows = diff_rows(left, right);
+    // Inside the borders, below the header.
+    let fits = area.height.saturating_sub(3) as usize;
+    let max = u16::try_from(rows.len().saturating_sub(fits)).unwrap_or(u16::MAX);
+    state.overlay_scroll_max.set(max);
+    let rows: Vec<Row> = rows
         .into_iter()
-        .skip(state.detail_scroll as usize)
-        .take(area.height as usize) // what fits: a form may have thousands of fields
+        .skip(state.overlay_scroll.min(max) as usize)
+        .take(fits) // a form may have thousands of fields
         .map(|row| {
             let style = if row.differs() {
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)

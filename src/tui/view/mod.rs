@@ -83,7 +83,7 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState) {
         diff::render(frame, main, state);
     }
     if let Some(popup) = &state.popup {
-        popup::render(frame, main, popup);
+        popup::render(frame, main, popup, state);
     }
     if state.help {
         help::render(frame, main, state);

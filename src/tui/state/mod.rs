@@ -415,10 +415,13 @@ impl AppState {
     }
 
     /// A reload is under way: forget the rows (they belong to the old filter); arrivals from
-    /// now on are kept and merged with the page when it comes.
+    /// now on are kept and merged with the page when it comes. So are the rows held while
+    /// paused: they matched the old filter, and the page read now holds those that match
+    /// the new one.
     pub fn begin_reload(&mut self) {
         self.loading = true;
         self.rows.clear();
+        self.held.clear();
         self.selected = 0;
         self.has_newer = false;
     }

@@ -886,3 +886,26 @@ fn overlays_keep_the_keys_from_what_they_hide() {
     state.update(Action::Help);
     assert!(!state.help, "? closes it");
 }
+
+/// A filter applied while paused applies to what was held: the rows held until then matched
+/// the old filter; the reload reads those that match the new one from the store.
+#[test]
+fn a_filter_applied_while_paused_applies_to_the_held_rows() {
+    let mut state = state_with(2);
+    state.update(Action::TogglePause);
+    state.apply(ExchangeEvent::Finished(exchange(3, "Hangup")));
+    state.apply(ExchangeEvent::Finished(exchange(4, "Ring")));
+    assert_eq!(state.held.len(), 2);
+    state.update(Action::StartFilter);
+    for c in "event:Ring".chars() {
+        state.update(Action::Input(c));
+    }
+    assert_eq!(state.update(Action::Submit), vec![Command::Reload]);
+    state.begin_reload();
+    state.load_page(vec![summary(4, "Ring")], 4);
+    state.apply(ExchangeEvent::Finished(exchange(5, "Hangup")));
+    state.apply(ExchangeEvent::Finished(exchange(6, "Ring")));
+    assert_eq!(state.held.len(), 1, "#6; #5 does not match");
+    state.update(Action::TogglePause);
+    assert_eq!(ids(&state), [4, 6]);
+}

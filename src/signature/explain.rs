@@ -114,7 +114,16 @@ fn url_variants(url: &str, extra_ports: &[u16]) -> Vec<Variant> {
         );
     }
     match (p.port, default_port) {
-        (Some(port), _) => add(format!("port {port} removed"), UrlParts { port: None, ..p }),
+        (Some(port), default) => {
+            add(format!("port {port} removed"), UrlParts { port: None, ..p });
+            // Vobiz called the default port by name (`:443`), a port-forward brought it here.
+            if let Some(d) = default.filter(|&d| d != port) {
+                add(
+                    format!("port {d} instead of {port}"),
+                    UrlParts { port: Some(d), ..p },
+                );
+            }
+        }
         (None, Some(d)) => add(format!("port {d} added"), UrlParts { port: Some(d), ..p }),
         (None, None) => {}
     }
@@ -440,5 +449,29 @@ mod tests {
         assert!(all.iter().any(|v| v.url == "https://u@E.com/a b/?q"));
         assert!(all.iter().any(|v| v.url == "https://E.com/a%20b/?q"));
         assert!(url_variants("garbage", &ports).is_empty());
+    }
+
+    #[test]
+    fn a_port_is_tried_removed_and_as_the_default_by_name() {
+        let variants: Vec<(String, String)> = url_variants("https://e.com:8443/cb", &[])
+            .into_iter()
+            .map(|v| (v.what, v.url))
+            .collect();
+        let port_variants: Vec<_> = variants
+            .iter()
+            .filter(|(w, _)| w.starts_with("port"))
+            .collect();
+        assert_eq!(
+            port_variants,
+            [
+                &("port 8443 removed".into(), "https://e.com/cb".into()),
+                &(
+                    "port 443 instead of 8443".into(),
+                    "https://e.com:443/cb".into()
+                ),
+            ]
+        );
+        let explicit = url_variants("https://e.com:443/cb", &[]);
+        assert!(!explicit.iter().any(|v| v.what.contains("instead of 443")));
     }
 }

@@ -342,6 +342,79 @@ mod verify_behaviour {
     }
 
     #[test]
+    fn a_value_that_cannot_be_a_digest_says_what_it_holds() {
+        let sig = sign_v3_docs(&AuthToken::new(T), URL, N);
+        let hex = "ab".repeat(32);
+        let unpadded = sig.trim_end_matches('=').to_owned();
+        let url_safe = sig.replace('+', "-").replace('/', "_");
+        let url_safe = match url_safe == sig {
+            // A digest with neither '+' nor '/' has no URL-safe form: make one.
+            true => format!("-{}", &sig[1..]),
+            false => url_safe,
+        };
+        let cases = [
+            (hex.as_str(), "64 hex digits (a hex digest)"),
+            (
+                unpadded.as_str(),
+                "43 characters: its '=' padding is missing",
+            ),
+            (
+                url_safe.as_str(),
+                "URL-safe base64 ('-', '_'), not the standard alphabet",
+            ),
+            ("!!!notbase64$$$", "15 characters, not base64"),
+        ];
+        for (value, holds) in cases {
+            let v = run(&[(V3, value), (V3N, N)], b"", &[T]);
+            assert_eq!(v.status, VerdictStatus::Invalid, "{value}");
+            let sentence = format!(
+                "{V3} is not a base64 HMAC-SHA256 (44 characters ending in '='): it holds {holds}."
+            );
+            assert!(
+                v.explanation.contains(&sentence),
+                "{value}: {:?}",
+                v.explanation
+            );
+        }
+        // One member of the right shape in a list: no word about shapes.
+        let wrong = sign_v3_docs(&AuthToken::new("other"), URL, N);
+        let v = run(&[(V3, &format!("abc,{wrong}")), (V3N, N)], b"", &[T]);
+        assert!(
+            !v.explanation.iter().any(|e| e.contains("HMAC-SHA256 (44")),
+            "{:?}",
+            v.explanation
+        );
+    }
+
+    #[test]
+    fn other_vobiz_products_signatures_are_named_not_called_legacy() {
+        let digest = "0f".repeat(32);
+        let kyc = format!("sha256={digest}");
+        for (value, product) in [
+            (kyc.as_str(), "a KYC webhook's"),
+            (digest.as_str(), "a trunk or NDNC"),
+        ] {
+            let v = run(&[("X-Vobiz-Signature", value)], b"{}", &[T]);
+            assert_eq!(v.status, VerdictStatus::Unsigned);
+            let first = &v.explanation[0];
+            assert!(first.starts_with("X-Vobiz-Signature holds "), "{first}");
+            assert!(first.contains(product), "{first}");
+            assert!(
+                !v.explanation.iter().any(|e| e.contains("legacy")),
+                "{:?}",
+                v.explanation
+            );
+        }
+        // The real V1 shape is still the legacy header.
+        let v = run(
+            &[("X-Vobiz-Signature", "c2hhMS1iYXNlNjQtMjgtY2hhcnM=")],
+            b"",
+            &[T],
+        );
+        assert!(v.explanation[0].contains("legacy"), "{:?}", v.explanation);
+    }
+
+    #[test]
     fn strongest_valid_header_decides_and_others_are_noted() {
         let sig = sign_v3_docs(&AuthToken::new(T), URL, N);
         let v = run(
@@ -368,9 +441,18 @@ mod verify_behaviour {
             (VerdictStatus::Valid, Some(Scheme::V3))
         );
         assert_eq!(v.signature.as_deref(), Some(sig.as_str()));
-        assert!(v.explanation.contains(&format!("{V2} did not verify.")));
+        let misshapen = format!(
+            "{V2} is not a base64 HMAC-SHA256 (44 characters ending in '='): it holds 8 \
+             characters of base64, where an HMAC-SHA256 takes 44."
+        );
+        assert!(v.explanation.contains(&misshapen), "{:?}", v.explanation);
         let ma = |e: &String| e.contains("MA-V3 not checked") && e.contains("--main-auth-token");
         assert!(v.explanation.iter().any(ma), "{:?}", v.explanation);
+        // A digest of the right shape that does not match: it just did not verify.
+        let other = sign_v3_docs(&AuthToken::new("another-token"), URL, N);
+        let hs = [(V3, sig.as_str()), (V3N, N), (V2, other.as_str()), (V2N, N)];
+        let v = run(&hs, b"", &[T]);
+        assert!(v.explanation.contains(&format!("{V2} did not verify.")));
     }
 
     #[test]

@@ -296,13 +296,17 @@ pub fn verify(req: &CallbackRequest<'_>, keys: &Keys) -> Verdict {
     }
     let say = |v: &mut Verdict, s: &str| v.explanation.push(s.to_owned());
     match (strongest, winner) {
-        (None, _) => {
-            match checks.is_empty() {
-                true => say(&mut v, "No Vobiz signature headers."),
-                false => say(&mut v, ONLY_V1),
+        (None, _) => match (checks.first(), checks.first().and_then(other_product)) {
+            (None, _) => {
+                say(&mut v, "No Vobiz signature headers.");
+                say(&mut v, UNSIGNED);
             }
-            say(&mut v, UNSIGNED);
-        }
+            (Some(_), Some(product)) => v.explanation.push(product),
+            (Some(_), None) => {
+                say(&mut v, ONLY_V1);
+                say(&mut v, UNSIGNED);
+            }
+        },
         (Some(_), _) if !checkable => {
             v.status = VerdictStatus::Unchecked;
             say(&mut v, UNCHECKED);
@@ -348,6 +352,59 @@ pub fn verify(req: &CallbackRequest<'_>, keys: &Keys) -> Verdict {
     v
 }
 
+/// What another Vobiz product's `X-Vobiz-Signature` looks like, when the V1 header has its
+/// shape rather than V1's (28 base64 characters): those sign the raw body, not the URL.
+fn other_product(v1: &HeaderCheck) -> Option<String> {
+    let value = v1.value.trim();
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let product = match value.strip_prefix("sha256=") {
+        Some(digest) if hex(digest) => {
+            "a KYC webhook's signature (sha256= and a hex HMAC of the raw body)"
+        }
+        _ if hex(value) => "a trunk or NDNC webhook's signature (a hex HMAC of the raw body)",
+        _ => return None,
+    };
+    Some(format!(
+        "{} holds {product}, not a voice callback's: this tool checks the V2/V3 headers of \
+         voice callbacks only, so the request counts as unsigned.",
+        v1.header
+    ))
+}
+
+/// What is wrong with the shape of a V2/V3 header's values, when none of them looks like a
+/// base64 HMAC-SHA256 (44 characters of the standard alphabet, ending in `=`): a value of
+/// another shape can never verify, whatever the URL or the token.
+fn shape_problem(c: &HeaderCheck) -> Option<String> {
+    let standard = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    let shaped = |m: &str| {
+        let b = m.as_bytes();
+        b.len() == 44 && b[43] == b'=' && b[..43].iter().all(|&b| standard(b))
+    };
+    let members: Vec<&str> = algorithm::members(&c.value).collect();
+    if members.is_empty() || members.iter().any(|m| shaped(m)) {
+        return None;
+    }
+    let m = members[0];
+    let looks = if m.len() == 64 && m.bytes().all(|b| b.is_ascii_hexdigit()) {
+        "64 hex digits (a hex digest)".to_owned()
+    } else if m.len() == 43 && m.bytes().all(standard) {
+        "43 characters: its '=' padding is missing".to_owned()
+    } else if m.len() == 44 && m.bytes().all(|b| standard(b) || b"-_=".contains(&b)) {
+        "URL-safe base64 ('-', '_'), not the standard alphabet".to_owned()
+    } else if m.trim_end_matches('=').bytes().all(standard) {
+        format!(
+            "{} characters of base64, where an HMAC-SHA256 takes 44",
+            m.len()
+        )
+    } else {
+        format!("{} characters, not base64", m.chars().count())
+    };
+    Some(format!(
+        "{} is not a base64 HMAC-SHA256 (44 characters ending in '='): it holds {looks}.",
+        c.header
+    ))
+}
+
 /// A sentence about a header other than the deciding one, if it has something to say.
 fn note(c: &HeaderCheck, decided: bool, v: &Verdict) -> Option<String> {
     let h = &c.header;
@@ -366,6 +423,7 @@ fn note(c: &HeaderCheck, decided: bool, v: &Verdict) -> Option<String> {
         CheckResult::Unchecked => {
             format!("{h} not checked: no auth token configured ({AUTH_HINT}).")
         }
+        CheckResult::Invalid if shape_problem(c).is_some() => shape_problem(c)?,
         CheckResult::Invalid if decided => format!("{h} did not verify."),
         CheckResult::Invalid | CheckResult::Valid => return None,
         CheckResult::Informational => {

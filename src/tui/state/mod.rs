@@ -687,13 +687,20 @@ impl AppState {
             return false;
         }
         self.rows.insert(position, summary);
+        // The selection and the window stay on the same rows (following, they move to the
+        // newest anyway).
         if position <= self.selected && !self.follow && self.rows.len() > 1 {
             self.selected += 1;
+        }
+        if position < self.list_top.get() && !self.follow {
+            self.list_top.set(self.list_top.get() + 1);
         }
         if self.rows.len() > MAX_ROWS {
             let excess = self.rows.len() - MAX_ROWS;
             self.rows.drain(..excess);
             self.selected = self.selected.saturating_sub(excess);
+            self.list_top
+                .set(self.list_top.get().saturating_sub(excess));
             self.has_older = true;
         }
         if self.follow {

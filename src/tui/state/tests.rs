@@ -909,3 +909,45 @@ fn a_filter_applied_while_paused_applies_to_the_held_rows() {
     state.update(Action::TogglePause);
     assert_eq!(ids(&state), [4, 6]);
 }
+
+/// With the memory cap reached and the user scrolled up, each arrival drops the oldest
+/// row: the window stays on the rows it showed, rather than moving one row per arrival.
+#[test]
+fn arrivals_at_the_memory_cap_leave_the_window_on_the_same_rows() {
+    let mut state = state_with(MAX_ROWS);
+    state.list_height = 40;
+    for _ in 0..30 {
+        state.update(Action::Up);
+    }
+    // As last drawn: the selection on the 21st of the window's rows.
+    state.list_top.set(state.selected - 20);
+    let shown = |state: &AppState| {
+        let top = crate::tui::view::window_start(
+            state.rows.len(),
+            state.selected,
+            state.list_height,
+            state.list_top.get(),
+        );
+        (state.rows[top].id, state.selected - top)
+    };
+    let before = shown(&state);
+    let selected = state.selected_id();
+    let newest = MAX_ROWS as i64;
+    for id in newest + 1..=newest + 10 {
+        state.merge_polled(vec![summary(id, "Hangup")]);
+    }
+    assert_eq!(state.rows.len(), MAX_ROWS);
+    assert_eq!(state.selected_id(), selected);
+    assert_eq!(
+        shown(&state),
+        before,
+        "the same first row, the selection as far down"
+    );
+    // So for a row that comes in above the window (its id was taken before the newest's).
+    let dropped = state.rows.pop_front().and_then(|r| r.id).unwrap();
+    state.selected -= 1;
+    state.list_top.set(state.list_top.get() - 1);
+    let before = shown(&state);
+    state.merge_polled(vec![summary(dropped, "Hangup")]);
+    assert_eq!(shown(&state), before);
+}

@@ -951,3 +951,26 @@ fn arrivals_at_the_memory_cap_leave_the_window_on_the_same_rows() {
     state.merge_polled(vec![summary(dropped, "Hangup")]);
     assert_eq!(shown(&state), before);
 }
+
+/// `E` (edit, then re-sign) without an auth token says so before the editor opens, rather
+/// than after the edit is made and thrown away.
+#[test]
+fn edit_and_re_sign_without_a_token_refuses_before_the_editor_opens() {
+    let mut state = state_with(3);
+    assert_eq!(state.status.auth_tokens, 0);
+    assert_eq!(state.update(Action::EditReplayResigned), vec![]);
+    let message = state.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("#3 not opened: re-signing needs an auth token"),
+        "{message}"
+    );
+    assert!(state.follow, "nothing was replayed: following goes on");
+    state.status.auth_tokens = 1;
+    assert_eq!(
+        state.update(Action::EditReplayResigned),
+        vec![Command::Edit {
+            id: 3,
+            resign: true
+        }]
+    );
+}

@@ -250,6 +250,15 @@ impl AppState {
                     }];
                 }
             }
+            // Said before the editor opens, not after the edit is made and thrown away.
+            Action::EditReplayResigned if self.status.auth_tokens == 0 => {
+                if let Some(id) = self.selected_id() {
+                    self.message = Some(format!(
+                        "#{id} not opened: {}",
+                        crate::replay::ReplayError::NoToken
+                    ));
+                }
+            }
             Action::EditReplay | Action::EditReplayResigned => {
                 if let Some(id) = self.selected_id() {
                     self.stay_on_the_original();

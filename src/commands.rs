@@ -140,7 +140,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
         true => serde_json::to_string_pretty(&verdict)? + "\n",
         false => verdict_text(&verdict),
     };
-    write_stdout(&text)?;
+    write_stdout(&crate::output::without_passwords(&text))?;
     Ok(if verdict.status == VerdictStatus::Valid {
         0
     } else {

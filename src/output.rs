@@ -58,6 +58,35 @@ pub fn printable(text: &str, lines: bool) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// `text` with the password of every `scheme://user:password@host` in it shown as `****`:
+/// a callback URL configured with credentials is signed whole, so the strings a report shows
+/// carry them, and a terminal or a log is no place for a password.
+pub fn without_passwords(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        shown.push_str(before);
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                shown.push_str(&format!("{user}:****@{host}"));
+            }
+            _ => shown.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    shown.push_str(rest);
+    Cow::Owned(shown)
+}
+
 /// Local time of a µs timestamp, `HH:MM:SS.mmm`.
 pub fn clock_time(micros: i64, offset: UtcOffset) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
@@ -293,6 +322,22 @@ fn skipped_line(count: u64, format: LogFormat) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked_and_nothing_else_changes() {
+        let text = "signed \"https://bob:S3cret@h.example:8443/cb.123\" and http://h/x?u=a@b \
+                    and https://ann@h/ and ftp://u:p@[::1]/";
+        assert_eq!(
+            without_passwords(text),
+            "signed \"https://bob:****@h.example:8443/cb.123\" and http://h/x?u=a@b \
+             and https://ann@h/ and ftp://u:****@[::1]/"
+        );
+        assert!(matches!(
+            without_passwords("no urls @ all"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(without_passwords("https://u:p@h"), "https://u:****@h");
+    }
     use crate::checks::{Finding, Severity};
 
     #[test]

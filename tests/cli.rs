@@ -55,6 +55,44 @@ fn verify_accepts_the_sdk_vector_and_exits_zero() {
 }
 
 #[test]
+fn verify_never_prints_the_password_of_a_url_with_credentials() {
+    // Signed whole, credentials included, as the Python SDK checks it.
+    let url = "https://bob:SuperPass99@hooks.example.com/cb";
+    let signature = vobiz_tunnel::signature::sign_v3_docs(
+        &vobiz_tunnel::signature::AuthToken::new(TOKEN),
+        url,
+        NONCE,
+    );
+    let signature_header = format!("X-Vobiz-Signature-V3: {signature}");
+    let nonce_header = format!("X-Vobiz-Signature-V3-Nonce: {NONCE}");
+    for (wrong, extra) in [("", None), ("x", None), ("", Some("--json"))] {
+        let url = format!("{url}{wrong}");
+        let mut args = vec![
+            "verify",
+            "--url",
+            &url,
+            "-H",
+            &signature_header,
+            "-H",
+            &nonce_header,
+        ];
+        args.extend(extra);
+        let (code, out, err) = run(&args, &[("VOBIZ_AUTH_TOKEN", TOKEN)]);
+        assert_eq!(code, if wrong.is_empty() { 0 } else { 1 }, "{out}{err}");
+        assert!(
+            !out.contains("SuperPass99") && !err.contains("SuperPass99"),
+            "{out}"
+        );
+        if !wrong.is_empty() {
+            assert!(
+                out.contains("https://bob:****@hooks.example.com/cbx"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn verify_explains_a_failure_and_exits_one() {
     // Same signature, but the URL as the user configured it has an explicit :443.
     let (code, out, _) = run(

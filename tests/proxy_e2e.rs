@@ -830,8 +830,10 @@ async fn a_wrong_public_url_a_proxys_address_and_url_credentials_are_explained()
         reached.replacen("https://", "https://vobiz:****@", 1)
     );
     assert!(
-        near.sentence.contains("user:password@"),
-        "{}",
+        near.sentence.contains("user:password@")
+            && near.sentence.contains("Authorization header")
+            && near.sentence.contains("must put it back"),
+        "says where the credentials went and what a check must do: {}",
         near.sentence
     );
     let json = serde_json::to_string(&verdict).unwrap();

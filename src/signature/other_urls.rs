@@ -86,8 +86,9 @@ pub fn other_urls(arrival: &Arrival<'_>) -> Vec<OtherUrl> {
                 format!("{scheme}://{user}:{password}@{rest}"),
                 Some(format!("{scheme}://{user}:****@{rest}")),
                 "the URL with the credentials of its Authorization header".into(),
-                "Vobiz signed the callback URL with its user:password@ part, so a check of \
-                 the signature must include it"
+                "Vobiz signed the callback URL with its user:password@ part, which reaches \
+                 your server as an Authorization header, not in the URL: a check that rebuilds \
+                 the URL from the request (this tool's, and most apps') must put it back"
                     .into(),
             );
         }

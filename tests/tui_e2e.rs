@@ -780,6 +780,51 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
     assert!(screen.contains("invalid 30"), "{screen}");
 }
 
+/// With a filter, the top bar still counts the whole store: rows another process writes
+/// (a `replay` or `import` run) are counted though the filter hides them from the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_bar_counts_what_another_process_writes_under_a_filter() {
+    use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
+    use vobiz_tunnel::signature::{Verdict, VerdictStatus};
+    let mut tui = Tui::start("http://127.0.0.1:9");
+    tui.wait_for_text("No exchanges yet.").await;
+    tui.press("/");
+    tui.wait_for_text("filter /").await;
+    tui.press("event:Ring\r");
+    tui.wait_for_text("filter: event:Ring").await;
+
+    let store = vobiz_tunnel::store::Store::open(&tui.store_path()).unwrap();
+    for _ in 0..3 {
+        let request = RequestRecord {
+            method: "POST".into(),
+            target: "/cb".into(),
+            http_version: "HTTP/1.1".into(),
+            public_url: "https://example.com/cb".into(),
+            ..RequestRecord::default()
+        };
+        let mut exchange = Exchange::received(request, Verdict::bare(VerdictStatus::Unsigned), 0);
+        exchange.outcome = Outcome::Forwarded;
+        exchange.response = Some(ResponseRecord {
+            status: 200,
+            ..ResponseRecord::default()
+        });
+        let inserted = store
+            .insert(std::sync::Arc::new(exchange.clone()))
+            .await
+            .unwrap();
+        exchange.id = Some(inserted.id);
+        store.complete(std::sync::Arc::new(exchange));
+    }
+    store.flush().await;
+    drop(store);
+
+    let screen = tui.wait_for_text(" 3 stored ").await;
+    assert!(screen.contains("-3 "), "counted as unsigned: {screen}");
+    assert!(list_row(&screen, 1).is_none(), "not listed: {screen}");
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
 /// The store file deleted under the running listener: the listener starts a new store, and
 /// the inspector reads that one (details, pages) instead of the deleted file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

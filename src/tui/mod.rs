@@ -216,24 +216,49 @@ impl App {
             return true;
         }
         let after = self.state.poll_after();
-        match self.reader.page_after(&self.state.filter, after, PAGE) {
-            Ok(rows) => {
-                let finished: Vec<_> = rows
-                    .into_iter()
-                    .take_while(|r| r.outcome != crate::exchange::Outcome::Pending)
-                    .collect();
-                let changed = !finished.is_empty();
-                self.state.merge_polled(finished);
-                if changed {
-                    self.load_missing_detail();
+        let listed = match self.finished_rows_after(&self.state.filter, after) {
+            Ok(rows) => rows,
+            Err(e) => return self.reading_failed(e),
+        };
+        let mut changed = !listed.is_empty();
+        self.state.merge_polled(listed);
+        if changed {
+            self.load_missing_detail();
+        }
+        if !self.state.filter.is_empty() {
+            // The list shows what matches; the counts are the whole store's. Read after the
+            // list's rows, which were counted (and, past the loaded window, counted as new)
+            // as they were merged.
+            let after = self.state.newest_counted();
+            match self.finished_rows_after(&crate::filter::Filter::default(), after) {
+                Ok(rows) => {
+                    changed |= !rows.is_empty();
+                    self.state.count_polled(&rows);
                 }
-                changed
-            }
-            Err(e) => {
-                self.state.last_error = Some(LastError::new(format!("reading the store: {e}")));
-                false
+                Err(e) => return self.reading_failed(e),
             }
         }
+        changed
+    }
+
+    /// Up to a page of the rows after `after` that match `filter`, up to the first still
+    /// pending (read again at the next poll, once it has ended).
+    fn finished_rows_after(
+        &self,
+        filter: &crate::filter::Filter,
+        after: crate::exchange::ExchangeId,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let rows = self.reader.page_after(filter, after, PAGE)?;
+        Ok(rows
+            .into_iter()
+            .take_while(|r| r.outcome != crate::exchange::Outcome::Pending)
+            .collect())
+    }
+
+    /// A store poll failed: the status line says so.
+    fn reading_failed(&mut self, error: StoreError) -> bool {
+        self.state.last_error = Some(LastError::new(format!("reading the store: {error}")));
+        false
     }
 
     fn fail(&mut self, what: &str, error: impl std::fmt::Display) {

@@ -554,10 +554,23 @@ impl AppState {
         if !self.has_newer {
             return shown;
         }
-        let newest_counted = self.counted.last_key_value().map(|(&id, _)| id);
-        shown
-            .max(newest_counted.unwrap_or(0))
-            .max(self.tallied_through.unwrap_or(0))
+        shown.max(self.newest_counted())
+    }
+
+    /// The newest exchange counted in `total` and the health counts (0: none). Counting
+    /// exchanges other processes write asks for those after it.
+    pub fn newest_counted(&self) -> ExchangeId {
+        let counted = self.counted.last_key_value().map(|(&id, _)| id);
+        counted.max(self.tallied_through).unwrap_or(0)
+    }
+
+    /// Rows another process wrote, read whatever the filter (which may hide them from the
+    /// list): the top bar and the health view count the whole store.
+    pub fn count_polled(&mut self, rows: &[ExchangeSummary]) {
+        for row in rows {
+            self.count_once(row);
+            self.note_call(row.call_uuid.as_deref());
+        }
     }
 
     /// Shows `popup` over the view, from its first line.

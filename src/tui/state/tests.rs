@@ -974,3 +974,31 @@ fn edit_and_re_sign_without_a_token_refuses_before_the_editor_opens() {
         }]
     );
 }
+
+/// Under a filter, rows another process wrote that it hides are counted all the same (the
+/// top bar counts the whole store), and those it shows once.
+#[test]
+fn rows_a_filter_hides_are_counted_in_the_whole_store() {
+    let mut state = state_with(0);
+    state.update(Action::StartFilter);
+    for c in "event:Ring".chars() {
+        state.update(Action::Input(c));
+    }
+    state.update(Action::Submit);
+    state.begin_reload();
+    state.load_page(vec![summary(2, "Ring")], 3);
+    state.tallied(&tally_through(3, 3));
+    assert_eq!(state.newest_counted(), 3);
+    // What the loop's poll reads: the rows that match, then all of them for the counts.
+    let written = [
+        summary(4, "Hangup"),
+        summary(5, "Ring"),
+        summary(6, "Hangup"),
+    ];
+    state.merge_polled(vec![written[1].clone()]);
+    state.count_polled(&written[1..]);
+    state.count_polled(&written);
+    assert_eq!(state.total, 6);
+    assert_eq!(ids(&state), [2, 5]);
+    assert_eq!(state.newest_counted(), 6);
+}

@@ -830,3 +830,41 @@ async fn a_store_file_deleted_while_recording_is_started_again_and_said_so() {
     let recorded = recorded_calls(&harness, &["del-after-2"]).await;
     assert_recorded_exactly(&recorded, &sent[1..]);
 }
+
+/// Deleted while nothing arrives: the listener does not wait for the next callback to notice.
+/// A new store is at the path at once (so `list` and the inspector read it), and the first
+/// callback after is recorded there, not into the deleted file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callback() {
+    let mut upstream = upstream(origin_reply()).await;
+    let harness = harness_on(&upstream.url(), None).await;
+    let before = callback(&harness, "idle-before", 1, 0).await;
+    origin_saw(&mut upstream, &[("idle-before".into(), before)]).await;
+    recorded_calls(&harness, &["idle-before"]).await;
+
+    let store = harness.config.store.clone();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    within(async {
+        let ready = |path: &Path| {
+            vobiz_tunnel::store::StoreReader::open(path).is_ok_and(|r| r.count().is_ok())
+        };
+        while !ready(&store) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    let body = callback(&harness, "idle-after", 2, 0).await;
+    let sent = [("idle-after".to_string(), body)];
+    origin_saw(&mut upstream, &sent).await;
+    let recorded = recorded_calls(&harness, &["idle-after"]).await;
+    assert_recorded_exactly(&recorded, &sent);
+    assert!(
+        !recorded
+            .iter()
+            .any(|e| e.call_uuid.as_deref() == Some("idle-before")),
+        "the new store starts empty"
+    );
+}

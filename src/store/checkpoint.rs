@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
 
 use super::identity::FileWatch;
+use super::Op;
 
 /// How often the WAL is copied back into the database file. Often, so that little is left
 /// for the writer's WAL restart (which holds up commits while it runs).
@@ -92,7 +94,15 @@ impl WalRestart {
 }
 
 /// Starts the checkpointer for the store at `path`; it ends when `writer_done` is set.
-pub(super) fn spawn(path: PathBuf, writer_done: Arc<AtomicBool>, shared: Arc<Shared>) {
+/// `wake` reaches the writer: when the store's file goes away while nothing is written, the
+/// writer (which looks at the path between batches) would otherwise not notice until the
+/// next callback, and readers would go on showing the deleted store.
+pub(super) fn spawn(
+    path: PathBuf,
+    writer_done: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    wake: mpsc::WeakUnboundedSender<Op>,
+) {
     let started = std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
@@ -110,6 +120,9 @@ pub(super) fn spawn(path: PathBuf, writer_done: Arc<AtomicBool>, shared: Arc<Sha
                 // The writer starts a new store when the file goes away; follow it there
                 // (without creating it: that is the writer's to do, with the schema).
                 if file.moved().is_some() {
+                    if let Some(writer) = wake.upgrade() {
+                        let _ = writer.send(Op::Flush(oneshot::channel().0));
+                    }
                     if let Ok(fresh) =
                         Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
                     {

@@ -260,7 +260,12 @@ impl Store {
                 done.store(true, Ordering::Relaxed);
             })
             .map_err(StoreError::Thread)?;
-        checkpoint::spawn(path.to_path_buf(), writer_done, checkpoints);
+        checkpoint::spawn(
+            path.to_path_buf(),
+            writer_done,
+            checkpoints,
+            ops.downgrade(),
+        );
         Ok(Store {
             path: Arc::new(path.to_path_buf()),
             ops,

@@ -780,21 +780,13 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
     assert!(screen.contains("invalid 30"), "{screen}");
 }
 
-/// With a filter, the top bar still counts the whole store: rows another process writes
-/// (a `replay` or `import` run) are counted though the filter hides them from the list.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_top_bar_counts_what_another_process_writes_under_a_filter() {
+/// Records `count` unsigned exchanges answered 200 in the store at `path`, as another
+/// process (a `replay` or `import` run) would.
+async fn record_answered(path: &std::path::Path, count: usize) {
     use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
     use vobiz_tunnel::signature::{Verdict, VerdictStatus};
-    let mut tui = Tui::start("http://127.0.0.1:9");
-    tui.wait_for_text("No exchanges yet.").await;
-    tui.press("/");
-    tui.wait_for_text("filter /").await;
-    tui.press("event:Ring\r");
-    tui.wait_for_text("filter: event:Ring").await;
-
-    let store = vobiz_tunnel::store::Store::open(&tui.store_path()).unwrap();
-    for _ in 0..3 {
+    let store = vobiz_tunnel::store::Store::open(path).unwrap();
+    for _ in 0..count {
         let request = RequestRecord {
             method: "POST".into(),
             target: "/cb".into(),
@@ -816,7 +808,55 @@ async fn the_top_bar_counts_what_another_process_writes_under_a_filter() {
         store.complete(std::sync::Arc::new(exchange));
     }
     store.flush().await;
-    drop(store);
+}
+
+/// Esc clears the filter and keeps the exchange selected under it in view, among its
+/// neighbours, newer ones included; nothing is counted as new, as nothing arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_the_filter_shows_the_kept_exchange_with_its_newer_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    record_answered(&dir.path().join("exchanges.db"), 5).await;
+    let mut tui = Tui::start_in(dir, "http://127.0.0.1:9", &[]);
+    tui.wait_for("#5 listed", |s| list_row(s, 5).is_some())
+        .await;
+    tui.press("/");
+    tui.wait_for_text("filter /").await;
+    tui.press("id:..3\r");
+    tui.wait_for("#3 selected under the filter", |s| {
+        s.contains("filter: id:..3") && list_row(s, 4).is_none() && detail_id(s) == Some(3)
+    })
+    .await;
+    tui.press("\x1b");
+    tui.wait_for("#1 to #5 listed", |s| {
+        !s.contains("filter:") && (1..=5).all(|id| list_row(s, id).is_some())
+    })
+    .await;
+    // A few store polls later: still nothing new.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let screen = tui.wait_for_text(" 5 stored ").await;
+    assert!(!screen.contains("new ↓"), "{screen}");
+    assert_eq!(
+        detail_id(&screen),
+        Some(3),
+        "#3 is still selected: {screen}"
+    );
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
+/// With a filter, the top bar still counts the whole store: rows another process writes
+/// (a `replay` or `import` run) are counted though the filter hides them from the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_bar_counts_what_another_process_writes_under_a_filter() {
+    let mut tui = Tui::start("http://127.0.0.1:9");
+    tui.wait_for_text("No exchanges yet.").await;
+    tui.press("/");
+    tui.wait_for_text("filter /").await;
+    tui.press("event:Ring\r");
+    tui.wait_for_text("filter: event:Ring").await;
+
+    // Another writer on the same store.
+    record_answered(&tui.store_path(), 3).await;
 
     let screen = tui.wait_for_text(" 3 stored ").await;
     assert!(screen.contains("-3 "), "counted as unsigned: {screen}");

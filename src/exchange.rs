@@ -164,6 +164,21 @@ impl RequestRecord {
         FormPairs { rest: source }
     }
 
+    /// For a body that holds a whole request as received (see
+    /// [`Exchange::body_is_the_raw_request`]): the same record with only what followed its
+    /// head as the body, nothing when the head never ended.
+    pub fn after_the_head(&self) -> RequestRecord {
+        let body = &self.body;
+        let start = memchr::memmem::find(body, b"\r\n\r\n")
+            .map(|i| i + 4)
+            .or_else(|| memchr::memmem::find(body, b"\n\n").map(|i| i + 2))
+            .unwrap_or(body.len());
+        RequestRecord {
+            body: body.slice(start..),
+            ..self.clone()
+        }
+    }
+
     /// Form fields of the callback: the body for form posts, else the query string.
     pub fn form_fields(&self) -> Vec<(String, String)> {
         if self.is_form_post() {
@@ -461,6 +476,22 @@ impl Exchange {
 
     pub fn has_flag(&self, flag: Flag) -> bool {
         self.flags.contains(&flag)
+    }
+
+    /// The request was refused as invalid HTTP, so its body holds every byte received, head
+    /// included: not a body to read form fields from as it is, or to send again as one. (A
+    /// body the sender stopped sending is a client error too, but marked truncated.)
+    pub fn body_is_the_raw_request(&self) -> bool {
+        self.outcome == Outcome::ClientError && !self.request.body_truncated
+    }
+
+    /// The form fields a reader is shown: the request's; for one refused as invalid HTTP,
+    /// those of what followed its head.
+    pub fn form_fields(&self) -> Vec<(String, String)> {
+        match self.body_is_the_raw_request() {
+            true => self.request.after_the_head().form_fields(),
+            false => self.request.form_fields(),
+        }
     }
 
     /// The local server answered.

@@ -149,7 +149,7 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
 
     let _ = writeln!(out, "\nRequest headers");
     headers_text(&mut out, &request.headers);
-    let fields = request.form_fields();
+    let fields = exchange.form_fields();
     if !fields.is_empty() {
         let _ = writeln!(out, "\nForm fields");
         let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -247,7 +247,7 @@ pub fn exchange_json(exchange: &Exchange) -> Value {
         "call_uuid": exchange.call_uuid,
         "request": {
             "headers": headers_json(&request.headers),
-            "form": request.form_fields(),
+            "form": exchange.form_fields(),
             "body": body_json(&request.body),
             "body_truncated": request.body_truncated,
         },

@@ -18,7 +18,7 @@ pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRe
 
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
-use crate::exchange::{now_micros, Exchange, Flag, Headers, Outcome, RequestRecord};
+use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
 use crate::forward::{header_case, Outgoing, PublicOrigin, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
 use crate::signature::{self, Form, Keys, SigningKeys};
@@ -119,15 +119,15 @@ impl Replayer {
             .id
             .ok_or_else(|| ReplayError::Unrecorded(original.request.target.clone()))?;
         if plan.edited.is_none() {
-            let why = match (original.request.body_truncated, original.outcome) {
-                (true, _) => Some(
+            let why = if original.request.body_truncated {
+                Some(
                     "its body was not received whole (over --max-body, or the sender stopped \
                      sending), and only what was received is recorded",
-                ),
-                (false, Outcome::ClientError) => {
-                    Some("it was refused as invalid HTTP, and its body is the raw bytes received")
-                }
-                _ => None,
+                )
+            } else if original.body_is_the_raw_request() {
+                Some("it was refused as invalid HTTP, and its body is the raw bytes received")
+            } else {
+                None
             };
             if let Some(why) = why {
                 return Err(ReplayError::NotWhole {

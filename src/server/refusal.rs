@@ -595,7 +595,9 @@ pub async fn record_refused(
     let mut verdict = Verdict::bare(VerdictStatus::Unsigned);
     verdict.explanation =
         vec!["Not checked: the request was refused before it could be read.".into()];
-    let mut exchange = Exchange::received(request, verdict, now_micros());
+    // Its Event and CallUUID are read from what followed the head, as a reader is shown.
+    let mut exchange = Exchange::received(request.after_the_head(), verdict, now_micros());
+    exchange.request.body = request.body;
     // The record's answer is the one the sender got (ours, in place of hyper's).
     exchange.failed_answering(
         Outcome::ClientError,

@@ -581,3 +581,40 @@ async fn a_malformed_request_in_a_later_piece_behind_a_good_one_is_explained() {
     assert_eq!(refused[0].request.body, &bad[..]);
     harness.tunnel.shutdown().await;
 }
+
+/// A Vobiz callback refused as invalid HTTP (here a control character in a header) is
+/// recorded with every byte received as its body; its Event, CallUUID and form fields are
+/// those of what followed the head, not a form read from the head's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_callback_shows_the_fields_of_its_body_not_of_its_head() {
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let body = "CallUUID=refused-1&Event=Hangup&F=x";
+    let request = format!(
+        "POST /abuse/refused-form HTTP/1.1\r\nHost: localhost\r\nX-Evil: a\x01b\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw_exchange(&harness, request.as_bytes(), CLOSE_BOUND)
+        .await
+        .expect("closed after the refusal");
+    let refused = recorded_once_closed(&harness, "/abuse/refused-form").await;
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    let exchange = &refused[0];
+    assert_eq!(exchange.outcome, Outcome::ClientError);
+    assert_eq!(
+        exchange.request.body,
+        request.as_bytes(),
+        "every byte received"
+    );
+    assert_eq!(exchange.event.as_deref(), Some("Hangup"));
+    assert_eq!(exchange.call_uuid.as_deref(), Some("refused-1"));
+    let fields = exchange.form_fields();
+    assert_eq!(
+        fields,
+        [("CallUUID", "refused-1"), ("Event", "Hangup"), ("F", "x")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    harness.tunnel.shutdown().await;
+}

@@ -58,7 +58,7 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
     lines.push(theme::heading("Headers"));
     lines.extend(header_lines(&request.headers));
     let fields = match shown_part(&request.body).len() < request.body.len() {
-        false => request.form_fields(),
+        false => exchange.form_fields(),
         // The fields of the part shown (whole up to its last `&`), as the body is.
         true => {
             let shown = shown_part(&request.body);

@@ -11,7 +11,7 @@ use time::UtcOffset;
 use tracing_subscriber::EnvFilter;
 
 use vobiz_tunnel::cli::{Cli, Command, ListenArgs, LogFormat};
-use vobiz_tunnel::config::ListenConfig;
+use vobiz_tunnel::config::{CertSource, ListenConfig};
 use vobiz_tunnel::forward::Upstream;
 use vobiz_tunnel::output;
 use vobiz_tunnel::replay::Replayer;
@@ -157,6 +157,13 @@ fn tui_context(
         offset,
         stop,
         runtime: runtime.clone(),
+        dev_ca: match &config.certs {
+            CertSource::Dev { dir } => {
+                let ca = dir.join(tls::DEV_CA_FILE);
+                Some(std::path::absolute(&ca).unwrap_or(ca))
+            }
+            CertSource::Files { .. } => None,
+        },
     }
 }
 

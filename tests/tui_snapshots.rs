@@ -849,7 +849,9 @@ fn help_overlay_narrow() {
 fn copy_as_curl_shows_the_whole_command_until_esc() {
     let mut state = selecting(8);
     let exchange = by_id(8);
-    let command = vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url);
+    let ca = std::path::Path::new("/home/dev/certs/dev-ca.pem");
+    let command =
+        vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url, Some(ca));
     assert!(command.len() > 120, "longer than a line: {command}");
     state.popup = Some(Popup {
         title: "#8 as curl, copied (OSC 52)".into(),
@@ -905,7 +907,9 @@ fn inside_the_box(text: &str, title: &str) -> String {
 fn a_curl_popup_taller_than_the_screen_scrolls_to_its_end() {
     let mut state = selecting(8);
     let exchange = by_id(8);
-    let command = vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url);
+    let ca = std::path::Path::new("/home/dev/certs/dev-ca.pem");
+    let command =
+        vobiz_tunnel::export::curl_command(&exchange, &exchange.request.public_url, Some(ca));
     let whole: String = command.chars().filter(|c| !c.is_whitespace()).collect();
     state.show_popup(Popup {
         title: "#8 as curl".into(),

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = text_line(&summary, UtcOffset::UTC);
         let _ = json_line(&summary);
         let _ = exchange_text(exchange, UtcOffset::UTC);
-        let _ = curl_command(exchange, &exchange.request.public_url);
+        let _ = curl_command(exchange, &exchange.request.public_url, None);
         ndjson.write(exchange).expect("writing to memory");
         har.write(exchange).expect("writing to memory");
     }

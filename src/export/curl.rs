@@ -6,6 +6,8 @@
 //! at all (a NUL byte, or a leading `@`, which curl reads as a file name) is piped in through
 //! `printf` and `--data-binary @-`.
 
+use std::path::Path;
+
 use crate::exchange::Exchange;
 
 /// Headers curl must not be told to send: hop-by-hop ones (they describe the connection the
@@ -23,9 +25,10 @@ const SKIPPED: &[&str] = &[
 
 /// A shell command that reproduces `exchange`'s request against `url`: same method, every
 /// header (except hop-by-hop ones and `content-length`) in order, the exact body bytes.
-/// `--cacert certs/dev-ca.pem` is added for `https://localhost` and `https://127.0.0.1`, where
-/// the development certificate is what answers.
-pub fn curl_command(exchange: &Exchange, url: &str) -> String {
+/// For `https://localhost` and `https://127.0.0.1`, where the development certificate is what
+/// answers, `--cacert` names `dev_ca` (the listener's CA, an absolute path: the command is
+/// pasted in any folder), when there is one.
+pub fn curl_command(exchange: &Exchange, url: &str, dev_ca: Option<&Path>) -> String {
     let request = &exchange.request;
     let body = &request.body;
     let piped = body.contains(&0) || body.first() == Some(&b'@');
@@ -34,8 +37,11 @@ pub fn curl_command(exchange: &Exchange, url: &str) -> String {
         words.extend([printf_command(body), "|".into()]);
     }
     words.push("curl".into());
-    if is_local_https(url) {
-        words.extend(["--cacert".into(), "certs/dev-ca.pem".into()]);
+    if let Some(ca) = dev_ca.filter(|_| is_local_https(url)) {
+        words.extend([
+            "--cacert".into(),
+            shell_quote(ca.as_os_str().as_encoded_bytes()),
+        ]);
     }
     // curl treats [] and {} in a URL as glob patterns and squashes /./ and /../ segments;
     // both would change the request.

@@ -51,6 +51,9 @@ pub struct TuiContext {
     /// Set by the signal handler (SIGTERM, SIGINT): leave and restore the terminal.
     pub stop: Arc<AtomicBool>,
     pub runtime: tokio::runtime::Handle,
+    /// The development CA the listener's certificate comes from, for copy as curl; `None`
+    /// with a certificate of the user's own.
+    pub dev_ca: Option<std::path::PathBuf>,
 }
 
 /// Results of work done off the UI thread. Pages carry the generation of the request, so
@@ -341,8 +344,11 @@ impl App {
             Command::Edit { id, resign } => self.edit_and_replay(id, resign, terminal),
             Command::CopyCurl(id) => match self.reader.get(id) {
                 Ok(Some(exchange)) => {
-                    let command =
-                        crate::export::curl_command(&exchange, &exchange.request.public_url);
+                    let command = crate::export::curl_command(
+                        &exchange,
+                        &exchange.request.public_url,
+                        self.ctx.dev_ca.as_deref(),
+                    );
                     let copied = terminal.copy_to_clipboard(&command).is_ok();
                     let title = if copied {
                         format!("#{id} as curl, copied (OSC 52)")

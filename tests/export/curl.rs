@@ -117,7 +117,7 @@ fn the_command_passes_exactly_the_recorded_request() {
             ("x-odd", b"\xfea\xff"),
         ];
         let url = "http://example.com/cb?a=[1]&b='x'";
-        let command = curl_command(&exchange("PUT", url, headers, body), url);
+        let command = curl_command(&exchange("PUT", url, headers, body), url, None);
         let (args, stdin) = argv_and_stdin(&command);
         let mut expected: Vec<&[u8]> = vec![b"--globoff", b"-X", b"PUT", url.as_bytes()];
         for header in [
@@ -137,18 +137,22 @@ fn the_command_passes_exactly_the_recorded_request() {
         assert_eq!(stdin, if piped { body } else { b"" }, "{command}");
     }
     let get = exchange("GET", "https://localhost:8443/cb", vec![], b"");
-    let command = curl_command(&get, "https://localhost:8443/cb");
+    let ca = Path::new("/home/dev/my certs/dev-ca.pem");
+    let command = curl_command(&get, "https://localhost:8443/cb", Some(ca));
     assert_eq!(
         command,
-        "curl --cacert certs/dev-ca.pem --http1.1 'https://localhost:8443/cb'"
+        "curl --cacert '/home/dev/my certs/dev-ca.pem' --http1.1 'https://localhost:8443/cb'"
     );
+    // A certificate of the user's own: no CA of ours to name.
+    let command = curl_command(&get, "https://localhost:8443/cb", None);
+    assert_eq!(command, "curl --http1.1 'https://localhost:8443/cb'");
     let post = exchange(
         "POST",
         "https://127.0.0.1/cb",
         vec![("Content-Type", b"text/plain")],
         b"x",
     );
-    let (args, _) = argv_and_stdin(&curl_command(&post, "https://example.com/cb"));
+    let (args, _) = argv_and_stdin(&curl_command(&post, "https://example.com/cb", Some(ca)));
     assert!(!args.contains(&b"--cacert".to_vec()) && !args.contains(&b"-X".to_vec()));
 }
 
@@ -209,10 +213,15 @@ async fn curl_reproduces_recorded_requests_against_the_listener() {
         harness.client().send(request).await;
         upstream.next().await;
         let original = harness.last_recorded().await;
-        let command = curl_command(&original, &harness.url(&original.request.target));
-        let dir = harness.dir.clone();
+        let command = curl_command(
+            &original,
+            &harness.url(&original.request.target),
+            Some(&harness.ca_path()),
+        );
+        // Pasted in a folder without the certificates: the CA is named by its whole path.
+        let elsewhere = tempfile::tempdir().unwrap();
         let script = format!("{command} --silent --show-error");
-        let stdout = tokio::task::spawn_blocking(move || sh(&script, dir.path()))
+        let stdout = tokio::task::spawn_blocking(move || sh(&script, elsewhere.path()))
             .await
             .unwrap();
         assert_eq!(stdout, Reply::default().body.as_bytes(), "{command}");

@@ -416,3 +416,62 @@ async fn a_request_not_received_whole_is_not_replayed_as_if_it_were() {
     upstream.next().await;
     harness.tunnel.shutdown().await;
 }
+
+/// A replay still waiting for the local server when it is stopped (the inspector quit, the
+/// runtime went away) ends its row with the reason, rather than leave it `pending` with no
+/// word of why.
+#[tokio::test]
+async fn a_replay_stopped_before_its_answer_says_so_in_its_row() {
+    let mut upstream = upstream(Reply::default()).await;
+    let (harness, id) = recorded_callback(&mut upstream).await;
+    let original = harness.recorded(id).await;
+    // A local server that takes the request and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let replayer = Replayer {
+        store: harness.tunnel.store.clone(),
+        upstream: vobiz_tunnel::forward::Upstream::new(
+            parse_base(&silent_url),
+            vobiz_tunnel::cli::HostHeader::Keep,
+            std::time::Duration::from_secs(60),
+            1 << 20,
+            vobiz_tunnel::tls::client_config(&[], &[]),
+        ),
+        keys: harness.config.keys.clone(),
+        public_url: None,
+        events: None,
+        timeout: std::time::Duration::from_secs(60),
+        tls: vobiz_tunnel::tls::client_config(&[], &[]),
+    };
+    let replaying = tokio::spawn(async move {
+        let _ = replayer.replay(&original, &ReplayPlan::default()).await;
+    });
+    // Its row is written before the request goes out.
+    let replay_id = within(async {
+        loop {
+            let latest = harness.reader().latest(1).unwrap();
+            if let Some(replay_id) = latest.first().and_then(|row| row.id).filter(|&n| n != id) {
+                return replay_id;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    replaying.abort();
+    let _ = replaying.await;
+    harness.tunnel.store.flush().await;
+    let row = harness.reader().get(replay_id).unwrap().unwrap();
+    assert_eq!(row.replay_of, Some(id));
+    assert_eq!(
+        row.error.as_deref(),
+        Some("vobiz-tunnel stopped before the local server answered this replay")
+    );
+    held.abort();
+    harness.tunnel.shutdown().await;
+}

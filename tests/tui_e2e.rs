@@ -967,3 +967,66 @@ esac
     tui.press("q");
     tui.wait_exit().await;
 }
+
+/// A stop while `$EDITOR` is open does not wait for the editor: it is closed, the edit is
+/// not sent, and the terminal is restored. Quitting while a replay waits for a slow local
+/// server gives it a moment to be answered, and its row says how it went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_the_editor_and_quitting_lets_a_replay_finish() {
+    let mut upstream = upstream(Reply {
+        delay: Duration::from_millis(700),
+        ..Reply::default()
+    })
+    .await;
+    let tools = tempfile::tempdir().unwrap();
+    let editor = tools.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\ntouch \"$(dirname \"$0\")/started\"\nsleep 30\n\
+         sed -i 's/NORMAL_CLEARING/USER_BUSY/' \"$1\"\n",
+    )
+    .unwrap();
+    let editor_command = format!("sh {}", editor.display());
+
+    // Quitting while a replay waits for its answer.
+    let mut tui = Tui::start_with(&upstream.url(), &[("EDITOR", &editor_command)]);
+    let addr = tui.listen_addr().await;
+    let port = addr.port();
+    let request = callback(port, "/vobiz/hangup", HANGUP_BODY, &[]);
+    assert_eq!(send(addr, &tui.ca_path(), request).await, 200);
+    upstream.next().await;
+    tui.wait_for("#1 on screen", |s| list_row(s, 1).is_some())
+        .await;
+    tui.press("r");
+    upstream.next().await; // the replay reached the local server, which takes its time
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+    let reader = vobiz_tunnel::store::StoreReader::open(&tui.store_path()).unwrap();
+    let replay = reader.get(2).unwrap().expect("the replay's row");
+    assert_eq!(replay.replay_of, Some(1));
+    assert_eq!(replay.status(), Some(200), "{replay:?}");
+
+    // SIGTERM while the editor is open.
+    let mut tui = Tui::start_with(&upstream.url(), &[("EDITOR", &editor_command)]);
+    let addr = tui.listen_addr().await;
+    let request = callback(addr.port(), "/vobiz/hangup", HANGUP_BODY, &[]);
+    assert_eq!(send(addr, &tui.ca_path(), request).await, 200);
+    upstream.next().await;
+    tui.wait_for("#1 on screen", |s| list_row(s, 1).is_some())
+        .await;
+    tui.press("e");
+    within(async {
+        while !tools.path().join("started").exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // SAFETY: kill(2) with our own child's pid and a signal number has no memory effects.
+    let sent = unsafe { libc::kill(tui.pid() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+    upstream.assert_nothing(Duration::from_millis(300)).await;
+    let reader = vobiz_tunnel::store::StoreReader::open(&tui.store_path()).unwrap();
+    assert_eq!(reader.count().unwrap(), 1, "the edit was not sent");
+}

@@ -258,6 +258,7 @@ impl Replayer {
             None => self.upstream.clone(),
         };
         Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
+        let unanswered = Unanswered::watch(&self.store, &exchange);
         let outgoing = Outgoing {
             method: &method,
             target: &target,
@@ -270,6 +271,7 @@ impl Replayer {
             relay_waits: None,
         };
         let result = upstream.send(outgoing).await;
+        unanswered.answered();
         let record = Arc::make_mut(&mut exchange);
         match result {
             Ok(answer) => record.answered(answer.response, answer.first_byte_us),
@@ -281,6 +283,39 @@ impl Replayer {
             None => self.store.complete(exchange.clone()),
         }
         Ok(exchange)
+    }
+}
+
+/// A recorded replay waiting for the local server. Dropped before its answer (the inspector
+/// quit, the runtime stopped), it still writes the replay's end: its row would otherwise say
+/// `pending` for good, with no word of why.
+struct Unanswered {
+    waiting: Option<(Store, Exchange)>,
+}
+
+impl Unanswered {
+    fn watch(store: &Store, exchange: &Exchange) -> Unanswered {
+        Unanswered {
+            // Without an id it has no row to end.
+            waiting: exchange
+                .id
+                .is_some()
+                .then(|| (store.clone(), exchange.clone())),
+        }
+    }
+
+    fn answered(mut self) {
+        self.waiting = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((store, mut exchange)) = self.waiting.take() {
+            exchange.error =
+                Some("vobiz-tunnel stopped before the local server answered this replay".into());
+            store.complete(Arc::new(exchange));
+        }
     }
 }
 

@@ -38,6 +38,9 @@ const POLL_STORE: Duration = Duration::from_millis(500);
 /// exchanges: tens of milliseconds on a busy store, done off this thread).
 const REFRESH_CALLS: Duration = Duration::from_millis(250);
 const REFRESH_CALLS_SHARE: u32 = 4;
+/// How long closing the inspector waits for replays still waiting for the local server.
+const REPLAYS_GRACE: Duration = Duration::from_secs(2);
+
 /// Events applied before input is looked at again, so keys are answered during a burst.
 const EVENTS_PER_TURN: usize = 20_000;
 
@@ -89,6 +92,8 @@ struct App {
     calls_reading: Option<Instant>,
     /// When the call list may be read again.
     calls_due: Instant,
+    /// Replays sent from here and perhaps still waiting for the local server.
+    replays: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
@@ -106,13 +111,50 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
         generation: 0,
         calls_reading: None,
         calls_due: Instant::now(),
+        replays: Vec::new(),
     };
     let mut terminal = TerminalGuard::enter()?;
     app.execute(Command::Reload, &mut terminal);
-    app.run_loop(&mut terminal)
+    let result = app.run_loop(&mut terminal);
+    app.let_replays_end(&mut terminal);
+    result
 }
 
 impl App {
+    /// Replays still waiting for the local server when the inspector closes get a moment to
+    /// be answered; the rest are stopped, and their rows say so (see `replay::Unanswered`).
+    /// Without this the runtime dropped them later, and their rows stayed `pending`.
+    fn let_replays_end(&mut self, terminal: &mut TerminalGuard) {
+        let waiting: Vec<_> = self
+            .replays
+            .drain(..)
+            .filter(|r| !r.is_finished())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        self.state.message = Some(format!(
+            "waiting up to {} s for {} replay(s) to be answered",
+            REPLAYS_GRACE.as_secs(),
+            waiting.len()
+        ));
+        let _ = terminal.draw(|frame| view::render(frame, &self.state));
+        let store = self.ctx.store.clone();
+        self.ctx.runtime.block_on(async move {
+            let deadline = tokio::time::Instant::now() + REPLAYS_GRACE;
+            for mut replay in waiting {
+                if tokio::time::timeout_at(deadline, &mut replay)
+                    .await
+                    .is_err()
+                {
+                    replay.abort();
+                    let _ = replay.await;
+                }
+            }
+            store.flush().await;
+        });
+    }
+
     fn run_loop(&mut self, terminal: &mut TerminalGuard) -> anyhow::Result<()> {
         let mut dirty = true;
         // Input not yet drawn. A key is drawn at once rather than at the next FRAME slot:
@@ -498,7 +540,8 @@ impl App {
         };
         let replayer = self.ctx.replayer.clone();
         let reply_to = self.reply_to.clone();
-        self.ctx.runtime.spawn(async move {
+        self.replays.retain(|replay| !replay.is_finished());
+        self.replays.push(self.ctx.runtime.spawn(async move {
             let message = match replayer.replay(&original, &plan).await {
                 Ok(replay) => {
                     // A failed send has a status the tool made up (502, 504): say why instead.
@@ -516,7 +559,7 @@ impl App {
                 Err(e) => format!("replay of #{id} failed: {e}"),
             };
             let _ = reply_to.send(Reply::Message(message));
-        });
+        }));
     }
 
     /// Opens the raw request in `$VISUAL`/`$EDITOR` (vi by default), then replays what was
@@ -528,6 +571,7 @@ impl App {
             _ => return self.fail("edit", format!("#{id} could not be read")),
         };
         let unchanged = to_raw(&original.request);
+        let stop = self.ctx.stop.clone();
         let edited = terminal.suspended(|| -> anyhow::Result<Option<EditedRequest>> {
             let file = tempfile::Builder::new()
                 .prefix("vobiz-tunnel-request-")
@@ -536,7 +580,7 @@ impl App {
             let mut shown = unchanged.clone();
             loop {
                 std::fs::write(file.path(), &shown)?;
-                run_editor(file.path())?;
+                run_editor(file.path(), &stop)?;
                 let saved = std::fs::read(file.path())?;
                 if saved == shown {
                     return Ok(None); // quit without saving a change
@@ -556,6 +600,8 @@ impl App {
             }
         });
         match edited {
+            // Stopping while the editor was open: nothing new is started.
+            Ok(Some(_)) if stop.load(Ordering::Relaxed) => {}
             Ok(Some(request)) => self.spawn_replay(
                 id,
                 ReplayPlan {
@@ -574,21 +620,57 @@ impl App {
 }
 
 /// Runs `$VISUAL`/`$EDITOR` (vi by default) on `path`; an editor that fails (`:cq`) cancels.
-fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
+/// A stop (SIGTERM, SIGINT to the tool) while it is open asks the editor to leave too, then
+/// makes it: the tool must not sit out a stop for as long as someone edits.
+fn run_editor(path: &std::path::Path, stop: &AtomicBool) -> anyhow::Result<()> {
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".into());
     let mut words = editor.split_whitespace();
     let program = words.next().unwrap_or("vi");
-    let status = std::process::Command::new(program)
+    let mut child = std::process::Command::new(program)
         .args(words)
         .arg(path)
-        .status()?;
+        .spawn()?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if stop.load(Ordering::Relaxed) {
+            close_editor(&mut child);
+            anyhow::bail!("vobiz-tunnel is stopping: the editor was closed, nothing sent");
+        }
+        std::thread::sleep(EDITOR_POLL);
+    };
     anyhow::ensure!(
         status.success(),
         "{editor} exited with {status}: nothing sent"
     );
     Ok(())
+}
+
+/// How often an open editor is looked at, for its end or a stop.
+const EDITOR_POLL: Duration = Duration::from_millis(50);
+
+/// Asks the editor to leave (SIGTERM: it restores the terminal and keeps its swap file), and
+/// makes it after a moment if it does not.
+fn close_editor(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with our own child's pid; it cannot affect memory.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(EDITOR_POLL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A path typed at a prompt, with a leading `~/` as the shell would read it.

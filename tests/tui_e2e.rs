@@ -721,10 +721,22 @@ async fn export_asks_before_replacing_a_file() {
     export_to(&mut tui);
     tui.wait_for_text("overwrite it?").await;
     tui.press("y");
-    tui.wait_for_text("exported 1 exchanges to").await;
+    tui.wait_for_text("exported 1 exchange to").await;
     let har: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(har["log"]["entries"].as_array().unwrap().len(), 1);
+
+    // A folder is no file to write; a relative name is said in full (it is the listener's
+    // folder it lands in, which may not be the one the user thinks of).
+    tui.press("x\x15");
+    tui.press(&format!("{}\r", dir.path().display()));
+    tui.wait_for_text("is a folder: type a file name").await;
+    tui.press("x\x15");
+    tui.press("relative.har\r");
+    let landed = tui.store_path().with_file_name("relative.har");
+    tui.wait_for_text(&format!("exported 1 exchange to {}", landed.display()))
+        .await;
+    assert!(landed.exists());
     tui.press("q");
     assert_eq!(tui.wait_exit().await, 0);
 }

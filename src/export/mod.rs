@@ -228,7 +228,7 @@ fn id_list(ids: &[ExchangeId]) -> String {
 }
 
 /// "1 exchange", "2 exchanges".
-fn n_exchanges(count: u64) -> String {
+pub(crate) fn n_exchanges(count: u64) -> String {
     match count {
         1 => "1 exchange".into(),
         n => format!("{n} exchanges"),

@@ -406,40 +406,59 @@ impl App {
                 _ => self.fail("copy as curl", format!("#{id} could not be read")),
             },
             Command::Export { path, overwrite } => {
-                let file = expand_home(&path);
+                let typed = expand_home(&path);
+                let file = std::path::absolute(&typed).unwrap_or(typed);
+                if file.is_dir() {
+                    return self.fail(
+                        "export",
+                        format!("{} is a folder: type a file name", file.display()),
+                    );
+                }
                 if !overwrite && file.exists() {
                     self.state.input = Some((Prompt::ConfirmOverwrite, path));
                     return;
                 }
-                let result = self
-                    .reader
-                    .ids_matching(&self.state.filter)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|ids| {
-                        let created = match overwrite {
-                            true => std::fs::File::create(&file),
-                            // Not between the check above and now either.
-                            false => std::fs::File::create_new(&file),
-                        };
-                        let created = created.map_err(|e| {
-                            anyhow::anyhow!("cannot create {}: {e}", file.display())
-                        })?;
-                        crate::export::export(
-                            &self.reader,
-                            &ids,
-                            crate::export::Format::Har,
-                            std::io::BufWriter::new(created),
-                        )
-                    });
-                match result {
-                    Ok((count, _)) => {
-                        self.state.message =
-                            Some(format!("exported {count} exchanges to {}", file.display()))
-                    }
-                    Err(e) => self.fail("export", format!("{e:#}")),
-                }
+                self.state.message = Some(format!("exporting to {}…", file.display()));
+                self.export_in_background(file, overwrite);
             }
         }
+    }
+
+    /// Writes the filtered exchanges to `file` as HAR on a blocking thread with a reader of
+    /// its own, and says how it went: a large store takes seconds, and the keys must not wait.
+    fn export_in_background(&mut self, file: std::path::PathBuf, overwrite: bool) {
+        let filter = self.state.filter.clone();
+        let store = self.ctx.store.path().to_path_buf();
+        let reply_to = self.reply_to.clone();
+        self.ctx.runtime.spawn_blocking(move || {
+            let result = StoreReader::open(&store)
+                .map_err(anyhow::Error::from)
+                .and_then(|reader| {
+                    let ids = reader.ids_matching(&filter)?;
+                    let created = match overwrite {
+                        true => std::fs::File::create(&file),
+                        // Not between the check for it and now either.
+                        false => std::fs::File::create_new(&file),
+                    };
+                    let created = created
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", file.display()))?;
+                    crate::export::export(
+                        &reader,
+                        &ids,
+                        crate::export::Format::Har,
+                        std::io::BufWriter::new(created),
+                    )
+                });
+            let message = match result {
+                Ok((count, _)) => format!(
+                    "exported {} to {}",
+                    crate::export::n_exchanges(count),
+                    file.display()
+                ),
+                Err(e) => format!("export: {e:#}"),
+            };
+            let _ = reply_to.send(Reply::Message(message));
+        });
     }
 
     /// Runs a page query on a blocking thread with a reader of its own: a filter that has to

@@ -796,6 +796,23 @@ fn call_view_before_one_is_opened() {
 }
 
 #[test]
+fn the_call_list_at_its_cap_says_it_holds_the_latest_calls() {
+    let mut state = loaded_state();
+    state.update(Action::NextView);
+    let many: Vec<CallSummary> = (0..vobiz_tunnel::tui::view::CALLS_LISTED)
+        .map(|i| CallSummary {
+            call_uuid: format!("call-{i:04}"),
+            ..call_summaries()[1].clone()
+        })
+        .collect();
+    state.set_calls(many);
+    let text = screen(&state, 120, 36);
+    assert!(text.contains("The latest 500 calls"), "{text}");
+    state.set_calls(call_summaries());
+    assert!(screen(&state, 120, 36).contains("Calls (2)"));
+}
+
+#[test]
 fn health_view() {
     let mut state = loaded_state();
     state.update(Action::NextView);

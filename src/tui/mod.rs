@@ -360,7 +360,7 @@ impl App {
                 self.calls_reading = Some(Instant::now());
                 self.read_in_background(
                     |_, calls| Reply::Calls(calls),
-                    |reader, _| reader.calls(500),
+                    |reader, _| reader.calls(view::CALLS_LISTED),
                 );
             }
             Command::LoadCall(uuid) => match self.reader.call(&uuid) {

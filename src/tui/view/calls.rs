@@ -8,6 +8,9 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::theme;
+
+/// How many of the latest calls the call view reads (a store may hold a million).
+pub const CALLS_LISTED: usize = 500;
 use crate::output::clock_time;
 use crate::tui::state::{AppState, Focus};
 
@@ -54,7 +57,10 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     )
     .block(
         Block::bordered()
-            .title(format!(" Calls ({}) — Enter opens one ", state.calls.len()))
+            .title(match state.calls.len() {
+                CALLS_LISTED => format!(" The latest {CALLS_LISTED} calls — Enter opens one "),
+                n => format!(" Calls ({n}) — Enter opens one "),
+            })
             .border_style(theme::border(state.focus == Focus::List)),
     )
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));

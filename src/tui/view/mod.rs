@@ -4,6 +4,7 @@
 mod body;
 pub use body::SHOWN_BODY_BYTES;
 mod calls;
+pub use calls::CALLS_LISTED;
 mod detail;
 mod diff;
 mod health;

@@ -400,7 +400,7 @@ impl App {
                     self.state.message = Some(format!("{title}; Esc closes"));
                     self.state.show_popup(Popup {
                         title,
-                        text: command,
+                        text: shown_command(command, copied),
                     });
                 }
                 _ => self.fail("copy as curl", format!("#{id} could not be read")),
@@ -668,6 +668,31 @@ fn run_editor(path: &std::path::Path, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most of a curl command the popup shows: it wraps all it holds on every frame, and a
+/// command with a body of megabytes made each key wait a quarter of a second.
+const SHOWN_COMMAND_BYTES: usize = 64 * 1024;
+
+/// `command` as the popup shows it: whole, or its start and a line saying what is left out.
+fn shown_command(mut command: String, copied: bool) -> String {
+    if command.len() <= SHOWN_COMMAND_BYTES {
+        return command;
+    }
+    let mut cut = SHOWN_COMMAND_BYTES;
+    while !command.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let left_out = command.len() - cut;
+    command.truncate(cut);
+    let whole = match copied {
+        true => "the clipboard has all of it",
+        false => "vobiz-tunnel export writes the request whole",
+    };
+    command.push_str(&format!(
+        "\n… {left_out} more bytes not shown here ({whole})"
+    ));
+    command
+}
+
 /// How often an open editor is looked at, for its end or a stop.
 const EDITOR_POLL: Duration = Duration::from_millis(50);
 
@@ -697,5 +722,29 @@ fn expand_home(typed: &str) -> std::path::PathBuf {
     match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
         _ => std::path::PathBuf::from(typed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_curl_command_is_shown_in_part_and_says_so() {
+        let short = "curl 'https://localhost/cb'".to_string();
+        assert_eq!(shown_command(short.clone(), true), short);
+        // Multi-byte characters across the cut: it falls on a character's start.
+        let long = format!("curl --data-binary '{}'", "é".repeat(SHOWN_COMMAND_BYTES));
+        let shown = shown_command(long.clone(), true);
+        let (start, note) = shown.rsplit_once('\n').unwrap();
+        assert!(start.len() <= SHOWN_COMMAND_BYTES && long.starts_with(start));
+        let left_out = long.len() - start.len();
+        assert_eq!(
+            note,
+            format!("… {left_out} more bytes not shown here (the clipboard has all of it)")
+        );
+        assert!(
+            shown_command(long, false).ends_with("(vobiz-tunnel export writes the request whole)")
+        );
     }
 }

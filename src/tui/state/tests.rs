@@ -223,6 +223,7 @@ fn an_existing_export_file_is_replaced_only_after_a_yes() {
 #[test]
 fn replay_keys_ask_for_the_selected_exchange() {
     let mut state = state_with(3);
+    state.status.auth_tokens = 1; // re-signing needs one
     assert_eq!(
         state.update(Action::ReplayAsIs),
         vec![Command::Replay {
@@ -955,7 +956,7 @@ fn arrivals_at_the_memory_cap_leave_the_window_on_the_same_rows() {
 /// `E` (edit, then re-sign) without an auth token says so before the editor opens, rather
 /// than after the edit is made and thrown away.
 #[test]
-fn edit_and_re_sign_without_a_token_refuses_before_the_editor_opens() {
+fn re_signing_without_a_token_refuses_before_the_editor_opens_or_following_stops() {
     let mut state = state_with(3);
     assert_eq!(state.status.auth_tokens, 0);
     assert_eq!(state.update(Action::EditReplayResigned), vec![]);
@@ -965,12 +966,28 @@ fn edit_and_re_sign_without_a_token_refuses_before_the_editor_opens() {
         "{message}"
     );
     assert!(state.follow, "nothing was replayed: following goes on");
+    // R the same: said at once, and following goes on.
+    assert_eq!(state.update(Action::ReplayResigned), vec![]);
+    let message = state.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("#3 not replayed: re-signing needs an auth token"),
+        "{message}"
+    );
+    assert!(state.follow);
     state.status.auth_tokens = 1;
     assert_eq!(
         state.update(Action::EditReplayResigned),
         vec![Command::Edit {
             id: 3,
             resign: true
+        }]
+    );
+    assert_eq!(
+        state.update(Action::ReplayResigned),
+        vec![Command::Replay {
+            id: 3,
+            resign: true,
+            target: None
         }]
     );
 }

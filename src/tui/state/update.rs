@@ -235,6 +235,15 @@ impl AppState {
             Action::StartFilter => {
                 self.input = Some((Prompt::Filter, self.filter.text().to_string()));
             }
+            // Said before following stops: nothing will arrive.
+            Action::ReplayResigned if self.status.auth_tokens == 0 => {
+                if let Some(id) = self.selected_id() {
+                    self.message = Some(format!(
+                        "#{id} not replayed: {}",
+                        crate::replay::ReplayError::NoToken
+                    ));
+                }
+            }
             Action::ReplayAsIs | Action::ReplayResigned => {
                 if let Some(id) = self.selected_id() {
                     self.stay_on_the_original();

@@ -699,7 +699,7 @@ const EDITOR_POLL: Duration = Duration::from_millis(50);
 /// Asks the editor to leave (SIGTERM: it restores the terminal and keeps its swap file), and
 /// makes it after a moment if it does not.
 fn close_editor(child: &mut std::process::Child) {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) with our own child's pid; it cannot affect memory.
         unsafe {

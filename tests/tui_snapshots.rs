@@ -607,6 +607,21 @@ fn the_filter_prompt_while_typing() {
 }
 
 #[test]
+fn a_filter_longer_than_the_line_shows_where_one_types() {
+    let mut state = selecting(8);
+    state.update(Action::StartFilter);
+    for c in format!("{}ENDMARK", "hangup ".repeat(12)).chars() {
+        state.update(Action::Input(c));
+    }
+    let text = screen(&state, 40, 12);
+    let prompt = text.lines().find(|l| l.starts_with("filter /")).unwrap();
+    assert!(
+        prompt.contains("…") && prompt.contains("ENDMARK█"),
+        "{prompt}"
+    );
+}
+
+#[test]
 fn a_message_and_the_last_error_in_the_status_line() {
     let mut state = selecting(8);
     state.apply(ExchangeEvent::ConnectionFailed {

@@ -18,6 +18,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::state::{AppState, LastError, PaneAreas, Prompt, View};
 
@@ -174,6 +175,24 @@ fn bottom_height(state: &AppState) -> u16 {
     }
 }
 
+/// The end of `text` that fits in `room` columns, after a `…` when the start is left out.
+fn tail_within(text: &str, room: usize) -> String {
+    if text.width() <= room {
+        return text.to_owned();
+    }
+    let mut width = 1; // the `…`
+    let start = text
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| {
+            width += c.width().unwrap_or(0);
+            width <= room
+        })
+        .last()
+        .map_or(text.len(), |(i, _)| i);
+    format!("…{}", &text[start..])
+}
+
 fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     if let Some((Prompt::ConfirmOverwrite, path)) = &state.input {
         let line = Line::from(vec![
@@ -194,9 +213,12 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
             Prompt::ExportPath => "export HAR to:",
             Prompt::ConfirmOverwrite => "",
         };
+        let label = format!("{label} ");
+        // The end is where one types: what does not fit goes at the start.
+        let room = usize::from(area.width).saturating_sub(label.width() + 1);
         let mut lines = vec![Line::from(vec![
-            Span::styled(format!("{label} "), Style::new().fg(Color::Cyan)),
-            Span::raw(text.clone()),
+            Span::styled(label, Style::new().fg(Color::Cyan)),
+            Span::raw(tail_within(text, room)),
             Span::styled("█", Style::new().fg(Color::Cyan)),
         ])];
         if let Some(message) = &state.message {
@@ -287,4 +309,19 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     ])
     .areas(vertical);
     boxed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_too_long_for_its_line_shows_its_end() {
+        assert_eq!(tail_within("hangup", 10), "hangup");
+        assert_eq!(tail_within("event:Hangup status:5xx", 10), "…tatus:5xx");
+        assert_eq!(tail_within("event:Hangup status:5xx", 10).width(), 10);
+        // Wide characters count for two columns.
+        assert_eq!(tail_within("call:日本語テキスト", 7), "…キスト");
+        assert_eq!(tail_within("abc", 0), "…");
+    }
 }

@@ -510,7 +510,12 @@ impl App {
                 }
             },
             Reply::Older(generation, result) if generation == current => match result {
-                Ok(rows) => self.state.load_older(rows),
+                Ok(rows) => {
+                    self.state.load_older(rows);
+                    for command in self.state.move_on() {
+                        self.execute(command, terminal);
+                    }
+                }
                 Err(e) => {
                     self.state.loading = false;
                     self.fail("loading older exchanges", e);
@@ -520,6 +525,9 @@ impl App {
                 Ok(rows) => {
                     self.state.load_newer(rows);
                     self.load_missing_detail();
+                    for command in self.state.move_on() {
+                        self.execute(command, terminal);
+                    }
                 }
                 Err(e) => {
                     self.state.loading = false;

@@ -138,6 +138,9 @@ pub struct AppState {
     pub selected: usize,
     /// Rows older than `rows[0]` exist in the store.
     pub has_older: bool,
+    /// Movement past the first or last loaded row, toward rows being read: applied when they
+    /// come, so that a key pressed while a page loads is not lost (see [`Self::move_on`]).
+    pub pending_move: isize,
     /// The exchange the next reload must show selected, rather than the newest: the one
     /// selected when the filter was cleared, so the user sees it among its neighbours.
     pub keep_around: Option<ExchangeId>,
@@ -250,6 +253,7 @@ impl AppState {
             rows: VecDeque::new(),
             selected: 0,
             has_older: false,
+            pending_move: 0,
             has_newer: false,
             keep_around: None,
             loading: false,
@@ -420,6 +424,7 @@ impl AppState {
     /// the new one.
     pub fn begin_reload(&mut self) {
         self.loading = true;
+        self.pending_move = 0;
         self.rows.clear();
         self.held.clear();
         self.selected = 0;
@@ -519,6 +524,7 @@ impl AppState {
     /// list starts over from the beginning instead of paging back to it.
     pub fn load_oldest(&mut self, oldest: Vec<ExchangeSummary>) -> Option<Command> {
         self.loading = false;
+        self.pending_move = 0;
         self.has_older = false;
         self.has_newer = oldest.len() >= PAGE;
         self.rows = oldest.into();

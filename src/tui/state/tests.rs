@@ -108,16 +108,55 @@ fn paging_and_first_last_stay_in_bounds_and_ask_for_older_rows() {
         commands = state.update(Action::PageUp);
     }
     assert!(commands.contains(&Command::LoadOlder { before: 1 }));
+    // The last page up went one row past the top (from row 9, by 10); Up, pressed while the
+    // rows before it load, one more.
     state.update(Action::Up);
     assert_eq!(state.selected, 0);
+    assert_eq!(state.pending_move, -2);
     state.load_older(vec![
         summary(-2, "Ring"),
         summary(-1, "Ring"),
         summary(0, "Ring"),
     ]);
     assert_eq!(state.rows.len(), PAGE + 3);
-    assert_eq!(state.selected_id(), Some(1), "the same row stays selected");
+    assert_eq!(
+        state.selected_id(),
+        Some(1),
+        "loading keeps the same row selected"
+    );
+    assert_eq!(state.move_on(), vec![Command::LoadDetail(-1)]);
+    assert_eq!(
+        state.selected_id(),
+        Some(-1),
+        "then the keys pressed meanwhile move on"
+    );
+    assert_eq!(state.pending_move, 0);
     assert!(!state.has_older);
+}
+
+#[test]
+fn page_keys_pressed_while_newer_rows_load_are_not_lost() {
+    let mut state = state_with(30);
+    state.has_newer = true;
+    state.follow = false;
+    state.update(Action::First);
+    // Down to the last loaded row, then two pages past it while the next page is read.
+    let mut commands = Vec::new();
+    while state.selected + 1 < state.rows.len() {
+        commands = state.update(Action::PageDown);
+    }
+    assert!(
+        commands.contains(&Command::LoadNewer { after: 30 }),
+        "{commands:?}"
+    );
+    state.update(Action::PageDown);
+    state.update(Action::PageDown);
+    let newer: Vec<_> = (31..=80).map(|id| summary(id, "Ring")).collect();
+    state.load_newer(newer);
+    // One row past the last (20 + 10 from row 29), then two pages: 21 rows on from #30.
+    assert_eq!(state.pending_move, 21);
+    state.move_on();
+    assert_eq!(state.selected_id(), Some(51));
 }
 
 #[test]

@@ -53,10 +53,33 @@ impl AppState {
                 Vec::new()
             }
             (View::Exchanges, Focus::List) => {
-                let index = (self.selected as isize + delta).max(0) as usize;
-                self.select(index)
+                let target = self.selected as isize + delta;
+                let last = self.rows.len() as isize - 1;
+                let beyond = match (target < 0, target > last) {
+                    (true, _) if self.has_older => target,
+                    (_, true) if self.has_newer => target - last,
+                    _ => 0,
+                };
+                // Past the edge toward more rows: the rest once they are read. A move back
+                // within the rows loaded is a change of mind.
+                self.pending_move = match beyond {
+                    0 => 0,
+                    _ => self.pending_move + beyond,
+                };
+                self.select(target.max(0) as usize)
             }
         }
+    }
+
+    /// After a page of older or newer rows came: the movement that went past the edge while
+    /// it was read (see [`AppState::pending_move`]).
+    pub fn move_on(&mut self) -> Vec<Command> {
+        let delta = std::mem::take(&mut self.pending_move);
+        // Not if the list is no longer what the keys move (the view or the focus changed).
+        if delta == 0 || (self.view, self.focus) != (View::Exchanges, Focus::List) {
+            return Vec::new();
+        }
+        self.move_by(delta)
     }
 
     /// `g`/Home: the first row of the list shown, or the top of the focused pane.

@@ -58,6 +58,7 @@ pub struct TokenArgs {
     pub auth_tokens: Vec<String>,
 
     /// Parent (main) account auth token, for the -MA-V2/-MA-V3 headers of sub-account callbacks.
+    /// Repeat (or separate with commas in the environment variable) to accept several.
     #[arg(
         long = "main-auth-token",
         value_name = "TOKEN",
@@ -128,7 +129,9 @@ pub struct ListenArgs {
     pub tokens: TokenArgs,
 
     /// The scheme://host[:port] Vobiz actually calls, when it differs from what reaches this
-    /// tool (a proxy or load balancer in front). Default: https:// + the request's Host header.
+    /// tool (a proxy or load balancer in front), with a path prefix if the proxy strips one
+    /// (https://hooks.example.com/app + /cb -> https://hooks.example.com/app/cb). Default:
+    /// https:// + the request's Host header.
     #[arg(long, value_name = "URL", env = "VOBIZ_TUNNEL_PUBLIC_URL")]
     pub public_url: Option<String>,
 

@@ -826,6 +826,41 @@ fn keys_in_the_health_view_leave_the_hidden_list_alone() {
     assert_eq!(state.focus, Focus::List);
 }
 
+/// In the call and health views the keys that act on the selected exchange do nothing but
+/// say where they work: the exchange they would act on is hidden.
+#[test]
+fn exchange_keys_in_other_views_act_on_nothing_hidden() {
+    let mut state = state_with(5);
+    state.status.auth_tokens = 1;
+    for view in [View::Calls, View::Health] {
+        state.update(Action::NextView);
+        assert_eq!(state.view, view);
+        for action in [
+            Action::ReplayAsIs,
+            Action::ReplayResigned,
+            Action::EditReplay,
+            Action::EditReplayResigned,
+            Action::ReplayTo,
+            Action::Mark,
+            Action::Diff,
+            Action::CopyCurl,
+        ] {
+            assert_eq!(state.update(action.clone()), vec![], "{view:?} {action:?}");
+            assert!(
+                state.input.is_none() && state.marked.is_none(),
+                "{action:?}"
+            );
+            let message = state.message.clone().unwrap_or_default();
+            assert!(message.contains("v goes back to it"), "{message}");
+        }
+        assert!(state.follow, "still following");
+    }
+    // In the exchange list they act.
+    state.update(Action::NextView);
+    assert_eq!(state.view, View::Exchanges);
+    assert_eq!(state.update(Action::CopyCurl), vec![Command::CopyCurl(5)]);
+}
+
 /// The diff scrolls within its rows (as last drawn): `j` stops at its end, `G` and `g` go to
 /// its end and top; the list under it stays as it was.
 #[test]

@@ -4,6 +4,21 @@ use super::{AppState, Command, Focus, Prompt, View, TABS};
 use crate::filter::Filter;
 use crate::tui::action::Action;
 
+/// Keys that replay, edit, mark, diff or copy the selected exchange.
+fn acts_on_the_selected_exchange(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::ReplayAsIs
+            | Action::ReplayResigned
+            | Action::EditReplay
+            | Action::EditReplayResigned
+            | Action::ReplayTo
+            | Action::Mark
+            | Action::Diff
+            | Action::CopyCurl
+    )
+}
+
 impl AppState {
     fn select(&mut self, index: usize) -> Vec<Command> {
         if self.rows.is_empty() {
@@ -212,6 +227,13 @@ impl AppState {
         }
         if self.help || self.popup.is_some() || self.diff.is_some() {
             return self.update_overlay(action);
+        }
+        if self.view != View::Exchanges && acts_on_the_selected_exchange(&action) {
+            // Not on an exchange the view hides, which the user cannot see is selected.
+            self.message = Some(
+                "that key acts on the exchange selected in the list: v goes back to it".into(),
+            );
+            return Vec::new();
         }
         let page = self.list_height.max(1) as isize;
         match action {

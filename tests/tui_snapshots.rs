@@ -1089,3 +1089,27 @@ fn a_huge_body_shows_its_start_and_what_was_left_out() {
         "{end}"
     );
 }
+
+/// A form body past what the pane shows: its fields table lists those of the part shown and
+/// says that more follow.
+#[test]
+fn a_huge_form_body_says_its_fields_table_is_not_all() {
+    let mut state = detail_on(1, 0);
+    let mut big = (*by_id(1)).clone();
+    let body = format!(
+        "CallUUID=big1&Event=Hangup&Blob={}&After=1",
+        "x".repeat(view::SHOWN_BODY_BYTES * 2)
+    );
+    big.request.body = bytes::Bytes::from(body);
+    state.set_detail(Arc::new(big));
+    let text = screen(&state, 200, 60);
+    assert!(text.contains("Event") && text.contains("big1"), "{text}");
+    assert!(
+        text.contains("… and the fields in the part of the body not shown"),
+        "{text}"
+    );
+    // A body shown whole has no such line.
+    let mut state = detail_on(1, 0);
+    state.set_detail(by_id(1));
+    assert!(!screen(&state, 200, 60).contains("not shown (vobiz-tunnel show"));
+}

@@ -57,7 +57,8 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
     }
     lines.push(theme::heading("Headers"));
     lines.extend(header_lines(&request.headers));
-    let fields = match shown_part(&request.body).len() < request.body.len() {
+    let cut = shown_part(&request.body).len() < request.body.len();
+    let fields = match cut {
         false => exchange.form_fields(),
         // The fields of the part shown (whole up to its last `&`), as the body is.
         true => {
@@ -75,6 +76,12 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
     if !fields.is_empty() && !raw {
         lines.push(theme::heading("Form fields"));
         lines.extend(form_lines(&fields));
+        if cut {
+            lines.push(Line::styled(
+                "… and the fields in the part of the body not shown (vobiz-tunnel show lists them all)",
+                Style::new().fg(Color::DarkGray),
+            ));
+        }
     }
     let truncated = if request.body_truncated {
         ", truncated"

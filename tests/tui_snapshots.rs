@@ -1113,3 +1113,27 @@ fn a_huge_form_body_says_its_fields_table_is_not_all() {
     state.set_detail(by_id(1));
     assert!(!screen(&state, 200, 60).contains("not shown (vobiz-tunnel show"));
 }
+
+/// A message longer than the status line is shown whole, on the lines it needs, its end
+/// (often the reason) included; a short one keeps the line as it is.
+#[test]
+fn a_long_message_is_shown_whole() {
+    let mut state = selecting(8);
+    state.message = Some(
+        "replay of #1 failed: the local server http://localhost:3000 cannot be reached \
+         (tcp connect error: Connection refused)"
+            .into(),
+    );
+    let text = screen(&state, 60, 20);
+    assert!(
+        text.contains("(tcp connect error: Connection refused)"),
+        "{text}"
+    );
+    state.message = Some("marked #8".into());
+    let text = screen(&state, 60, 20);
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("marked #8") && last.contains("? keys"),
+        "{last}"
+    );
+}

@@ -16,7 +16,7 @@ mod theme;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -52,7 +52,8 @@ fn main_layout_with(area: Rect, bottom: u16) -> [Rect; 3] {
 }
 
 pub fn render(frame: &mut Frame<'_>, state: &AppState) {
-    let [top, main, bottom] = main_layout_with(frame.area(), bottom_height(state));
+    let area = frame.area();
+    let [top, main, bottom] = main_layout_with(area, bottom_height(state, area.width));
     render_top(frame, top, state);
     match state.view {
         View::Exchanges => {
@@ -166,12 +167,19 @@ fn relay_span(state: &AppState) -> Span<'static> {
     }
 }
 
-/// Height of the bottom bar: a second line when a prompt has an error to show in full.
-fn bottom_height(state: &AppState) -> u16 {
-    if state.input.is_some() && state.message.is_some() {
-        2
-    } else {
-        1
+/// Lines a message may take in the bottom bar.
+const MESSAGE_LINES: usize = 3;
+
+/// Height of the bottom bar: a message is shown whole, on up to [`MESSAGE_LINES`] lines (a
+/// filter error's hint comes at its end); under a prompt, on lines of its own.
+fn bottom_height(state: &AppState, width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let lines = |columns: usize| columns.div_ceil(width).clamp(1, MESSAGE_LINES) as u16;
+    match (&state.input, &state.message) {
+        (Some(_), Some(message)) => 1 + lines(message.width()),
+        // As the status line shows it: between spaces.
+        (None, Some(message)) => lines(message.width() + 2),
+        (_, None) => 1,
     }
 }
 
@@ -224,7 +232,13 @@ fn render_bottom(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         if let Some(message) = &state.message {
             lines.push(Line::styled(message.clone(), Style::new().fg(Color::Red)));
         }
-        frame.render_widget(Paragraph::new(lines), area);
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+        return;
+    }
+    if let Some(message) = state.message.as_ref().filter(|_| area.height > 1) {
+        // A message longer than the line: it alone, whole (the rest is always the same).
+        let line = Line::styled(format!(" {message}"), Style::new().fg(Color::Cyan));
+        frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: false }), area);
         return;
     }
     // What needs attention comes first; the store path is last, as it is long and fixed.

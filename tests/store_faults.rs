@@ -841,6 +841,19 @@ async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callba
     let before = callback(&harness, "idle-before", 1, 0).await;
     origin_saw(&mut upstream, &[("idle-before".into(), before)]).await;
     recorded_calls(&harness, &["idle-before"]).await;
+    // A callback signed with V2 and V3, whose V2 pair comes again after the restart.
+    let signed = vobiz_headers(&harness.url("/vobiz/again"), TOKEN, None);
+    let answer = harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/vobiz/again",
+            "CallUUID=again",
+            &signed,
+        ))
+        .await;
+    assert_eq!(answer.status, 200);
+    upstream.next().await;
 
     let store = harness.config.store.clone();
     for suffix in ["", "-wal", "-shm"] {
@@ -867,4 +880,24 @@ async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callba
             .any(|e| e.call_uuid.as_deref() == Some("idle-before")),
         "the new store starts empty"
     );
+    // What the listener remembers of the old store's nonces went with it: its ids name
+    // nothing here.
+    let v2_pair: Vec<(String, String)> = signed
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("X-Vobiz-Signature-V2"))
+        .collect();
+    let answer = harness
+        .client()
+        .send(form_post(
+            &harness,
+            "/vobiz/again",
+            "CallUUID=again",
+            &v2_pair,
+        ))
+        .await;
+    assert_eq!(answer.status, 200);
+    upstream.next().await;
+    let again = harness.last_recorded().await;
+    assert_eq!(again.call_uuid.as_deref(), Some("again"));
+    assert_eq!(again.nonce_reused_of, None, "{:?}", again.flags);
 }

@@ -64,7 +64,7 @@ pub(super) fn ct_eq(a: &str, b: &str) -> bool {
 /// The members of a signature header: split on `,`, trim spaces/tabs (the SDKs don't trim,
 /// so `"a, sig"` fails there; we accept it), drop empty members. Newlines are *not* trimmed:
 /// a value with a trailing `\n` is a different value.
-pub(super) fn members(value: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn members(value: &str) -> impl Iterator<Item = &str> {
     value
         .split(',')
         .map(|m| m.trim_matches([' ', '\t']))

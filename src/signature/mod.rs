@@ -13,6 +13,7 @@
 //! [`AuthToken::redacted`] labels.
 
 mod algorithm;
+pub(crate) use algorithm::members as header_values;
 mod explain;
 pub mod other_urls;
 mod sign;

@@ -6,74 +6,77 @@
 //! header's nonce and signature. Indexing every header's would catch it in the store too,
 //! but each random-position index entry is a page the commit writes: one more per callback
 //! cost a fifth of the listener's throughput under load. So the other headers' are
-//! remembered here, in memory, for the last [`REMEMBERED`] keys this process wrote.
+//! remembered here, in memory, for the last [`REMEMBERED`] keys this writer committed.
 //!
-//! Keys enter only once their transaction commits: a rolled-back id is given again.
+//! Keys are taken back if their transaction rolls back: a rolled-back id is given again.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use crate::exchange::ExchangeId;
 
-/// About 32 000 callbacks of two signature headers each, in about 2 MiB.
-pub(super) const REMEMBERED: usize = 65_536;
+/// About 16 000 callbacks of two signature headers each (8 000 with -MA- headers too), in
+/// about 2 MiB, allocated once.
+pub(super) const REMEMBERED: usize = 32_768;
+
+/// Room for the keys of one batch beyond [`REMEMBERED`], before the oldest are forgotten.
+const BATCH_KEYS: usize = 4 * 1024;
 
 /// When an exchange with a key was received, and which one it was.
 type First = (i64, ExchangeId);
 
 pub(super) struct RecentNonces {
-    /// The first exchange received with each key.
+    /// The first exchange received with each key, this transaction's writes included.
     first: HashMap<i64, First>,
-    /// The keys in the order they came, for forgetting the oldest.
+    /// The committed keys in the order they came, for forgetting the oldest.
     order: VecDeque<i64>,
-    /// Written in the open transaction, not yet committed.
-    uncommitted: Vec<(i64, First)>,
+    /// What this transaction changed in `first`, with what was there before, to take back.
+    undo: Vec<(i64, Option<First>)>,
 }
 
 impl RecentNonces {
     pub fn new() -> RecentNonces {
         RecentNonces {
-            first: HashMap::new(),
-            order: VecDeque::new(),
-            uncommitted: Vec::new(),
+            // Sized once: growing would hold the old and the new table at the peak.
+            first: HashMap::with_capacity(REMEMBERED + BATCH_KEYS),
+            order: VecDeque::with_capacity(REMEMBERED + BATCH_KEYS),
+            undo: Vec::new(),
         }
     }
 
     /// The first exchange received no later than `received_us` with one of `keys`: committed,
     /// or written earlier in the open transaction.
     pub fn first_before(&self, keys: &[i64], received_us: i64) -> Option<First> {
-        let committed = keys.iter().filter_map(|key| self.first.get(key)).copied();
-        let uncommitted = self
-            .uncommitted
-            .iter()
-            .filter(|(key, _)| keys.contains(key))
-            .map(|&(_, first)| first);
-        committed
-            .chain(uncommitted)
+        keys.iter()
+            .filter_map(|key| self.first.get(key))
+            .copied()
             .filter(|&(first_received_us, _)| first_received_us <= received_us)
             .min()
     }
 
     /// `keys` of the exchange `id`, received at `received_us`, written in the open transaction.
     pub fn written(&mut self, keys: &[i64], received_us: i64, id: ExchangeId) {
-        self.uncommitted
-            .extend(keys.iter().map(|&key| (key, (received_us, id))));
+        for &key in keys {
+            match self.first.entry(key) {
+                // Imports may bring an original after its replay.
+                Entry::Occupied(mut known) if (received_us, id) < *known.get() => {
+                    self.undo.push((key, Some(*known.get())));
+                    known.insert((received_us, id));
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(new) => {
+                    self.undo.push((key, None));
+                    new.insert((received_us, id));
+                }
+            }
+        }
     }
 
-    /// The open transaction committed: what it wrote is remembered.
+    /// The open transaction committed: its new keys join the order, the oldest go.
     pub fn committed(&mut self) {
-        for (key, first) in self.uncommitted.drain(..) {
-            match self.first.entry(key) {
-                Entry::Occupied(mut known) => {
-                    // Imports may bring an original after its replay.
-                    if first < *known.get() {
-                        known.insert(first);
-                    }
-                }
-                Entry::Vacant(new) => {
-                    new.insert(first);
-                    self.order.push_back(key);
-                }
+        for (key, before) in self.undo.drain(..) {
+            if before.is_none() {
+                self.order.push_back(key);
             }
         }
         while self.order.len() > REMEMBERED {
@@ -83,9 +86,23 @@ impl RecentNonces {
         }
     }
 
-    /// The open transaction rolled back: its ids will be given again.
+    /// The open transaction rolled back: what it wrote is taken back (its ids will be given
+    /// again).
     pub fn rolled_back(&mut self) {
-        self.uncommitted.clear();
+        for (key, before) in self.undo.drain(..).rev() {
+            match before {
+                Some(first) => self.first.insert(key, first),
+                None => self.first.remove(&key),
+            };
+        }
+    }
+
+    /// The store was started again (its file deleted or replaced): its ids begin anew, and
+    /// none of these name a row of it.
+    pub fn forget_all(&mut self) {
+        self.first.clear();
+        self.order.clear();
+        self.undo.clear();
     }
 }
 
@@ -94,7 +111,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_received_is_found_once_committed() {
+    fn the_first_received_is_found_once_written() {
         let mut recent = RecentNonces::new();
         recent.written(&[7, 8], 1_000, 1);
         assert_eq!(
@@ -115,12 +132,17 @@ mod tests {
     }
 
     #[test]
-    fn a_rolled_back_write_is_forgotten() {
+    fn a_rolled_back_write_is_taken_back() {
         let mut recent = RecentNonces::new();
         recent.written(&[7], 1_000, 1);
+        recent.committed();
+        recent.written(&[7], 500, 2); // an earlier one, in a transaction that fails
+        recent.written(&[8], 2_000, 3);
         recent.rolled_back();
         recent.committed();
-        assert_eq!(recent.first_before(&[7], 2_000), None);
+        assert_eq!(recent.first_before(&[7], 2_000), Some((1_000, 1)));
+        assert_eq!(recent.first_before(&[8], 3_000), None);
+        assert_eq!(recent.order.len(), 1);
     }
 
     #[test]
@@ -135,5 +157,7 @@ mod tests {
         assert_eq!(recent.first_before(&[10], i64::MAX), Some((10, 10)));
         assert_eq!(recent.first.len(), REMEMBERED);
         assert_eq!(recent.order.len(), REMEMBERED);
+        recent.forget_all();
+        assert_eq!(recent.first_before(&[10], i64::MAX), None);
     }
 }

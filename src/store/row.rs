@@ -99,7 +99,7 @@ pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
     // The deciding one first: it is among the headers' own, unless the verdict came without
     // them (an import of another tool's verdict).
     let mut keys: Vec<i64> = match (&verdict.nonce, &verdict.signature) {
-        (Some(nonce), Some(signature)) => vec![nonce_key(nonce, signature)],
+        (Some(nonce), Some(signature)) => vec![nonce_hash(nonce, signature)],
         _ => Vec::new(),
     };
     for check in &verdict.checks {
@@ -109,13 +109,9 @@ pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
         if check.scheme == Scheme::V1 {
             continue;
         }
-        let values = check
-            .value
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty());
-        for value in values.take(VALUES_PER_HEADER) {
-            let key = nonce_key(nonce, value);
+        // As verification reads them.
+        for value in signature::header_values(&check.value).take(VALUES_PER_HEADER) {
+            let key = nonce_hash(nonce, value);
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -126,7 +122,7 @@ pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
 
 /// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC, and
 /// the writer keeps 8 bytes per header instead of about 70 (see `recent_nonces`).
-fn nonce_key(nonce: &str, signature: &str) -> i64 {
+fn nonce_hash(nonce: &str, signature: &str) -> i64 {
     let digest = Sha256::new()
         .chain_update(nonce)
         .chain_update(" ")

@@ -67,6 +67,7 @@ pub(super) fn run(
             if let Some(what) = watch.moved() {
                 if let Some(fresh) = start_again(watch, what, health) {
                     conn = fresh;
+                    recent.forget_all();
                     restart = WalRestart::new(&conn, checkpoints.clone());
                 }
                 // Said once: watched afresh from here (a failed start is not retried).

@@ -7,7 +7,7 @@ use tokio::process::Command;
 
 use bytes::Bytes;
 use common::*;
-use vobiz_tunnel::exchange::Flag;
+use vobiz_tunnel::exchange::{Flag, Outcome};
 use vobiz_tunnel::replay::{parse_raw, to_raw, ReplayPlan, Replayer};
 use vobiz_tunnel::signature::VerdictStatus;
 
@@ -428,10 +428,12 @@ async fn a_replay_stopped_before_its_answer_says_so_in_its_row() {
     // A local server that takes the request and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let (reached, mut arrival) = tokio::sync::mpsc::unbounded_channel();
     let held = tokio::spawn(async move {
         let mut open = Vec::new();
         while let Ok((socket, _)) = silent.accept().await {
             open.push(socket);
+            let _ = reached.send(());
         }
     });
     let replayer = Replayer {
@@ -452,7 +454,8 @@ async fn a_replay_stopped_before_its_answer_says_so_in_its_row() {
     let replaying = tokio::spawn(async move {
         let _ = replayer.replay(&original, &ReplayPlan::default()).await;
     });
-    // Its row is written before the request goes out.
+    // Stopped while the local server holds the request (its row was written before).
+    within(arrival.recv()).await;
     let replay_id = within(async {
         loop {
             let latest = harness.reader().latest(1).unwrap();
@@ -472,6 +475,9 @@ async fn a_replay_stopped_before_its_answer_says_so_in_its_row() {
         row.error.as_deref(),
         Some("vobiz-tunnel stopped before the local server answered this replay")
     );
+    assert_eq!(row.outcome, Outcome::UpstreamError, "ended, not pending");
+    assert!(row.has_flag(Flag::UpstreamError));
+    assert!(row.timings.done_us.is_some() && row.response.is_none());
     held.abort();
     harness.tunnel.shutdown().await;
 }

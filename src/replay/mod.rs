@@ -18,7 +18,7 @@ pub use edit::{parse_raw, to_raw, with_notes, without_notes, EditError, EditedRe
 
 use crate::cli::HostHeader;
 use crate::config::BaseUrl;
-use crate::exchange::{now_micros, Exchange, Flag, Headers, RequestRecord};
+use crate::exchange::{now_micros, Exchange, Flag, Headers, Outcome, RequestRecord};
 use crate::forward::{header_case, Outgoing, PublicOrigin, Upstream};
 use crate::pipeline::{record_end, ExchangeEvent};
 use crate::signature::{self, Form, Keys, SigningKeys};
@@ -312,8 +312,12 @@ impl Unanswered {
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some((store, mut exchange)) = self.waiting.take() {
+            // Ended, with no answer: not `pending`, which readers take for one still running.
+            exchange.outcome = Outcome::UpstreamError;
+            exchange.add_flag(Flag::UpstreamError);
             exchange.error =
                 Some("vobiz-tunnel stopped before the local server answered this replay".into());
+            exchange.done();
             store.complete(Arc::new(exchange));
         }
     }

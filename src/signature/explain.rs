@@ -368,7 +368,13 @@ pub(super) fn summary(v: &Verdict) -> String {
         VerdictStatus::Unsigned if v.checks.is_empty() => {
             return format!("{status} (no signature headers)")
         }
-        VerdictStatus::Unsigned => return format!("{status} (legacy V1 signature only)"),
+        VerdictStatus::Unsigned => {
+            let other = v.checks.first().and_then(super::verify::other_product);
+            return match other {
+                Some(_) => format!("{status} (another Vobiz product's signature)"),
+                None => format!("{status} (legacy V1 signature only)"),
+            };
+        }
         VerdictStatus::Unchecked => {
             return format!("{status} (no token configured for these headers)")
         }

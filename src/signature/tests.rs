@@ -363,6 +363,11 @@ mod verify_behaviour {
                 "URL-safe base64 ('-', '_'), not the standard alphabet",
             ),
             ("!!!notbase64$$$", "15 characters, not base64"),
+            // Standard base64 of the right length, but no '=' at the end: not URL-safe.
+            (
+                &"A".repeat(44),
+                "44 characters of base64, where an HMAC-SHA256 is 43 and a '='",
+            ),
         ];
         for (value, holds) in cases {
             let v = run(&[(V3, value), (V3N, N)], b"", &[T]);
@@ -399,6 +404,7 @@ mod verify_behaviour {
             let first = &v.explanation[0];
             assert!(first.starts_with("X-Vobiz-Signature holds "), "{first}");
             assert!(first.contains(product), "{first}");
+            assert_eq!(v.summary(), "unsigned (another Vobiz product's signature)");
             assert!(
                 !v.explanation.iter().any(|e| e.contains("legacy")),
                 "{:?}",
@@ -412,6 +418,7 @@ mod verify_behaviour {
             &[T],
         );
         assert!(v.explanation[0].contains("legacy"), "{:?}", v.explanation);
+        assert_eq!(v.summary(), "unsigned (legacy V1 signature only)");
     }
 
     #[test]
@@ -443,7 +450,7 @@ mod verify_behaviour {
         assert_eq!(v.signature.as_deref(), Some(sig.as_str()));
         let misshapen = format!(
             "{V2} is not a base64 HMAC-SHA256 (44 characters ending in '='): it holds 8 \
-             characters of base64, where an HMAC-SHA256 takes 44."
+             characters of base64, where an HMAC-SHA256 is 43 and a '='."
         );
         assert!(v.explanation.contains(&misshapen), "{:?}", v.explanation);
         let ma = |e: &String| e.contains("MA-V3 not checked") && e.contains("--main-auth-token");

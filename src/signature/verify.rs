@@ -354,7 +354,7 @@ pub fn verify(req: &CallbackRequest<'_>, keys: &Keys) -> Verdict {
 
 /// What another Vobiz product's `X-Vobiz-Signature` looks like, when the V1 header has its
 /// shape rather than V1's (28 base64 characters): those sign the raw body, not the URL.
-fn other_product(v1: &HeaderCheck) -> Option<String> {
+pub(super) fn other_product(v1: &HeaderCheck) -> Option<String> {
     let value = v1.value.trim();
     let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     let product = match value.strip_prefix("sha256=") {
@@ -389,11 +389,14 @@ fn shape_problem(c: &HeaderCheck) -> Option<String> {
         "64 hex digits (a hex digest)".to_owned()
     } else if m.len() == 43 && m.bytes().all(standard) {
         "43 characters: its '=' padding is missing".to_owned()
-    } else if m.len() == 44 && m.bytes().all(|b| standard(b) || b"-_=".contains(&b)) {
+    } else if m.len() == 44
+        && m.bytes().any(|b| b"-_".contains(&b))
+        && m.bytes().all(|b| standard(b) || b"-_=".contains(&b))
+    {
         "URL-safe base64 ('-', '_'), not the standard alphabet".to_owned()
     } else if m.trim_end_matches('=').bytes().all(standard) {
         format!(
-            "{} characters of base64, where an HMAC-SHA256 takes 44",
+            "{} characters of base64, where an HMAC-SHA256 is 43 and a '='",
             m.len()
         )
     } else {

@@ -169,10 +169,13 @@ impl RequestRecord {
     /// head as the body, nothing when the head never ended.
     pub fn after_the_head(&self) -> RequestRecord {
         let body = &self.body;
-        let start = memchr::memmem::find(body, b"\r\n\r\n")
-            .map(|i| i + 4)
-            .or_else(|| memchr::memmem::find(body, b"\n\n").map(|i| i + 2))
-            .unwrap_or(body.len());
+        // Whichever ends the head first: a body may hold the other.
+        let crlf = memchr::memmem::find(body, b"\r\n\r\n").map(|i| i + 4);
+        let lf = memchr::memmem::find(body, b"\n\n").map(|i| i + 2);
+        let start = match (crlf, lf) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(body.len()),
+        };
         RequestRecord {
             body: body.slice(start..),
             ..self.clone()
@@ -571,6 +574,28 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_follows_the_head_of_a_request_received_whole() {
+        let after = |raw: &'static [u8]| {
+            let record = RequestRecord {
+                body: Bytes::from_static(raw),
+                ..RequestRecord::default()
+            };
+            record.after_the_head().body
+        };
+        assert_eq!(after(b"POST / HTTP/1.1\r\nHost: h\r\n\r\na=1"), &b"a=1"[..]);
+        // A head of bare line feeds, a body that holds a CRLF pair: the head ends first.
+        assert_eq!(
+            after(b"POST / HTTP/1.1\nHost: h\n\nx=\r\n\r\ny"),
+            &b"x=\r\n\r\ny"[..]
+        );
+        assert_eq!(
+            after(b"POST / HTTP/1.1\r\nHost: h"),
+            &b""[..],
+            "no end: no body"
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -94,7 +94,7 @@ pub fn entry(exchange: &Exchange) -> Value {
             .unwrap_or("application/octet-stream");
         let mut post = json!({"mimeType": mime, "text": String::from_utf8_lossy(&request.body)});
         if request.is_form_post() {
-            post["params"] = pairs(&request.form_fields());
+            post["params"] = pairs(&exchange.form_fields());
         }
         har_request["postData"] = post;
     }

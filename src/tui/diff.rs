@@ -90,11 +90,7 @@ pub fn diff_rows(a: &Exchange, b: &Exchange) -> Vec<DiffRow> {
         &a.request.headers.to_text_pairs(),
         &b.request.headers.to_text_pairs(),
     ));
-    rows.extend(pair(
-        "form",
-        &a.request.form_fields(),
-        &b.request.form_fields(),
-    ));
+    rows.extend(pair("form", &a.form_fields(), &b.form_fields()));
     rows.extend(pair("response", &answer(a), &answer(b)));
     rows
 }

@@ -171,6 +171,8 @@ async fn serve(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    // Only a relayed request has one: an allocation for the relay's hop alone.
+    let called_by_relay = envelope.public_url.clone();
     let public_url = proxy.public_url_of(envelope.public_url, original_host.as_deref(), &target);
     let body_bytes = match &body {
         BodyRead::Complete(bytes) => bytes.clone(),
@@ -301,9 +303,12 @@ async fn serve(
     }
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
     let sender_is_the_developer = is_local_sender(connection.relayed, client_addr, &parts.headers);
-    // Known for sure only from `--public-url` or the relay; else the `Host` says it.
-    let called = (proxy.public_url.is_some() || connection.relayed)
-        .then(|| exchange.request.public_url.clone());
+    let public = told_public(
+        proxy.public_url.as_ref(),
+        called_by_relay.as_deref(),
+        client_addr,
+        original_host.as_deref(),
+    );
     let outgoing = Outgoing {
         method: parts.method.as_str(),
         target: &target,
@@ -311,7 +316,7 @@ async fn serve(
         body: body_bytes,
         original_host: original_host.as_deref(),
         client_ip: client_addr.map(|a| a.ip()),
-        public: called.as_deref().and_then(PublicOrigin::of),
+        public,
         extensions: parts.extensions,
         relay_waits: envelope.answer_within,
     };
@@ -497,6 +502,46 @@ fn is_local_sender(
         && !headers.contains_key("forwarded")
 }
 
+/// What the local server is told the sender called (`X-Forwarded-Proto`, `-Host`): what
+/// `--public-url` or the relay says; else the Host, over what a sender's own headers claim,
+/// unless the sender is a proxy of the developer's (`None`: its headers stand).
+fn told_public<'a>(
+    public_url: Option<&'a BaseUrl>,
+    called_by_relay: Option<&'a str>,
+    sender: Option<SocketAddr>,
+    host: Option<&'a str>,
+) -> Option<PublicOrigin<'a>> {
+    match (public_url, called_by_relay) {
+        (Some(base), _) => Some(PublicOrigin {
+            scheme: &base.scheme,
+            authority: &base.authority,
+        }),
+        (None, Some(called)) => PublicOrigin::of(called),
+        (None, None) if sender.is_some_and(|a| is_a_developers_proxy(a.ip())) => None,
+        (None, None) => host.map(|host| PublicOrigin {
+            scheme: "https",
+            authority: host,
+        }),
+    }
+}
+
+/// A sender whose own `X-Forwarded-Proto`/`-Host` reach the local server as it set them: on
+/// this machine or a private network (ngrok's agent, cloudflared, the developer's nginx).
+/// From anywhere else they are the sender's word about the tool's own address.
+fn is_a_developers_proxy(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_a_developers_proxy(v4.into()),
+            // Loopback, unique local (fc00::/7), link-local (fe80::/10).
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+            }
+        },
+    }
+}
+
 /// Queues the end of an exchange for the store and tells the subscribers.
 pub fn record_end(
     store: &Store,
@@ -589,6 +634,61 @@ async fn read_body(body: &mut Incoming, headers: &hyper::HeaderMap, limits: &Lim
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_server_is_told_the_public_address_a_sender_cannot_choose() {
+        let at = |addr: &str| Some(addr.parse::<SocketAddr>().unwrap());
+        let origin =
+            |o: Option<PublicOrigin<'_>>| o.map(|o| (o.scheme.to_owned(), o.authority.to_owned()));
+        let https = |host: &str| Some(("https".to_owned(), host.to_owned()));
+        let base = BaseUrl::parse("https://hooks.example.com/app").unwrap();
+        let host = Some("localhost:8443");
+        // --public-url, then the relay's word, decide whatever the sender.
+        let told = told_public(
+            Some(&base),
+            Some("https://relay.example/x"),
+            at("127.0.0.1:1"),
+            host,
+        );
+        assert_eq!(origin(told), https("hooks.example.com"));
+        let told = told_public(
+            None,
+            Some("https://relay.example:8443/x"),
+            at("10.0.0.2:1"),
+            host,
+        );
+        assert_eq!(origin(told), https("relay.example:8443"));
+        // Neither: a proxy of the developer's keeps its own X-Forwarded-*; anyone else is
+        // told over by the Host.
+        for proxy in [
+            "127.0.0.1:1",
+            "[::1]:1",
+            "10.1.2.3:1",
+            "172.16.0.9:1",
+            "192.168.1.20:1",
+            "[fd00::1]:1",
+            "[fe80::1]:1",
+            "[::ffff:192.168.1.2]:1",
+        ] {
+            assert_eq!(
+                origin(told_public(None, None, at(proxy), host)),
+                None,
+                "{proxy}"
+            );
+        }
+        for sender in [
+            "203.0.113.7:1",
+            "[2001:db8::1]:1",
+            "[::ffff:203.0.113.7]:1",
+            "172.32.0.1:1",
+        ] {
+            assert_eq!(
+                origin(told_public(None, None, at(sender), host)),
+                https("localhost:8443"),
+                "{sender}"
+            );
+        }
+    }
 
     #[test]
     fn only_a_sender_on_this_machine_learns_the_local_server_s_address() {

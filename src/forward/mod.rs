@@ -516,7 +516,12 @@ fn add_forwarded(
         None => ("https", original_host),
     };
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        if let Ok(value) = HeaderValue::from_str(proto) {
+        let value = match proto {
+            "https" => Ok(HeaderValue::from_static("https")),
+            "http" => Ok(HeaderValue::from_static("http")),
+            other => HeaderValue::from_str(other),
+        };
+        if let Ok(value) = value {
             headers.insert(X_FORWARDED_PROTO.clone(), value);
         }
     }

@@ -795,13 +795,18 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
 /// Records `count` unsigned exchanges answered 200 in the store at `path`, as another
 /// process (a `replay` or `import` run) would.
 async fn record_answered(path: &std::path::Path, count: usize) {
+    record_answered_at(path, &vec!["/cb"; count]).await;
+}
+
+/// Like [`record_answered`], one exchange per target (a query names its Event).
+async fn record_answered_at(path: &std::path::Path, targets: &[&str]) {
     use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
     use vobiz_tunnel::signature::{Verdict, VerdictStatus};
     let store = vobiz_tunnel::store::Store::open(path).unwrap();
-    for _ in 0..count {
+    for target in targets {
         let request = RequestRecord {
             method: "POST".into(),
-            target: "/cb".into(),
+            target: target.to_string(),
             http_version: "HTTP/1.1".into(),
             public_url: "https://example.com/cb".into(),
             ..RequestRecord::default()
@@ -873,6 +878,18 @@ async fn the_top_bar_counts_what_another_process_writes_under_a_filter() {
     let screen = tui.wait_for_text(" 3 stored ").await;
     assert!(screen.contains("-3 "), "counted as unsigned: {screen}");
     assert!(list_row(&screen, 1).is_none(), "not listed: {screen}");
+
+    // Rows it hides, then one it shows, written together: all are counted, the last listed.
+    let targets = ["/cb?Event=Hangup", "/cb?Event=Hangup", "/cb?Event=Ring"];
+    record_answered_at(&tui.store_path(), &targets).await;
+    let screen = tui
+        .wait_for("#6 listed", |s| list_row(s, 6).is_some())
+        .await;
+    let screen = match screen.contains(" 6 stored ") {
+        true => screen,
+        false => tui.wait_for_text(" 6 stored ").await,
+    };
+    assert!(list_row(&screen, 4).is_none(), "{screen}");
     tui.press("q");
     assert_eq!(tui.wait_exit().await, 0);
 }

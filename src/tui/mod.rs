@@ -94,6 +94,8 @@ struct App {
     calls_due: Instant,
     /// Replays sent from here and perhaps still waiting for the local server.
     replays: Vec<tokio::task::JoinHandle<()>>,
+    /// Under a filter, the newest row the whole store's counting read has reached.
+    whole_store_read: crate::exchange::ExchangeId,
 }
 
 /// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
@@ -112,6 +114,7 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
         calls_reading: None,
         calls_due: Instant::now(),
         replays: Vec::new(),
+        whole_store_read: 0,
     };
     let mut terminal = TerminalGuard::enter()?;
     app.execute(Command::Reload, &mut terminal);
@@ -257,6 +260,7 @@ impl App {
                 self.reader.path().display()
             ));
             self.state.store_replaced();
+            self.whole_store_read = 0; // its ids start again
             self.execute(Command::Reload, terminal);
             return true;
         }
@@ -273,11 +277,17 @@ impl App {
         if !self.state.filter.is_empty() {
             // The list shows what matches; the counts are the whole store's. Read after the
             // list's rows, which were counted (and, past the loaded window, counted as new)
-            // as they were merged.
-            let after = self.state.newest_counted();
-            match self.finished_rows_after(&crate::filter::Filter::default(), after) {
+            // as they were merged: each row is counted once. Read on from where the last of
+            // these reads ended, not from the newest row counted: rows the filter hides that
+            // came before one it shows would be skipped.
+            let whole_store = crate::filter::Filter::default();
+            let after = self.whole_store_read.max(self.state.tallied_through());
+            match self.finished_rows_after(&whole_store, after) {
                 Ok(rows) => {
                     changed |= !rows.is_empty();
+                    if let Some(last) = rows.last().and_then(|row| row.id) {
+                        self.whole_store_read = last;
+                    }
                     self.state.count_polled(&rows);
                 }
                 Err(e) => return self.reading_failed(e),
@@ -317,12 +327,26 @@ impl App {
                 self.state.begin_reload();
                 // Around the exchange to keep in view, when there is one: up to and including
                 // it, and the page after it, so that it is shown among its neighbours.
-                let kept = self.state.keep_around;
+                // Taken: a reload asked for after this one (a filter typed meanwhile) reads
+                // the newest rows, not around an exchange that may not match it.
+                let kept = self.state.keep_around.take();
                 self.read_in_background(Reply::Page, move |reader, filter| {
                     let rows = reader.page(filter, kept.map(|id| id + 1), PAGE)?;
-                    let after_kept = kept
-                        .map(|id| reader.page_after(filter, id, PAGE))
-                        .transpose()?;
+                    // Only if the page ends with it (else: the newest rows, as usual).
+                    let after_kept = match kept {
+                        Some(id) if rows.last().and_then(|row| row.id) == Some(id) => {
+                            Some(reader.page_after(filter, id, PAGE)?)
+                        }
+                        Some(_) => {
+                            let rows = reader.page(filter, None, PAGE)?;
+                            return Ok(Reloaded {
+                                rows,
+                                after_kept: None,
+                                tally: reader.tally()?,
+                            });
+                        }
+                        None => None,
+                    };
                     Ok(Reloaded {
                         rows,
                         after_kept,
@@ -518,6 +542,7 @@ impl App {
                 }
                 Err(e) => {
                     self.state.loading = false;
+                    self.state.pending_move = 0; // toward rows that did not come
                     self.fail("loading older exchanges", e);
                 }
             },
@@ -531,6 +556,7 @@ impl App {
                 }
                 Err(e) => {
                     self.state.loading = false;
+                    self.state.pending_move = 0; // toward rows that did not come
                     self.fail("loading newer exchanges", e);
                 }
             },
@@ -692,7 +718,7 @@ fn shown_command(mut command: String, copied: bool) -> String {
     let left_out = command.len() - cut;
     command.truncate(cut);
     let whole = match copied {
-        true => "the clipboard has all of it",
+        true => "all of it went to the clipboard by OSC 52, which some terminals cap",
         false => "vobiz-tunnel export writes the request whole",
     };
     command.push_str(&format!(
@@ -749,7 +775,10 @@ mod tests {
         let left_out = long.len() - start.len();
         assert_eq!(
             note,
-            format!("… {left_out} more bytes not shown here (the clipboard has all of it)")
+            format!(
+                "… {left_out} more bytes not shown here (all of it went to the clipboard by \
+                 OSC 52, which some terminals cap)"
+            )
         );
         assert!(
             shown_command(long, false).ends_with("(vobiz-tunnel export writes the request whole)")

@@ -565,6 +565,11 @@ impl AppState {
 
     /// The newest exchange counted in `total` and the health counts (0: none). Counting
     /// exchanges other processes write asks for those after it.
+    /// The newest row the store's counts held when they were read (0 before that).
+    pub fn tallied_through(&self) -> ExchangeId {
+        self.tallied_through.unwrap_or(0)
+    }
+
     pub fn newest_counted(&self) -> ExchangeId {
         let counted = self.counted.last_key_value().map(|(&id, _)| id);
         counted.max(self.tallied_through).unwrap_or(0)

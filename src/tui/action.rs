@@ -79,7 +79,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     (
         "g G  Home End",
-        "first / last (G: follow; in the detail: top / end)",
+        "first / last; G follows; also in the detail and call list",
     ),
     (
         "Enter",
@@ -116,6 +116,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
     (
         "mouse",
         "wheel scrolls the pane under it; a click selects a row",
+    ),
+    (
+        "(an overlay)",
+        "move keys scroll it; Esc closes; other keys do nothing",
     ),
     ("?", "this help"),
     ("q  Ctrl-C", "quit"),

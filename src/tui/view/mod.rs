@@ -173,12 +173,15 @@ const MESSAGE_LINES: usize = 3;
 /// Height of the bottom bar: a message is shown whole, on up to [`MESSAGE_LINES`] lines (a
 /// filter error's hint comes at its end); under a prompt, on lines of its own.
 fn bottom_height(state: &AppState, width: u16) -> u16 {
-    let width = usize::from(width.max(1));
-    let lines = |columns: usize| columns.div_ceil(width).clamp(1, MESSAGE_LINES) as u16;
+    // Measured as drawn: wrapped at spaces, which may take a line more than its width says.
+    let lines = |text: String| {
+        let paragraph = Paragraph::new(Line::raw(text)).wrap(Wrap { trim: false });
+        paragraph.line_count(width).clamp(1, MESSAGE_LINES) as u16
+    };
     match (&state.input, &state.message) {
-        (Some(_), Some(message)) => 1 + lines(message.width()),
-        // As the status line shows it: between spaces.
-        (None, Some(message)) => lines(message.width() + 2),
+        (Some(_), Some(message)) => 1 + lines(message.clone()),
+        // As the status line shows a message of its own.
+        (None, Some(message)) => lines(format!(" {message}")),
         (_, None) => 1,
     }
 }

@@ -111,7 +111,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<i32> {
         return Err(usage(format!(
             "--url {:?} is not an absolute http(s) URL: give the URL Vobiz called, such as \
              https://hooks.example.com/vobiz/hangup",
-            args.url
+            crate::output::without_passwords(&args.url)
         )));
     }
     let headers = args

@@ -203,7 +203,8 @@ pub fn import_command(args: &ImportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// "#3", "#3, #9", "#3–#7", "#3–#7, #9 and 12 more": the ids a message names.
+/// "#3", "#3, #9", "#3–#7", "#3–#7, #9, and 12 more": the ids a message names, as runs of
+/// consecutive ids, the first eight of them, then how many ids are left.
 fn id_list(ids: &[ExchangeId]) -> String {
     const NAMED: usize = 8;
     let mut runs: Vec<(ExchangeId, ExchangeId)> = Vec::new();
@@ -222,7 +223,11 @@ fn id_list(ids: &[ExchangeId]) -> String {
         })
         .collect();
     if runs.len() > NAMED {
-        named.push(format!("{} more", runs.len() - NAMED));
+        let more: usize = runs[NAMED..]
+            .iter()
+            .map(|&(first, last)| (last - first + 1) as usize)
+            .sum();
+        named.push(format!("and {more} more"));
     }
     named.join(", ")
 }

@@ -208,3 +208,16 @@ fn entries_are_found_wherever_they_are_and_files_read_as_slices_do() {
         assert!(error.starts_with(expected), "{error}");
     }
 }
+
+#[test]
+fn id_lists_name_runs_and_count_the_rest() {
+    assert_eq!(super::id_list(&[3]), "#3");
+    assert_eq!(super::id_list(&[3, 9]), "#3, #9");
+    assert_eq!(super::id_list(&[3, 4, 5, 6, 7, 9]), "#3–#7, #9");
+    // Eight runs named; the ids of the others counted.
+    let ids: Vec<i64> = (0..10).map(|run| run * 10).chain([91, 92]).collect();
+    assert_eq!(
+        super::id_list(&ids),
+        "#0, #10, #20, #30, #40, #50, #60, #70, and 4 more"
+    );
+}

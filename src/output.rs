@@ -70,6 +70,8 @@ pub fn without_passwords(text: &str) -> Cow<'_, str> {
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         shown.push_str(before);
+        // A quote ends a URL quoted in a report; a password holding one is shown from it
+        // on (URL passwords are percent-encoded, so rarely do).
         let end = after
             .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
             .unwrap_or(after.len());

@@ -226,8 +226,8 @@ impl Replayer {
         let method = exchange.request.method.clone();
         let target = exchange.request.target.clone();
         let host = exchange.request.host.clone();
-        // As the listener forwarded it: the public URL's origin when it was not the `Host`
-        // (`--public-url`, the relay), else what the request's own headers say.
+        // As near as the record tells how the listener forwarded it: the public URL's origin
+        // when it was not the `Host` (`--public-url`, the relay), else the recorded headers.
         let called = exchange.request.public_url.clone();
         let public =
             PublicOrigin::of(&called).filter(|origin| host.as_deref() != Some(origin.authority));

@@ -843,16 +843,12 @@ async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callba
     recorded_calls(&harness, &["idle-before"]).await;
     // A callback signed with V2 and V3, whose V2 pair comes again after the restart.
     let signed = vobiz_headers(&harness.url("/vobiz/again"), TOKEN, None);
-    let answer = harness
-        .client()
-        .send(form_post(
-            &harness,
-            "/vobiz/again",
-            "CallUUID=again",
-            &signed,
-        ))
-        .await;
-    assert_eq!(answer.status, 200);
+    let harness = &harness;
+    let again = |headers: Vec<(String, String)>| async move {
+        let request = form_post(harness, "/vobiz/again", "CallUUID=again", &headers);
+        assert_eq!(harness.client().send(request).await.status, 200);
+    };
+    again(signed.clone()).await;
     upstream.next().await;
 
     let store = harness.config.store.clone();
@@ -869,10 +865,10 @@ async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callba
     })
     .await;
 
-    let body = callback(&harness, "idle-after", 2, 0).await;
+    let body = callback(harness, "idle-after", 2, 0).await;
     let sent = [("idle-after".to_string(), body)];
     origin_saw(&mut upstream, &sent).await;
-    let recorded = recorded_calls(&harness, &["idle-after"]).await;
+    let recorded = recorded_calls(harness, &["idle-after"]).await;
     assert_recorded_exactly(&recorded, &sent);
     assert!(
         !recorded
@@ -886,16 +882,7 @@ async fn a_store_file_deleted_while_idle_is_started_again_before_the_next_callba
         .into_iter()
         .filter(|(name, _)| name.starts_with("X-Vobiz-Signature-V2"))
         .collect();
-    let answer = harness
-        .client()
-        .send(form_post(
-            &harness,
-            "/vobiz/again",
-            "CallUUID=again",
-            &v2_pair,
-        ))
-        .await;
-    assert_eq!(answer.status, 200);
+    again(v2_pair).await;
     upstream.next().await;
     let again = harness.last_recorded().await;
     assert_eq!(again.call_uuid.as_deref(), Some("again"));

@@ -746,8 +746,7 @@ async fn export_asks_before_replacing_a_file() {
 /// the oldest row at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_top_bar_counts_the_whole_store_after_a_restart() {
-    use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
-    use vobiz_tunnel::signature::{Verdict, VerdictStatus};
+    use vobiz_tunnel::signature::VerdictStatus;
     let dir = tempfile::tempdir().unwrap();
     let store = vobiz_tunnel::store::Store::open(&dir.path().join("exchanges.db")).unwrap();
     for i in 0..620 {
@@ -756,25 +755,8 @@ async fn the_top_bar_counts_the_whole_store_after_a_restart() {
         } else {
             VerdictStatus::Valid
         };
-        let request = RequestRecord {
-            method: "POST".into(),
-            target: "/cb".into(),
-            http_version: "HTTP/1.1".into(),
-            public_url: "https://example.com/cb".into(),
-            ..RequestRecord::default()
-        };
-        let mut exchange = Exchange::received(request, Verdict::bare(verdict), 0);
-        exchange.outcome = Outcome::Forwarded;
-        exchange.response = Some(ResponseRecord {
-            status: if i < 10 { 500 } else { 200 },
-            ..ResponseRecord::default()
-        });
-        let inserted = store
-            .insert(std::sync::Arc::new(exchange.clone()))
-            .await
-            .unwrap();
-        exchange.id = Some(inserted.id);
-        store.complete(std::sync::Arc::new(exchange));
+        let status = if i < 10 { 500 } else { 200 };
+        record(&store, answered("/cb", verdict, status)).await;
     }
     store.flush().await;
     drop(store);
@@ -800,31 +782,49 @@ async fn record_answered(path: &std::path::Path, count: usize) {
 
 /// Like [`record_answered`], one exchange per target (a query names its Event).
 async fn record_answered_at(path: &std::path::Path, targets: &[&str]) {
-    use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
-    use vobiz_tunnel::signature::{Verdict, VerdictStatus};
+    use vobiz_tunnel::signature::VerdictStatus;
     let store = vobiz_tunnel::store::Store::open(path).unwrap();
     for target in targets {
-        let request = RequestRecord {
-            method: "POST".into(),
-            target: target.to_string(),
-            http_version: "HTTP/1.1".into(),
-            public_url: "https://example.com/cb".into(),
-            ..RequestRecord::default()
-        };
-        let mut exchange = Exchange::received(request, Verdict::bare(VerdictStatus::Unsigned), 0);
-        exchange.outcome = Outcome::Forwarded;
-        exchange.response = Some(ResponseRecord {
-            status: 200,
-            ..ResponseRecord::default()
-        });
-        let inserted = store
-            .insert(std::sync::Arc::new(exchange.clone()))
-            .await
-            .unwrap();
-        exchange.id = Some(inserted.id);
-        store.complete(std::sync::Arc::new(exchange));
+        record(&store, answered(target, VerdictStatus::Unsigned, 200)).await;
     }
     store.flush().await;
+}
+
+/// A POST to `target` with `verdict`, answered `status`.
+fn answered(
+    target: &str,
+    verdict: vobiz_tunnel::signature::VerdictStatus,
+    status: u16,
+) -> vobiz_tunnel::exchange::Exchange {
+    use vobiz_tunnel::exchange::{Exchange, Outcome, RequestRecord, ResponseRecord};
+    let request = RequestRecord {
+        method: "POST".into(),
+        target: target.to_string(),
+        http_version: "HTTP/1.1".into(),
+        public_url: "https://example.com/cb".into(),
+        ..RequestRecord::default()
+    };
+    let mut exchange =
+        Exchange::received(request, vobiz_tunnel::signature::Verdict::bare(verdict), 0);
+    exchange.outcome = Outcome::Forwarded;
+    exchange.response = Some(ResponseRecord {
+        status,
+        ..ResponseRecord::default()
+    });
+    exchange
+}
+
+/// Writes `exchange` as the listener does: its row, then its end.
+async fn record(
+    store: &vobiz_tunnel::store::Store,
+    mut exchange: vobiz_tunnel::exchange::Exchange,
+) {
+    let inserted = store
+        .insert(std::sync::Arc::new(exchange.clone()))
+        .await
+        .unwrap();
+    exchange.id = Some(inserted.id);
+    store.complete(std::sync::Arc::new(exchange));
 }
 
 /// Esc clears the filter and keeps the exchange selected under it in view, among its

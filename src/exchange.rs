@@ -426,6 +426,8 @@ pub struct Exchange {
     pub replay_of: Option<ExchangeId>,
     /// The earlier exchange that carried the same nonce and signature.
     pub nonce_reused_of: Option<ExchangeId>,
+    /// Where a replay was sent, when not to the local server (the whole URL it reached).
+    pub sent_to: Option<String>,
     pub request: RequestRecord,
     pub verdict: Verdict,
     /// Vobiz `Event` field (`StartApp`, `Hangup`, ...), derived for filtering.
@@ -450,6 +452,7 @@ impl Exchange {
             id: None,
             replay_of: None,
             nonce_reused_of: None,
+            sent_to: None,
             event: field("Event"),
             // The Record API's callback names the call in snake_case.
             call_uuid: field("CallUUID").or_else(|| field("call_uuid")),

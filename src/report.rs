@@ -77,8 +77,14 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
     let request = &exchange.request;
     let id = exchange.id.map_or("?".into(), |id| id.to_string());
     let _ = write!(out, "Exchange #{id}");
-    if let Some(original) = exchange.replay_of {
-        let _ = write!(out, "  (replay of #{original})");
+    match (exchange.replay_of, &exchange.sent_to) {
+        (Some(original), Some(url)) => {
+            let _ = write!(out, "  (replay of #{original}, sent to {url})");
+        }
+        (Some(original), None) => {
+            let _ = write!(out, "  (replay of #{original})");
+        }
+        (None, _) => {}
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -234,6 +240,7 @@ pub fn exchange_json(exchange: &Exchange) -> Value {
     json!({
         "id": exchange.id,
         "replay_of": exchange.replay_of,
+        "sent_to": exchange.sent_to,
         "nonce_reused_of": exchange.nonce_reused_of,
         "method": request.method,
         "target": request.target,

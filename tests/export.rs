@@ -299,6 +299,7 @@ fn stored_exchange(path: &str, replay_of: Option<i64>) -> vobiz_tunnel::exchange
     exchange.replay_of = replay_of;
     if replay_of.is_some() {
         exchange.add_flag(Flag::Replay);
+        exchange.sent_to = Some(format!("https://staging.example.com{path}"));
     }
     exchange
 }
@@ -368,6 +369,8 @@ async fn an_imported_replay_stays_linked_to_its_imported_original() {
     );
     assert_eq!(linked.request.target, "/a");
     assert!(linked.has_flag(Flag::Replay) && linked.has_flag(Flag::Imported));
+    let where_it_went = Some("https://staging.example.com/a");
+    assert_eq!(linked.sent_to.as_deref(), where_it_went);
     let alone = reader.get(6).unwrap().unwrap();
     assert_eq!(
         alone.replay_of, None,

@@ -203,6 +203,19 @@ async fn replay_to_another_target_goes_there() {
     first
         .assert_nothing(std::time::Duration::from_millis(200))
         .await;
+    // The row says so too, for `show` and the inspector long after.
+    let replay = harness.last_recorded().await;
+    let sent_to = format!("{}/staging/vobiz/hangup", second.url());
+    assert_eq!(replay.sent_to.as_deref(), Some(sent_to.as_str()));
+    let shown = vobiz_tunnel::report::exchange_text(&replay, time::UtcOffset::UTC);
+    assert!(
+        shown.contains(&format!("(replay of #{id}, sent to {sent_to})")),
+        "{shown}"
+    );
+    assert_eq!(
+        vobiz_tunnel::report::exchange_json(&replay)["sent_to"],
+        sent_to.as_str()
+    );
     harness.tunnel.shutdown().await;
 }
 

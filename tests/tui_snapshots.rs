@@ -667,6 +667,20 @@ fn request_tab_of_a_replay() {
     assert!(text.contains("nonce already seen in #1"));
 }
 
+/// `t` sent it elsewhere: the detail says where, not just "replay".
+#[test]
+fn request_tab_of_a_replay_sent_elsewhere() {
+    let mut state = detail_on(7, 0);
+    let mut replay = (*by_id(7)).clone();
+    replay.sent_to = Some("https://staging.example.com/vobiz/answer".into());
+    state.set_detail(Arc::new(replay));
+    let text = screen(&state, 160, 30);
+    assert!(
+        text.contains("replay of #1, sent to https://staging.example.com/vobiz/answer"),
+        "{text}"
+    );
+}
+
 #[test]
 fn request_tab_scrolled() {
     let mut state = detail_on(3, 0);

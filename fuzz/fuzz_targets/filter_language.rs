@@ -118,6 +118,7 @@ fn exchange(i: usize) -> Exchange {
         id: None,
         replay_of,
         nonce_reused_of: None,
+        sent_to: None,
         request: RequestRecord {
             method: METHODS[i % METHODS.len()].into(),
             target: match i % 4 {

@@ -58,6 +58,7 @@ pub fn entry(exchange: &Exchange) -> Value {
     let mut vobiz = json!({
         "id": exchange.id,
         "replay_of": exchange.replay_of,
+        "sent_to": exchange.sent_to,
         "nonce_reused_of": exchange.nonce_reused_of,
         "event": exchange.event,
         "call_uuid": exchange.call_uuid,

@@ -280,6 +280,7 @@ fn parse_entry(entry: &Value) -> Result<Exchange, String> {
     if ours.is_some() {
         exchange.id = id("id")?;
         exchange.replay_of = id("replay_of")?;
+        exchange.sent_to = text("sent_to")?;
         exchange.event = text("event")?;
         exchange.call_uuid = text("call_uuid")?;
         exchange.error = text("error")?;

@@ -11,6 +11,7 @@ fn exchange() -> Exchange {
         id: Some(7),
         replay_of: Some(3),
         nonce_reused_of: None,
+        sent_to: None,
         request: RequestRecord {
             method: "POST".into(),
             target: "/vobiz/hangup?x=1".into(),

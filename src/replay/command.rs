@@ -94,12 +94,8 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
         };
         let summary = ExchangeSummary::of(&replayed);
         // Where it went, when not to the local server: the record keeps the request as the
-        // local server would have seen it.
-        let sent_to = plan
-            .target
-            .as_ref()
-            .map(|base| base.join(&replayed.request.target));
-        let line = match (args.json, &sent_to) {
+        // local server would have seen it, and the URL it reached.
+        let line = match (args.json, &replayed.sent_to) {
             (true, None) => json_line(&summary),
             (true, Some(url)) => {
                 let mut value: serde_json::Value = serde_json::from_str(&json_line(&summary))?;

@@ -235,6 +235,7 @@ impl Replayer {
         // Header names in the case they were recorded in, as the local server saw them.
         let case = header_case::extensions_for(&exchange.request.headers).await;
 
+        exchange.sent_to = plan.target.as_ref().map(|base| base.join(&target));
         let mut exchange = Arc::new(exchange);
         match self.store.insert(exchange.clone()).await {
             Ok(inserted) => {

@@ -406,6 +406,7 @@ fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<Exchange> {
         id: row.get("id")?,
         replay_of: row.get("replay_of")?,
         nonce_reused_of: row.get("nonce_reused_of")?,
+        sent_to: row.get("sent_to")?,
         request: RequestRecord {
             method: row.get("method")?,
             target: row.get("target")?,

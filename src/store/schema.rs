@@ -79,6 +79,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX exchanges_call_uuid_lower ON exchanges(lower(call_uuid))
         WHERE call_uuid IS NOT NULL;
     "#,
+    // 7: where a replay was sent when that was not the local server (`replay --to`, `t` in
+    // the inspector); NULL for everything else.
+    r#"
+    ALTER TABLE exchanges ADD COLUMN sent_to TEXT;
+    "#,
 ];
 
 /// How long the writer waits for another process's lock before giving up on a batch.

@@ -337,10 +337,10 @@ impl<'tx> Statements<'tx> {
                     sni, http_version, method, target, path, host, public_url, request_headers,
                     request_body, request_body_truncated, event, call_uuid, signature,
                     signature_scheme, signature_detail, nonce_key, outcome, error, status,
-                    response_headers, response_body, flags, findings)
+                    response_headers, response_body, flags, findings, sent_to)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
-                    ?32, ?33)",
+                    ?32, ?33, ?34)",
             )?,
             complete: tx.prepare_cached(
                 "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3,
@@ -429,6 +429,7 @@ impl<'tx> Statements<'tx> {
             response.map(|r| &r.body[..]),
             reflagged.as_ref().unwrap_or(&row.flags),
             row.findings,
+            exchange.sent_to,
         ])?;
         if first_of_its_nonce {
             self.reused_later

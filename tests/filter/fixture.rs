@@ -104,6 +104,7 @@ pub fn exchange(i: usize) -> Exchange {
         id: None,
         replay_of,
         nonce_reused_of: None,
+        sent_to: None,
         request: RequestRecord {
             method: ["POST", "GET", "post"][i % 3].into(),
             target: if i % 4 == 0 {

@@ -41,10 +41,11 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
         ),
     ])];
     if let Some(original) = exchange.replay_of {
-        lines.push(Line::styled(
-            format!("replay of #{original}"),
-            Style::new().fg(Color::Yellow),
-        ));
+        let replay = match &exchange.sent_to {
+            Some(url) => format!("replay of #{original}, sent to {url}"),
+            None => format!("replay of #{original}"),
+        };
+        lines.push(Line::styled(replay, Style::new().fg(Color::Yellow)));
     }
     if let Some(earlier) = exchange.nonce_reused_of {
         lines.push(Line::styled(

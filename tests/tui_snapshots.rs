@@ -858,6 +858,19 @@ fn health_view_narrow() {
     assert_screen!("health_narrow_80x24", state, 80, 24);
 }
 
+/// In a 40-column pane the percentiles stay whole; the columns after them give way.
+#[test]
+fn health_view_in_a_40_column_pane() {
+    let mut state = loaded_state();
+    state.view = View::Health;
+    let text = assert_screen!("health_40x24", state, 40, 24);
+    let header = text.lines().find(|line| line.contains("path")).unwrap();
+    assert!(header.contains("p50") && header.contains("p95"), "{text}");
+    assert!(!header.contains("failed"), "{text}");
+    let answer = text.lines().find(|line| line.contains("/vobiz/a")).unwrap();
+    assert!(answer.contains("12.0 ms  3.41 s"), "{text}");
+}
+
 #[test]
 fn help_overlay() {
     let mut state = selecting(8);

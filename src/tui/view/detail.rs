@@ -5,6 +5,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::body::{body_lines, form_lines, shown_part};
 use super::theme;
@@ -144,8 +145,8 @@ fn finding_lines(findings: &[Finding]) -> Vec<Line<'static>> {
 }
 
 /// The verdict, its explanation, then every header with each key and form tried. Signed
-/// strings stand on lines of their own so that they read whole even when they wrap.
-fn signature_lines(exchange: &Exchange) -> Vec<Line<'static>> {
+/// strings stand on lines of their own, cut at the pane's edge (see [`exact_lines`]).
+fn signature_lines(exchange: &Exchange, width: u16) -> Vec<Line<'static>> {
     let verdict = &exchange.verdict;
     let mut lines = vec![Line::from(vec![
         theme::verdict_mark(verdict.status, false),
@@ -186,17 +187,45 @@ fn signature_lines(exchange: &Exchange) -> Vec<Line<'static>> {
                 )),
                 outcome,
             ]));
-            lines.push(Line::from(vec![
-                Span::styled("    signed   ", dim),
-                Span::raw(attempt.string_to_sign.clone()),
-            ]));
-            lines.push(Line::from(vec![
-                Span::styled("    gives    ", dim),
-                Span::raw(attempt.expected.clone()),
-            ]));
+            lines.extend(exact_lines("    signed   ", &attempt.string_to_sign, width));
+            lines.extend(exact_lines("    gives    ", &attempt.expected, width));
         }
     }
     lines
+}
+
+/// `text` after `label`, cut into lines exactly at the pane's edge, the later ones indented
+/// under the first. Word wrapping would break a string to sign at its spaces, and a space
+/// that is part of what was signed would look like the end of a line.
+fn exact_lines(label: &'static str, text: &str, width: u16) -> Vec<Line<'static>> {
+    let indent = label.width();
+    // A pane too narrow for the label still shows some of the string on each line.
+    let room = usize::from(width).saturating_sub(indent).max(16);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let cells = c.width().unwrap_or(0);
+        if used + cells > room && !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        line.push(c);
+        used += cells;
+    }
+    lines.push(line);
+    let dim = Style::new().fg(Color::DarkGray);
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| {
+            let lead = match index {
+                0 => Span::styled(label, dim),
+                _ => Span::raw(" ".repeat(indent)),
+            };
+            Line::from(vec![lead, Span::raw(part)])
+        })
+        .collect()
 }
 
 fn timing_lines(exchange: &Exchange, state: &AppState) -> Vec<Line<'static>> {
@@ -257,7 +286,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         Some(exchange) if exchange.id == state.selected_id() => match state.tab {
             0 => request_lines(exchange, state.raw),
             1 => response_lines(exchange, state.raw),
-            2 => signature_lines(exchange),
+            2 => signature_lines(exchange, body_area.width),
             _ => timing_lines(exchange, state),
         },
         _ if state.rows.is_empty() && !state.filter.is_empty() => vec![Line::raw(format!(
@@ -283,4 +312,39 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
         super::bounded_scroll(paragraph, body_area, state),
         body_area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: &[Line<'_>]) -> Vec<String> {
+        let text = |line: &Line<'_>| line.spans.iter().map(|s| s.content.as_ref()).collect();
+        lines.iter().map(text).collect()
+    }
+
+    #[test]
+    fn a_string_to_sign_is_cut_at_the_edge_not_at_its_spaces() {
+        let signed = "https://hooks.example.com/cb?x=1.CallerName=Asha Rao&To=9198 7654 3210";
+        let lines = texts(&exact_lines("    signed   ", signed, 33));
+        assert_eq!(
+            lines,
+            [
+                "    signed   https://hooks.exampl",
+                "             e.com/cb?x=1.CallerN",
+                "             ame=Asha Rao&To=9198",
+                "              7654 3210",
+            ]
+        );
+        let rejoined: String = lines.iter().map(|line| &line[13..]).collect();
+        assert_eq!(rejoined, signed, "nothing added or lost at the cuts");
+    }
+
+    #[test]
+    fn wide_characters_are_not_split_and_a_narrow_pane_still_shows_some() {
+        let lines = texts(&exact_lines("  gives ", "日本語のテキスト", 14));
+        assert_eq!(lines[0], "  gives 日本語のテキスト", "16 columns at least");
+        let lines = texts(&exact_lines("  gives ", "日本語のテキストです", 24));
+        assert_eq!(lines, ["  gives 日本語のテキスト", "        です"]);
+    }
 }

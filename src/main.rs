@@ -104,9 +104,10 @@ fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
         result?;
         println!("vobiz-tunnel stopped; exchanges are in {store} (vobiz-tunnel list)");
     } else {
-        let events = tunnel.events.subscribe();
+        let (events, relay) = tunnel.subscribe();
         print_banner(&tunnel, &config);
-        let printer = output::spawn_printer(events, config.log_format, offset);
+        let relay = relay.map(vobiz_tunnel::pipeline::ExchangeEvent::Relay);
+        let printer = output::spawn_printer(events, relay, config.log_format, offset);
         // Replays and imports another process records here are logged too.
         vobiz_tunnel::other_writers::spawn(
             tunnel.store.path().to_path_buf(),
@@ -130,8 +131,10 @@ fn tui_context(
 ) -> TuiContext {
     let tls = tls::client_config(&config.upstream_roots, &[]);
     let timeout = config.limits.forward_timeout;
+    let (events, relay) = tunnel.subscribe();
     TuiContext {
-        events: tunnel.events.subscribe(),
+        events,
+        relay,
         store: tunnel.store.clone(),
         replayer: Replayer {
             store: tunnel.store.clone(),

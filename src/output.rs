@@ -264,8 +264,12 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Prints every event until the channel closes. Runs on a blocking thread: stdout may be a
 /// slow pipe, and lines are flushed in batches whenever the queue runs dry.
+///
+/// `earlier` is printed first: what happened before `events` was subscribed (the relay
+/// tunnel's state).
 pub fn spawn_printer(
     mut events: broadcast::Receiver<ExchangeEvent>,
+    earlier: Option<ExchangeEvent>,
     format: LogFormat,
     offset: UtcOffset,
 ) -> std::thread::JoinHandle<()> {
@@ -273,6 +277,9 @@ pub fn spawn_printer(
         crate::thread_priority::lower_current_thread(crate::thread_priority::BACKGROUND);
         // Not locked for the thread's life: the banner and other prints must still get through.
         let mut out = std::io::BufWriter::new(std::io::stdout());
+        if let Some(line) = earlier.and_then(|event| event_line(&event, format, offset)) {
+            let _ = writeln!(out, "{line}");
+        }
         loop {
             let event = match events.try_recv() {
                 Ok(event) => event,

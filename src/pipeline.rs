@@ -19,7 +19,7 @@ use crate::config::{BaseUrl, Limits};
 use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
 use crate::forward::header_case::CaseCache;
 use crate::forward::{self, Outgoing, PublicOrigin, Upstream};
-use crate::relay::{self, envelope::Envelope};
+use crate::relay::{self, envelope::Envelope, state::LatestRelayState};
 use crate::sender_watch::{Departure, SenderWatch};
 use crate::signature::{self, CallbackRequest, Keys, VerdictStatus};
 use crate::slow_answers::SlowAnswers;
@@ -78,6 +78,8 @@ pub struct Proxy {
     pub header_cases: CaseCache,
     /// Commits that held an answer back, reported once per stall.
     pub slow_commits: SlowCommits,
+    /// The relay tunnel's latest state (`listen --relay`), for subscribers that come late.
+    pub relay_state: LatestRelayState,
 }
 
 /// How reading the request body ended.

@@ -99,6 +99,7 @@ impl Tunnel {
             slow_answers: SlowAnswers::start(crate::pipeline::RECORD_PENDING_AFTER),
             header_cases: Default::default(),
             slow_commits: Default::default(),
+            relay_state: Default::default(),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {
@@ -122,6 +123,17 @@ impl Tunnel {
             shutdown,
             task,
         })
+    }
+
+    /// A subscription to the events, with the relay tunnel's state before it (the log printer
+    /// and the inspector start after the tunnel's first states were sent).
+    pub fn subscribe(
+        &self,
+    ) -> (
+        broadcast::Receiver<ExchangeEvent>,
+        Option<crate::relay::state::RelayState>,
+    ) {
+        self.proxy.relay_state.subscribe(&self.events)
     }
 
     /// The URL to call the listener on from this machine.

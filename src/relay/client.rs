@@ -3,7 +3,7 @@
 //! the same pipeline as the local listener. When the tunnel drops, reconnect with capped
 //! exponential backoff and jitter, unless the relay said another laptop took the route
 //! ([`super::notice`]); every change of state is published as
-//! [`ExchangeEvent::Relay`] for the log and the inspector.
+//! [`ExchangeEvent::Relay`](crate::pipeline::ExchangeEvent::Relay) for the log and the inspector.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use super::notice::{self, Notice};
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::RelayState;
 use crate::exchange::TlsInfo;
-use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
+use crate::pipeline::{self, ConnectionInfo, Proxy};
 
 /// First retry delay, doubled after each failure up to [`BACKOFF_CAP`].
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
@@ -144,7 +144,7 @@ impl RelayClient {
 
 fn publish(proxy: &Proxy, state: RelayState) {
     tracing::debug!("{}", state.describe());
-    let _ = proxy.events.send(ExchangeEvent::Relay(state));
+    proxy.relay_state.publish(&proxy.events, state);
 }
 
 async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {

@@ -1,6 +1,36 @@
 //! The laptop's view of its tunnel to the relay, shown in the log and the inspector.
 
+use std::sync::{Mutex, PoisonError};
+
 use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::pipeline::ExchangeEvent;
+
+/// The tunnel's latest state, kept beside the event stream. The log printer and the
+/// inspector subscribe after the tunnel has started, by when "connecting" (and often
+/// "connected") has been sent to nobody; they read it here once instead.
+#[derive(Debug, Default)]
+pub struct LatestRelayState(Mutex<Option<RelayState>>);
+
+impl LatestRelayState {
+    /// Sends `state` to the subscribers and keeps it, as one step against [`Self::subscribe`].
+    pub fn publish(&self, events: &broadcast::Sender<ExchangeEvent>, state: RelayState) {
+        let mut latest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = events.send(ExchangeEvent::Relay(state.clone()));
+        *latest = Some(state);
+    }
+
+    /// A new subscription to `events`, and the state the tunnel was in when it began: each
+    /// state reaches the subscriber exactly once, one way or the other.
+    pub fn subscribe(
+        &self,
+        events: &broadcast::Sender<ExchangeEvent>,
+    ) -> (broadcast::Receiver<ExchangeEvent>, Option<RelayState>) {
+        let latest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (events.subscribe(), latest.clone())
+    }
+}
 
 /// Where the tunnel stands.
 #[derive(Clone, Debug, PartialEq, Serialize)]

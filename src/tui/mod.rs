@@ -47,6 +47,8 @@ const EVENTS_PER_TURN: usize = 20_000;
 /// What the inspector needs from the running listener.
 pub struct TuiContext {
     pub events: broadcast::Receiver<ExchangeEvent>,
+    /// The relay tunnel's state when `events` was subscribed (`listen --relay`).
+    pub relay: Option<crate::relay::state::RelayState>,
     pub store: Store,
     pub replayer: Replayer,
     pub status: StatusInfo,
@@ -103,7 +105,10 @@ struct App {
 pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
     let reader = ctx.store.reader()?;
     let (reply_to, replies) = mpsc::channel();
-    let state = AppState::new(ctx.status.clone(), ctx.offset);
+    let mut state = AppState::new(ctx.status.clone(), ctx.offset);
+    if let Some(relay) = ctx.relay.clone() {
+        state.apply(ExchangeEvent::Relay(relay));
+    }
     let mut app = App {
         state,
         ctx,

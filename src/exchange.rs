@@ -343,6 +343,14 @@ impl Outcome {
 }
 
 /// Notable facts about an exchange, for filtering and for the eye.
+/// Who closed the request before its answer: the sender itself, or, for a callback that came
+/// through the relay, the relay's stream (which cannot tell this end why).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhoLeft {
+    Sender,
+    Relay,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
@@ -543,7 +551,7 @@ impl Exchange {
 
     /// The sender stopped waiting at `gone_us` (µs since the epoch), before the answer was
     /// written to it: flagged, and said in `error` (after the failure's own words, if any).
-    pub fn sender_gone(&mut self, gone_us: i64) {
+    pub fn sender_gone(&mut self, gone_us: i64, who: WhoLeft) {
         if self.has_flag(Flag::SenderGone) {
             return;
         }
@@ -552,10 +560,17 @@ impl Exchange {
         let status = self
             .status()
             .map_or_else(|| "answer".to_string(), |s| format!("{s}"));
-        let gone = format!(
-            "the sender gave up {waited:.2} s after sending, before the answer: it never got \
-             this {status}"
-        );
+        let gone = match who {
+            WhoLeft::Sender => format!(
+                "the sender gave up {waited:.2} s after sending, before the answer: it never \
+                 got this {status}"
+            ),
+            WhoLeft::Relay => format!(
+                "the relay stopped waiting {waited:.2} s after the callback arrived, before \
+                 the answer (its sender left, the relay stopped, or the tunnel broke): the \
+                 sender never got this {status}"
+            ),
+        };
         self.error = Some(match self.error.take() {
             Some(error) => format!("{error}; {gone}"),
             None => gone,

@@ -16,7 +16,9 @@ use tokio::sync::broadcast;
 
 use crate::checks;
 use crate::config::{BaseUrl, Limits};
-use crate::exchange::{detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo};
+use crate::exchange::{
+    detached, now_micros, Exchange, Flag, Outcome, RequestRecord, TlsInfo, WhoLeft,
+};
 use crate::forward::header_case::CaseCache;
 use crate::forward::{self, Outgoing, PublicOrigin, Upstream};
 use crate::relay::{self, envelope::Envelope, state::LatestRelayState};
@@ -106,14 +108,18 @@ pub async fn handle(
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let watch = SenderWatch::new();
+    let who = match connection.relayed {
+        true => WhoLeft::Relay,
+        false => WhoLeft::Sender,
+    };
+    let watch = SenderWatch::new(who);
     let rerecord = {
         let proxy = proxy.clone();
         move |mut record: Arc<Exchange>, gone_us| {
             // Without an id the first write failed and the writer still retries it: a second
             // write would be a second row.
             if record.id.is_some() {
-                Arc::make_mut(&mut record).sender_gone(gone_us);
+                Arc::make_mut(&mut record).sender_gone(gone_us, who);
                 record_end(&proxy.store, &proxy.events, record);
             }
         }
@@ -348,6 +354,9 @@ async fn serve(
             proxy.finish(exchange, delivery, &watch).await
         }
         Err(error) => {
+            if matches!(error, forward::ForwardError::RelayGaveUp { .. }) {
+                watch.relay_answered();
+            }
             let (outcome, status) = (error.outcome(), error.status());
             // A sender that may be anyone on the internet is not told where the developer's
             // server listens; the record keeps the whole message.
@@ -406,7 +415,7 @@ impl Proxy {
         let record = Arc::make_mut(&mut exchange);
         record.done();
         if let Some(gone_us) = watch.gone_at() {
-            record.sender_gone(gone_us);
+            record.sender_gone(gone_us, watch.who());
         }
         // After `done` (slow-answer needs the duration), before the record is written.
         let found = checks::findings(record, &self.checks);
@@ -439,7 +448,7 @@ impl Proxy {
             // The sender left during the commit: the record is written again, flagged (if
             // it was written at all: see `handle`).
             if exchange.id.is_some() && !exchange.has_flag(Flag::SenderGone) {
-                Arc::make_mut(&mut exchange).sender_gone(gone_us);
+                Arc::make_mut(&mut exchange).sender_gone(gone_us, watch.who());
                 self.store.complete(exchange.clone());
             }
         }

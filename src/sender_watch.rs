@@ -10,29 +10,53 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::exchange::{now_micros, Exchange};
+use crate::exchange::{now_micros, Exchange, WhoLeft};
 
 /// Shared by the request's future (which holds a [`Departure`]) and its pipeline task.
-#[derive(Debug, Default)]
-pub struct SenderWatch(Mutex<Watch>);
+#[derive(Debug)]
+pub struct SenderWatch {
+    /// Who is on the other end: the sender, or the relay's stream for a relayed callback.
+    who: WhoLeft,
+    watch: Mutex<Watch>,
+}
 
 #[derive(Debug, Default)]
 struct Watch {
     /// When the sender left (µs since the epoch).
     gone_us: Option<i64>,
+    /// The relay answers the sender itself (its `--forward-timeout` passed): the stream it
+    /// closes is not a departure, and the record says what the sender got.
+    relay_answered: bool,
     /// The committed record, until the answer is handed to hyper: if the sender leaves in
     /// that moment, the record is written again with the flag.
     recorded: Option<Arc<Exchange>>,
 }
 
 impl SenderWatch {
-    pub fn new() -> Arc<SenderWatch> {
-        Arc::default()
+    pub fn new(who: WhoLeft) -> Arc<SenderWatch> {
+        Arc::new(SenderWatch {
+            who,
+            watch: Mutex::default(),
+        })
+    }
+
+    /// Who leaves when the request is closed before its answer.
+    pub fn who(&self) -> WhoLeft {
+        self.who
     }
 
     /// When the sender left, if it has.
     pub fn gone_at(&self) -> Option<i64> {
-        self.lock().gone_us
+        let watch = self.lock();
+        watch.gone_us.filter(|_| !watch.relay_answered)
+    }
+
+    /// The relay gave up waiting and answered its sender itself: from now on, the closing of
+    /// its stream is expected and flags nothing.
+    pub fn relay_answered(&self) {
+        let mut watch = self.lock();
+        watch.relay_answered = true;
+        watch.recorded = None;
     }
 
     /// The record was committed. `Some(when)` if the sender left meanwhile (the caller flags
@@ -40,6 +64,9 @@ impl SenderWatch {
     /// knows whether the answer was handed over.
     pub fn recorded(&self, exchange: &Arc<Exchange>) -> Option<i64> {
         let mut watch = self.lock();
+        if watch.relay_answered {
+            return None;
+        }
         if watch.gone_us.is_none() {
             watch.recorded = Some(exchange.clone());
         }
@@ -55,7 +82,7 @@ impl SenderWatch {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Watch> {
         // The lock only guards plain assignments: a poisoned one still holds a whole value.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.watch.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -104,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_sender_that_stays_is_never_flagged() {
-        let watch = SenderWatch::new();
+        let watch = SenderWatch::new(WhoLeft::Sender);
         let departure = Departure::new(watch.clone(), |_, _| panic!("not written again"));
         assert_eq!(watch.recorded(&exchange()), None);
         departure.answered();
@@ -113,7 +140,7 @@ mod tests {
 
     #[test]
     fn leaving_before_the_commit_is_seen_by_the_pipeline() {
-        let watch = SenderWatch::new();
+        let watch = SenderWatch::new(WhoLeft::Sender);
         let departure = Departure::new(watch.clone(), |_, _| panic!("nothing recorded yet"));
         drop(departure);
         assert!(watch.gone_at().is_some());
@@ -125,11 +152,11 @@ mod tests {
 
     #[test]
     fn leaving_after_the_commit_writes_the_record_again() {
-        let watch = SenderWatch::new();
+        let watch = SenderWatch::new(WhoLeft::Sender);
         let written = Arc::new(Mutex::new(None));
         let sink = written.clone();
         let departure = Departure::new(watch.clone(), move |mut record, gone_us| {
-            Arc::make_mut(&mut record).sender_gone(gone_us);
+            Arc::make_mut(&mut record).sender_gone(gone_us, WhoLeft::Sender);
             *sink.lock().unwrap() = Some(record);
         });
         assert_eq!(watch.recorded(&exchange()), None);

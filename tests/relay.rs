@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{within, DEADLINE};
 use harness::*;
+use vobiz_tunnel::exchange::Flag;
 use vobiz_tunnel::relay::config::RouteMatch;
 use vobiz_tunnel::relay::RelayState;
 use vobiz_tunnel::signature::VerdictStatus;
@@ -629,6 +630,37 @@ async fn an_answer_after_the_relay_gave_up_is_not_recorded_as_delivered() {
         error.contains("relay") && error.contains("0.6 s"),
         "{error}"
     );
+    // The relay closing its stream then is its own 504, not a sender that left: the sender
+    // got that 504.
+    assert!(!exchange.has_flag(Flag::SenderGone), "{exchange:?}");
+    assert!(!error.contains("never got"), "{error}");
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
+/// The laptop cannot tell why the relay closed a callback's stream: its record says the
+/// relay stopped waiting, not that the sender gave up (it may have been the tunnel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_relay_closes_is_not_blamed_on_the_sender() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let slow = common::Reply {
+        delay: Duration::from_millis(800),
+        ..common::Reply::default()
+    };
+    let laptop = Laptop::answering(&relay, RELAY_TOKEN, slow).await;
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let request = callback(&authority, "/vobiz/hangup", hangup(1), &url, 1, &[]);
+    let vobiz = relay.vobiz();
+    let left = tokio::time::timeout(Duration::from_millis(300), vobiz.send(request)).await;
+    assert!(left.is_err(), "the sender left before the answer");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let exchange = laptop.harness.last_recorded().await;
+    assert!(exchange.has_flag(Flag::SenderGone), "{exchange:?}");
+    let error = exchange.error.as_deref().unwrap_or_default();
+    assert!(error.contains("the relay stopped waiting"), "{error}");
+    assert!(!error.contains("the sender gave up"), "{error}");
     laptop.harness.tunnel.shutdown().await;
     relay.server.shutdown().await;
 }

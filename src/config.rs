@@ -16,7 +16,10 @@ pub enum ConfigError {
     Forward { url: String, reason: String },
     #[error("--public-url {url:?}: {reason}")]
     PublicUrl { url: String, reason: String },
-    #[error("{flag} must be a positive number of seconds, not {value}")]
+    #[error(
+        "{flag} must be a positive number of seconds, at most {}, not {value}",
+        crate::relay::config::MAX_SECONDS
+    )]
     Duration { flag: &'static str, value: f64 },
     #[error("{flag} must be at least 1")]
     Zero { flag: &'static str },
@@ -140,7 +143,7 @@ pub struct ListenConfig {
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if value.is_finite() && value > 0.0 {
+    if value > 0.0 && value <= crate::relay::config::MAX_SECONDS {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(ConfigError::Duration { flag, value })

@@ -301,6 +301,33 @@ fn reject_invalid_without_a_token_refuses_to_start() {
     assert!(!store.exists(), "it stopped before opening anything");
 }
 
+/// A wait too long for any use is refused with the flag's name; it used to panic.
+#[test]
+fn waits_out_of_range_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("exchanges.db");
+    let store = store.to_str().unwrap();
+    for flag in ["--forward-timeout", "--header-timeout", "--body-timeout"] {
+        let args = [
+            "listen",
+            "--no-tui",
+            "--listen",
+            "127.0.0.1:0",
+            flag,
+            "1e20",
+        ];
+        let (code, _, err) = run(&[&args[..], &["--store", store]].concat(), &[]);
+        assert_eq!(code, 1, "{flag}: {err}");
+        assert!(err.contains(flag) && err.contains("at most 86400"), "{err}");
+    }
+    let (code, _, err) = run(&["replay", "1", "--store", store, "--timeout", "1e20"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--timeout") && err.contains("at most 86400"),
+        "{err}"
+    );
+}
+
 /// A running `vobiz-tunnel listen`, its stdout read line by line on a thread.
 struct Running {
     child: Child,

@@ -17,6 +17,9 @@ use crate::cli::RelayArgs;
 /// Runs the relay until it is told to stop; the exit status.
 pub fn relay_command(args: &RelayArgs) -> anyhow::Result<i32> {
     let config = RelayConfig::from_args(args)?;
+    for warning in config.warnings() {
+        eprintln!("vobiz-tunnel relay: warning: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

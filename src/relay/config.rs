@@ -25,12 +25,14 @@ pub enum RelayConfigError {
     SharedRoute(String),
     #[error("--allow-ip {0:?} is not an address or ADDR/BITS block")]
     AllowIp(String),
-    #[error("{flag} must be a number of seconds >= 0, not {value}")]
+    #[error("{flag} must be a number of seconds from 0 to {MAX_SECONDS}, not {value}")]
     Seconds { flag: &'static str, value: f64 },
     #[error("--relay {0:?}: write HOST or HOST:PORT")]
     RelayAddress(String),
     #[error("--relay needs --relay-token (or VOBIZ_TUNNEL_RELAY_TOKEN)")]
     NoRelayToken,
+    #[error("--route /=TOKEN would take every path: the route for all callbacks is --token; a prefix names a path, such as /laptop-a")]
+    RootPrefix,
 }
 
 /// Which public callbacks a tunnel receives.
@@ -146,8 +148,12 @@ pub struct RelayConfig {
     pub log_format: LogFormat,
 }
 
+/// The longest wait a flag may ask for (a day): anything longer is a typo, and far past what
+/// `Duration` can hold it would not even convert.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, RelayConfigError> {
-    if value.is_finite() && value >= 0.0 {
+    if (0.0..=MAX_SECONDS).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(RelayConfigError::Seconds { flag, value })
@@ -173,7 +179,12 @@ fn parse_route(text: &str) -> Result<Route, RelayConfigError> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
     };
     let matcher = if target.starts_with('/') {
-        RouteMatch::Prefix(target.trim_end_matches('/').to_string())
+        let prefix = target.trim_end_matches('/');
+        if prefix.is_empty() {
+            // It would take every path from the default route (`--token`).
+            return Err(RelayConfigError::RootPrefix);
+        }
+        RouteMatch::Prefix(prefix.to_string())
     } else if host_name(target) {
         RouteMatch::Host(target.to_ascii_lowercase())
     } else {
@@ -185,7 +196,39 @@ fn parse_route(text: &str) -> Result<Route, RelayConfigError> {
     })
 }
 
+/// A token shorter than this is guessable; whoever presents it receives its route's callbacks.
+const SHORT_TOKEN: usize = 16;
+
+/// Vobiz stops waiting for an answer after about this long.
+const VOBIZ_WAITS: Duration = Duration::from_secs(3);
+
 impl RelayConfig {
+    /// What is allowed but probably a mistake, one sentence each, for the start-up output.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for route in &self.routes {
+            let length = route.token.expose().chars().count();
+            if length < SHORT_TOKEN {
+                let plural = if length == 1 { "" } else { "s" };
+                warnings.push(format!(
+                    "the token of route {} is {length} character{plural} long: anyone who guesses it \
+                     receives that route's callbacks; use {SHORT_TOKEN} or more random \
+                     characters (openssl rand -hex 16)",
+                    route.name()
+                ));
+            }
+        }
+        if self.hold >= VOBIZ_WAITS {
+            warnings.push(format!(
+                "--hold {:.1} s: Vobiz stops waiting after about {} s, so a callback held that \
+                 long fails at Vobiz's end whatever the laptop answers",
+                self.hold.as_secs_f64(),
+                VOBIZ_WAITS.as_secs()
+            ));
+        }
+        warnings
+    }
+
     pub fn from_args(args: &RelayArgs) -> Result<RelayConfig, RelayConfigError> {
         let mut routes = Vec::new();
         if let Some(token) = args

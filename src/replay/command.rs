@@ -18,6 +18,13 @@ use crate::store::{ExchangeSummary, Store};
 /// Replays one exchange or every match of a filter, oldest first. Exit status 1 when a
 /// replay got no answer from the server or a 5xx; 0 otherwise.
 pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Result<i32> {
+    let max = crate::relay::config::MAX_SECONDS;
+    if !(args.timeout > 0.0 && args.timeout <= max) {
+        bail!(
+            "--timeout must be a positive number of seconds, at most {max}, not {}",
+            args.timeout
+        );
+    }
     let path: PathBuf = args
         .store
         .store
@@ -37,7 +44,7 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
         (None, Some(expression)) => selected_ids(&reader, expression)?,
         (None, None) => bail!("name an exchange id or give --filter"),
     };
-    let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
+    let timeout = Duration::from_secs_f64(args.timeout);
     let tls = crate::tls::client_config(&[args.certs_dir.join(crate::tls::DEV_CA_FILE)], &[]);
     let forward = BaseUrl::parse(&args.forward).map_err(|e| anyhow::anyhow!("--forward: {e}"))?;
     let replayer = Replayer {

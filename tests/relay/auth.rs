@@ -435,6 +435,38 @@ fn routes_that_would_shadow_each_other_are_refused_at_start() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--vobiz-ips-only"), "{err}");
+    // `/` would take every path from the default route.
+    let route = "/=ROOT-route-token-0123456789";
+    let (code, _, err) = relay_cli(&["--listen", "127.0.0.1:0", "--route", route], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("would take every path"), "{err}");
+    assert!(!err.contains("ROOT-route-token-0123456789"), "{err}");
+}
+
+/// Durations past any sane wait are refused with the flag's name (they used to panic), and
+/// what is allowed but risky is said before the relay starts.
+#[test]
+fn out_of_range_waits_are_refused_and_risky_settings_are_warned_about() {
+    for flag in ["--hold", "--forward-timeout", "--auth-timeout"] {
+        let (code, _, err) = relay_cli(&["--listen", "127.0.0.1:0", flag, "1e20"], Some("t"));
+        assert_eq!(code, 1, "{flag}: {err}");
+        assert!(err.contains(flag) && err.contains("86400"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Warned, then refused for the address in use, so the test never leaves a relay running.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let args = ["--listen", &address, "--hold", "5", "--route", "/x=short"];
+    let (code, _, err) = relay_cli(&args, Some("tiny"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+    assert!(
+        err.contains("token of route default is 4 characters long")
+            && err.contains("token of route /x is 5 characters long"),
+        "{err}"
+    );
+    assert!(err.contains("--hold 5.0 s: Vobiz stops waiting"), "{err}");
+    assert!(!err.contains("tiny") && !err.contains("short"), "{err}");
 }
 
 /// A laptop that froze with its tunnel open (asleep, stopped, stuck) sends no FIN: only the

@@ -148,6 +148,7 @@ async fn start_relay(dir: &Path, lines: Arc<AtomicU64>) -> RelayServer {
         max_connections: 1024,
         handshake_timeout: Duration::from_secs(5),
         header_timeout: Duration::from_secs(15),
+        drain_timeout: Duration::from_secs(5),
         log_format: LogFormat::Json,
     };
     let identity = tls::ensure_dev_identity(&certs).expect("the relay's certificate");

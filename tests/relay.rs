@@ -534,6 +534,51 @@ async fn a_stop_does_not_wait_for_the_tunnels_themselves() {
     laptop.harness.tunnel.shutdown().await;
 }
 
+/// A callback still waiting for its laptop when the stop's drain ends gets the relay's own
+/// 503, and a log line, rather than a connection closed with no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_answers_what_is_still_in_flight_when_the_drain_ends() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.drain_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let slow = common::Reply {
+        delay: Duration::from_secs(5),
+        ..common::Reply::default()
+    };
+    let mut laptop = Laptop::answering(&relay, RELAY_TOKEN, slow).await;
+    relay.connected("default").await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/hangup");
+    let request = callback(&authority, "/vobiz/hangup", hangup(1), &url, 1, &[]);
+    let vobiz = relay.vobiz();
+    let sent = tokio::spawn(async move { vobiz.send(request).await });
+    laptop.upstream.next().await; // at the laptop's server, which takes 5 s
+    let started = Instant::now();
+    let lines = relay.lines.clone();
+    within(relay.server.shutdown()).await;
+    let answer = within(sent).await.unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body.contains("the relay is stopping"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let logged = lines.lock().unwrap().clone();
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains("/vobiz/hangup") && line.contains("503")),
+        "{logged:#?}"
+    );
+    laptop.harness.tunnel.shutdown().await;
+}
+
 /// The log printer and the inspector subscribe after the tunnel has started, by when its
 /// first states were sent to nobody: the state it is in comes with the subscription.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

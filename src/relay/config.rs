@@ -145,6 +145,9 @@ pub struct RelayConfig {
     /// How long a sender may take over a request's headers; also how long a public
     /// connection is kept without a request in flight.
     pub header_timeout: Duration,
+    /// When stopping, how long callbacks in flight get to be answered before the relay
+    /// answers them 503 itself.
+    pub drain_timeout: Duration,
     pub log_format: LogFormat,
 }
 
@@ -307,6 +310,7 @@ impl RelayConfig {
             max_connections: args.max_connections.max(1),
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(5),
             log_format: args.log_format,
         })
     }

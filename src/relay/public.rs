@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::config::RouteMatch;
+use super::config::{RelayConfig, RouteMatch};
 use super::envelope::{self, Envelope};
 use super::log::CallbackLine;
 use super::notice;
@@ -122,6 +122,17 @@ struct Delivery {
 impl Delivery {
     /// An answer of the relay's own.
     fn local(status: u16, route: Option<String>, reason: String) -> Delivery {
+        Delivery::local_with_detail(status, route, reason, None)
+    }
+
+    /// An answer of the relay's own whose `detail` (a library's error chain: versions, URLs
+    /// of its docs) is for the relay's log, not for whoever called a public URL.
+    fn local_with_detail(
+        status: u16,
+        route: Option<String>,
+        reason: String,
+        detail: Option<String>,
+    ) -> Delivery {
         let body = format!("vobiz-tunnel relay: {reason}\n");
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -129,6 +140,10 @@ impl Delivery {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        let reason = match detail {
+            Some(detail) => format!("{reason}: {detail}"),
+            None => reason,
+        };
         Delivery {
             response,
             route,
@@ -158,6 +173,16 @@ async fn handle(
         reason: delivery.reason.as_deref(),
     });
     Ok(delivery.response)
+}
+
+/// The answer to a callback still in flight when a stop has waited its `drain_timeout`.
+fn stopping(config: &RelayConfig, route: Option<String>) -> Delivery {
+    let reason = format!(
+        "the relay is stopping, and the laptop did not answer within the {:.1} s it gives \
+         callbacks in flight",
+        config.drain_timeout.as_secs_f64()
+    );
+    Delivery::local(503, route, reason)
 }
 
 /// How long telling a laptop about a rejected callback may take.
@@ -362,7 +387,11 @@ async fn deliver(
     loop {
         attempt += 1;
         let hold = hold_until.saturating_duration_since(Instant::now());
-        let Some(link) = registry.wait(route, hold).await else {
+        let waited = tokio::select! {
+            link = registry.wait(route, hold) => link,
+            () = shared.drain_over() => return stopping(config, route_name),
+        };
+        let Some(link) = waited else {
             let reason = match config.hold.is_zero() {
                 true => "no laptop is connected for this route".to_string(),
                 false => format!(
@@ -379,7 +408,11 @@ async fn deliver(
             let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
             Ok::<_, hyper::client::conn::TrySendError<_>>(body.map(|b| (parts, b.to_bytes())))
         };
-        let error = match tokio::time::timeout(config.forward_timeout, exchange).await {
+        let answered = tokio::select! {
+            answered = tokio::time::timeout(config.forward_timeout, exchange) => answered,
+            () = shared.drain_over() => return stopping(config, route_name),
+        };
+        let error = match answered {
             Ok(Ok(Ok((mut parts, body)))) => {
                 // The tunnel's HTTP/2 says nothing about the public connection's version.
                 parts.version = Version::default();
@@ -410,7 +443,7 @@ async fn deliver(
                 return Delivery::local(504, route_name, reason);
             }
         };
-        let reason = format!("the tunnel failed while carrying this callback: {error}");
-        return Delivery::local(502, route_name, reason);
+        let reason = "the tunnel to the laptop broke while carrying this callback".to_string();
+        return Delivery::local_with_detail(502, route_name, reason, Some(error));
     }
 }

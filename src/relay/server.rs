@@ -26,8 +26,9 @@ use super::public;
 use super::registry::{Link, Registry};
 use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
 
-/// How long in-flight callbacks get to finish when the relay stops.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the drain, how long the relay's own 503s to the callbacks still in flight get to be
+/// written before the relay exits.
+const LAST_ANSWERS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on writing a protocol line and on the HTTP/2 handshake.
 const PROTOCOL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a replaced laptop gets to take note before its tunnel is dropped.
@@ -44,12 +45,21 @@ pub(super) struct Shared {
     /// sending a body, so past this many at once the next ones are dropped (the relay's log
     /// line still has each rejection).
     pub telling: Arc<tokio::sync::Semaphore>,
+    /// Turns true when a stop has waited its `drain_timeout`: callbacks still waiting for a
+    /// laptop are then answered 503 (see [`Shared::drain_over`]).
+    drained: watch::Sender<bool>,
 }
 
 /// How many "rejected" notices may be under way at once.
 const TELLING_AT_ONCE: usize = 32;
 
 impl Shared {
+    /// Resolves once a stop has waited for the callbacks in flight as long as it will.
+    pub async fn drain_over(&self) {
+        let mut drained = self.drained.subscribe();
+        let _ = drained.wait_for(|over| *over).await;
+    }
+
     /// `:port`, or nothing for 443.
     pub fn port_suffix(&self) -> String {
         match self.public_port {
@@ -118,6 +128,7 @@ impl RelayServer {
             log,
             public_port: local_addr.port(),
             telling: Arc::new(tokio::sync::Semaphore::new(TELLING_AT_ONCE)),
+            drained: watch::channel(false).0,
         });
         let (shutdown, stop) = watch::channel(false);
         let acceptor = TlsAcceptor::from(with_listener_alpn(tls));
@@ -185,12 +196,17 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, all_closed(&callers, max))
+    let drain = shared.config.drain_timeout;
+    if tokio::time::timeout(drain, all_closed(&callers, max))
         .await
-        .is_err()
+        .is_ok()
     {
-        tracing::warn!("relay: callbacks still in flight after {DRAIN_TIMEOUT:?}; closing them");
+        return;
     }
+    // Answered by the relay, and logged, rather than cut off with no answer at all.
+    tracing::warn!("relay: callbacks still in flight after {drain:?}; answering them 503");
+    shared.drained.send_replace(true);
+    let _ = tokio::time::timeout(LAST_ANSWERS_TIMEOUT, all_closed(&callers, max)).await;
 }
 
 async fn connection(

@@ -69,6 +69,7 @@ impl Relay {
             max_connections: 512,
             handshake_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
         };
         tweak(&mut config);

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
 use crate::cli::LogFormat;
@@ -64,9 +63,13 @@ pub struct RelayLog {
     sink: mpsc::UnboundedSender<String>,
 }
 
+/// UTC, RFC 3339 with always six fraction digits, so that the text log's columns line up.
 fn now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&Rfc3339)
+        .format(&format)
         .unwrap_or_default()
 }
 
@@ -186,5 +189,14 @@ mod tests {
         assert_eq!(value["status"], 503);
         assert_eq!(value["route"], "/bob");
         assert_eq!(value["duration_ms"], 1.5);
+    }
+
+    #[test]
+    fn times_always_have_six_fraction_digits() {
+        for _ in 0..50 {
+            let time = now();
+            assert_eq!(time.len(), "2026-11-24T03:13:53.595939Z".len(), "{time}");
+            assert!(time.ends_with('Z') && time.as_bytes()[19] == b'.', "{time}");
+        }
     }
 }

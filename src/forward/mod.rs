@@ -290,12 +290,18 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// Sends `request`; if a kept-alive connection drops it before any answer, sends it
-    /// again on a new connection (see [`reuse`]).
+    /// Sends `request`; if a kept-alive connection drops an idempotent one before any
+    /// answer, sends it again on a new connection (see [`reuse`]).
     async fn request_once_more_if_dropped(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        // A POST the server may have read and acted on is never sent twice: a callback
+        // handled twice is worse than a 502 (nginx and Go's client do the same). One never
+        // written at all hyper-util sends again itself.
+        if !reuse::is_idempotent(request.method()) {
+            return self.client.request(request).await;
+        }
         let again = {
             let mut copy = Request::new(request.body().clone());
             *copy.method_mut() = request.method().clone();

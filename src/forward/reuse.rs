@@ -2,8 +2,10 @@
 //! server closes idle keep-alive connections (Node and uvicorn after 5 s); a request written
 //! to one in the instant the server closes it fails before any answer, though the server
 //! never read it. Such a failure on a kept-alive connection is worth one more try on a new
-//! connection, as nginx does; on a new connection a failure is the server's doing and is not
-//! repeated.
+//! connection, as nginx does, for an idempotent request only: from here the race cannot be
+//! told from a server that read the request, acted on it and then dropped the connection,
+//! and a callback (a POST) must not be handled twice. On a new connection a failure is the
+//! server's doing and is not repeated.
 //!
 //! hyper-util does not say whether it reused a connection, and asking it per request
 //! (`capture_connection`, per-response connection extras) cost ~6% of keep-alive
@@ -65,6 +67,20 @@ where
         self.started.fetch_add(1, Ordering::AcqRel);
         self.inner.call(destination)
     }
+}
+
+/// Whether sending `method` twice has the effect of sending it once (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// Whether a request failed because its connection closed under it before any answer (not

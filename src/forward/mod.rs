@@ -338,6 +338,16 @@ async fn read_response(
     target: &str,
 ) -> Result<ResponseRecord, ForwardError> {
     let (parts, body) = response.into_parts();
+    if parts.status == hyper::StatusCode::SWITCHING_PROTOCOLS {
+        // Nothing asked for an upgrade; passed on, it would end the sender's connection
+        // (HTTP/1) or its stream (HTTP/2) with no answer.
+        return Err(ForwardError::Broken {
+            target: target.to_string(),
+            reason: "it answered 101 Switching Protocols to a request that asked for no \
+                     upgrade"
+                .into(),
+        });
+    }
     let body = Limited::new(body, limit)
         .collect()
         .await
@@ -540,6 +550,20 @@ fn add_forwarded(
 
 /// The headers the sender gets back from the local server's answer (hop-by-hop removed).
 pub fn downstream_headers(upstream: &Headers) -> HeaderMap {
+    // Names the local server's `Connection` header lists are for this hop only (RFC 9110
+    // §7.6.1), as in the other direction. Usually there is none: nothing is allocated.
+    let named: Vec<String> = upstream
+        .0
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|token| !token.is_empty())
+        .collect();
     let mut headers = HeaderMap::with_capacity(upstream.0.len());
     for (name, value) in &upstream.0 {
         let (Ok(name), Ok(value)) = (
@@ -548,7 +572,7 @@ pub fn downstream_headers(upstream: &Headers) -> HeaderMap {
         ) else {
             continue;
         };
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if is_hop_by_hop(&name, &named) {
             continue;
         }
         headers.append(name, value);
@@ -759,5 +783,17 @@ mod tests {
         let out = downstream_headers(&upstream);
         assert_eq!(out.len(), 1);
         assert_eq!(out["content-type"], "text/xml");
+    }
+
+    #[test]
+    fn downstream_drops_what_the_local_servers_connection_header_names() {
+        let upstream = Headers(vec![
+            ("Connection".into(), b"X-Secret, keep-alive".to_vec()),
+            ("X-Secret".into(), b"s".to_vec()),
+            ("x-kept".into(), b"k".to_vec()),
+        ]);
+        let out = downstream_headers(&upstream);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out["x-kept"], "k");
     }
 }

@@ -78,6 +78,25 @@ async fn faulty_upstream(listener: TcpListener) {
                             .await;
                         return;
                     }
+                    "switch" => {
+                        // An upgrade nobody asked for, then a closed connection.
+                        let _ = tcp
+                            .write_all(
+                                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                                  Upgrade: websocket\r\n\r\n",
+                            )
+                            .await;
+                        return;
+                    }
+                    "hop" => {
+                        // Names a header in `Connection`: it is for this hop only.
+                        let _ = tcp
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: s\r\n\
+                                  Content-Length: 2\r\n\r\nok",
+                            )
+                            .await;
+                    }
                     "keepalive-then-close" => {
                         // A normal keep-alive answer, then the connection is dropped while
                         // the proxy's pool still holds it.
@@ -176,6 +195,20 @@ async fn upstream_faults_give_timely_502_or_504_and_the_next_request_works() {
         Outcome::UpstreamError,
     )
     .await;
+    assert_fault(&harness, "/abuse/fault/switch", 502, Outcome::UpstreamError).await;
+    let switched = &recorded_under(&harness, "/abuse/fault/switch").await[0];
+    let error = switched.error.as_deref().unwrap_or_default();
+    assert!(error.contains("101 Switching Protocols"), "{error}");
+    let answer = harness
+        .client()
+        .send(form_post(&harness, "/abuse/fault/hop", "a=b", &[]))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.headers.get("x-secret").is_none(),
+        "{:?}",
+        answer.headers
+    );
 
     // Slow but within the forward timeout: answered and forwarded.
     let (status, body, elapsed) = timed(&harness, "/abuse/fault/slow-ok").await;

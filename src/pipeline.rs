@@ -294,6 +294,25 @@ async fn serve(
         BodyRead::Complete(_) => {}
     }
 
+    // A tunnel (CONNECT) or a question about the server itself (`OPTIONS *`) names no URL
+    // on the local server: rewritten to one, it would reach the server as something else.
+    if parts.method == hyper::Method::CONNECT || parts.uri.path() == "*" {
+        let message = format!(
+            "{} {} is not forwarded: this is a reverse proxy for callbacks, which name a path",
+            parts.method, parts.uri
+        );
+        return proxy
+            .finish_locally(
+                exchange,
+                delivery,
+                &watch,
+                Outcome::ClientError,
+                405,
+                message,
+            )
+            .await;
+    }
+
     // Only what a configured token verified goes through: `unchecked` (signed only with a
     // kind of token that is not configured, e.g. `-MA-` headers without a main token) proves
     // nothing either, and a junk header of that kind must not be a way past the check.

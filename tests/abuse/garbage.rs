@@ -183,6 +183,38 @@ fn client_hello(harness: &Harness) -> Vec<u8> {
     hello
 }
 
+/// A tunnel request and a question about the server itself name no path on the local server:
+/// refused with 405 and recorded, never rewritten into a request it would misread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_asterisk_requests_are_refused_not_rewritten() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    for (what, bytes) in [
+        (
+            "CONNECT evil.example:443",
+            &b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n"[..],
+        ),
+        (
+            "OPTIONS *",
+            &b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"[..],
+        ),
+    ] {
+        let received = raw_exchange(&harness, bytes, CLOSE_BOUND).await;
+        let text = String::from_utf8_lossy(&received.unwrap_or_default()).into_owned();
+        assert!(text.starts_with("HTTP/1.1 405"), "{what}: {text}");
+        assert!(text.contains("is not forwarded"), "{what}: {text}");
+    }
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    harness.tunnel.store.flush().await;
+    let rows = harness.reader().latest(10).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|row| row.outcome == Outcome::ClientError && row.status == Some(405)));
+    harness.tunnel.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_body_gets_413_without_being_buffered_or_forwarded() {
     let _shared = LOAD.read().await;

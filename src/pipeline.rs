@@ -82,6 +82,11 @@ pub struct Proxy {
     pub slow_commits: SlowCommits,
     /// The relay tunnel's latest state (`listen --relay`), for subscribers that come late.
     pub relay_state: LatestRelayState,
+    /// Requests in flight to the local server, each holding a connection to it (a file
+    /// descriptor). The open-files budget counts one per sender connection, but one HTTP/2
+    /// connection carries many requests: past this many the next is answered 503 rather
+    /// than running the process out of descriptors (which stops `accept` for everyone).
+    pub forwarding: tokio::sync::Semaphore,
 }
 
 /// How reading the request body ended.
@@ -328,6 +333,23 @@ async fn serve(
         let case = proxy.header_cases.extensions_for(&envelope.header_names);
         parts.extensions.extend(case.await);
     }
+    let Ok(_in_flight) = proxy.forwarding.try_acquire() else {
+        let message = format!(
+            "{} requests are already waiting for the local server, as many as this listener \
+             keeps open at once (--max-connections)",
+            proxy.limits.max_connections
+        );
+        return proxy
+            .finish_locally(
+                exchange,
+                delivery,
+                &watch,
+                Outcome::UpstreamError,
+                503,
+                message,
+            )
+            .await;
+    };
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
     let sender_is_the_developer = is_local_sender(connection.relayed, client_addr, &parts.headers);
     let public = told_public(

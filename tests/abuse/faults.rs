@@ -234,6 +234,70 @@ async fn upstream_faults_give_timely_502_or_504_and_the_next_request_works() {
     harness.tunnel.shutdown().await;
 }
 
+/// One HTTP/2 connection carries many requests, each holding a connection to the local
+/// server: past `--max-connections` of them in flight, the next is answered 503 at once
+/// (recorded) rather than running the process out of file descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_to_the_local_server_are_capped_like_connections() {
+    let _shared = LOAD.read().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(faulty_upstream(listener));
+    let harness = harness_with(&format!("http://{addr}"), |c| {
+        c.limits.max_connections = 3;
+        c.limits.forward_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let tls = handshake(&connector(&harness, b"h2"), tcp).await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for i in 0..6 {
+        let request = form_post(&harness, &format!("/abuse/cap/{i}/hang"), "a=b", &[]);
+        let mut sender = sender.clone();
+        streams.push(tokio::spawn(async move {
+            sender.ready().await.unwrap();
+            let answer = sender.send_request(request).await.unwrap();
+            (answer.status().as_u16(), started.elapsed())
+        }));
+    }
+    let mut answers = Vec::new();
+    for stream in streams {
+        answers.push(within(stream).await.unwrap());
+    }
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    let timed_out = answers.iter().filter(|(status, _)| *status == 504).count();
+    assert_eq!((refused.len(), timed_out), (3, 3), "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, after)| *after < Duration::from_secs(1)),
+        "refused at once: {answers:?}"
+    );
+    let recorded = recorded_under(&harness, "/abuse/cap/").await;
+    let busy: Vec<_> = recorded
+        .iter()
+        .filter(|e| e.status() == Some(503))
+        .collect();
+    assert_eq!(busy.len(), 3);
+    let error = busy[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("--max-connections"), "{error}");
+    // Once they are answered, the next callback goes through.
+    let (status, body, _) = timed(&harness, "/abuse/cap/after/ok").await;
+    assert_eq!(status, 200, "{body}");
+    harness.tunnel.shutdown().await;
+}
+
 /// A local server that answers `answered` requests per connection, then reads the next
 /// one and closes without an answer (as if its idle timeout fired just then); every path it
 /// read goes to `seen`.

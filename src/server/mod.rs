@@ -118,13 +118,50 @@ pub(crate) async fn all_closed(slots: &Semaphore, max: usize) {
     let _ = slots.acquire_many(all).await;
 }
 
+/// How often a failing `accept` is logged at most.
+const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(5);
+
+/// Lets a repeated warning through at most once per period, counting the ones held back.
+struct Throttle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    fn every(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// Another occurrence at `now`: `Some(how many were held back since the last one let
+    /// through)` if this one is to be logged.
+    fn due(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.every)
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
 /// Waits for a free connection slot, then the next connection; `None` once `shutdown` turns
-/// true. A failed accept (usually out of file descriptors) backs off instead of spinning.
+/// true. A failed accept (usually out of file descriptors) backs off instead of spinning, and
+/// is logged once per [`ACCEPT_WARNING_EVERY`] with how many failed since, not 20 times a
+/// second.
 pub(crate) async fn accept_next(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let mut warnings = Throttle::every(ACCEPT_WARNING_EVERY);
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.ok()?,
@@ -137,10 +174,16 @@ pub(crate) async fn accept_next(
         match accepted {
             Ok((tcp, addr)) => return Some((permit, tcp, addr)),
             Err(e) => {
-                tracing::warn!(
-                    "accepting a connection on {:?} failed: {e}",
-                    listener.local_addr().ok()
-                );
+                if let Some(held_back) = warnings.due(std::time::Instant::now()) {
+                    let more = match held_back {
+                        0 => String::new(),
+                        n => format!(" ({n} more failed since the last warning)"),
+                    };
+                    tracing::warn!(
+                        "accepting a connection on {:?} failed: {e}{more}",
+                        listener.local_addr().ok()
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -328,7 +371,25 @@ pub(crate) async fn answer_plain_http(
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_plain_http;
+    use super::{looks_like_plain_http, Duration, Throttle};
+
+    #[test]
+    fn a_repeated_warning_goes_through_once_per_period_with_the_count_held_back() {
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut warnings = Throttle::every(Duration::from_secs(5));
+        assert_eq!(warnings.due(at(0)), Some(0));
+        for ms in (50..5000).step_by(50) {
+            assert_eq!(warnings.due(at(ms)), None, "{ms} ms");
+        }
+        assert_eq!(
+            warnings.due(at(5000)),
+            Some(99),
+            "20 a second for 5 s, less the first"
+        );
+        assert_eq!(warnings.due(at(5001)), None);
+        assert_eq!(warnings.due(at(60_000)), Some(1));
+    }
 
     #[test]
     fn plain_http_is_told_apart_from_tls() {

@@ -89,6 +89,9 @@ pub struct Proxy {
     pub forwarding: tokio::sync::Semaphore,
 }
 
+/// The most request headers forwarded, over HTTP/1 (hyper's limit) and HTTP/2 alike.
+const MAX_HEADERS: usize = 100;
+
 /// How reading the request body ended.
 enum BodyRead {
     Complete(Bytes),
@@ -299,6 +302,42 @@ async fn serve(
         BodyRead::Complete(_) => {}
     }
 
+    // HTTP/1 refuses more headers than this before the pipeline sees them (hyper's limit,
+    // answered and recorded by `server::refusal`); HTTP/2 leaves it to us.
+    if parts.headers.len() > MAX_HEADERS {
+        let message = format!(
+            "{} request headers, more than the {MAX_HEADERS} this listener takes",
+            parts.headers.len()
+        );
+        return proxy
+            .finish_locally(
+                exchange,
+                delivery,
+                &watch,
+                Outcome::ClientError,
+                431,
+                message,
+            )
+            .await;
+    }
+    // HTTP/1.1 requires a Host (RFC 9112 §3.2); without one the URL the signature is checked
+    // against would be a guess.
+    if parts.version == hyper::Version::HTTP_11
+        && !connection.relayed
+        && !parts.headers.contains_key(HOST)
+    {
+        let message = "an HTTP/1.1 request must have a Host header".to_string();
+        return proxy
+            .finish_locally(
+                exchange,
+                delivery,
+                &watch,
+                Outcome::ClientError,
+                400,
+                message,
+            )
+            .await;
+    }
     // A tunnel (CONNECT) or a question about the server itself (`OPTIONS *`) names no URL
     // on the local server: rewritten to one, it would reach the server as something else.
     if parts.method == hyper::Method::CONNECT || parts.uri.path() == "*" {

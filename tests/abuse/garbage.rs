@@ -215,6 +215,46 @@ async fn connect_and_asterisk_requests_are_refused_not_rewritten() {
     harness.tunnel.shutdown().await;
 }
 
+/// HTTP/2 gets the limits HTTP/1 has (at most 100 headers), and an HTTP/1.1 request without
+/// the Host it must have is refused: both answered and recorded, neither forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_floods_over_http2_and_a_missing_host_are_refused_and_recorded() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+    let tls = handshake(&connector(&harness, b"h2"), tcp).await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request = form_post(&harness, "/abuse/h2-headers", "a=b", &[]);
+    for i in 0..150 {
+        let name = hyper::header::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap();
+        request.headers_mut().insert(name, "v".parse().unwrap());
+    }
+    let answer = within(sender.send_request(request)).await.unwrap();
+    assert_eq!(answer.status(), 431);
+
+    let no_host =
+        b"POST /abuse/no-host HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b";
+    let received = raw_exchange(&harness, no_host, CLOSE_BOUND).await;
+    let text = String::from_utf8_lossy(&received.unwrap_or_default()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("Host header"), "{text}");
+
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    let flood = recorded_under(&harness, "/abuse/h2-headers").await;
+    assert_eq!((flood.len(), flood[0].status()), (1, Some(431)));
+    assert_eq!(flood[0].outcome, Outcome::ClientError);
+    let hostless = recorded_under(&harness, "/abuse/no-host").await;
+    assert_eq!((hostless.len(), hostless[0].status()), (1, Some(400)));
+    harness.tunnel.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_body_gets_413_without_being_buffered_or_forwarded() {
     let _shared = LOAD.read().await;

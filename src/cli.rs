@@ -498,11 +498,49 @@ pub enum TriggerKind {
     Call(TriggerCallArgs),
 }
 
+/// The tokens `trigger` signs with. `listen` accepts any of several during a token rotation;
+/// a sender signs with one, as Vobiz does, so only the first of each counts.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SigningTokenArgs {
+    /// Vobiz auth token to sign the V2/V3 headers with. When several are given (repeated, or
+    /// separated with commas in the environment variable, as `listen` takes them during a
+    /// token rotation), trigger signs with the first only, as Vobiz signs with one. Prefer the
+    /// environment variable: command lines are visible to other users of the machine.
+    #[arg(
+        long = "auth-token",
+        value_name = "TOKEN",
+        env = "VOBIZ_AUTH_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub auth_tokens: Vec<String>,
+
+    /// Parent (main) account auth token to sign the -MA-V2/-MA-V3 headers of sub-account
+    /// callbacks with; the first only when several are given.
+    #[arg(
+        long = "main-auth-token",
+        value_name = "TOKEN",
+        env = "VOBIZ_MAIN_AUTH_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub main_auth_tokens: Vec<String>,
+}
+
+impl From<&SigningTokenArgs> for TokenArgs {
+    fn from(signing: &SigningTokenArgs) -> TokenArgs {
+        TokenArgs {
+            auth_tokens: signing.auth_tokens.clone(),
+            main_auth_tokens: signing.main_auth_tokens.clone(),
+        }
+    }
+}
+
 /// Options shared by every trigger.
 #[derive(Debug, Clone, Args)]
 pub struct TriggerCommon {
     #[command(flatten)]
-    pub tokens: TokenArgs,
+    pub tokens: SigningTokenArgs,
     /// Send no signature headers (for testing that your server rejects unsigned callbacks).
     #[arg(long, conflicts_with = "bad_signature")]
     pub unsigned: bool,

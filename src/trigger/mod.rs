@@ -56,7 +56,10 @@ pub async fn trigger_command(args: &TriggerArgs) -> anyhow::Result<i32> {
 /// The sender for the shared options: signing mode, trusted roots, timeout. Says on stderr
 /// when no token is configured (the callback then goes unsigned).
 pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
-    let keys = crate::config::keys(&common.tokens)?;
+    let keys = crate::config::keys(&(&common.tokens).into())?;
+    if !common.unsigned && !common.bad_signature {
+        note_unused_tokens(&keys);
+    }
     let signing = if common.unsigned {
         Signing::Unsigned
     } else if common.bad_signature {
@@ -92,6 +95,22 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
         common.insecure,
         Duration::from_secs_f64(common.timeout),
     ))
+}
+
+/// Says on stderr which token signs when several are configured: the same variables serve
+/// `listen`, which accepts several during a rotation, but a callback carries one signature.
+fn note_unused_tokens(keys: &crate::signature::Keys) {
+    for (tokens, which) in [
+        (&keys.auth_tokens, "auth tokens"),
+        (&keys.main_auth_tokens, "main-account auth tokens"),
+    ] {
+        if let [first, _, ..] = tokens.as_slice() {
+            eprintln!(
+                "vobiz-tunnel: signing with the first of {} {which} ({first}); the others are not used",
+                tokens.len()
+            );
+        }
+    }
 }
 
 /// Applies `--param K=V` overrides: an existing key gets the value, a new key is added in

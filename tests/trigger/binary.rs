@@ -270,3 +270,40 @@ async fn public_url_is_what_gets_signed() {
         assert!(!form(&seen).is_empty());
     }
 }
+
+/// A callback carries one signature: of several tokens (as `listen` takes during a rotation)
+/// trigger signs with the first, and its help and a notice say so without showing a token.
+#[tokio::test]
+async fn of_several_tokens_the_first_signs() {
+    let (code, help, _) = run_binary(&["trigger", "hangup", "--help"]).await;
+    assert_eq!(code, 0);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("trigger signs with the first only"), "{help}");
+    assert!(!help.contains("to accept several"), "{help}");
+
+    let mut upstream = common::upstream(Reply::default()).await;
+    let to = format!("{}/vobiz/hangup", upstream.url());
+    let other = "OTHERtokenNOTreal00000000000000000000";
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &to,
+        "--auth-token",
+        TOKEN,
+        "--auth-token",
+        other,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("signing with the first of 2 auth tokens (TEST…XYZ)"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN) && !err.contains(other), "{err}");
+    let seen = upstream.next().await;
+    assert_eq!(
+        verdict("POST", &to, &seen.headers, &seen.body),
+        VerdictStatus::Valid
+    );
+}

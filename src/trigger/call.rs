@@ -4,6 +4,7 @@
 //! would make — until `<Hangup>` or the XML runs out, and the hangup callback ends the call.
 //! Every request is signed; the call prints as a timeline, one line per step.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -69,6 +70,9 @@ pub struct Simulation<'a> {
     pub(super) speech: Vec<String>,
     /// Redirect targets fetched since the caller last gave input: a repeat is a loop.
     pub(super) redirects: Vec<String>,
+    /// Each conference's `ConferenceUUID` by room name: an app tracks members by it, so
+    /// every callback about one room carries the same.
+    pub(super) conference_uuids: HashMap<String, String>,
     print: bool,
     /// The timeline so far.
     pub lines: Vec<Line>,
@@ -92,6 +96,7 @@ impl<'a> Simulation<'a> {
             digits,
             speech,
             redirects: Vec::new(),
+            conference_uuids: HashMap::new(),
             print,
             lines: Vec::new(),
         }

@@ -11,8 +11,14 @@ impl Simulation<'_> {
     /// followed: Vobiz documents that it is not reliably invoked).
     pub(super) async fn conference(&mut self, el: &Element, base: &str) -> Result<(), String> {
         self.redirects.clear();
+        let conference_uuid = self
+            .conference_uuids
+            .entry(el.text.clone())
+            .or_insert_with(catalogue::uuid_v4)
+            .clone();
         let step = Step {
             target: el.text.clone(),
+            conference_uuid,
             ..self.step()
         };
         self.note(format!("Conference {}", el.text));

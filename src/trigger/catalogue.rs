@@ -240,6 +240,9 @@ pub struct Step {
     pub event: String,
     /// Dial's B leg / recording / conference member id, stable within a call.
     pub id: String,
+    /// Conference: its `ConferenceUUID`, the same in every callback about that conference
+    /// (a fresh one when empty).
+    pub conference_uuid: String,
 }
 
 pub use super::fields::fields;

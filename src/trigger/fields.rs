@@ -291,7 +291,7 @@ fn conference(call: &CallFacts, step: &Step) -> Fields {
             "ConferenceAction",
             if exit { "exit" } else { "enter" }.into(),
         ),
-        ("ConferenceUUID", uuid_v4()),
+        ("ConferenceUUID", or_fresh(&step.conference_uuid)),
         ("ConferenceName", room.to_owned()),
         (
             "ConferenceMemberID",

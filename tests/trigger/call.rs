@@ -240,3 +240,63 @@ async fn loops_and_failing_urls_stop_the_call() {
     assert_eq!(code, 1);
     assert!(out.contains("/missing: HTTP 404"), "{out}");
 }
+
+/// An app tracks a conference's members by its ConferenceUUID: enter and exit of one room
+/// carry the same, another room its own, and a room entered again the one it had.
+#[tokio::test]
+async fn each_conference_keeps_one_uuid_for_the_call() {
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route(
+                "<Response><Conference callbackUrl=\"/conf\">room1</Conference>\
+                 <Conference callbackUrl=\"/conf\">room2</Conference>\
+                 <Conference callbackUrl=\"/conf\">room1</Conference></Response>",
+            ),
+        ),
+        ("/conf", route("")),
+    ])
+    .await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let hits = server.drain();
+    let events: Vec<(&str, &str, &str)> = hits
+        .iter()
+        .filter(|hit| hit.path == "/conf")
+        .map(|hit| {
+            let field = |key| hit.field(key).unwrap();
+            (
+                field("ConferenceName"),
+                field("Event"),
+                field("ConferenceUUID"),
+            )
+        })
+        .collect();
+    let names: Vec<(&str, &str)> = events.iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(
+        names,
+        [
+            ("room1", "ConferenceEnter"),
+            ("room1", "ConferenceExit"),
+            ("room2", "ConferenceEnter"),
+            ("room2", "ConferenceExit"),
+            ("room1", "ConferenceEnter"),
+            ("room1", "ConferenceExit"),
+        ]
+    );
+    let room1 = events[0].2;
+    assert!(
+        [1, 4, 5].iter().all(|&i| events[i].2 == room1),
+        "{events:?}"
+    );
+    assert_eq!(events[2].2, events[3].2);
+    assert_ne!(events[2].2, room1);
+}

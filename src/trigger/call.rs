@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::call_xml::{self, Element};
-use super::catalogue::{self, CallFacts, Kind, Step};
+use super::catalogue::{self, CallFacts, Kind, Step, StreamEcho};
 use super::send::{self, Callback, Sender};
 use crate::cli::TriggerCallArgs;
 
@@ -237,11 +237,20 @@ impl<'a> Simulation<'a> {
                 self.note(format!("Stream {}", el.text));
                 if let Some(cb) = el.url_attr("statusCallbackUrl") {
                     let url = resolve(base, cb)?;
+                    let method = el.method("statusCallbackMethod");
+                    let step = Step {
+                        stream: StreamEcho {
+                            service_url: el.text.clone(),
+                            status_callback_url: url.clone(),
+                            status_callback_method: method.clone(),
+                        },
+                        ..self.step()
+                    };
                     self.request(
                         Kind::StreamStatus,
-                        self.step(),
+                        step,
                         "StartStream",
-                        &el.method("statusCallbackMethod"),
+                        &method,
                         &url,
                         false,
                     )

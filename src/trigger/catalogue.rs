@@ -243,6 +243,20 @@ pub struct Step {
     /// Conference: its `ConferenceUUID`, the same in every callback about that conference
     /// (a fresh one when empty).
     pub conference_uuid: String,
+    /// Stream: what its status callbacks echo of the `<Stream>` element.
+    pub stream: StreamEcho,
+}
+
+/// What Vobiz echoes of a `<Stream>` element in its status callbacks, so that an app can tell
+/// which of its streams a callback is about.
+#[derive(Clone, Debug, Default)]
+pub struct StreamEcho {
+    /// `ServiceURL`: the element's text, the WebSocket URL Vobiz streams the audio to.
+    pub service_url: String,
+    /// `status_callback_url`: the `statusCallbackUrl` as configured (the URL signed).
+    pub status_callback_url: String,
+    /// `status_callback_method`: the `statusCallbackMethod`.
+    pub status_callback_method: String,
 }
 
 pub use super::fields::fields;

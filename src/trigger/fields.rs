@@ -119,13 +119,16 @@ pub fn fields(kind: Kind, call: &CallFacts, step: &Step) -> Vec<(String, String)
             f.extend([
                 ("Event", "StartStream".into()),
                 ("StreamID", uuid_v4()),
-                ("ServiceURL", "wss://localhost:8765/stream".into()),
+                ("ServiceURL", step.stream.service_url.clone()),
                 ("Timestamp", call.time_at(step.at)),
                 ("Error", String::new()),
-                ("status_callback_method", "POST".into()),
+                (
+                    "status_callback_method",
+                    step.stream.status_callback_method.clone(),
+                ),
                 (
                     "status_callback_url",
-                    "https://localhost:8443/vobiz/stream-status".into(),
+                    step.stream.status_callback_url.clone(),
                 ),
             ]);
             f

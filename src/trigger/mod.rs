@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
 use crate::config::BaseUrl;
 use crate::signature::SigningKeys;
-use catalogue::{CallFacts, Kind, Step};
+use catalogue::{CallFacts, Kind, Step, StreamEcho};
 use send::{Callback, Sender, Signing};
 
 /// Runs `trigger`; returns the exit status.
@@ -162,6 +162,24 @@ fn signed_url(to: &str, public_url: Option<&str>) -> String {
     }
 }
 
+/// The `<Stream>` URL of a single stream-status callback, which has no XML to take it from:
+/// a WebSocket at the host the callback is signed for (wss for https, ws for http), as an app
+/// that serves both would have it. `--param ServiceURL=…` sets another.
+fn stream_service_url(signed_url: &str) -> String {
+    let Ok(uri) = signed_url.parse::<hyper::Uri>() else {
+        return String::new();
+    };
+    let scheme = match uri.scheme_str() {
+        Some("http") => "ws",
+        _ => "wss",
+    };
+    // Credentials of the callback URL (user:pass@) are not the stream's to carry.
+    match uri.authority().and_then(|a| a.as_str().rsplit('@').next()) {
+        Some(host_and_port) => format!("{scheme}://{host_and_port}/stream"),
+        None => String::new(),
+    }
+}
+
 async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
     check_url("--to", &args.to)?;
     if let Some(public) = &args.public_url {
@@ -173,10 +191,19 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
         Kind::Ring => "outbound",
         _ => "inbound",
     };
+    let method = args.method.to_ascii_uppercase();
+    let sign_url = signed_url(&args.to, args.public_url.as_deref());
     let step = Step {
         at: 62.0,
         digits: "1".into(),
         length: 30.0,
+        // A stream's status callback echoes its own URL and method as configured at Vobiz,
+        // i.e. the URL signed, and the stream of an app that lives at that host.
+        stream: StreamEcho {
+            service_url: stream_service_url(&sign_url),
+            status_callback_url: sign_url.clone(),
+            status_callback_method: method.clone(),
+        },
         ..Step::default()
     };
     // The callback happens now, `step.at` into a call that started before it.
@@ -184,9 +211,9 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
     let mut fields = catalogue::fields(kind, &facts, &step);
     apply_params(&mut fields, &args.params)?;
     let callback = Callback {
-        method: args.method.to_ascii_uppercase(),
+        method,
         url: args.to.clone(),
-        sign_url: signed_url(&args.to, args.public_url.as_deref()),
+        sign_url,
         fields,
     };
     let slow = Duration::from_millis(args.common.slow_after_ms);
@@ -259,6 +286,22 @@ mod tests {
         ] {
             assert_eq!(signed_url(to, Some(public)), public);
         }
+    }
+
+    #[test]
+    fn a_single_streams_url_is_at_the_signed_host() {
+        assert_eq!(
+            stream_service_url("https://hooks.example.com/vobiz/stream?x=1"),
+            "wss://hooks.example.com/stream"
+        );
+        assert_eq!(
+            stream_service_url("http://127.0.0.1:3000/cb"),
+            "ws://127.0.0.1:3000/stream"
+        );
+        assert_eq!(
+            stream_service_url("https://user:secret@[::1]:8443/cb"),
+            "wss://[::1]:8443/stream"
+        );
     }
 
     #[test]

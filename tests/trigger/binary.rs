@@ -307,3 +307,62 @@ async fn of_several_tokens_the_first_signs() {
         VerdictStatus::Valid
     );
 }
+
+/// A stream's status callback echoes the URL and method it was configured with (the URL
+/// signed), and its ServiceURL is a WebSocket at that host, not fixed localhost addresses.
+#[tokio::test]
+async fn stream_status_echoes_its_own_urls() {
+    let mut upstream = common::upstream(Reply::default()).await;
+    let to = format!("{}/my/stream-cb", upstream.url());
+    let field = |fields: &[(String, String)], key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+    };
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "stream-status",
+        "--to",
+        &to,
+        "--public-url",
+        "https://hooks.example.com",
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let fields = form(&upstream.next().await);
+    assert_eq!(
+        field(&fields, "status_callback_url"),
+        "https://hooks.example.com/my/stream-cb"
+    );
+    assert_eq!(field(&fields, "status_callback_method"), "POST");
+    assert_eq!(
+        field(&fields, "ServiceURL"),
+        "wss://hooks.example.com/stream"
+    );
+
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "stream-status",
+        "--to",
+        &to,
+        "--method",
+        "GET",
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let seen = upstream.next().await;
+    let query = seen.uri.split_once('?').unwrap().1;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    assert_eq!(field(&fields, "status_callback_url"), to);
+    assert_eq!(field(&fields, "status_callback_method"), "GET");
+    assert_eq!(
+        field(&fields, "ServiceURL"),
+        format!("ws://{}/stream", upstream.addr)
+    );
+}

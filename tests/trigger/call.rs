@@ -300,3 +300,47 @@ async fn each_conference_keeps_one_uuid_for_the_call() {
     assert_eq!(events[2].2, events[3].2);
     assert_ne!(events[2].2, room1);
 }
+
+/// A `<Stream>`'s status callback echoes that element: its WebSocket URL as ServiceURL, and
+/// the statusCallbackUrl and method it was sent with.
+#[tokio::test]
+async fn stream_status_echoes_the_stream_element() {
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route(
+                "<Response><Stream statusCallbackUrl=\"stream-status\" \
+                 statusCallbackMethod=\"GET\">wss://media.example.com/audio</Stream>\
+                 <Hangup/></Response>",
+            ),
+        ),
+        ("/stream-status", route("")),
+    ])
+    .await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let hits = server.drain();
+    let status = hits
+        .iter()
+        .find(|hit| hit.path == "/stream-status")
+        .unwrap();
+    assert_eq!(status.method, "GET");
+    assert_eq!(status.field("Event"), Some("StartStream"));
+    assert_eq!(
+        status.field("ServiceURL"),
+        Some("wss://media.example.com/audio")
+    );
+    assert_eq!(
+        status.field("status_callback_url"),
+        Some(server.url("/stream-status").as_str())
+    );
+    assert_eq!(status.field("status_callback_method"), Some("GET"));
+}

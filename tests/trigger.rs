@@ -164,6 +164,30 @@ async fn every_kind_is_complete_sorted_and_signed() {
             );
             assert!(get("StartTime").unwrap() < end);
         }
+        if let Some((start, end, duration)) = match kind {
+            Kind::RecordCallback => {
+                Some(("RecordingStartMs", "RecordingEndMs", "RecordingDurationMs"))
+            }
+            Kind::RecordApi => Some((
+                "recording_start_ms",
+                "recording_end_ms",
+                "recording_duration_ms",
+            )),
+            _ => None,
+        } {
+            // Vobiz reports a recording once it is over: it ended by the time of sending.
+            let ms = |k: &str| get(k).unwrap().parse::<u64>().unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            assert!(
+                ms(end) <= now,
+                "{kind:?}: {end} {} is after now ({now})",
+                ms(end)
+            );
+            assert_eq!(ms(start) + ms(duration), ms(end), "{kind:?}");
+        }
         if kind == Kind::Ring {
             // ring_url exists only on calls placed with the Make Call API.
             assert_eq!(get("Direction"), Some("outbound"));

@@ -201,18 +201,19 @@ impl Simulation<'_> {
         };
         self.note(format!("Record {} s", step.length));
         self.clock += step.length;
+        // Both callbacks come once the recording is over.
+        let ended = Step {
+            at: self.clock,
+            ..step
+        };
         let redirect = el.flag("redirect", false);
         let mut flow = Ok(Flow::Next);
         if let Some(action) = el.url_attr("action") {
             let url = resolve(base, action)?;
-            let at = Step {
-                at: self.clock,
-                ..step.clone()
-            };
             let body = self
                 .request(
                     Kind::Record,
-                    at,
+                    ended.clone(),
                     "Record",
                     &el.method("method"),
                     &url,
@@ -225,7 +226,7 @@ impl Simulation<'_> {
             let url = resolve(base, cb)?;
             self.request(
                 Kind::RecordCallback,
-                step,
+                ended,
                 "RecordStop",
                 &el.method("callbackMethod"),
                 &url,

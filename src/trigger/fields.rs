@@ -231,12 +231,13 @@ fn dial_status(call: &CallFacts, step: &Step) -> Fields {
     f
 }
 
-/// When a recording started (Unix ms) and how long it lasted (ms): at the step, at least 1 s.
+/// When a recording started (Unix ms) and how long it lasted (ms, at least 1 s). It ends at
+/// the step: Vobiz reports a recording once it is over, so a single callback (its step is
+/// now) never carries an end in the future, and in a call RecordStop follows the recording.
 fn recording_span(call: &CallFacts, step: &Step) -> (u64, u64) {
     let ms = (step.length.max(1.0) * 1000.0).round() as u64;
-    let start_ms =
-        (call.start.unix_timestamp_nanos() / 1_000_000) as u64 + (step.at * 1000.0) as u64;
-    (start_ms, ms)
+    let end_ms = (call.start.unix_timestamp_nanos() / 1_000_000) as u64 + (step.at * 1000.0) as u64;
+    (end_ms.saturating_sub(ms), ms)
 }
 
 fn record_stop(call: &CallFacts, step: &Step) -> Fields {

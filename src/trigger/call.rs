@@ -70,6 +70,9 @@ pub struct Simulation<'a> {
     pub(super) speech: Vec<String>,
     /// Redirect targets fetched since the caller last gave input: a repeat is a loop.
     pub(super) redirects: Vec<String>,
+    /// Status callbacks that failed: Vobiz carries on after them, and so does the call,
+    /// which then fails at its end.
+    pub failures: Vec<String>,
     /// Each conference's `ConferenceUUID` by room name: an app tracks members by it, so
     /// every callback about one room carries the same.
     pub(super) conference_uuids: HashMap<String, String>,
@@ -96,6 +99,7 @@ impl<'a> Simulation<'a> {
             digits,
             speech,
             redirects: Vec::new(),
+            failures: Vec::new(),
             conference_uuids: HashMap::new(),
             print,
             lines: Vec::new(),
@@ -125,7 +129,10 @@ impl<'a> Simulation<'a> {
         self.lines.push(line);
     }
 
-    /// Sends one callback; an error names the step, the URL and why it failed.
+    /// Sends one callback and returns its answer's body. A callback whose answer is XML to
+    /// follow (`xml`) stops the call when it fails: the error names the step, the URL and
+    /// why. Any other (a status callback) is noted in [`Simulation::failures`] and the call
+    /// goes on, as Vobiz's does after retrying it.
     pub(super) async fn request(
         &mut self,
         kind: Kind,
@@ -156,20 +163,35 @@ impl<'a> Simulation<'a> {
             status: None,
             ms: None,
         };
-        let answer = match self.sender.send(&callback).await {
-            Ok(answer) => answer,
+        // The reason alone for the timeline, whose line above names the request.
+        let (reason, failure) = match self.sender.send(&callback).await {
+            Ok(answer) => {
+                line.status = Some(answer.status);
+                line.ms = Some(answer.elapsed.as_millis() as u64);
+                self.push(line);
+                match send::judge(&answer, xml, self.slow_after) {
+                    Some(reason) => {
+                        let failure = format!("{label} {method} {url}: {reason}");
+                        (reason, failure)
+                    }
+                    None => return Ok(answer.body),
+                }
+            }
             Err(error) => {
                 self.push(line);
-                return Err(format!("{label}: {error}"));
+                let failure = format!("{label}: {error}");
+                (error, failure)
             }
         };
-        line.status = Some(answer.status);
-        line.ms = Some(answer.elapsed.as_millis() as u64);
-        self.push(line);
-        match send::judge(&answer, xml, self.slow_after) {
-            Some(reason) => Err(format!("{label} {method} {url}: {reason}")),
-            None => Ok(answer.body),
+        if xml {
+            return Err(failure);
         }
+        self.note(format!(
+            "FAILED: {reason}; the call goes on (Vobiz retries, then carries on)"
+        ));
+        self.failures.push(failure);
+        // A status callback's answer is not read.
+        Ok(String::new())
     }
 
     /// Runs the call to its end; the error is the reason it stopped early.
@@ -345,21 +367,37 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
         );
     }
     let result = sim.run(args).await;
+    // Why the call failed: what stopped it, or else the status callbacks that failed.
+    let error = match (&result, sim.failures.as_slice()) {
+        (Err(stopped), _) => Some(stopped.clone()),
+        (Ok(()), []) => None,
+        (Ok(()), failures) => Some(format!(
+            "{} of {} requests failed (the call went on past them, as Vobiz's does)",
+            failures.len(),
+            sim.requests
+        )),
+    };
     if json {
         let value = serde_json::json!({
             "call_uuid": sim.call_uuid(),
             "steps": sim.lines,
-            "ok": result.is_ok(),
-            "error": result.as_ref().err(),
+            "ok": error.is_none(),
+            "error": error,
+            "failures": sim.failures,
         });
         println!("{value}");
     } else {
-        match &result {
-            Ok(()) => println!("call completed: {} requests", sim.requests),
-            Err(e) => println!("call FAILED: {}", crate::output::printable(e, false)),
+        match &error {
+            None => println!("call completed: {} requests", sim.requests),
+            Some(error) => {
+                println!("call FAILED: {}", crate::output::printable(error, false));
+                for failure in &sim.failures {
+                    println!("  {}", crate::output::printable(failure, false));
+                }
+            }
         }
     }
-    Ok(if result.is_ok() { 0 } else { 1 })
+    Ok(if error.is_none() { 0 } else { 1 })
 }
 
 #[cfg(test)]

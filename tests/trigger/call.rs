@@ -344,3 +344,80 @@ async fn stream_status_echoes_the_stream_element() {
     );
     assert_eq!(status.field("status_callback_method"), Some("GET"));
 }
+
+/// A status callback that fails (Ring, a dial's callbackUrl, the hangup) does not end the
+/// call, as it does not at Vobiz: the call goes on, the failures are listed, and it exits 1.
+#[tokio::test]
+async fn failed_status_callbacks_do_not_stop_the_call() {
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route(
+                "<Response><Dial callbackUrl=\"/no-dial-cb\">\
+                 <Number>+918067891234</Number></Dial><Hangup/></Response>",
+            ),
+        ),
+        ("/hangup", route("")),
+    ])
+    .await;
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--ring-url",
+        &server.url("/no-ring"),
+        "--hangup-url",
+        &server.url("/hangup"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let hits = server.drain();
+    let seen: Vec<(&str, Option<&str>)> = hits
+        .iter()
+        .map(|h| (h.path.as_str(), h.field("Event")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/no-ring", Some("Ring")),
+            ("/answer", Some("StartApp")),
+            ("/no-dial-cb", Some("DialAnswer")),
+            ("/no-dial-cb", Some("DialHangup")),
+            ("/hangup", Some("Hangup")),
+        ]
+    );
+    assert!(
+        out.contains("call FAILED: 3 of 5 requests failed (the call went on"),
+        "{out}"
+    );
+    for failed in [
+        "  Ring POST http://",
+        "/no-ring: HTTP 404",
+        "  DialAnswer POST",
+        "  DialHangup POST",
+    ] {
+        assert!(out.contains(failed), "{failed:?} in\n{out}");
+    }
+    assert!(
+        out.contains("FAILED: HTTP 404: Vobiz treats the callback as failed; the call goes on"),
+        "{out}"
+    );
+
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--ring-url",
+        &server.url("/no-ring"),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["failures"].as_array().unwrap().len(), 3, "{json}");
+}

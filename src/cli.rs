@@ -541,10 +541,12 @@ impl From<&SigningTokenArgs> for TokenArgs {
 pub struct TriggerCommon {
     #[command(flatten)]
     pub tokens: SigningTokenArgs,
-    /// Send no signature headers (for testing that your server rejects unsigned callbacks).
+    /// Send no signature headers, to test that your server refuses unsigned callbacks: a 4xx
+    /// answer (401, 403) passes, acceptance (2xx) fails and exits 1.
     #[arg(long, conflicts_with = "bad_signature")]
     pub unsigned: bool,
-    /// Send signatures that do not verify (for testing that your server rejects them).
+    /// Send signatures that do not verify, to test that your server refuses them: a 4xx
+    /// answer (401, 403) passes, acceptance (2xx) fails and exits 1.
     #[arg(long)]
     pub bad_signature: bool,
     /// Folder of the development certificate; its CA (dev-ca.pem) is trusted for https.

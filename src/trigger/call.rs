@@ -50,12 +50,20 @@ impl Line {
 
 /// What to do after an element.
 pub(super) enum Flow {
-    /// Go on with the next element.
+    /// Go on with the next element (after the last one, the XML has run out).
     Next,
     /// Replace the document with this one, fetched from this URL.
     Follow(Element, String),
     /// End the call; who hung up.
     Hangup(String),
+}
+
+/// What a request gave the call.
+pub(super) enum Reply {
+    /// The answer's body (empty after a failed status callback, whose answer is not read).
+    Body(String),
+    /// A forged callback refused, as it should be: there is no answer to follow.
+    Refused,
 }
 
 /// A call in progress.
@@ -129,10 +137,11 @@ impl<'a> Simulation<'a> {
         self.lines.push(line);
     }
 
-    /// Sends one callback and returns its answer's body. A callback whose answer is XML to
+    /// Sends one callback and returns what it gave. A callback whose answer is XML to
     /// follow (`xml`) stops the call when it fails: the error names the step, the URL and
     /// why. Any other (a status callback) is noted in [`Simulation::failures`] and the call
-    /// goes on, as Vobiz's does after retrying it.
+    /// goes on, as Vobiz's does after retrying it. A forged callback ([`Sender::forgery`])
+    /// passes when refused and fails when accepted.
     pub(super) async fn request(
         &mut self,
         kind: Kind,
@@ -141,7 +150,7 @@ impl<'a> Simulation<'a> {
         method: &str,
         url: &str,
         xml: bool,
-    ) -> Result<String, String> {
+    ) -> Result<Reply, String> {
         if self.requests >= self.max_requests {
             return Err(format!(
                 "stopped after {} requests (the step budget): does the XML loop?",
@@ -163,35 +172,85 @@ impl<'a> Simulation<'a> {
             status: None,
             ms: None,
         };
-        // The reason alone for the timeline, whose line above names the request.
-        let (reason, failure) = match self.sender.send(&callback).await {
-            Ok(answer) => {
-                line.status = Some(answer.status);
-                line.ms = Some(answer.elapsed.as_millis() as u64);
-                self.push(line);
-                match send::judge(&answer, xml, self.slow_after) {
-                    Some(reason) => {
-                        let failure = format!("{label} {method} {url}: {reason}");
-                        (reason, failure)
-                    }
-                    None => return Ok(answer.body),
-                }
-            }
+        let answer = match self.sender.send(&callback).await {
+            Ok(answer) => answer,
             Err(error) => {
                 self.push(line);
                 let failure = format!("{label}: {error}");
-                (error, failure)
+                self.failed(xml, &error, failure)?;
+                return Ok(Reply::Body(String::new()));
             }
         };
+        line.status = Some(answer.status);
+        line.ms = Some(answer.elapsed.as_millis() as u64);
+        self.push(line);
+        let forgery = self.sender.forgery();
+        let reason = match forgery {
+            None => send::judge(&answer, xml, self.slow_after),
+            Some(_) if send::refused(&answer) => return Ok(Reply::Refused),
+            Some(forgery) => send::judge_refusal(&answer, forgery),
+        };
+        let Some(reason) = reason else {
+            return Ok(Reply::Body(answer.body));
+        };
+        let failure = format!("{label} {method} {url}: {reason}");
+        if forgery.is_some() && (200..300).contains(&answer.status) {
+            // The test failed, yet the call can follow what the server answered, and so
+            // find every other handler that accepts a forgery. The timeline's line above
+            // names the request: the reason alone follows it.
+            self.note(format!("FAILED: {reason}"));
+            self.failures.push(failure);
+            return Ok(Reply::Body(answer.body));
+        }
+        self.failed(xml, &reason, failure)?;
+        Ok(Reply::Body(String::new()))
+    }
+
+    /// A request failed: one whose answer is XML to follow (`xml`) stops the call with
+    /// `failure` as the error; a status callback is noted (with the `reason` alone: the
+    /// timeline's line above names the request), and the call goes on.
+    fn failed(&mut self, xml: bool, reason: &str, failure: String) -> Result<(), String> {
         if xml {
             return Err(failure);
         }
-        self.note(format!(
-            "FAILED: {reason}; the call goes on (Vobiz retries, then carries on)"
-        ));
+        // In a forgery test the call goes on regardless: nothing to say about Vobiz.
+        let goes_on = match self.sender.forgery() {
+            Some(_) => "",
+            None => "; the call goes on (Vobiz retries, then carries on)",
+        };
+        self.note(format!("FAILED: {reason}{goes_on}"));
         self.failures.push(failure);
-        // A status callback's answer is not read.
-        Ok(String::new())
+        Ok(())
+    }
+
+    /// What follows a request whose answer, with `redirect`, is the XML to go on with,
+    /// fetched from `url`.
+    pub(super) fn follow(
+        &mut self,
+        redirect: bool,
+        reply: Reply,
+        url: String,
+    ) -> Result<Flow, String> {
+        match (redirect, reply) {
+            (false, _) => Ok(Flow::Next),
+            (true, Reply::Body(body)) => Ok(Flow::Follow(call_xml::parse(&body)?, url)),
+            (true, Reply::Refused) => {
+                self.note("refused: no XML to follow, Vobiz hangs up".into());
+                Ok(Flow::Hangup("Vobiz".into()))
+            }
+        }
+    }
+
+    /// Plays `doc`, fetched from `url`, element by element, up to what ends it: XML to
+    /// follow, a hangup, or [`Flow::Next`] when it runs out.
+    async fn play(&mut self, doc: Element, url: &str) -> Result<Flow, String> {
+        for element in &doc.children {
+            match self.element(element, url).await? {
+                Flow::Next => {}
+                end => return Ok(end),
+            }
+        }
+        Ok(Flow::Next)
     }
 
     /// Runs the call to its end; the error is the reason it stopped early.
@@ -204,7 +263,7 @@ impl<'a> Simulation<'a> {
         // Answered after two seconds of ringing; Hangup's Duration counts from here.
         self.clock = 2.0;
         let method = args.answer_method.to_ascii_uppercase();
-        let body = self
+        let reply = self
             .request(
                 Kind::Answer,
                 self.step(),
@@ -214,21 +273,16 @@ impl<'a> Simulation<'a> {
                 true,
             )
             .await?;
-        let mut doc = call_xml::parse(&body)?;
-        let mut url = answer_url;
-        let source = 'call: loop {
-            for element in std::mem::take(&mut doc.children) {
-                match self.element(&element, &url).await? {
-                    Flow::Next => {}
-                    Flow::Follow(next, next_url) => {
-                        (doc, url) = (next, next_url);
-                        continue 'call;
-                    }
-                    Flow::Hangup(source) => break 'call source,
+        let mut next = self.follow(true, reply, answer_url)?;
+        let source = loop {
+            match next {
+                Flow::Follow(doc, url) => next = self.play(doc, &url).await?,
+                Flow::Hangup(source) => break source,
+                Flow::Next => {
+                    self.note("end of XML: Vobiz hangs up".into());
+                    break "Vobiz".to_owned();
                 }
             }
-            self.note("end of XML: Vobiz hangs up".into());
-            break "Vobiz".to_owned();
         };
         let hangup_url = args
             .hangup_url
@@ -293,7 +347,7 @@ impl<'a> Simulation<'a> {
                     ));
                 }
                 self.redirects.push(url.clone());
-                let body = self
+                let reply = self
                     .request(
                         Kind::Redirect,
                         self.step(),
@@ -303,7 +357,7 @@ impl<'a> Simulation<'a> {
                         true,
                     )
                     .await?;
-                return Ok(Flow::Follow(call_xml::parse(&body)?, url));
+                return self.follow(true, reply, url);
             }
             "Hangup" => {
                 let reason = el
@@ -366,13 +420,24 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
             args.direction()
         );
     }
+    let forgery = sender.forgery();
+    if let (Some(forgery), false) = (forgery, json) {
+        println!(
+            "every request is {}: your server should refuse each (401 or 403)",
+            forgery.described()
+        );
+    }
     let result = sim.run(args).await;
-    // Why the call failed: what stopped it, or else the status callbacks that failed.
+    let went_on = match forgery {
+        Some(forgery) => format!("your server must refuse {}", forgery.described()),
+        None => "the call went on past them, as Vobiz's does".to_owned(),
+    };
+    // Why the call failed: what stopped it, or else the requests that failed.
     let error = match (&result, sim.failures.as_slice()) {
         (Err(stopped), _) => Some(stopped.clone()),
         (Ok(()), []) => None,
         (Ok(()), failures) => Some(format!(
-            "{} of {} requests failed (the call went on past them, as Vobiz's does)",
+            "{} of {} requests failed ({went_on})",
             failures.len(),
             sim.requests
         )),
@@ -388,7 +453,14 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
         println!("{value}");
     } else {
         match &error {
-            None => println!("call completed: {} requests", sim.requests),
+            None => match forgery {
+                Some(forgery) => println!(
+                    "call completed: your server refused all {} requests, each {}, as it should",
+                    sim.requests,
+                    forgery.described()
+                ),
+                None => println!("call completed: {} requests", sim.requests),
+            },
             Some(error) => {
                 println!("call FAILED: {}", crate::output::printable(error, false));
                 for failure in &sim.failures {

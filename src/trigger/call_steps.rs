@@ -3,7 +3,7 @@
 //! the callbacks Vobiz makes for it, in Vobiz's order.
 
 use super::call::{resolve, Flow, Simulation};
-use super::call_xml::{self, Element};
+use super::call_xml::Element;
 use super::catalogue::{self, Kind, Step};
 
 impl Simulation<'_> {
@@ -113,7 +113,7 @@ impl Simulation<'_> {
         };
         let url = resolve(base, action)?;
         let redirect = el.flag("redirect", true);
-        let body = self
+        let reply = self
             .request(
                 Kind::Gather,
                 step,
@@ -123,7 +123,7 @@ impl Simulation<'_> {
                 redirect,
             )
             .await?;
-        follow(redirect, &body, url)
+        self.follow(redirect, reply, url)
     }
 
     pub(super) async fn dial(&mut self, el: &Element, base: &str) -> Result<Flow, String> {
@@ -175,7 +175,7 @@ impl Simulation<'_> {
             at: self.clock,
             ..step
         };
-        let body = self
+        let reply = self
             .request(
                 Kind::DialAction,
                 step,
@@ -185,7 +185,7 @@ impl Simulation<'_> {
                 redirect,
             )
             .await?;
-        follow(redirect, &body, url)
+        self.follow(redirect, reply, url)
     }
 
     pub(super) async fn record(&mut self, el: &Element, base: &str) -> Result<Flow, String> {
@@ -210,7 +210,7 @@ impl Simulation<'_> {
         let mut flow = Ok(Flow::Next);
         if let Some(action) = el.url_attr("action") {
             let url = resolve(base, action)?;
-            let body = self
+            let reply = self
                 .request(
                     Kind::Record,
                     ended.clone(),
@@ -220,7 +220,7 @@ impl Simulation<'_> {
                     redirect,
                 )
                 .await?;
-            flow = follow(redirect, &body, url);
+            flow = self.follow(redirect, reply, url);
         }
         if let Some(cb) = el.url_attr("callbackUrl") {
             let url = resolve(base, cb)?;
@@ -235,12 +235,5 @@ impl Simulation<'_> {
             .await?;
         }
         flow
-    }
-}
-
-fn follow(redirect: bool, body: &str, url: String) -> Result<Flow, String> {
-    match redirect {
-        true => Ok(Flow::Follow(call_xml::parse(body)?, url)),
-        false => Ok(Flow::Next),
     }
 }

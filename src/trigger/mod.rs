@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Exit status: 0 when the server handled the callback as Vobiz needs (2xx, within 3 s, valid
-//! XML where XML is expected), 1 otherwise.
+//! XML where XML is expected), 1 otherwise. With `--unsigned` or `--bad-signature` the
+//! callback is a forgery and the test is the other way round: 0 when the server refuses it
+//! (4xx), 1 when it accepts it or fails.
 
 pub mod call;
 mod call_steps;
@@ -26,7 +28,7 @@ use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
 use crate::config::BaseUrl;
 use crate::signature::SigningKeys;
 use catalogue::{CallFacts, Kind, Step, StreamEcho};
-use send::{Callback, Sender, Signing};
+use send::{Callback, Forgery, Sender, Signing};
 
 /// Runs `trigger`; returns the exit status.
 pub async fn trigger_command(args: &TriggerArgs) -> anyhow::Result<i32> {
@@ -61,9 +63,9 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
         note_unused_tokens(&keys);
     }
     let signing = if common.unsigned {
-        Signing::Unsigned
+        Signing::Forged(Forgery::Unsigned)
     } else if common.bad_signature {
-        Signing::Bad
+        Signing::Forged(Forgery::BadSignature)
     } else if let Some(auth) = keys.auth_tokens.first() {
         Signing::Signed(SigningKeys {
             auth_token: auth.clone(),
@@ -217,9 +219,13 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
         fields,
     };
     let slow = Duration::from_millis(args.common.slow_after_ms);
+    let forgery = sender.forgery();
     let (answer, failure) = match sender.send(&callback).await {
         Ok(answer) => {
-            let failure = send::judge(&answer, kind.expects_xml(), slow);
+            let failure = match forgery {
+                Some(forgery) => send::judge_refusal(&answer, forgery),
+                None => send::judge(&answer, kind.expects_xml(), slow),
+            };
             (Some(answer), failure)
         }
         Err(error) => (None, Some(error)),
@@ -235,6 +241,7 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
             "elapsed_ms": answer.as_ref().map(|a| a.elapsed.as_secs_f64() * 1000.0),
             "content_type": answer.as_ref().and_then(|a| a.content_type.clone()),
             "body": answer.as_ref().map(|a| a.body.clone()),
+            "expected": if forgery.is_some() { "refusal" } else { "acceptance" },
             "ok": failure.is_none(),
             "error": failure,
         });
@@ -261,7 +268,14 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
             // The reason may quote the answer (an XML element's name).
             Some(reason) => println!("FAILED: {}", crate::output::printable(reason, false)),
             // Told apart from an answer that is itself the text "ok".
-            None => println!("OK: Vobiz would accept this answer"),
+            None => match (forgery, &answer) {
+                (Some(forgery), Some(answer)) => println!(
+                    "OK: your server refused {} (HTTP {}), as it should",
+                    forgery.described(),
+                    answer.status
+                ),
+                _ => println!("OK: Vobiz would accept this answer"),
+            },
         }
     }
     Ok(if failure.is_some() { 1 } else { 0 })

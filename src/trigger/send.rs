@@ -27,10 +27,30 @@ const MAX_ANSWER: usize = 1 << 20;
 pub enum Signing {
     /// Like Vobiz: V1, V2, V3 (docs form) and, with a main token, -MA-V2/-MA-V3.
     Signed(SigningKeys),
+    /// No signature headers, for want of a token: the answer is judged as Vobiz judges it.
+    Unsigned,
+    /// A forgery, sent to test that the server refuses it.
+    Forged(Forgery),
+}
+
+/// A callback no server should accept, sent by `--unsigned` or `--bad-signature` to test that
+/// the server refuses it: here a refusal (4xx) passes and acceptance (2xx) fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forgery {
     /// No signature headers at all.
     Unsigned,
     /// Headers of the right shape whose signatures do not verify.
-    Bad,
+    BadSignature,
+}
+
+impl Forgery {
+    /// What was sent, for messages: `a callback with no signature`.
+    pub fn described(self) -> &'static str {
+        match self {
+            Forgery::Unsigned => "a callback with no signature",
+            Forgery::BadSignature => "a callback whose signature does not verify",
+        }
+    }
 }
 
 /// One callback ready to send.
@@ -98,6 +118,15 @@ impl Sender {
         }
     }
 
+    /// What the callbacks sent are forgeries of, when sent to test that the server refuses
+    /// them.
+    pub fn forgery(&self) -> Option<Forgery> {
+        match self.signing {
+            Signing::Forged(forgery) => Some(forgery),
+            Signing::Signed(_) | Signing::Unsigned => None,
+        }
+    }
+
     /// The headers Vobiz would send with `callback` (signature headers per [`Signing`]).
     pub fn headers(&self, callback: &Callback, body: &[u8]) -> Vec<(String, String)> {
         let mut headers = vec![
@@ -112,9 +141,9 @@ impl Sender {
             signed_headers(&callback.method, &callback.sign_url, body, keys, Form::Docs)
         };
         match &self.signing {
-            Signing::Unsigned => {}
+            Signing::Unsigned | Signing::Forged(Forgery::Unsigned) => {}
             Signing::Signed(keys) => headers.extend(sign(keys)),
-            Signing::Bad => {
+            Signing::Forged(Forgery::BadSignature) => {
                 // Signed with a token nobody has: right shape, fresh nonces, never valid.
                 let wrong = SigningKeys {
                     auth_token: AuthToken::new("vobiz-tunnel-bad-signature"),
@@ -220,6 +249,29 @@ pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Option
     super::call_xml::parse(&answer.body)
         .err()
         .map(|e| format!("invalid Vobiz XML: {e}"))
+}
+
+/// Whether the server refused a forged callback, which is what a forgery test wants: any
+/// 4xx (401 and 403 are the usual words for it).
+pub fn refused(answer: &Answer) -> bool {
+    (400..500).contains(&answer.status)
+}
+
+/// Why the answer to a forged callback fails the test that the server refuses it; `None`
+/// when it was refused ([`refused`]).
+pub fn judge_refusal(answer: &Answer, forgery: Forgery) -> Option<String> {
+    let sent = forgery.described();
+    match answer.status {
+        _ if refused(answer) => None,
+        200..=299 => Some(format!(
+            "HTTP {}: your server accepted {sent}; it must refuse it (401 or 403), or anyone \
+             can forge callbacks to it",
+            answer.status
+        )),
+        status => Some(format!(
+            "HTTP {status}: your server did not refuse {sent}, it failed; answer it 401 or 403"
+        )),
+    }
 }
 
 /// A certificate verifier that accepts every certificate and signature. Only `--insecure`
@@ -341,7 +393,27 @@ mod tests {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let unsigned = Sender::new(Signing::Unsigned, &[], false, Duration::from_secs(1));
         assert_eq!(unsigned.headers(&cb, b"").len(), 3);
-        let bad = Sender::new(Signing::Bad, &[], true, Duration::from_secs(1));
-        assert_eq!(bad.headers(&cb, b"").len(), 3 + 7);
+        let forged =
+            |forgery| Sender::new(Signing::Forged(forgery), &[], true, Duration::from_secs(1));
+        assert_eq!(forged(Forgery::Unsigned).headers(&cb, b"").len(), 3);
+        assert_eq!(forged(Forgery::BadSignature).headers(&cb, b"").len(), 3 + 7);
+        assert_eq!(unsigned.forgery(), None);
+    }
+
+    #[test]
+    fn a_forgery_passes_when_refused_and_fails_when_accepted() {
+        for forgery in [Forgery::Unsigned, Forgery::BadSignature] {
+            for refusal in [401, 403, 400] {
+                assert_eq!(judge_refusal(&answer(refusal, "", 5), forgery), None);
+            }
+            let accepted = judge_refusal(&answer(200, "<Response/>", 5), forgery).unwrap();
+            assert!(
+                accepted.contains("your server accepted a callback")
+                    && accepted.contains("it must refuse it"),
+                "{accepted}"
+            );
+            let failed = judge_refusal(&answer(500, "", 5), forgery).unwrap();
+            assert!(failed.contains("did not refuse"), "{failed}");
+        }
     }
 }

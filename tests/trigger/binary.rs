@@ -114,41 +114,40 @@ async fn unsigned_bad_and_missing_tokens() {
     let certs = harness.dir.path().join("certs");
     let certs = certs.to_str().unwrap();
     let url = harness.url("/vobiz/hangup");
-    let (code, _, _) = run_binary(&[
-        "trigger",
-        "hangup",
-        "--to",
-        &url,
-        "--certs-dir",
-        certs,
-        "--auth-token",
-        TOKEN,
-        "--unsigned",
-    ])
-    .await;
-    assert_eq!(code, 0, "the server answered 200");
-    assert_eq!(
-        harness.last_recorded().await.verdict.status,
-        VerdictStatus::Unsigned
-    );
-
-    let (code, _, _) = run_binary(&[
-        "trigger",
-        "hangup",
-        "--to",
-        &url,
-        "--certs-dir",
-        certs,
-        "--auth-token",
-        TOKEN,
-        "--bad-signature",
-    ])
-    .await;
-    assert_eq!(code, 0);
-    assert_eq!(
-        harness.last_recorded().await.verdict.status,
-        VerdictStatus::Invalid
-    );
+    // The local server behind the listener accepts anything: a forgery test fails.
+    for (flag, verdict, sent) in [
+        (
+            "--unsigned",
+            VerdictStatus::Unsigned,
+            "a callback with no signature",
+        ),
+        (
+            "--bad-signature",
+            VerdictStatus::Invalid,
+            "a callback whose signature does not verify",
+        ),
+    ] {
+        let (code, out, _) = run_binary(&[
+            "trigger",
+            "hangup",
+            "--to",
+            &url,
+            "--certs-dir",
+            certs,
+            "--auth-token",
+            TOKEN,
+            flag,
+        ])
+        .await;
+        assert_eq!(code, 1, "{flag}: the server answered 200\n{out}");
+        assert!(
+            out.contains(&format!(
+                "FAILED: HTTP 200: your server accepted {sent}; it must refuse it (401 or 403)"
+            )),
+            "{out}"
+        );
+        assert_eq!(harness.last_recorded().await.verdict.status, verdict);
+    }
 
     let (code, _, err) =
         run_binary(&["trigger", "hangup", "--to", &url, "--certs-dir", certs]).await;
@@ -364,5 +363,80 @@ async fn stream_status_echoes_its_own_urls() {
     assert_eq!(
         field(&fields, "ServiceURL"),
         format!("ws://{}/stream", upstream.addr)
+    );
+}
+
+/// A forgery (--unsigned, --bad-signature) tests that the server refuses it: a 4xx passes,
+/// and a server that fails (5xx) has not refused it.
+#[tokio::test]
+async fn a_forgery_refused_passes() {
+    let refusing = common::upstream(Reply {
+        status: 403,
+        content_type: "text/plain",
+        body: "forbidden",
+        ..Reply::default()
+    })
+    .await;
+    let to = format!("{}/vobiz/answer", refusing.url());
+    for (flag, sent) in [
+        ("--unsigned", "a callback with no signature"),
+        (
+            "--bad-signature",
+            "a callback whose signature does not verify",
+        ),
+    ] {
+        let (code, out, err) = run_binary(&[
+            "trigger",
+            "answer",
+            "--to",
+            &to,
+            "--auth-token",
+            TOKEN,
+            flag,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains(&format!(
+                "\nOK: your server refused {sent} (HTTP 403), as it should"
+            )),
+            "{out}"
+        );
+    }
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "answer",
+        "--to",
+        &to,
+        "--auth-token",
+        TOKEN,
+        "--bad-signature",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (&json["ok"], &json["expected"]),
+        (&true.into(), &"refusal".into())
+    );
+
+    let failing = common::upstream(Reply {
+        status: 500,
+        ..Reply::default()
+    })
+    .await;
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "hangup",
+        "--to",
+        &format!("{}/h", failing.url()),
+        "--unsigned",
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED: HTTP 500: your server did not refuse a callback with no signature"),
+        "{out}"
     );
 }

@@ -421,3 +421,80 @@ async fn failed_status_callbacks_do_not_stop_the_call() {
     assert_eq!(json["ok"], false);
     assert_eq!(json["failures"].as_array().unwrap().len(), 3, "{json}");
 }
+
+/// With --unsigned or --bad-signature every request of the call is a forgery: an app that
+/// refuses them passes (nothing to follow after a refused StartApp: the hangup comes), and
+/// one that accepts them fails, on each request it accepted.
+#[tokio::test]
+async fn a_forged_call_passes_only_when_refused() {
+    const ANSWER: &str = "<Response><Gather action=\"/gather\"/></Response>";
+    let signed_only = |body| Route {
+        signed_only: true,
+        ..route(body)
+    };
+    let mut server = script::start(&[
+        ("/answer", signed_only(ANSWER)),
+        ("/gather", signed_only("<Response><Hangup/></Response>")),
+        ("/lax/answer", route(ANSWER)),
+    ])
+    .await;
+    // Signed, the app plays the call through.
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(server.drain().len(), 3);
+
+    for forgery in ["--unsigned", "--bad-signature"] {
+        let (code, out, _) = run_binary(&[
+            "trigger",
+            "call",
+            "--answer-url",
+            &server.url("/answer"),
+            "--auth-token",
+            TOKEN,
+            forgery,
+        ])
+        .await;
+        assert_eq!(code, 0, "{forgery}: {out}");
+        assert!(out.contains("refused: no XML to follow"), "{out}");
+        assert!(
+            out.contains("call completed: your server refused all 2 requests"),
+            "{out}"
+        );
+        let hits = server.drain();
+        let events: Vec<Option<&str>> = hits.iter().map(|hit| hit.field("Event")).collect();
+        assert_eq!(events, [Some("StartApp"), Some("Hangup")], "{forgery}");
+
+        // An app that takes a forgery fails; the call follows its answer to the next one.
+        let (code, out, _) = run_binary(&[
+            "trigger",
+            "call",
+            "--answer-url",
+            &server.url("/lax/answer"),
+            "--hangup-url",
+            &server.url("/answer"),
+            "--auth-token",
+            TOKEN,
+            forgery,
+        ])
+        .await;
+        assert_eq!(code, 1, "{forgery}: {out}");
+        assert!(
+            out.contains("call FAILED: 1 of 3 requests failed (your server must refuse"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  StartApp POST http://")
+                && out.contains("/lax/answer: HTTP 200: your server accepted a callback"),
+            "{out}"
+        );
+        assert_eq!(server.drain().len(), 3, "StartApp, Gather and Hangup");
+    }
+}

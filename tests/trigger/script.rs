@@ -40,6 +40,9 @@ pub struct Route {
     pub body: &'static str,
     pub require: Option<(&'static str, &'static str)>,
     pub content_type: &'static str,
+    /// Refuse (403) a callback whose signature does not verify with the test tokens, as an
+    /// app should.
+    pub signed_only: bool,
 }
 
 pub struct Script {
@@ -105,6 +108,9 @@ pub async fn start(routes: &[(&'static str, Route)]) -> Script {
                             body,
                         };
                         let (status, text, content_type) = match routes.get(path.as_str()) {
+                            Some(route) if route.signed_only && !signed(&hit) => {
+                                (403, "signature does not verify", "text/plain")
+                            }
                             Some(route) => match route.require {
                                 Some((k, v)) if hit.field(k) != Some(v) => {
                                     (400, "missing input", "text/plain")
@@ -138,5 +144,20 @@ pub fn route(body: &'static str) -> Route {
         body,
         require: None,
         content_type: "application/xml",
+        signed_only: false,
     }
+}
+
+/// Whether the hit's signature verifies, the way an app checks it: URL and nonce.
+fn signed(hit: &Hit) -> bool {
+    let request = vobiz_tunnel::signature::CallbackRequest {
+        method: &hit.method,
+        url: &hit.url,
+        headers: &hit.headers,
+        body: &hit.body,
+        extra_ports: &[],
+        other_urls: &[],
+    };
+    let verdict = vobiz_tunnel::signature::verify(&request, &super::keys());
+    verdict.status == vobiz_tunnel::signature::VerdictStatus::Valid
 }

@@ -549,14 +549,10 @@ pub struct TriggerCommon {
     /// answer (401, 403) passes, acceptance (2xx) fails and exits 1.
     #[arg(long)]
     pub bad_signature: bool,
-    /// Folder of the development certificate; its CA (dev-ca.pem) is trusted for https.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "VOBIZ_TUNNEL_CERTS_DIR",
-        default_value = "certs"
-    )]
-    pub certs_dir: PathBuf,
+    /// Folder where `listen` wrote its development certificate; its CA (dev-ca.pem) is
+    /// trusted for https. A folder given that holds no dev CA is warned about [default: certs]
+    #[arg(long, value_name = "DIR", env = "VOBIZ_TUNNEL_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
     /// Accept any certificate from https targets (self-signed, expired, wrong name).
     #[arg(long)]
     pub insecure: bool,

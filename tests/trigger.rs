@@ -234,6 +234,8 @@ async fn every_kind_through_the_listener_is_recorded_valid() {
 mod binary;
 #[path = "trigger/call.rs"]
 mod call;
+#[path = "trigger/tls.rs"]
+mod tls;
 
 /// On the wire, header names are spelled as Vobiz spells them, `-MA-` included.
 #[tokio::test]

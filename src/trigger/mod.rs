@@ -18,8 +18,10 @@ mod call_steps;
 pub mod call_xml;
 pub mod catalogue;
 mod fields;
+pub mod no_answer;
 pub mod send;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -28,6 +30,7 @@ use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
 use crate::config::BaseUrl;
 use crate::signature::SigningKeys;
 use catalogue::{CallFacts, Kind, Step, StreamEcho};
+use no_answer::Trust;
 use send::{Callback, Forgery, Sender, Signing};
 
 /// Runs `trigger`; returns the exit status.
@@ -90,13 +93,43 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
     if !(common.timeout.is_finite() && common.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
-    let roots = [common.certs_dir.join(crate::tls::DEV_CA_FILE)];
+    // Not given, the folder is where `listen` writes it by default; trigger is often run
+    // elsewhere, which the explanation of an untrusted certificate then says.
+    let certs_dir = common
+        .certs_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CERTS_DIR));
+    let trust = Trust::new(certs_dir.join(crate::tls::DEV_CA_FILE));
+    if let (Some(given), false) = (&common.certs_dir, common.insecure) {
+        warn_without_dev_ca(given, &trust);
+    }
     Ok(Sender::new(
         signing,
-        &roots,
+        trust,
         common.insecure,
         Duration::from_secs_f64(common.timeout),
     ))
+}
+
+/// Where `listen` writes its certificates unless told otherwise.
+const DEFAULT_CERTS_DIR: &str = "certs";
+
+/// Says on stderr when the certificate folder given has no dev CA to trust: else a typo in
+/// --certs-dir shows only later, as an untrusted certificate.
+fn warn_without_dev_ca(given: &Path, trust: &Trust) {
+    if trust.dev_ca_found {
+        return;
+    }
+    let problem = match given.is_dir() {
+        false => "does not exist".to_owned(),
+        true => format!("has no dev CA ({})", trust.dev_ca.display()),
+    };
+    eprintln!(
+        "vobiz-tunnel: warning: the certificate folder {} (--certs-dir) {problem}: only \
+         publicly trusted certificates will be accepted; give the folder where `listen` \
+         wrote its certificates",
+        given.display()
+    );
 }
 
 /// Says on stderr which token signs when several are configured: the same variables serve

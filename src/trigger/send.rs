@@ -16,6 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::no_answer::Trust;
 use crate::forward::error_chain;
 use crate::signature::{signed_headers, AuthToken, Form, SigningKeys};
 
@@ -83,24 +84,20 @@ pub struct Answer {
 pub struct Sender {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     signing: Signing,
+    trust: Trust,
     timeout: Duration,
 }
 
 impl Sender {
-    /// A client trusting the web PKI and the dev CA (or anything, with `insecure`).
-    pub fn new(
-        signing: Signing,
-        tls_roots: &[std::path::PathBuf],
-        insecure: bool,
-        timeout: Duration,
-    ) -> Sender {
+    /// A client trusting the web PKI and the dev CA of `trust` (or anything, with `insecure`).
+    pub fn new(signing: Signing, trust: Trust, insecure: bool, timeout: Duration) -> Sender {
         let tls = if insecure {
             rustls::ClientConfig::builder()
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new()))
                 .with_no_client_auth()
         } else {
-            crate::tls::client_config(tls_roots, &[])
+            crate::tls::client_config(std::slice::from_ref(&trust.dev_ca), &[])
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -114,6 +111,7 @@ impl Sender {
         Sender {
             client,
             signing,
+            trust,
             timeout,
         }
     }
@@ -191,7 +189,7 @@ impl Sender {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+                .map_err(|e| super::no_answer::explain(&url, &e, &self.trust))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_ANSWER)
                 .collect()
@@ -391,10 +389,17 @@ mod tests {
             fields: vec![],
         };
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let unsigned = Sender::new(Signing::Unsigned, &[], false, Duration::from_secs(1));
+        let trust = || Trust::new("certs/dev-ca.pem".into());
+        let unsigned = Sender::new(Signing::Unsigned, trust(), false, Duration::from_secs(1));
         assert_eq!(unsigned.headers(&cb, b"").len(), 3);
-        let forged =
-            |forgery| Sender::new(Signing::Forged(forgery), &[], true, Duration::from_secs(1));
+        let forged = |forgery| {
+            Sender::new(
+                Signing::Forged(forgery),
+                trust(),
+                true,
+                Duration::from_secs(1),
+            )
+        };
         assert_eq!(forged(Forgery::Unsigned).headers(&cb, b"").len(), 3);
         assert_eq!(forged(Forgery::BadSignature).headers(&cb, b"").len(), 3 + 7);
         assert_eq!(unsigned.forgery(), None);

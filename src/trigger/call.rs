@@ -78,9 +78,9 @@ pub struct Simulation<'a> {
     pub(super) speech: Vec<String>,
     /// Redirect targets fetched since the caller last gave input: a repeat is a loop.
     pub(super) redirects: Vec<String>,
-    /// Status callbacks that failed: Vobiz carries on after them, and so does the call,
-    /// which then fails at its end.
-    pub failures: Vec<String>,
+    /// Requests that failed without stopping the call, which then fails at its end: status
+    /// callbacks (Vobiz carries on after them) and, in a forgery test, forgeries accepted.
+    failures: Vec<String>,
     /// Each conference's `ConferenceUUID` by room name: an app tracks members by it, so
     /// every callback about one room carries the same.
     pub(super) conference_uuids: HashMap<String, String>,

@@ -59,7 +59,8 @@ pub async fn trigger_command(args: &TriggerArgs) -> anyhow::Result<i32> {
 }
 
 /// The sender for the shared options: signing mode, trusted roots, timeout. Says on stderr
-/// when no token is configured (the callback then goes unsigned).
+/// when no token is configured (the callback then goes unsigned), which token signs of
+/// several, and when a certificate folder given holds no dev CA.
 pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
     let keys = crate::config::keys(&(&common.tokens).into())?;
     if !common.unsigned && !common.bad_signature {
@@ -125,9 +126,9 @@ fn warn_without_dev_ca(given: &Path, trust: &Trust) {
         true => format!("has no dev CA ({})", trust.dev_ca.display()),
     };
     eprintln!(
-        "vobiz-tunnel: warning: the certificate folder {} (--certs-dir) {problem}: only \
-         publicly trusted certificates will be accepted; give the folder where `listen` \
-         wrote its certificates",
+        "vobiz-tunnel: warning: the certificate folder {} (--certs-dir or \
+         VOBIZ_TUNNEL_CERTS_DIR) {problem}: only publicly trusted certificates will be \
+         accepted; give the folder where `listen` wrote its certificates",
         given.display()
     );
 }

@@ -107,12 +107,11 @@ fn certs_dir_with(ca_pem: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `trigger hangup --to url`, with `--certs-dir` when given; (status, stdout, stderr).
 async fn hangup_to(url: &str, certs_dir: Option<&Path>) -> (i32, String, String) {
     let mut args = vec!["trigger", "hangup", "--to", url, "--auth-token", TOKEN];
-    let dir;
     if let Some(certs_dir) = certs_dir {
-        dir = certs_dir.to_str().unwrap().to_owned();
-        args.extend(["--certs-dir", &dir]);
+        args.extend(["--certs-dir", certs_dir.to_str().unwrap()]);
     }
     run_binary(&args).await
 }
@@ -152,7 +151,8 @@ async fn an_untrusted_certificate_says_where_the_dev_ca_was_looked_for() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "warning: the certificate folder /nonexistent/certs (--certs-dir) does not exist"
+            "warning: the certificate folder /nonexistent/certs (--certs-dir or \
+             VOBIZ_TUNNEL_CERTS_DIR) does not exist"
         ),
         "{err}"
     );
@@ -162,7 +162,10 @@ async fn an_untrusted_certificate_says_where_the_dev_ca_was_looked_for() {
     );
     let empty = tempfile::tempdir().unwrap();
     let (_, _, err) = hangup_to(&url, Some(empty.path())).await;
-    assert!(err.contains("(--certs-dir) has no dev CA ("), "{err}");
+    assert!(
+        err.contains("(--certs-dir or VOBIZ_TUNNEL_CERTS_DIR) has no dev CA ("),
+        "{err}"
+    );
 
     // Another listener's dev CA, of the same name, does not vouch for this server.
     let other = certs_dir_with(&signed_for(&["127.0.0.1"]).ca_pem);

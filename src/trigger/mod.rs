@@ -91,8 +91,9 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
         );
         Signing::Unsigned
     };
-    if !(common.timeout.is_finite() && common.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
+    let max = crate::relay::config::MAX_SECONDS;
+    if !(common.timeout > 0.0 && common.timeout <= max) {
+        bail!("--timeout must be a positive number of seconds, at most {max}");
     }
     // Not given, the folder is where `listen` writes it by default; trigger is often run
     // elsewhere, which the explanation of an untrusted certificate then says.

@@ -234,6 +234,14 @@ async fn failing_slow_and_invalid_answers_exit_non_zero() {
         run_binary(&["trigger", "answer", "--to", &format!("{}/a", broken.url())]).await;
     assert_eq!(code, 1);
     assert!(out.contains("invalid Vobiz XML"), "{out}");
+    // A wait past any use is refused with the flag's name (it used to panic).
+    let to = format!("{}/a", broken.url());
+    let (code, _, err) = run_binary(&["trigger", "answer", "--to", &to, "--timeout", "1e20"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--timeout") && err.contains("at most 86400"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

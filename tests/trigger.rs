@@ -31,11 +31,15 @@ async fn trigger_in_process(args: &[&str]) -> i32 {
         .unwrap()
 }
 
-/// Runs the real binary with a clean environment; returns (status, stdout, stderr).
+/// Runs the real binary with a clean environment, in an empty folder (so the default
+/// `certs` folder holds no dev CA, whatever `listen` wrote in the repository's); returns
+/// (status, stdout, stderr).
 async fn run_binary(args: &[&str]) -> (i32, String, String) {
+    let folder = tempfile::tempdir().unwrap();
     let output = within(
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vobiz-tunnel"))
             .args(args)
+            .current_dir(folder.path())
             .env_remove("VOBIZ_AUTH_TOKEN")
             .env_remove("VOBIZ_MAIN_AUTH_TOKEN")
             .env_remove("VOBIZ_TUNNEL_CERTS_DIR")

@@ -24,7 +24,7 @@ use super::notice::Notice;
 use super::protocol::{self, Answer, PING_INTERVAL, PING_TIMEOUT};
 use super::public;
 use super::registry::{Link, Registry};
-use crate::server::{accept_next, all_closed, expect_tls, fd_limit};
+use crate::server::{accept_next, all_closed, expect_tls, fd_limit, Throttle};
 
 /// After the drain, how long the relay's own 503s to the callbacks still in flight get to be
 /// written before the relay exits.
@@ -183,7 +183,10 @@ async fn accept_loop(
     // What a stop waits for: every connection but the laptops' tunnels, which must stay up
     // until the callbacks in flight through them are answered, and close after.
     let callers = Arc::new(Semaphore::new(max));
-    while let Some((permit, tcp, peer)) = accept_next(&listener, &slots, &mut shutdown).await {
+    let mut warnings = Throttle::accept_failures();
+    while let Some((permit, tcp, peer)) =
+        accept_next(&listener, &slots, &mut shutdown, &mut warnings).await
+    {
         let (acceptor, http, shared) = (acceptor.clone(), http.clone(), shared.clone());
         let stop = shutdown.clone();
         // Never fails: there are no more connections than slots.

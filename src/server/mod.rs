@@ -68,8 +68,9 @@ impl Server {
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let http = Arc::new(http_builder(self.limits.header_timeout));
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let mut warnings = Throttle::accept_failures();
         while let Some((permit, tcp, client_addr)) =
-            accept_next(&self.listener, &slots, &mut shutdown).await
+            accept_next(&self.listener, &slots, &mut shutdown, &mut warnings).await
         {
             let stop = shutdown.clone();
             let acceptor = acceptor.clone();
@@ -122,13 +123,18 @@ pub(crate) async fn all_closed(slots: &Semaphore, max: usize) {
 const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(5);
 
 /// Lets a repeated warning through at most once per period, counting the ones held back.
-struct Throttle {
+pub(crate) struct Throttle {
     every: Duration,
     last: Option<std::time::Instant>,
     held_back: u64,
 }
 
 impl Throttle {
+    /// For failed accepts: once per [`ACCEPT_WARNING_EVERY`].
+    pub(crate) fn accept_failures() -> Throttle {
+        Throttle::every(ACCEPT_WARNING_EVERY)
+    }
+
     fn every(every: Duration) -> Throttle {
         Throttle {
             every,
@@ -154,14 +160,14 @@ impl Throttle {
 
 /// Waits for a free connection slot, then the next connection; `None` once `shutdown` turns
 /// true. A failed accept (usually out of file descriptors) backs off instead of spinning, and
-/// is logged once per [`ACCEPT_WARNING_EVERY`] with how many failed since, not 20 times a
-/// second.
+/// is logged through `warnings` (the accept loop's own, one for its whole life: see
+/// [`Throttle::accept_failures`]), not 20 times a second.
 pub(crate) async fn accept_next(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    warnings: &mut Throttle,
 ) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
-    let mut warnings = Throttle::every(ACCEPT_WARNING_EVERY);
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.ok()?,

@@ -168,6 +168,11 @@ pub struct Upstream {
     max_response_bytes: usize,
 }
 
+/// How long an idle connection to the local server is kept: under the 5 s after which Node
+/// and uvicorn close theirs, so a callback is rarely written to one the server is closing
+/// (it would get a 502: callbacks are not sent twice). Under load connections never idle.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 impl Upstream {
     /// A pooled client for `base`. `tls` (without ALPN: the connector sets it) is used for
     /// https upstreams.
@@ -189,7 +194,7 @@ impl Upstream {
             .wrap_connector(http);
         let counted = Counted::new(connector.clone());
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(1024)
             // Not `http1_preserve_header_case`: hyper writes a request's header names in the
             // case its extensions carry (`Outgoing::extensions`) whatever that flag says; the
@@ -296,10 +301,10 @@ impl Upstream {
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        // A POST the server may have read and acted on is never sent twice: a callback
-        // handled twice is worse than a 502 (nginx and Go's client do the same). One never
-        // written at all hyper-util sends again itself.
-        if !reuse::is_idempotent(request.method()) {
+        // A callback or a POST the server may have read and acted on is never sent twice:
+        // handled twice is worse than a 502 (nginx and Go's client do not resend a written
+        // POST either). One never written at all hyper-util sends again itself.
+        if !reuse::may_send_again(&request) {
             return self.client.request(request).await;
         }
         let again = {

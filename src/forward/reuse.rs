@@ -2,10 +2,11 @@
 //! server closes idle keep-alive connections (Node and uvicorn after 5 s); a request written
 //! to one in the instant the server closes it fails before any answer, though the server
 //! never read it. Such a failure on a kept-alive connection is worth one more try on a new
-//! connection, as nginx does, for an idempotent request only: from here the race cannot be
-//! told from a server that read the request, acted on it and then dropped the connection,
-//! and a callback (a POST) must not be handled twice. On a new connection a failure is the
-//! server's doing and is not repeated.
+//! connection, as nginx does, for an idempotent request that is not a callback only: from
+//! here the race cannot be told from a server that read the request, acted on it and then
+//! dropped the connection, and a callback must not be handled twice. The pool lets idle
+//! connections go before such servers close them (see `POOL_IDLE`), so the race is rare. On
+//! a new connection a failure is the server's doing and is not repeated.
 //!
 //! hyper-util does not say whether it reused a connection, and asking it per request
 //! (`capture_connection`, per-response connection extras) cost ~6% of keep-alive
@@ -69,18 +70,15 @@ where
     }
 }
 
-/// Whether sending `method` twice has the effect of sending it once (RFC 9110 §9.2.2).
-pub fn is_idempotent(method: &hyper::Method) -> bool {
-    use hyper::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
+/// Whether `request` may go to the local server a second time: idempotent (RFC 9110
+/// §9.2.2), and not a Vobiz callback, which an app handles once per delivery whatever its
+/// method (answer and action URLs may be GET).
+pub fn may_send_again<B>(request: &hyper::Request<B>) -> bool {
+    request.method().is_idempotent()
+        && !request
+            .headers()
+            .keys()
+            .any(|name| name.as_str().starts_with("x-vobiz-signature"))
 }
 
 /// Whether a request failed because its connection closed under it before any answer (not

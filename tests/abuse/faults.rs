@@ -384,6 +384,31 @@ async fn a_callback_dropped_by_a_kept_alive_connection_is_never_sent_twice() {
         ["/abuse/race/third", "/abuse/race/get", "/abuse/race/get"],
         "the GET dropped once, sent again once"
     );
+    // A GET callback (a signed answer URL) is a callback all the same: not sent twice.
+    let signed_get = |path: &str| {
+        hyper::Request::get(path)
+            .header("host", format!("localhost:{}", harness.port()))
+            .header("X-Vobiz-Signature-V3", "c2lnbmVk")
+            .header("X-Vobiz-Signature-V3-Nonce", "12345678901234567890")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let answer = harness
+        .client()
+        .send(signed_get("/abuse/race/answer-1"))
+        .await;
+    assert_eq!(answer.status, 200, "the new connection's first request");
+    let answer = harness
+        .client()
+        .send(signed_get("/abuse/race/answer-2"))
+        .await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen_so_far(&mut seen),
+        ["/abuse/race/answer-1", "/abuse/race/answer-2"],
+        "the signed GET reached the server once"
+    );
     harness.tunnel.shutdown().await;
 
     // A server that drops every request: a new connection's failure is not repeated.

@@ -82,11 +82,9 @@ pub struct Proxy {
     pub slow_commits: SlowCommits,
     /// The relay tunnel's latest state (`listen --relay`), for subscribers that come late.
     pub relay_state: LatestRelayState,
-    /// Requests in flight to the local server, each holding a connection to it (a file
-    /// descriptor). The open-files budget counts one per sender connection, but one HTTP/2
-    /// connection carries many requests: past this many the next is answered 503 rather
-    /// than running the process out of descriptors (which stops `accept` for everyone).
-    pub forwarding: tokio::sync::Semaphore,
+    /// Requests in flight to the local server, at most `--max-connections` (see
+    /// [`forward::in_flight`]).
+    pub forwarding: forward::in_flight::InFlight,
 }
 
 /// The most request headers forwarded, over HTTP/1 (hyper's limit) and HTTP/2 alike.
@@ -372,21 +370,15 @@ async fn serve(
         let case = proxy.header_cases.extensions_for(&envelope.header_names);
         parts.extensions.extend(case.await);
     }
-    let Ok(_in_flight) = proxy.forwarding.try_acquire() else {
+    let Some(in_flight) = proxy.forwarding.try_take() else {
+        // Refused here: the local server was never asked, so not its error.
         let message = format!(
-            "{} requests are already waiting for the local server, as many as this listener \
-             keeps open at once (--max-connections)",
-            proxy.limits.max_connections
+            "not forwarded: {} requests are already waiting for the local server, as many as \
+             this listener keeps open at once (--max-connections)",
+            proxy.forwarding.max()
         );
         return proxy
-            .finish_locally(
-                exchange,
-                delivery,
-                &watch,
-                Outcome::UpstreamError,
-                503,
-                message,
-            )
+            .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 503, message)
             .await;
     };
     Arc::make_mut(&mut exchange).timings.forwarded_us = Some(now_micros());
@@ -428,6 +420,8 @@ async fn serve(
             tokio::join!(record_pending, forwarded).1
         }
     };
+    // Its connection is back in the pool (or closed): a slow commit must not hold the slot.
+    drop(in_flight);
     match result {
         Ok(answer) => {
             Arc::make_mut(&mut exchange).answered(answer.response, answer.first_byte_us);

@@ -100,7 +100,7 @@ impl Tunnel {
             header_cases: Default::default(),
             slow_commits: Default::default(),
             relay_state: Default::default(),
-            forwarding: tokio::sync::Semaphore::new(limits.max_connections),
+            forwarding: crate::forward::in_flight::InFlight::new(limits.max_connections),
         });
         let (shutdown, stop) = watch::channel(false);
         let server = Server {

@@ -4,6 +4,7 @@
 //! connection dropped before any answer is sent once more on a new one ([`reuse`]).
 
 pub mod header_case;
+pub mod in_flight;
 mod reuse;
 
 use std::net::IpAddr;

@@ -292,6 +292,11 @@ async fn requests_in_flight_to_the_local_server_are_capped_like_connections() {
     assert_eq!(busy.len(), 3);
     let error = busy[0].error.as_deref().unwrap_or_default();
     assert!(error.contains("--max-connections"), "{error}");
+    assert_eq!(
+        busy[0].outcome,
+        Outcome::Rejected,
+        "never sent: not the server's error"
+    );
     // Once they are answered, the next callback goes through.
     let (status, body, _) = timed(&harness, "/abuse/cap/after/ok").await;
     assert_eq!(status, 200, "{body}");

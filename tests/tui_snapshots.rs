@@ -871,6 +871,22 @@ fn health_view_in_a_40_column_pane() {
     assert!(answer.contains("12.0 ms  3.41 s"), "{text}");
 }
 
+/// Every count shows, its number beside its name, at widths where the counts lines just wrap.
+#[test]
+fn health_view_keeps_every_count_at_widths_where_the_lines_just_wrap() {
+    let mut state = loaded_state();
+    state.view = View::Health;
+    for width in [40, 56, 57, 58, 70, 80] {
+        let text = screen(&state, width, 24);
+        for count in ["none 0", "5xx 1", "valid 5", "unchecked 1"] {
+            assert!(
+                text.contains(count),
+                "{width} columns: {count} missing\n{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn help_overlay() {
     let mut state = selecting(8);

@@ -4,8 +4,9 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
 
 use super::theme;
 use crate::tui::state::AppState;
@@ -35,6 +36,29 @@ fn columns_that_fit(inner: u16) -> usize {
         .count()
 }
 
+/// `items` (a label, then "name count" pieces) on as few lines of `width` columns as they
+/// fit, never splitting a piece, so that a number is never shown apart from its name. Word
+/// wrapping would break "none 0" between the two.
+fn packed(items: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let mut line: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let cells = item.width();
+        let trimmed = item.content.trim_end().width();
+        if !line.is_empty() && used + trimmed > width {
+            lines.push(Line::from(std::mem::take(&mut line)));
+            used = 0;
+        }
+        used += cells;
+        line.push(item);
+    }
+    if !line.is_empty() {
+        lines.push(Line::from(line));
+    }
+    lines
+}
+
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     let health = &state.health;
     let classes = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -56,11 +80,13 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     for (index, name) in verdicts.iter().enumerate() {
         by_verdict.push(Span::raw(format!("{name} {}   ", health.by_verdict[index])));
     }
-    // Wrapped in a narrow pane, so that every count shows.
-    let counts = Paragraph::new(vec![Line::from(by_status), Line::from(by_verdict)])
-        .wrap(Wrap { trim: true })
+    // Packed into as many lines as the pane needs, so that every count shows, whole.
+    let inner_width = usize::from(area.width.saturating_sub(2));
+    let mut lines = packed(by_status, inner_width);
+    lines.extend(packed(by_verdict, inner_width));
+    let counts_height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let counts = Paragraph::new(lines)
         .block(Block::bordered().title(format!(" Health ({} exchanges seen) ", health.total())));
-    let counts_height = counts.line_count(area.width).min(u16::MAX as usize) as u16;
     let [counts_area, paths_area] =
         Layout::vertical([Constraint::Length(counts_height), Constraint::Min(0)]).areas(area);
     frame.render_widget(counts, counts_area);

@@ -249,10 +249,11 @@ pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Option
         .map(|e| format!("invalid Vobiz XML: {e}"))
 }
 
-/// Whether the server refused a forged callback, which is what a forgery test wants: any
-/// 4xx (401 and 403 are the usual words for it).
+/// Whether the server refused a forged callback, which is what a forgery test wants: 401 or
+/// 403 (or 400, which some frameworks answer for a failed check). A 404 or 405 says the URL
+/// or method is wrong, not that the signature was checked: a typo must not pass the test.
 pub fn refused(answer: &Answer) -> bool {
-    (400..500).contains(&answer.status)
+    matches!(answer.status, 400 | 401 | 403)
 }
 
 /// Why the answer to a forged callback fails the test that the server refuses it; `None`
@@ -265,6 +266,10 @@ pub fn judge_refusal(answer: &Answer, forgery: Forgery) -> Option<String> {
             "HTTP {}: your server accepted {sent}; it must refuse it (401 or 403), or anyone \
              can forge callbacks to it",
             answer.status
+        )),
+        status @ (404 | 405) => Some(format!(
+            "HTTP {status}: the URL or method looks wrong (not found / not allowed), so this \
+             says nothing about the signature check; point --to at your callback's URL"
         )),
         status => Some(format!(
             "HTTP {status}: your server did not refuse {sent}, it failed; answer it 401 or 403"

@@ -377,8 +377,8 @@ async fn stream_status_echoes_its_own_urls() {
     );
 }
 
-/// A forgery (--unsigned, --bad-signature) tests that the server refuses it: a 4xx passes,
-/// and a server that fails (5xx) has not refused it.
+/// A forgery (--unsigned, --bad-signature) tests that the server refuses it: 400, 401 or 403
+/// passes; a server that fails (5xx), or a URL that is wrong (404), has not refused it.
 #[tokio::test]
 async fn a_forgery_refused_passes() {
     let refusing = common::upstream(Reply {
@@ -448,6 +448,19 @@ async fn a_forgery_refused_passes() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("FAILED: HTTP 500: your server did not refuse a callback with no signature"),
+        "{out}"
+    );
+    // A mistyped URL (404) says nothing about the signature check: it does not pass.
+    let missing = common::upstream(Reply {
+        status: 404,
+        ..Reply::default()
+    })
+    .await;
+    let to = format!("{}/typo", missing.url());
+    let (code, out, _) = run_binary(&["trigger", "hangup", "--to", &to, "--bad-signature"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED: HTTP 404: the URL or method looks wrong"),
         "{out}"
     );
 }

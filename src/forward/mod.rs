@@ -434,14 +434,30 @@ pub fn is_hop_by_hop(name: &HeaderName, connection_tokens: &[String]) -> bool {
 }
 
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
+    named_in_connection(
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+}
+
+/// The header names `Connection` values list, lower-cased, leaving out those that are
+/// hop-by-hop anyway: for the usual `keep-alive` or `close`, nothing is allocated.
+fn named_in_connection<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut named = Vec::new();
+    for value in values {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            let hop_by_hop = HOP_BY_HOP
+                .iter()
+                .any(|name| name.as_bytes().eq_ignore_ascii_case(token));
+            if !token.is_empty() && !hop_by_hop {
+                named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+            }
+        }
+    }
+    named
 }
 
 /// The headers the local server receives: everything the sender sent, in order, minus
@@ -557,19 +573,14 @@ fn add_forwarded(
 /// The headers the sender gets back from the local server's answer (hop-by-hop removed).
 pub fn downstream_headers(upstream: &Headers) -> HeaderMap {
     // Names the local server's `Connection` header lists are for this hop only (RFC 9110
-    // §7.6.1), as in the other direction. Usually there is none: nothing is allocated.
-    let named: Vec<String> = upstream
-        .0
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, value)| {
-            String::from_utf8_lossy(value)
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .filter(|token| !token.is_empty())
-        .collect();
+    // §7.6.1), as in the other direction.
+    let named = named_in_connection(
+        upstream
+            .0
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+            .map(|(_, value)| value.as_slice()),
+    );
     let mut headers = HeaderMap::with_capacity(upstream.0.len());
     for (name, value) in &upstream.0 {
         let (Ok(name), Ok(value)) = (

@@ -342,7 +342,6 @@ impl Outcome {
     }
 }
 
-/// Notable facts about an exchange, for filtering and for the eye.
 /// Who closed the request before its answer: the sender itself, or, for a callback that came
 /// through the relay, the relay's stream (which cannot tell this end why).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,6 +350,7 @@ pub enum WhoLeft {
     Relay,
 }
 
+/// Notable facts about an exchange, for filtering and for the eye.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {

@@ -21,8 +21,9 @@ impl LatestRelayState {
         *latest = Some(state);
     }
 
-    /// A new subscription to `events`, and the state the tunnel was in when it began: each
-    /// state reaches the subscriber exactly once, one way or the other.
+    /// A new subscription to `events`, and the state the tunnel was in when it began: the
+    /// subscriber learns that state, then every later one, none twice (states before it are
+    /// not replayed).
     pub fn subscribe(
         &self,
         events: &broadcast::Sender<ExchangeEvent>,

@@ -338,6 +338,7 @@ async fn serve(
     }
     // A tunnel (CONNECT) or a question about the server itself (`OPTIONS *`) names no URL
     // on the local server: rewritten to one, it would reach the server as something else.
+    // 501, not 405: a 405 must list the methods allowed, and the target has none.
     if parts.method == hyper::Method::CONNECT || parts.uri.path() == "*" {
         let message = format!(
             "{} {} is not forwarded: this is a reverse proxy for callbacks, which name a path",
@@ -349,7 +350,7 @@ async fn serve(
                 delivery,
                 &watch,
                 Outcome::ClientError,
-                405,
+                501,
                 message,
             )
             .await;

@@ -184,7 +184,7 @@ fn client_hello(harness: &Harness) -> Vec<u8> {
 }
 
 /// A tunnel request and a question about the server itself name no path on the local server:
-/// refused with 405 and recorded, never rewritten into a request it would misread.
+/// refused with 501 (not implemented: no Allow to offer) and recorded, never rewritten into a request it would misread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_and_asterisk_requests_are_refused_not_rewritten() {
     let _shared = LOAD.read().await;
@@ -202,7 +202,7 @@ async fn connect_and_asterisk_requests_are_refused_not_rewritten() {
     ] {
         let received = raw_exchange(&harness, bytes, CLOSE_BOUND).await;
         let text = String::from_utf8_lossy(&received.unwrap_or_default()).into_owned();
-        assert!(text.starts_with("HTTP/1.1 405"), "{what}: {text}");
+        assert!(text.starts_with("HTTP/1.1 501"), "{what}: {text}");
         assert!(text.contains("is not forwarded"), "{what}: {text}");
     }
     upstream.assert_nothing(Duration::from_millis(200)).await;
@@ -211,7 +211,7 @@ async fn connect_and_asterisk_requests_are_refused_not_rewritten() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows
         .iter()
-        .all(|row| row.outcome == Outcome::ClientError && row.status == Some(405)));
+        .all(|row| row.outcome == Outcome::ClientError && row.status == Some(501)));
     harness.tunnel.shutdown().await;
 }
 

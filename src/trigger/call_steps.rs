@@ -6,6 +6,25 @@ use super::call::{resolve, Flow, Simulation};
 use super::call_xml::Element;
 use super::catalogue::{self, Kind, Step};
 
+/// The longest span any attribute may move the simulated clock by.
+const DAY: f64 = 86_400.0;
+
+/// A numeric attribute of the app's XML, `default` when absent or not a number, kept within
+/// `range`: `length="nan"` or `"1e300"` would make the simulated times unrepresentable, and a
+/// negative one would run the clock backwards.
+fn number_attr(
+    el: &Element,
+    name: &str,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> f64 {
+    el.attr(name)
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|value| !value.is_nan())
+        .unwrap_or(default)
+        .clamp(*range.start(), *range.end())
+}
+
 impl Simulation<'_> {
     /// Conference: enter and exit callbacks around 30 s in the room (its `action` is not
     /// followed: Vobiz documents that it is not reliably invoked).
@@ -65,11 +84,7 @@ impl Simulation<'_> {
     /// Speak, Play, Wait, DTMF: noted, and the simulated clock advances by a plausible time.
     pub(super) fn prompt(&mut self, el: &Element) {
         let short: String = el.text.chars().take(40).collect();
-        let loops = el
-            .attr("loop")
-            .and_then(|l| l.parse::<f64>().ok())
-            .unwrap_or(1.0)
-            .max(1.0);
+        let loops = number_attr(el, "loop", 1.0, 1.0..=1000.0);
         let (what, seconds) = match el.name.as_str() {
             "Speak" => (
                 format!("Speak {short:?}"),
@@ -77,10 +92,7 @@ impl Simulation<'_> {
             ),
             "Play" => (format!("Play {short}"), 5.0 * loops),
             "Wait" => {
-                let length = el
-                    .attr("length")
-                    .and_then(|l| l.parse::<f64>().ok())
-                    .unwrap_or(1.0);
+                let length = number_attr(el, "length", 1.0, 0.0..=DAY);
                 (format!("Wait {length} s"), length)
             }
             "DTMF" => (format!("DTMF {short}"), 1.0),
@@ -190,10 +202,7 @@ impl Simulation<'_> {
 
     pub(super) async fn record(&mut self, el: &Element, base: &str) -> Result<Flow, String> {
         self.redirects.clear();
-        let max = el
-            .attr("maxLength")
-            .and_then(|l| l.parse::<f64>().ok())
-            .unwrap_or(60.0);
+        let max = number_attr(el, "maxLength", 60.0, 0.0..=DAY);
         let step = Step {
             id: catalogue::uuid_v4(),
             length: max.min(10.0),
@@ -235,5 +244,27 @@ impl Simulation<'_> {
             .await?;
         }
         flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(length: &str) -> f64 {
+        let xml = format!("<Response><Wait length=\"{length}\"/></Response>");
+        let response = super::super::call_xml::parse(&xml).unwrap();
+        number_attr(&response.children[0], "length", 1.0, 0.0..=DAY)
+    }
+
+    #[test]
+    fn numbers_from_the_apps_xml_stay_representable() {
+        assert_eq!(wait("5"), 5.0);
+        assert_eq!(wait(" 2.5 "), 2.5);
+        assert_eq!(wait("nan"), 1.0, "not a number: the default");
+        assert_eq!(wait("soon"), 1.0);
+        assert_eq!(wait("1e300"), DAY);
+        assert_eq!(wait("inf"), DAY);
+        assert_eq!(wait("-30"), 0.0, "the clock never runs backwards");
     }
 }

@@ -11,6 +11,9 @@
 const RESERVED: u64 = 64;
 /// Descriptors one connection may use at once.
 const PER_CONNECTION: u64 = 3;
+/// No cap is higher: tokio's semaphores hold at most `usize::MAX >> 3` permits, and no
+/// machine serves more connections than this from one process anyway.
+const MOST_CONNECTIONS: usize = 1 << 20;
 
 /// The connection cap that `open_files` descriptors can hold: `wanted`, or fewer.
 pub fn fitting(wanted: usize, open_files: u64) -> usize {
@@ -23,6 +26,7 @@ pub fn fitting(wanted: usize, open_files: u64) -> usize {
 /// Raises the soft limit on open files as far as allowed, and returns the cap to use for
 /// `wanted` connections (`flag` names the option in the warning when it must be lowered).
 pub fn cap_connections(wanted: usize, flag: &str) -> usize {
+    let wanted = wanted.min(MOST_CONNECTIONS);
     let Some(open_files) = raise_open_files_limit() else {
         return wanted; // unknown: nothing to go by
     };
@@ -82,5 +86,12 @@ mod tests {
         assert_eq!(fitting(100, 1024), 100);
         assert_eq!(fitting(2048, 10), 1, "never zero");
         assert_eq!(fitting(2048, u64::MAX), 2048);
+    }
+
+    #[test]
+    fn a_cap_past_any_use_comes_down_to_one_a_semaphore_can_hold() {
+        let cap = cap_connections(usize::MAX, "--max-connections");
+        assert!(cap <= MOST_CONNECTIONS, "{cap}");
+        assert_eq!(tokio::sync::Semaphore::new(cap).available_permits(), cap);
     }
 }

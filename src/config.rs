@@ -18,7 +18,7 @@ pub enum ConfigError {
     PublicUrl { url: String, reason: String },
     #[error(
         "{flag} must be a positive number of seconds, at most {}, not {value}",
-        crate::relay::config::MAX_SECONDS
+        MAX_SECONDS
     )]
     Duration { flag: &'static str, value: f64 },
     #[error("{flag} must be at least 1")]
@@ -142,8 +142,12 @@ pub struct ListenConfig {
     pub relay: Option<crate::relay::config::RelayClientConfig>,
 }
 
+/// The longest wait any flag may ask for (a day): anything longer is a typo, and far past
+/// what `Duration` can hold it would not even convert.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if value > 0.0 && value <= crate::relay::config::MAX_SECONDS {
+    if value > 0.0 && value <= MAX_SECONDS {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(ConfigError::Duration { flag, value })

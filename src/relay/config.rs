@@ -25,7 +25,10 @@ pub enum RelayConfigError {
     SharedRoute(String),
     #[error("--allow-ip {0:?} is not an address or ADDR/BITS block")]
     AllowIp(String),
-    #[error("{flag} must be a number of seconds from 0 to {MAX_SECONDS}, not {value}")]
+    #[error(
+        "{flag} must be a number of seconds from 0 to {}, not {value}",
+        crate::config::MAX_SECONDS
+    )]
     Seconds { flag: &'static str, value: f64 },
     #[error("--relay {0:?}: write HOST or HOST:PORT")]
     RelayAddress(String),
@@ -151,12 +154,8 @@ pub struct RelayConfig {
     pub log_format: LogFormat,
 }
 
-/// The longest wait a flag may ask for (a day): anything longer is a typo, and far past what
-/// `Duration` can hold it would not even convert.
-pub const MAX_SECONDS: f64 = 86_400.0;
-
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, RelayConfigError> {
-    if (0.0..=MAX_SECONDS).contains(&value) {
+    if (0.0..=crate::config::MAX_SECONDS).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(RelayConfigError::Seconds { flag, value })

@@ -18,7 +18,7 @@ use crate::store::{ExchangeSummary, Store};
 /// Replays one exchange or every match of a filter, oldest first. Exit status 1 when a
 /// replay got no answer from the server or a 5xx; 0 otherwise.
 pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Result<i32> {
-    let max = crate::relay::config::MAX_SECONDS;
+    let max = crate::config::MAX_SECONDS;
     if !(args.timeout > 0.0 && args.timeout <= max) {
         bail!(
             "--timeout must be a positive number of seconds, at most {max}, not {}",

@@ -91,7 +91,7 @@ pub fn sender(common: &TriggerCommon) -> anyhow::Result<Sender> {
         );
         Signing::Unsigned
     };
-    let max = crate::relay::config::MAX_SECONDS;
+    let max = crate::config::MAX_SECONDS;
     if !(common.timeout > 0.0 && common.timeout <= max) {
         bail!("--timeout must be a positive number of seconds, at most {max}");
     }

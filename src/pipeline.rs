@@ -90,6 +90,36 @@ pub struct Proxy {
 /// The most request headers forwarded, over HTTP/1 (hyper's limit) and HTTP/2 alike.
 const MAX_HEADERS: usize = 100;
 
+/// Why a request the sender got whole cannot go to the local server (status, message), if
+/// it cannot.
+fn not_forwardable(parts: &hyper::http::request::Parts, relayed: bool) -> Option<(u16, String)> {
+    // HTTP/1 refuses more headers than this before the pipeline sees them (hyper's limit,
+    // answered and recorded by `server::refusal`); HTTP/2 leaves it to us.
+    if parts.headers.len() > MAX_HEADERS {
+        let message = format!(
+            "{} request headers, more than the {MAX_HEADERS} this listener takes",
+            parts.headers.len()
+        );
+        return Some((431, message));
+    }
+    // HTTP/1.1 requires a Host (RFC 9112 §3.2); without one the URL the signature is checked
+    // against would be a guess.
+    if parts.version == hyper::Version::HTTP_11 && !relayed && !parts.headers.contains_key(HOST) {
+        return Some((400, "an HTTP/1.1 request must have a Host header".into()));
+    }
+    // A tunnel (CONNECT) or a question about the server itself (`OPTIONS *`) names no URL
+    // on the local server: rewritten to one, it would reach the server as something else.
+    // 501, not 405: a 405 must list the methods allowed, and the target has none.
+    if parts.method == hyper::Method::CONNECT || parts.uri.path() == "*" {
+        let message = format!(
+            "{} {} is not forwarded: this is a reverse proxy for callbacks, which name a path",
+            parts.method, parts.uri
+        );
+        return Some((501, message));
+    }
+    None
+}
+
 /// How reading the request body ended.
 enum BodyRead {
     Complete(Bytes),
@@ -300,57 +330,14 @@ async fn serve(
         BodyRead::Complete(_) => {}
     }
 
-    // HTTP/1 refuses more headers than this before the pipeline sees them (hyper's limit,
-    // answered and recorded by `server::refusal`); HTTP/2 leaves it to us.
-    if parts.headers.len() > MAX_HEADERS {
-        let message = format!(
-            "{} request headers, more than the {MAX_HEADERS} this listener takes",
-            parts.headers.len()
-        );
+    if let Some((status, message)) = not_forwardable(&parts, connection.relayed) {
         return proxy
             .finish_locally(
                 exchange,
                 delivery,
                 &watch,
                 Outcome::ClientError,
-                431,
-                message,
-            )
-            .await;
-    }
-    // HTTP/1.1 requires a Host (RFC 9112 §3.2); without one the URL the signature is checked
-    // against would be a guess.
-    if parts.version == hyper::Version::HTTP_11
-        && !connection.relayed
-        && !parts.headers.contains_key(HOST)
-    {
-        let message = "an HTTP/1.1 request must have a Host header".to_string();
-        return proxy
-            .finish_locally(
-                exchange,
-                delivery,
-                &watch,
-                Outcome::ClientError,
-                400,
-                message,
-            )
-            .await;
-    }
-    // A tunnel (CONNECT) or a question about the server itself (`OPTIONS *`) names no URL
-    // on the local server: rewritten to one, it would reach the server as something else.
-    // 501, not 405: a 405 must list the methods allowed, and the target has none.
-    if parts.method == hyper::Method::CONNECT || parts.uri.path() == "*" {
-        let message = format!(
-            "{} {} is not forwarded: this is a reverse proxy for callbacks, which name a path",
-            parts.method, parts.uri
-        );
-        return proxy
-            .finish_locally(
-                exchange,
-                delivery,
-                &watch,
-                Outcome::ClientError,
-                501,
+                status,
                 message,
             )
             .await;

@@ -147,6 +147,13 @@ pub struct ListenArgs {
     #[arg(long, env = "VOBIZ_TUNNEL_REJECT_INVALID")]
     pub reject_invalid: bool,
 
+    /// Answer 403 (recorded, not forwarded) to a callback whose nonce and signature came
+    /// before, in any of its signature headers: a captured callback sent again. Without it,
+    /// such a callback is forwarded and flagged nonce_reused. A Vobiz retry that kept its
+    /// nonce would be refused too. Needs a token.
+    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_REPLAYS")]
+    pub reject_replays: bool,
+
     /// Seconds to wait for the local server (long enough to step through a handler in a
     /// debugger). Answers slower than 3 s are flagged: Vobiz gives up after about 3 s.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]

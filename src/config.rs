@@ -30,6 +30,11 @@ pub enum ConfigError {
          (--auth-token) and, for -MA- headers, VOBIZ_MAIN_AUTH_TOKEN (--main-auth-token)"
     )]
     RejectWithoutToken,
+    #[error(
+        "--reject-replays needs a token to verify signatures with: set VOBIZ_AUTH_TOKEN \
+         (--auth-token) and, for -MA- headers, VOBIZ_MAIN_AUTH_TOKEN (--main-auth-token)"
+    )]
+    RejectReplaysWithoutToken,
     #[error(transparent)]
     Relay(#[from] crate::relay::config::RelayConfigError),
 }
@@ -132,6 +137,8 @@ pub struct ListenConfig {
     pub public_url: Option<BaseUrl>,
     pub store: PathBuf,
     pub reject_invalid: bool,
+    /// Refuse a callback whose nonce and signature came before (`--reject-replays`).
+    pub reject_replays: bool,
     /// Warn (never block) on callbacks from outside Vobiz's published source addresses.
     pub vobiz_ips_warning: bool,
     pub host_header: HostHeader,
@@ -211,9 +218,14 @@ impl ListenConfig {
             return Err(ConfigError::Zero { flag: "--max-body" });
         }
         let keys = keys(&args.tokens)?;
-        if args.reject_invalid && keys.auth_tokens.is_empty() && keys.main_auth_tokens.is_empty() {
+        let no_token = keys.auth_tokens.is_empty() && keys.main_auth_tokens.is_empty();
+        if args.reject_invalid && no_token {
             // Every callback would be refused: surely not what was meant.
             return Err(ConfigError::RejectWithoutToken);
+        }
+        if args.reject_replays && no_token {
+            // Nothing would verify, so nothing would be recognised as a replay.
+            return Err(ConfigError::RejectReplaysWithoutToken);
         }
         Ok(ListenConfig {
             listen: args.listen,
@@ -227,6 +239,7 @@ impl ListenConfig {
                 .clone()
                 .unwrap_or_else(crate::store::default_path),
             reject_invalid: args.reject_invalid,
+            reject_replays: args.reject_replays,
             vobiz_ips_warning: args.vobiz_ips_warning,
             host_header: args.host_header,
             log_format: args.log_format,

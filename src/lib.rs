@@ -34,6 +34,7 @@ pub mod output;
 pub mod pipeline;
 pub mod relay;
 pub mod replay;
+pub mod replay_guard;
 pub mod report;
 pub mod sender_watch;
 pub mod server;

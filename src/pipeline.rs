@@ -68,6 +68,8 @@ pub struct Proxy {
     pub keys: Keys,
     pub public_url: Option<BaseUrl>,
     pub reject_invalid: bool,
+    /// With `--reject-replays`: the nonces already seen.
+    pub replay_guard: Option<crate::replay_guard::ReplayGuard>,
     pub limits: Limits,
     /// The listener's port, offered to the signature explanation as a likely variant.
     pub listen_port: u16,
@@ -348,6 +350,15 @@ async fn serve(
     // nothing either, and a junk header of that kind must not be a way past the check.
     if proxy.reject_invalid && exchange.verdict.status != VerdictStatus::Valid {
         let message = format!("signature {}", exchange.verdict.summary());
+        return proxy
+            .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 403, message)
+            .await;
+    }
+    let replay = match &proxy.replay_guard {
+        Some(guard) if exchange.verdict.status == VerdictStatus::Valid => guard.admit(&exchange),
+        _ => None,
+    };
+    if let Some(message) = replay {
         return proxy
             .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 403, message)
             .await;

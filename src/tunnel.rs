@@ -92,6 +92,10 @@ impl Tunnel {
             keys: config.keys.clone(),
             public_url: config.public_url.clone(),
             reject_invalid: config.reject_invalid,
+            replay_guard: match config.reject_replays {
+                true => Some(crate::replay_guard::ReplayGuard::new(store.reader()?)),
+                false => None,
+            },
             limits,
             listen_port: local_addr.port(),
             events: events.clone(),

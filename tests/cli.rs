@@ -299,6 +299,21 @@ fn reject_invalid_without_a_token_refuses_to_start() {
         "{err}"
     );
     assert!(!store.exists(), "it stopped before opening anything");
+    let (code, _, err) = run(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tui",
+            "--reject-replays",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--reject-replays needs a token"), "{err}");
+    assert!(!store.exists());
 }
 
 /// A wait too long for any use is refused with the flag's name; it used to panic.

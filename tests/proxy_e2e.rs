@@ -622,6 +622,60 @@ async fn a_second_run_on_the_same_store_sees_the_first_and_flags_a_reused_nonce(
     second.tunnel.shutdown().await;
 }
 
+/// With `--reject-replays`, a captured callback sent again (another body, or only one of
+/// its signature headers) is refused 403 before the local server sees it, and recorded.
+/// After a restart on the same store it is still refused: the store's index remembers.
+#[tokio::test]
+async fn with_reject_replays_a_callback_sent_again_never_reaches_the_local_server() {
+    let mut upstream = upstream(Reply::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let start = |dir: &Arc<tempfile::TempDir>, forward: &str| {
+        let mut config = config(dir, forward);
+        config.reject_replays = true;
+        // The URL Vobiz signs stays the same across the restart (the port does not).
+        config.public_url = Some(parse_base("https://hooks.example.com"));
+        Harness::start(config, dir.clone())
+    };
+    let harness = start(&dir, &upstream.url()).await;
+    let headers = vobiz_headers("https://hooks.example.com/cb", TOKEN, Some(MAIN_TOKEN));
+    let send = |harness: &Harness, body: &str, headers: &[(String, String)]| {
+        let request = form_post(harness, "/cb", body, headers);
+        let client = harness.client();
+        async move { client.send(request).await }
+    };
+    let first = send(&harness, "Event=Hangup", &headers).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    upstream.next().await;
+
+    let injected = send(&harness, "Event=Hangup&Injected=1", &headers).await;
+    assert_eq!(injected.status, 403, "{}", injected.body);
+    assert!(injected.body.contains("a replay"), "{}", injected.body);
+    let v3_only: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("X-Vobiz-Signature-V3"))
+        .cloned()
+        .collect();
+    let resent = send(&harness, "Event=Hangup", &v3_only).await;
+    assert_eq!(resent.status, 403, "{}", resent.body);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    let refused = harness.last_recorded().await;
+    assert_eq!(refused.outcome, Outcome::Rejected, "{refused:?}");
+    assert!(refused.has_flag(Flag::NonceReused), "{refused:?}");
+    // A new callback (another URL, so another signature with the fixture's nonces) goes
+    // through.
+    let fresh = vobiz_headers("https://hooks.example.com/cb2", TOKEN, None);
+    let request = form_post(&harness, "/cb2", "Event=Hangup", &fresh);
+    assert_eq!(harness.client().send(request).await.status, 200);
+    upstream.next().await;
+    harness.tunnel.shutdown().await;
+
+    let restarted = start(&dir, &upstream.url()).await;
+    let again = send(&restarted, "Event=Hangup", &headers).await;
+    assert_eq!(again.status, 403, "{}", again.body);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    restarted.tunnel.shutdown().await;
+}
+
 /// Vobiz sends V2, V3 and (for a sub-account) -MA- headers together, each with a nonce. A
 /// captured callback resent with any one of them, and any body, repeats that header's nonce
 /// and signature: it is flagged as reusing the original's, whichever header it kept (the

@@ -214,6 +214,15 @@ impl StoreReader {
         &self.path
     }
 
+    /// Whether a row holds `text` (a deciding header's nonce and signature, as the
+    /// `nonce_key` column has them): one lookup in its index.
+    pub fn has_nonce_key(&self, text: &str) -> Result<bool, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT 1 FROM exchanges WHERE nonce_key = ?1 LIMIT 1")?;
+        Ok(statement.exists([text])?)
+    }
+
     /// Reads the file the path names now, if that is another one than this reader opened: a
     /// running listener starts a new store when its file is deleted or replaced (see
     /// `identity`), and a long-lived reader (the inspector) would otherwise go on reading the

@@ -78,7 +78,7 @@ fn findings_json(exchange: &Exchange) -> String {
 }
 
 /// The deciding header's nonce and signature, as the `nonce_key` column holds them.
-fn nonce_text(exchange: &Exchange) -> Option<String> {
+pub fn nonce_text(exchange: &Exchange) -> Option<String> {
     let verdict = &exchange.verdict;
     match (&verdict.nonce, &verdict.signature) {
         (Some(nonce), Some(signature)) => Some(format!("{nonce} {signature}")),
@@ -94,7 +94,7 @@ const VALUES_PER_HEADER: usize = 4;
 /// and -MA- header (with its nonce): whichever of them a replay repeats finds the original.
 /// Nonce and signature go together, so two callbacks that happen to share a nonce (the
 /// signature covers the URL) are not confused.
-pub(super) fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
+pub fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
     let verdict = &exchange.verdict;
     // The deciding one first: it is among the headers' own, unless the verdict came without
     // them (an import of another tool's verdict).

@@ -186,6 +186,7 @@ pub fn config(dir: &tempfile::TempDir, forward: &str) -> ListenConfig {
         public_url: None,
         store: dir.path().join("exchanges.db"),
         reject_invalid: false,
+        reject_replays: false,
         vobiz_ips_warning: false,
         host_header: HostHeader::Keep,
         log_format: LogFormat::Json,

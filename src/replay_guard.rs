@@ -1,0 +1,87 @@
+//! `--reject-replays`: a callback whose nonce and signature came before is refused (403)
+//! before it reaches the local server. Without it such a callback is only flagged
+//! `nonce_reused`: the tool's job is to show the app what arrives, replays included.
+//!
+//! Why a developer may want it: a V3 signature in the documented form covers the URL and the
+//! nonce, not the body, so one captured signature would otherwise let anyone send any body
+//! to the app. Vobiz's docs ask apps to refuse a nonce seen before; this lets the tunnel do
+//! it for an app that does not yet.
+//!
+//! What counts as seen: every signature header's nonce and signature (V2, V3, -MA-) of each
+//! callback let through by this listener, the latest [`REMEMBERED`] of them; and, for older
+//! ones, the deciding header's in the store (its `nonce_key` index), across restarts.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use crate::exchange::Exchange;
+use crate::store::{StoreError, StoreReader};
+
+/// Keys remembered in memory (about 8 MiB at most): some 100 000 callbacks.
+const REMEMBERED: usize = 1 << 18;
+
+/// The nonces let through, and the store to ask about older ones.
+pub struct ReplayGuard {
+    seen: Mutex<Seen>,
+    store: Mutex<StoreReader>,
+}
+
+#[derive(Default)]
+struct Seen {
+    keys: HashSet<i64>,
+    order: VecDeque<i64>,
+}
+
+impl ReplayGuard {
+    pub fn new(store: StoreReader) -> ReplayGuard {
+        ReplayGuard {
+            seen: Mutex::default(),
+            store: Mutex::new(store),
+        }
+    }
+
+    /// `None` when `exchange` (a callback whose signature verified) may go on, remembered
+    /// from now on; otherwise why it may not. Checked and remembered under one lock, so of
+    /// two copies arriving at once one goes through.
+    pub fn admit(&self, exchange: &Exchange) -> Option<String> {
+        let keys = crate::store::nonce_keys(exchange);
+        if keys.is_empty() {
+            return None; // nothing to recognise it by
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.iter().any(|key| seen.keys.contains(key)) {
+            return Some(REFUSAL.into());
+        }
+        match self.in_store(exchange) {
+            Ok(false) => {}
+            Ok(true) => return Some(REFUSAL.into()),
+            // A store that cannot answer must not turn callbacks away: the write path reports
+            // its failure; the memory still judges recent ones.
+            Err(e) => tracing::warn!("--reject-replays could not ask the store: {e}"),
+        }
+        for key in keys {
+            if seen.keys.insert(key) {
+                seen.order.push_back(key);
+            }
+        }
+        while seen.order.len() > REMEMBERED {
+            if let Some(oldest) = seen.order.pop_front() {
+                seen.keys.remove(&oldest);
+            }
+        }
+        None
+    }
+
+    fn in_store(&self, exchange: &Exchange) -> Result<bool, StoreError> {
+        let Some(text) = crate::store::nonce_text(exchange) else {
+            return Ok(false);
+        };
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        // A store deleted or replaced since is read where its path now points.
+        let _ = store.follow_the_path();
+        store.has_nonce_key(&text)
+    }
+}
+
+const REFUSAL: &str = "a replay: an earlier callback carried the same nonce and signature \
+                       (--reject-replays)";

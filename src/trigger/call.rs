@@ -177,7 +177,7 @@ impl<'a> Simulation<'a> {
             Err(error) => {
                 self.push(line);
                 let failure = format!("{label}: {error}");
-                self.failed(xml, &error, failure)?;
+                self.failed(xml, kind, &error, failure)?;
                 return Ok(Reply::Body(String::new()));
             }
         };
@@ -202,21 +202,29 @@ impl<'a> Simulation<'a> {
             self.failures.push(failure);
             return Ok(Reply::Body(answer.body));
         }
-        self.failed(xml, &reason, failure)?;
+        self.failed(xml, kind, &reason, failure)?;
         Ok(Reply::Body(String::new()))
     }
 
     /// A request failed: one whose answer is XML to follow (`xml`) stops the call with
     /// `failure` as the error; a status callback is noted (with the `reason` alone: the
     /// timeline's line above names the request), and the call goes on.
-    fn failed(&mut self, xml: bool, reason: &str, failure: String) -> Result<(), String> {
+    fn failed(
+        &mut self,
+        xml: bool,
+        kind: Kind,
+        reason: &str,
+        failure: String,
+    ) -> Result<(), String> {
         if xml {
             return Err(failure);
         }
-        // In a forgery test the call goes on regardless: nothing to say about Vobiz.
-        let goes_on = match self.sender.forgery() {
-            Some(_) => "",
-            None => "; the call goes on (Vobiz retries, then carries on)",
+        // In a forgery test the call goes on regardless: nothing to say about Vobiz. After
+        // the hangup there is no call left to go on.
+        let goes_on = match (self.sender.forgery(), kind) {
+            (Some(_), _) => "",
+            (None, Kind::Hangup) => "; Vobiz would retry it",
+            (None, _) => "; the call goes on (Vobiz retries, then carries on)",
         };
         self.note(format!("FAILED: {reason}{goes_on}"));
         self.failures.push(failure);

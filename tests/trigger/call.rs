@@ -420,6 +420,24 @@ async fn failed_status_callbacks_do_not_stop_the_call() {
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["ok"], false);
     assert_eq!(json["failures"].as_array().unwrap().len(), 3, "{json}");
+
+    // A failed hangup is the last word: nothing goes on after it.
+    let (code, out, _) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &server.url("/answer"),
+        "--hangup-url",
+        &server.url("/no-hangup"),
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("FAILED: HTTP 404"))
+        .unwrap();
+    assert!(last.ends_with("; Vobiz would retry it"), "{out}");
 }
 
 /// With --unsigned or --bad-signature every request of the call is a forgery: an app that

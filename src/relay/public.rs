@@ -178,8 +178,8 @@ async fn handle(
 /// The answer to a callback still in flight when a stop has waited its `drain_timeout`.
 fn stopping(config: &RelayConfig, route: Option<String>) -> Delivery {
     let reason = format!(
-        "the relay is stopping, and the laptop did not answer within the {:.1} s it gives \
-         callbacks in flight",
+        "the relay is stopping, and this callback was not answered within the {:.1} s it \
+         gives callbacks in flight",
         config.drain_timeout.as_secs_f64()
     );
     Delivery::local(503, route, reason)

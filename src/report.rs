@@ -84,7 +84,11 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
         (Some(original), None) => {
             let _ = write!(out, "  (replay of #{original})");
         }
-        (None, _) => {}
+        // A replay imported without its original.
+        (None, Some(url)) => {
+            let _ = write!(out, "  (a replay, sent to {url})");
+        }
+        (None, None) => {}
     }
     let _ = writeln!(out);
     let _ = writeln!(

@@ -377,6 +377,11 @@ async fn an_imported_replay_stays_linked_to_its_imported_original() {
         "its original was not imported with it: linked to nothing"
     );
     assert!(alone.has_flag(Flag::Replay), "still marked as a replay");
+    let shown = vobiz_tunnel::report::exchange_text(&alone, time::UtcOffset::UTC);
+    assert!(
+        shown.contains("(a replay, sent to https://staging.example.com/a)"),
+        "where it went shows without its original: {shown}"
+    );
     for id in [1, 2, 3, 4] {
         assert_eq!(reader.get(id).unwrap().unwrap().replay_of, None, "#{id}");
     }

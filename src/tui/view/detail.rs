@@ -41,11 +41,14 @@ fn request_lines(exchange: &Exchange, raw: bool) -> Vec<Line<'static>> {
             Style::new().fg(Color::DarkGray),
         ),
     ])];
-    if let Some(original) = exchange.replay_of {
-        let replay = match &exchange.sent_to {
-            Some(url) => format!("replay of #{original}, sent to {url}"),
-            None => format!("replay of #{original}"),
-        };
+    let replay = match (exchange.replay_of, &exchange.sent_to) {
+        (Some(original), Some(url)) => Some(format!("replay of #{original}, sent to {url}")),
+        (Some(original), None) => Some(format!("replay of #{original}")),
+        // A replay imported without its original.
+        (None, Some(url)) => Some(format!("a replay, sent to {url}")),
+        (None, None) => None,
+    };
+    if let Some(replay) = replay {
         lines.push(Line::styled(replay, Style::new().fg(Color::Yellow)));
     }
     if let Some(earlier) = exchange.nonce_reused_of {

@@ -348,17 +348,16 @@ async fn serve(
     // Only what a configured token verified goes through: `unchecked` (signed only with a
     // kind of token that is not configured, e.g. `-MA-` headers without a main token) proves
     // nothing either, and a junk header of that kind must not be a way past the check.
-    if proxy.reject_invalid && exchange.verdict.status != VerdictStatus::Valid {
-        let message = format!("signature {}", exchange.verdict.summary());
-        return proxy
-            .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 403, message)
-            .await;
-    }
-    let replay = match &proxy.replay_guard {
-        Some(guard) if exchange.verdict.status == VerdictStatus::Valid => guard.admit(&exchange),
+    // With `--reject-replays`, a valid callback that came before is refused too.
+    let valid = exchange.verdict.status == VerdictStatus::Valid;
+    let refusal = match (&proxy.replay_guard, valid) {
+        _ if proxy.reject_invalid && !valid => {
+            Some(format!("signature {}", exchange.verdict.summary()))
+        }
+        (Some(guard), true) => guard.admit(&exchange),
         _ => None,
     };
-    if let Some(message) = replay {
+    if let Some(message) = refusal {
         return proxy
             .finish_locally(exchange, delivery, &watch, Outcome::Rejected, 403, message)
             .await;

@@ -32,6 +32,12 @@ struct Seen {
     order: VecDeque<i64>,
 }
 
+impl Seen {
+    fn holds_any(&self, keys: &[i64]) -> bool {
+        keys.iter().any(|key| self.keys.contains(key))
+    }
+}
+
 impl ReplayGuard {
     pub fn new(store: StoreReader) -> ReplayGuard {
         ReplayGuard {
@@ -41,15 +47,15 @@ impl ReplayGuard {
     }
 
     /// `None` when `exchange` (a callback whose signature verified) may go on, remembered
-    /// from now on; otherwise why it may not. Checked and remembered under one lock, so of
-    /// two copies arriving at once one goes through.
+    /// from now on; otherwise why it may not. The store is asked outside the lock (callbacks
+    /// do not queue behind a SQLite read); the memory is looked at again, and written, under
+    /// it, so of two copies arriving at once one goes through.
     pub fn admit(&self, exchange: &Exchange) -> Option<String> {
         let keys = crate::store::nonce_keys(exchange);
         if keys.is_empty() {
             return None; // nothing to recognise it by
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.iter().any(|key| seen.keys.contains(key)) {
+        if self.remembers(&keys) {
             return Some(REFUSAL.into());
         }
         match self.in_store(exchange) {
@@ -58,6 +64,10 @@ impl ReplayGuard {
             // A store that cannot answer must not turn callbacks away: the write path reports
             // its failure; the memory still judges recent ones.
             Err(e) => tracing::warn!("--reject-replays could not ask the store: {e}"),
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.holds_any(&keys) {
+            return Some(REFUSAL.into());
         }
         for key in keys {
             if seen.keys.insert(key) {
@@ -70,6 +80,11 @@ impl ReplayGuard {
             }
         }
         None
+    }
+
+    fn remembers(&self, keys: &[i64]) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.holds_any(keys)
     }
 
     fn in_store(&self, exchange: &Exchange) -> Result<bool, StoreError> {

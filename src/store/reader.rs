@@ -504,6 +504,19 @@ mod follow_tests {
     use super::*;
     use crate::store::Store;
 
+    /// A new store at `path` holding one exchange, written into the file and closed.
+    fn store_with_one_row(path: &Path) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Store::open(path).unwrap();
+        let exchange = std::sync::Arc::new(crate::exchange::Exchange::received(
+            Default::default(),
+            crate::signature::Verdict::bare(VerdictStatus::Unsigned),
+            0,
+        ));
+        runtime.block_on(store.insert(exchange)).unwrap();
+        runtime.block_on(store.flush_into_file());
+    }
+
     #[test]
     fn a_reader_follows_its_path_to_a_new_store() {
         let dir = tempfile::tempdir().unwrap();
@@ -520,15 +533,7 @@ mod follow_tests {
         std::thread::sleep(std::time::Duration::from_millis(150));
         assert!(reader.follow_the_path().is_err());
         // ...then a new store with a row is there: the reader reads it.
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let store = Store::open(&path).unwrap();
-        let exchange = std::sync::Arc::new(crate::exchange::Exchange::received(
-            Default::default(),
-            crate::signature::Verdict::bare(VerdictStatus::Unsigned),
-            0,
-        ));
-        runtime.block_on(store.insert(exchange)).unwrap();
-        runtime.block_on(store.flush());
+        store_with_one_row(&path);
         std::thread::sleep(std::time::Duration::from_millis(150));
         assert!(reader.follow_the_path().unwrap());
         assert_eq!(reader.count().unwrap(), 1);
@@ -540,16 +545,7 @@ mod follow_tests {
     fn a_store_of_the_previous_schema_reads_without_the_newer_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let store = Store::open(&path).unwrap();
-        let exchange = std::sync::Arc::new(crate::exchange::Exchange::received(
-            Default::default(),
-            crate::signature::Verdict::bare(VerdictStatus::Unsigned),
-            0,
-        ));
-        runtime.block_on(store.insert(exchange)).unwrap();
-        runtime.block_on(store.flush_into_file());
-        drop(store);
+        store_with_one_row(&path);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("ALTER TABLE exchanges DROP COLUMN sent_to; PRAGMA user_version = 6;")
             .unwrap();

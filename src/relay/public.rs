@@ -89,7 +89,8 @@ pub(super) async fn serve(
         Some(request_start.clone()),
         "vobiz-tunnel relay",
     )
-    .speaking_h2(h2);
+    .speaking_h2(h2)
+    .answering_late_heads(idle_timeout);
     let connection = http.serve_connection(TokioIo::new(refusals), service);
     let ended = watch::serve(connection, &activity, idle_timeout, stop).await;
     if let Some(closing) = closing {

@@ -40,14 +40,15 @@ pub struct Server {
 }
 
 /// HTTP/1.1 and HTTP/2 settings of a public listener (this one and the relay's): limits on
-/// headers and streams, and `header_timeout` for reading a request's headers (which also
-/// ends idle keep-alive connections).
+/// headers and streams. `header_timeout` is enforced by [`refusal::Refusals`] (a late head
+/// gets 408) and [`watch`] (idle connections); hyper's own, which closes without a word,
+/// is only a backstop after it.
 pub(crate) fn http_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(header_timeout + watch::CLOSE_GRACE)
         .preserve_header_case(true)
         .max_buf_size(256 * 1024);
     builder
@@ -306,13 +307,17 @@ async fn serve_http(
         Some(request_start),
         "vobiz-tunnel",
     )
-    .speaking_h2(recorder.1.tls.alpn.as_deref() == Some("h2"));
+    .speaking_h2(recorder.1.tls.alpn.as_deref() == Some("h2"))
+    .answering_late_heads(limits.header_timeout);
     let connection = http.serve_connection(TokioIo::new(stream), service);
     let ended = watch::serve(connection, &activity, limits.header_timeout, stop).await;
     // A request hyper refused (malformed, too large a head) is recorded like any other.
     if let Some(refusal) = refused.take() {
+        // hyper's error says why it refused; a late head is ours (hyper saw the stream end).
         let reason = match &ended {
-            watch::Ended::Finished(Err(e)) => crate::forward::error_chain(e.as_ref()),
+            watch::Ended::Finished(Err(e)) if !refusal.late_head() => {
+                crate::forward::error_chain(e.as_ref())
+            }
             _ => refusal::reason(refusal.status).to_string(),
         };
         let status = refusal.status;

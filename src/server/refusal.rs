@@ -13,16 +13,23 @@
 //! the request ends and for its headers as they were sent, which the pipeline records
 //! ([`ReceivedHead`]: `X-Vobiz-Signature-V3`, not hyper's `x-vobiz-signature-v3`).
 //!
+//! A head that is still arriving when the header timeout passes (a stalled or trickling
+//! sender) is answered `408` the same way, and what came of it is recorded: hyper would
+//! close the connection without a word (see [`Refusals::answering_late_heads`]).
+//!
 //! HTTP/2 connections (their preface is the first thing read) are passed through untouched:
 //! h2 reports protocol errors in frames of its own, and its header names are lower case.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use super::body_end::{BodyLeft, Chunks};
 use super::watch::Activity;
@@ -38,6 +45,9 @@ pub const KEPT_BYTES: usize = 16 * 1024;
 /// too long, headers over the limit (in size or number).
 const REFUSALS: [u16; 3] = [400, 414, 431];
 
+/// Ours for a head that did not all arrive within the header timeout.
+const LATE_HEAD: u16 = 408;
+
 /// How an HTTP/2 connection's preface starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
 
@@ -50,6 +60,13 @@ pub struct Refused {
     pub status: u16,
     /// The start of the refused request, as received.
     pub received: Vec<u8>,
+}
+
+impl Refused {
+    /// Ours for a head that did not all arrive in time, not one of hyper's refusals.
+    pub fn late_head(&self) -> bool {
+        self.status == LATE_HEAD
+    }
 }
 
 /// The start of the request being read on a connection, shared by its stream (which keeps
@@ -235,6 +252,13 @@ pub struct Refusals<IO> {
     answered: u64,
     /// Our answer in place of hyper's, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
+    /// How long a request's head may take to arrive (`None`: hyper's own timeout closes).
+    head_timeout: Option<Duration>,
+    /// The deadline of the head being received, for the request that begins as the
+    /// `Activity::started`-th plus one.
+    head_timer: Option<(u64, Pin<Box<Sleep>>)>,
+    /// A late head was answered: hyper reads nothing more.
+    ended_reading: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +292,18 @@ impl<IO> Refusals<IO> {
             started: 0,
             answered: 0,
             answer: None,
+            head_timeout: None,
+            head_timer: None,
+            ended_reading: false,
         }
+    }
+
+    /// Answers `408`, and keeps what came for the record, when a request's head is still
+    /// arriving `timeout` after the connection opened or its last request ended. hyper's own
+    /// header timeout must be longer: it closes without an answer.
+    pub fn answering_late_heads(mut self, timeout: Duration) -> Self {
+        self.head_timeout = Some(timeout);
+        self
     }
 
     /// The connection's ALPN says HTTP/2. What it sends still decides (hyper serves HTTP/1
@@ -413,6 +448,10 @@ pub fn reason(status: u16) -> &'static str {
         }
         414 => "the request target (path and query) is too long",
         431 => "the request's headers are over the limit (256 KiB, or 100 headers)",
+        LATE_HEAD => {
+            "the request line and headers did not all arrive within the header timeout \
+             (--header-timeout)"
+        }
         _ => "the request could not be read",
     }
 }
@@ -490,18 +529,63 @@ impl<IO: AsyncWrite + Unpin> Refusals<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Refusals<IO> {
+impl<IO> Refusals<IO> {
+    /// Whether the head being received is late, with its deadline armed (and this task
+    /// woken at it) while it is not.
+    fn head_late(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.head_timeout else {
+            return false;
+        };
+        if self.protocol != Protocol::Http1
+            || self.activity.in_flight() > 0
+            || !self.holds_next_request()
+        {
+            return false;
+        }
+        let started = self.activity.started();
+        let timer = match &mut self.head_timer {
+            Some((armed_for, timer)) if *armed_for == started => timer,
+            _ => {
+                self.activity.head_begun();
+                let deadline = self.activity.head_deadline(timeout);
+                &mut self
+                    .head_timer
+                    .insert((started, Box::pin(tokio::time::sleep_until(deadline))))
+                    .1
+            }
+        };
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Refusals<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        if self.protocol != Protocol::Http2 {
-            let this = &mut *self;
-            this.keep(&buf.filled()[before..]);
+        if !self.ended_reading {
+            let before = buf.filled().len();
+            match Pin::new(&mut self.io).poll_read(cx, buf) {
+                Poll::Ready(read) => {
+                    read?;
+                    if self.protocol != Protocol::Http2 {
+                        let this = &mut *self;
+                        this.keep(&buf.filled()[before..]);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending if !self.head_late(cx) => return Poll::Pending,
+                Poll::Pending => {
+                    self.refuse(LATE_HEAD);
+                    self.ended_reading = true;
+                }
+            }
         }
+        // Our 408 goes out whole before hyper reads the end of the stream (and gives up on
+        // the head without an answer of its own).
+        ready!(self.poll_answer(cx))?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }
 }

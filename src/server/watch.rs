@@ -9,9 +9,13 @@
 //! for `idle_timeout` it is shut down gracefully (HTTP/2: GOAWAY, so that a request racing
 //! the close is known to be unprocessed and can be retried), and dropped if that takes
 //! longer than [`CLOSE_GRACE`].
+//!
+//! An HTTP/1 request whose head is still arriving is not idleness: [`super::refusal`] answers
+//! it `408` when the header timeout passes, and records what came. Closing it here would
+//! race that answer and leave the sender with nothing.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +35,8 @@ pub struct Activity {
     started: AtomicU64,
     /// Microseconds after `opened` at which the last request ended (0: none yet).
     idle_since_us: AtomicU64,
+    /// The start of a request's head has arrived and its end has not (HTTP/1).
+    head_underway: AtomicBool,
 }
 
 /// A request being served; dropping it ends the request.
@@ -44,11 +50,13 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             idle_since_us: AtomicU64::new(0),
+            head_underway: AtomicBool::new(false),
         })
     }
 
     /// A request begins; it ends when the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> Serving {
+        self.head_underway.store(false, Ordering::Release);
         self.started.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Serving(self.clone())
@@ -64,14 +72,27 @@ impl Activity {
         self.started.load(Ordering::Acquire)
     }
 
+    /// The start of a request's head has arrived; it is underway until the request begins
+    /// (or the connection ends).
+    pub fn head_begun(&self) {
+        self.head_underway.store(true, Ordering::Release);
+    }
+
+    /// When a head begun now has been awaited for `timeout`: the clock starts when the
+    /// connection opened or its last request ended, as hyper's does.
+    pub fn head_deadline(&self, timeout: Duration) -> Instant {
+        let since = Duration::from_micros(self.idle_since_us.load(Ordering::Acquire));
+        self.opened + since + timeout
+    }
+
     /// When the connection will have been idle for `timeout`, or `None` while it serves a
-    /// request.
+    /// request or receives one's head.
     fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.head_underway.load(Ordering::Acquire)
+        {
             return None;
         }
-        let since = Duration::from_micros(self.idle_since_us.load(Ordering::Acquire));
-        Some(self.opened + since + timeout)
+        Some(self.head_deadline(timeout))
     }
 }
 

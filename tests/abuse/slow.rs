@@ -145,6 +145,11 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
             assert!(text.contains("--body-timeout"), "{text}");
             closed_bodies += 1;
         } else {
+            // Told why, rather than closed without a word.
+            let text = String::from_utf8_lossy(&outcome.received);
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+            assert!(text.contains("vobiz-tunnel: "), "{text}");
+            assert!(text.contains("--header-timeout"), "{text}");
             closed_headers += 1;
         }
     }
@@ -158,16 +163,105 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
         assert!(exchange.request.body_truncated);
         assert!(!exchange.request.body.is_empty() && exchange.request.body.len() < 100);
     }
-    // Slowloris never got a request through: nothing recorded for it, nothing forwarded.
-    assert!(recorded_under(&harness, "/abuse/slowloris")
-        .await
-        .is_empty());
+    // Slowloris never got a request through, but what each sent is recorded with its 408
+    // (once its connection has ended, which the sender may see first).
+    let recorded = within(async {
+        loop {
+            let recorded = recorded_under(&harness, "/abuse/slowloris").await;
+            if recorded.len() >= 500 {
+                return recorded;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(recorded.len(), 500);
+    for exchange in &recorded {
+        assert_eq!(exchange.outcome, Outcome::ClientError, "{exchange:?}");
+        assert_eq!(exchange.status(), Some(408));
+        let received = String::from_utf8_lossy(&exchange.request.body);
+        assert!(
+            received.starts_with("POST /abuse/slowloris HTTP/1.1\r\nHost: localhost\r\nX-Slow: a"),
+            "{received:?}"
+        );
+        let error = exchange.error.as_deref().unwrap_or_default();
+        assert!(error.contains("--header-timeout"), "{error}");
+    }
     upstream.assert_nothing(Duration::from_millis(100)).await;
 
     // And the listener serves normally afterwards.
     let (status, _, elapsed) = signed_callback(&harness, "/abuse/after").await;
     assert_eq!(status, 200);
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    harness.tunnel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_late_on_a_kept_alive_connection_gets_408_and_one_in_time_is_served() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let header_timeout = Duration::from_secs(1);
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.header_timeout = header_timeout
+    })
+    .await;
+    let mut tls = raw_tls(&harness).await;
+    // A head trickled over most of the timeout still arrives in time, and is served.
+    let pieces = [
+        &b"GET /abuse/in-time HTTP/1.1\r\n"[..],
+        b"Host: localhost\r\n",
+        b"\r\n",
+    ];
+    for (i, piece) in pieces.into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tls.write_all(piece).await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(Reply::default().body.as_bytes()) {
+        let n = within(tls.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(upstream.next().await.uri, "/abuse/in-time");
+
+    // The next head on the same connection stalls: its clock starts at that answer (a
+    // moment before it was read here).
+    let answered_at = Instant::now();
+    tls.write_all(b"POST /abuse/late HTTP/1.1\r\nHost: localhost\r\nContent-Le")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let received = read_until_closed(&mut tls, header_timeout * 4).await;
+    let waited = answered_at.elapsed();
+    let text = String::from_utf8_lossy(received.as_deref().expect("still open"));
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.contains("--header-timeout"), "{text}");
+    assert!(
+        waited >= header_timeout - Duration::from_millis(200) && waited < header_timeout * 3,
+        "answered after {waited:?}"
+    );
+    let recorded = recorded_once_closed(&harness, "/abuse/late").await;
+    assert_eq!(recorded.len(), 1);
+    let late = &recorded[0];
+    assert_eq!(
+        (late.outcome, late.status()),
+        (Outcome::ClientError, Some(408))
+    );
+    assert_eq!(late.request.method, "POST");
+    assert_eq!(
+        &late.request.body[..],
+        b"POST /abuse/late HTTP/1.1\r\nHost: localhost\r\nContent-Le"
+    );
+    upstream.assert_nothing(Duration::from_millis(100)).await;
     harness.tunnel.shutdown().await;
 }
 

@@ -107,7 +107,7 @@ pub(super) async fn serve(
             let ordinary = ["timeout", "timed out", "closed", "reset", "broken pipe"];
             match ordinary.iter().any(|word| lower.contains(word)) {
                 true => Ok(()),
-                false => Err(format!("HTTP error: {reason}")),
+                false => Err(crate::server::protocol_error::describe(e.as_ref())),
             }
         }
     }

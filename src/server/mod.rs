@@ -8,6 +8,7 @@ pub(crate) mod body_end;
 mod discard;
 pub(crate) mod fd_limit;
 pub(crate) mod linger;
+pub(crate) mod protocol_error;
 pub(crate) mod refusal;
 pub(crate) mod watch;
 
@@ -336,7 +337,7 @@ async fn serve_http(
                 tracing::debug!("connection from {client_addr} ended: {reason}");
                 Ok(())
             } else {
-                Err(format!("HTTP error: {reason}"))
+                Err(protocol_error::describe(e.as_ref()))
             }
         }
     }
@@ -353,6 +354,8 @@ fn is_ordinary_close(reason: &str) -> bool {
         "reset",
         "broken pipe",
         "close_notify",
+        // HTTP/2's NO_ERROR, a client's GOAWAY on its way out.
+        "not a result of an error",
     ]
     .iter()
     .any(|needle| reason.contains(needle))

@@ -690,3 +690,131 @@ async fn a_refused_callback_shows_the_fields_of_its_body_not_of_its_head() {
     );
     harness.tunnel.shutdown().await;
 }
+
+/// One HTTP/2 frame: type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A HEADERS block of literal fields (HPACK, never indexed, no Huffman; short strings).
+fn h2_fields(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0x10);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// The error code of the first GOAWAY frame among HTTP/2 `frames`.
+fn goaway_code(frames: &[u8]) -> Option<u32> {
+    let mut rest = frames;
+    while rest.len() >= 9 {
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let payload = rest.get(9..9 + length)?;
+        if rest[3] == 7 {
+            return Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?));
+        }
+        rest = &rest[9 + length..];
+    }
+    None
+}
+
+/// The reason of the next failed connection the listener reports, within the deadline.
+async fn next_connection_failure(
+    events: &mut tokio::sync::broadcast::Receiver<vobiz_tunnel::pipeline::ExchangeEvent>,
+) -> String {
+    within(async {
+        loop {
+            match events.recv().await {
+                Ok(vobiz_tunnel::pipeline::ExchangeEvent::ConnectionFailed { reason, .. }) => {
+                    return reason
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_protocol_errors_are_explained_with_the_code_the_client_got() {
+    let _shared = LOAD.read().await;
+    let upstream = upstream(Reply::default()).await;
+    let harness = harness_with(&upstream.url(), |_| {}).await;
+    let mut events = harness.tunnel.events.subscribe();
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let request = |name: &str| {
+        h2_fields(&[
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", "/abuse/h2-error"),
+            (":authority", "localhost"),
+            (name, "1"),
+        ])
+    };
+    let rapid_resets: Vec<u8> = (0..2000u32)
+        .flat_map(|i| {
+            let stream = 1 + 2 * i;
+            let mut frames = h2_frame(1, 0x4, stream, &request("x-n"));
+            frames.extend(h2_frame(3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+            frames
+        })
+        .collect();
+    let cases: [(&str, Vec<u8>, u32, &str, &str); 3] = [
+        (
+            "an upper-case header name",
+            h2_frame(1, 0x5, 1, &request("X-Upper")),
+            1,
+            "GOAWAY PROTOCOL_ERROR",
+            "upper case",
+        ),
+        (
+            "an even stream id",
+            h2_frame(1, 0x5, 2, &request("x-even")),
+            1,
+            "GOAWAY PROTOCOL_ERROR",
+            "stream id even",
+        ),
+        (
+            "2000 streams reset as soon as opened",
+            rapid_resets,
+            11,
+            "GOAWAY ENHANCE_YOUR_CALM",
+            "flood",
+        ),
+    ];
+    for (what, frames, code_number, code, explained) in cases {
+        let tcp = TcpStream::connect(harness.tunnel.local_addr).await.unwrap();
+        let mut tls = handshake(&connector(&harness, b"h2"), tcp).await;
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(h2_frame(4, 0, 0, &[])); // SETTINGS
+        bytes.extend(frames);
+        let _ = tls.write_all(&bytes).await;
+        let _ = tls.flush().await;
+        let received = read_until_closed(&mut tls, CLOSE_BOUND)
+            .await
+            .unwrap_or_else(|| panic!("{what}: still open after {CLOSE_BOUND:?}"));
+        // The client got a GOAWAY with the code the listener reports.
+        let sent = goaway_code(&received).unwrap_or_else(|| panic!("{what}: no GOAWAY"));
+        assert_eq!(sent, code_number, "{what}");
+        let reason = next_connection_failure(&mut events).await;
+        assert!(
+            reason.starts_with("HTTP/2 protocol error: "),
+            "{what}: {reason}"
+        );
+        assert!(reason.contains(code), "{what}: {reason}");
+        assert!(reason.contains(explained), "{what}: {reason}");
+    }
+    let (status, _, _) = signed_callback(&harness, "/abuse/after-h2-errors").await;
+    assert_eq!(status, 200);
+    harness.tunnel.shutdown().await;
+}

@@ -81,7 +81,7 @@ const VERDICTS: [(VerdictStatus, Option<Scheme>); 7] = [
 pub fn exchange(i: usize) -> Exchange {
     let (status, outcome, flags) = ENDINGS[i % ENDINGS.len()];
     let (verdict_status, scheme) = VERDICTS[i % VERDICTS.len()];
-    let content_type: &[u8] = if i % 2 == 0 {
+    let content_type: &[u8] = if i.is_multiple_of(2) {
         b"text/plain"
     } else {
         b"application/x-www-form-urlencoded"
@@ -107,7 +107,7 @@ pub fn exchange(i: usize) -> Exchange {
         sent_to: None,
         request: RequestRecord {
             method: ["POST", "GET", "post"][i % 3].into(),
-            target: if i % 4 == 0 {
+            target: if i.is_multiple_of(4) {
                 format!("{path}?q=1")
             } else {
                 path.into()

@@ -376,11 +376,14 @@ pub enum Flag {
     /// The sender closed the connection (or reset the stream) before its answer was written:
     /// the status is what it would have got. Vobiz treats that as a failed callback.
     SenderGone,
+    /// Left pending by a process that stopped (killed, crashed) before the exchange ended:
+    /// whether and how its sender was answered is unknown.
+    Interrupted,
 }
 
 impl Flag {
     /// Every flag, for listings (filter help, error messages).
-    pub const ALL: [Flag; 10] = [
+    pub const ALL: [Flag; 11] = [
         Flag::Slow,
         Flag::NonceReused,
         Flag::Replay,
@@ -391,6 +394,7 @@ impl Flag {
         Flag::Imported,
         Flag::Duplicate,
         Flag::SenderGone,
+        Flag::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -405,6 +409,7 @@ impl Flag {
             Flag::Imported => "imported",
             Flag::Duplicate => "duplicate",
             Flag::SenderGone => "sender_gone",
+            Flag::Interrupted => "interrupted",
         }
     }
 
@@ -420,6 +425,7 @@ impl Flag {
             "imported" => Flag::Imported,
             "duplicate" => Flag::Duplicate,
             "sender_gone" => Flag::SenderGone,
+            "interrupted" => Flag::Interrupted,
             _ => return None,
         })
     }

@@ -143,3 +143,73 @@ async fn every_answered_request_survives_a_sigkill() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+/// The exchanges of the store, as `list` reads them.
+fn stored(store: &std::path::Path) -> Vec<vobiz_tunnel::exchange::Exchange> {
+    let reader = vobiz_tunnel::store::StoreReader::open(store).unwrap();
+    let ids = reader
+        .ids_matching(&vobiz_tunnel::filter::Filter::default())
+        .unwrap();
+    ids.into_iter()
+        .filter_map(|id| reader.get(id).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_in_flight_at_a_sigkill_is_flagged_interrupted_by_the_next_lone_run() {
+    use vobiz_tunnel::exchange::{Flag, Outcome};
+    // The local server never answers in time: the callback is in flight when the kill comes.
+    let hanging = upstream(Reply {
+        delay: Duration::from_secs(120),
+        ..Reply::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let certs = dir.path().join("certs");
+    let (mut first, addr) = start(&store, &certs, &hanging.url());
+    let ca = certs.join("dev-ca.pem");
+    let in_flight = tokio::spawn(async move {
+        let request = Request::post("/vobiz/hangup")
+            .header("host", format!("localhost:{}", addr.port()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(
+                "CallUUID=killed-mid-call&Event=Hangup",
+            )))
+            .unwrap();
+        TlsClient::new(addr, ca).try_send(request).await
+    });
+    // Written as pending once the local server is slow to answer.
+    within(async {
+        while !stored(&store).iter().any(|e| e.outcome == Outcome::Pending) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // A second listener on the same store while the first runs: that row may be in flight.
+    let (mut second, _) = start(&store, &certs, &hanging.url());
+    let rows = stored(&store);
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].has_flag(Flag::Interrupted), "{:?}", rows[0]);
+
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let _ = within(in_flight).await;
+    second.kill().expect("SIGKILL");
+    let _ = second.wait();
+    assert!(!stored(&store)[0].has_flag(Flag::Interrupted));
+
+    // The next run is the store's only writer: the row is an orphan and says so.
+    let (mut third, _) = start(&store, &certs, &hanging.url());
+    let rows = stored(&store);
+    assert_eq!(rows.len(), 1);
+    let orphan = &rows[0];
+    assert_eq!(orphan.call_uuid.as_deref(), Some("killed-mid-call"));
+    assert_eq!(orphan.outcome, Outcome::Pending);
+    assert!(orphan.has_flag(Flag::Interrupted), "{orphan:?}");
+    let error = orphan.error.as_deref().unwrap_or_default();
+    assert!(error.contains("stopped (killed or crashed)"), "{error}");
+    let _ = third.kill();
+    let _ = third.wait();
+}

@@ -24,7 +24,7 @@
 //! | `header:X-Foo=bar` | has a request header `X-Foo` whose value contains `bar` (case-sensitive) |
 //! | `body:Digits=1` | request body contains the text (bytes, case-sensitive) |
 //! | `outcome:forwarded` | outcome: `forwarded`, `rejected`, `too_large`, `client_error`, `upstream_error`, `upstream_timeout`, `pending` |
-//! | `flag:nonce_reused` | has the flag: `slow`, `nonce_reused`, `replay`, `upstream_error`, `rejected`, `too_large`, `client_error`, `imported`, `duplicate`, `sender_gone` |
+//! | `flag:nonce_reused` | has the flag: `slow`, `nonce_reused`, `replay`, `upstream_error`, `rejected`, `too_large`, `client_error`, `imported`, `duplicate`, `sender_gone`, `interrupted` |
 //! | `slow`, `replay`, `reused` | shorthands for `flag:slow`, `flag:replay`, `flag:nonce_reused` |
 //! | `error` | outcome is `upstream_error`, `upstream_timeout` or `client_error` |
 //! | `id:42`, `id:>100`, `id:<=20`, `id:5..20`, `id:5..`, `id:..20` | exchange id compares so (ranges include both ends) |

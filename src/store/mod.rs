@@ -5,7 +5,8 @@
 //! are open. The pipeline writes each exchange once, whole, when it ends, and answers the
 //! sender only after that commit: whatever got an answer is in the store. An exchange still
 //! in flight after a few milliseconds (a slow local server) is written at once as pending and
-//! updated at its end, so a crash mid-forward loses nothing that was received.
+//! updated at its end, so a crash mid-forward loses nothing that was received (the next
+//! run flags such a row `interrupted`: see [`orphans`]).
 //! Readers ([`StoreReader`]) open their own connections; WAL mode lets them read while a
 //! listener writes.
 
@@ -14,6 +15,7 @@ mod checkpoint;
 mod deferred;
 mod filtered;
 mod identity;
+mod orphans;
 mod reader;
 mod recent_nonces;
 mod row;
@@ -246,6 +248,7 @@ impl Store {
 
     fn open_with(path: &Path, deferred: deferred::Deferred) -> Result<Store, StoreError> {
         let conn = connect(path)?;
+        let lock = orphans::WriterLock::take(path, &conn);
         let (ops, queue) = mpsc::unbounded_channel();
         let health = Arc::new(StoreHealth::default());
         let writer_health = health.clone();
@@ -259,6 +262,7 @@ impl Store {
                 crate::thread_priority::lower_current_thread(crate::thread_priority::STORE_WRITER);
                 writer::run(conn, queue, &writer_health, deferred, writer_checkpoints);
                 done.store(true, Ordering::Relaxed);
+                drop(lock); // no pending row of this writer's is in flight any more
             })
             .map_err(StoreError::Thread)?;
         checkpoint::spawn(

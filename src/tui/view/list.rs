@@ -46,6 +46,7 @@ fn flags_text(row: &ExchangeSummary) -> String {
             Flag::Imported => words.push("imported".into()),
             Flag::Duplicate => words.push("dup".into()),
             Flag::SenderGone => words.push("gone".into()),
+            Flag::Interrupted => words.push("interrupted".into()),
         }
     }
     words.join(" ")

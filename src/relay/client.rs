@@ -279,8 +279,12 @@ async fn session(
                 Some(Notice::Replaced { by }) => {
                     let _ = heard.set(by);
                 }
-                Some(Notice::Rejected { status, reason }) => {
-                    super::rejected::record(&proxy, request, status, &reason).await;
+                Some(Notice::Rejected {
+                    status,
+                    reason,
+                    after,
+                }) => {
+                    super::rejected::record(&proxy, request, status, &reason, after).await;
                 }
                 None => tracing::debug!("relay: ignored a notice this version does not know"),
             }

@@ -10,11 +10,14 @@
 //! the relay's limit, cut short or too slow), so it never came through the tunnel. The notice
 //! carries the callback's method, target, headers and envelope (no body), and the laptop
 //! records it, so that a callback the relay turned away is not one the developer never sees.
+//! It also says how long the relay had it before answering (a body too slow took 30 s, which
+//! the laptop would otherwise record as no time at all): a duration, as the two clocks differ.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request};
+use std::time::Duration;
 
 /// Marks a notice; its value says which.
 pub static NOTICE: HeaderName = HeaderName::from_static("x-vobiz-tunnel-notice");
@@ -26,6 +29,12 @@ pub static REJECTED_STATUS: HeaderName = HeaderName::from_static("x-vobiz-tunnel
 pub static REJECTED_REASON: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-reason");
 /// On a "rejected" notice: the callback's path and query (the notice's own URL is the relay's).
 pub static REJECTED_TARGET: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-target");
+/// On a "rejected" notice: microseconds from the callback's arrival at the relay to its answer.
+pub static REJECTED_AFTER: HeaderName = HeaderName::from_static("x-vobiz-tunnel-rejected-after-us");
+
+/// The longest a relay holds a callback before answering it that a notice is believed: a
+/// day (no relay waits that long; a larger number is a mistake, not a time).
+const MAX_AFTER: Duration = Duration::from_secs(86_400);
 
 const REPLACED: &str = "replaced";
 const REJECTED: &str = "rejected";
@@ -35,8 +44,13 @@ const REJECTED: &str = "rejected";
 pub enum Notice {
     /// Another laptop (at `by`, as the relay saw it) took this tunnel's route.
     Replaced { by: String },
-    /// The relay answered this callback itself with `status`, for `reason`.
-    Rejected { status: u16, reason: String },
+    /// The relay answered this callback itself with `status`, for `reason`, `after` it
+    /// arrived there (unknown from a relay too old to say).
+    Rejected {
+        status: u16,
+        reason: String,
+        after: Option<Duration>,
+    },
 }
 
 /// A "rejected" notice: the callback's method and headers (with the envelope), without its
@@ -48,6 +62,7 @@ pub fn rejected_request(
     headers: HeaderMap,
     status: u16,
     reason: &str,
+    after: Duration,
 ) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(Bytes::new()));
     *request.method_mut() = method.clone();
@@ -60,6 +75,10 @@ pub fn rejected_request(
             .insert(REJECTED_TARGET.clone(), target);
     }
     mark_rejected(&mut request, status, reason);
+    let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+    request
+        .headers_mut()
+        .insert(REJECTED_AFTER.clone(), HeaderValue::from(after_us));
     request
 }
 
@@ -103,6 +122,10 @@ impl Notice {
                 reason: text(&REJECTED_REASON)
                     .unwrap_or("no reason given")
                     .to_string(),
+                after: text(&REJECTED_AFTER)
+                    .and_then(|us| us.parse().ok())
+                    .map(Duration::from_micros)
+                    .filter(|&after| after <= MAX_AFTER),
             }),
             _ => None,
         }
@@ -123,6 +146,7 @@ pub fn strip(headers: &mut HeaderMap) {
         &REJECTED_STATUS,
         &REJECTED_REASON,
         &REJECTED_TARGET,
+        &REJECTED_AFTER,
     ] {
         headers.remove(name);
     }
@@ -151,6 +175,7 @@ mod tests {
             HeaderMap::new(),
             413,
             "body over 65536 bytes\n\u{1}",
+            Duration::from_millis(1500),
         );
         assert_eq!(rejected.uri().host(), Some("vobiz-tunnel.invalid"));
         assert_eq!(rejected.headers()[&REJECTED_TARGET], "/cb?x=1");
@@ -158,9 +183,22 @@ mod tests {
             Notice::read(rejected.headers()),
             Some(Notice::Rejected {
                 status: 413,
-                reason: "body over 65536 bytes".into()
+                reason: "body over 65536 bytes".into(),
+                after: Some(Duration::from_millis(1500)),
             })
         );
+        // A relay too old to say how long it had the callback, or one that says nonsense.
+        for after in [None, Some("many"), Some("99999999999999999")] {
+            let mut headers = rejected.headers().clone();
+            headers.remove(&REJECTED_AFTER);
+            if let Some(after) = after {
+                headers.insert(REJECTED_AFTER.clone(), HeaderValue::from_static(after));
+            }
+            assert!(matches!(
+                Notice::read(&headers),
+                Some(Notice::Rejected { after: None, .. })
+            ));
+        }
         let mut forged = rejected.headers().clone();
         strip(&mut forged);
         assert!(forged.is_empty());

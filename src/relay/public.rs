@@ -189,28 +189,38 @@ fn stopping(config: &RelayConfig, route: Option<String>) -> Delivery {
 /// How long telling a laptop about a rejected callback may take.
 const TELL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A callback the relay answered itself, as its laptop is told of it.
+struct Refused<'a> {
+    method: &'a hyper::Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    status: u16,
+    reason: &'a str,
+    /// From its arrival at the relay to the answer.
+    after: Duration,
+}
+
 /// Tells the laptop connected for `route`, if there is one, about a callback the relay
 /// answered itself (a "rejected" notice: the callback without its body). In the background:
 /// the sender's answer does not wait for it.
-fn tell_laptop(
-    shared: &Shared,
-    route: usize,
-    method: &hyper::Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    status: u16,
-    reason: &str,
-) {
+fn tell_laptop(shared: &Shared, route: usize, refused: Refused<'_>) {
     let Some(link) = shared.registry.connected(route) else {
         return;
     };
     let Ok(permit) = shared.telling.clone().try_acquire_owned() else {
         return; // a flood of rejections: the log has them
     };
-    let mut headers = headers.clone();
+    let mut headers = refused.headers.clone();
     // The body stays behind: a length it does not have would make HTTP/2 refuse the request.
     headers.remove(CONTENT_LENGTH);
-    let request = notice::rejected_request(method, uri, headers, status, reason);
+    let request = notice::rejected_request(
+        refused.method,
+        refused.uri,
+        headers,
+        refused.status,
+        refused.reason,
+        refused.after,
+    );
     let mut sender = link.sender();
     tokio::spawn(async move {
         let told = async {
@@ -335,15 +345,15 @@ async fn deliver(
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
     let rejected = |status: u16, reason: String| {
-        tell_laptop(
-            shared,
-            route,
-            &parts.method,
-            &uri,
-            &headers,
+        let refused = Refused {
+            method: &parts.method,
+            uri: &uri,
+            headers: &headers,
             status,
-            &reason,
-        );
+            reason: &reason,
+            after: started.elapsed(),
+        };
+        tell_laptop(shared, route, refused);
         Delivery::local(status, route_name.clone(), reason)
     };
 

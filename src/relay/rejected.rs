@@ -3,6 +3,8 @@
 //! tunnel. What the relay knew of it (method, target, headers, the URL Vobiz called, the
 //! sender) is recorded with the answer the sender got, like any exchange that failed here.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hyper::Request;
 
@@ -12,8 +14,15 @@ use crate::forward;
 use crate::pipeline::Proxy;
 use crate::signature::{self, VerdictStatus};
 
-/// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`.
-pub async fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: &str) {
+/// Records the callback `request` carries (a "rejected" notice) with `status` and `reason`,
+/// answered `after` it reached the relay (its duration: the wait its sender had).
+pub async fn record<B>(
+    proxy: &Proxy,
+    request: Request<B>,
+    status: u16,
+    reason: &str,
+    after: Option<Duration>,
+) {
     let (mut parts, _) = request.into_parts();
     let target = parts
         .headers
@@ -63,7 +72,9 @@ pub async fn record<B>(proxy: &Proxy, request: Request<B>, status: u16, reason: 
         403 if verdict.status != VerdictStatus::Valid => Outcome::Rejected,
         _ => Outcome::ClientError,
     };
-    let mut exchange = Exchange::received(request, verdict, now_micros());
+    let now = now_micros();
+    let after_us = after.map_or(0, |after| i64::try_from(after.as_micros()).unwrap_or(0));
+    let mut exchange = Exchange::received(request, verdict, now - after_us);
     exchange.failed_answering(
         outcome,
         status,

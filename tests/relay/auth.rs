@@ -508,3 +508,54 @@ async fn a_frozen_laptop_costs_a_callback_seconds_not_tens_of_seconds() {
     drop(frozen);
     relay.server.shutdown().await;
 }
+
+/// A callback the relay answered itself only after a wait (a body over the limit, sent
+/// slowly, with no length declared) is recorded by the laptop as taking that wait, not as
+/// answered the instant the relay's notice arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_after_a_wait_is_recorded_on_the_laptop_with_that_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| c.max_body_bytes = 1024).await;
+    let laptop = Laptop::start(&relay, RELAY_TOKEN).await;
+    relay.connected("default").await;
+    let mut stream = relay.vobiz().tls(false).await;
+    let head = "POST /slow-and-big HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"200\r\n").await.unwrap();
+    stream.write_all(&[b'a'; 0x200]).await.unwrap();
+    stream.write_all(b"\r\n").await.unwrap();
+    stream.flush().await.unwrap();
+    let wait = Duration::from_millis(600);
+    tokio::time::sleep(wait).await;
+    stream.write_all(b"400\r\n").await.unwrap();
+    stream.write_all(&[b'a'; 0x400]).await.unwrap();
+    stream.write_all(b"\r\n").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut answer = [0u8; 12];
+    common::within(stream.read_exact(&mut answer))
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+
+    let recorded = common::within(async {
+        loop {
+            laptop.harness.tunnel.store.flush().await;
+            if !laptop.harness.reader().latest(1).unwrap().is_empty() {
+                return laptop.harness.last_recorded().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(recorded.status(), Some(413));
+    assert_eq!(recorded.request.target, "/slow-and-big");
+    let took = recorded.timings.duration_ms().unwrap();
+    assert!(
+        took >= wait.as_millis() as f64 && took < 10_000.0,
+        "recorded as taking {took} ms"
+    );
+    laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}

@@ -12,7 +12,7 @@ mod har_import;
 mod iso;
 mod ndjson;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::fs::File;

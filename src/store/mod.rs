@@ -35,7 +35,7 @@ use crate::exchange::{Exchange, ExchangeId};
 
 pub use calls::CallSummary;
 pub use reader::{ExchangeSummary, StoreReader, Tally};
-pub use row::{nonce_keys, nonce_text};
+pub use row::{nonce_keys, nonce_text, nonce_text_key};
 pub use schema::SCHEMA_VERSION;
 
 /// Why the store failed. Always names the file.

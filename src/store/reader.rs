@@ -223,6 +223,30 @@ impl StoreReader {
         Ok(statement.exists([text])?)
     }
 
+    /// How many exchanges carry a nonce key (through its index, without a scan).
+    pub fn count_nonce_keys(&self) -> Result<u64, StoreError> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM exchanges WHERE nonce_key IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Calls `each` with every stored nonce key (read from its index alone, in index order).
+    pub fn each_nonce_key(&self, mut each: impl FnMut(&str)) -> Result<(), StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT nonce_key FROM exchanges WHERE nonce_key IS NOT NULL")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            if let rusqlite::types::ValueRef::Text(text) = row.get_ref(0)? {
+                each(&String::from_utf8_lossy(text));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the file the path names now, if that is another one than this reader opened: a
     /// running listener starts a new store when its file is deleted or replaced (see
     /// `identity`), and a long-lived reader (the inspector) would otherwise go on reading the

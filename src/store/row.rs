@@ -120,6 +120,16 @@ pub fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
     keys
 }
 
+/// The key of a stored `nonce_key` text (`nonce signature`): the one [`nonce_keys`] gives
+/// first for the exchange it was stored for.
+pub fn nonce_text_key(text: &str) -> i64 {
+    i64::from_be_bytes(
+        Sha256::digest(text)[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}
+
 /// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC, and
 /// the writer keeps 8 bytes per header instead of about 70 (see `recent_nonces`).
 fn nonce_hash(nonce: &str, signature: &str) -> i64 {
@@ -133,4 +143,18 @@ fn nonce_hash(nonce: &str, signature: &str) -> i64 {
             .try_into()
             .expect("a SHA-256 digest has 32 bytes"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_nonce_text_gives_the_key_nonce_keys_gives_first() {
+        let mut exchange = crate::export::tests::sample();
+        exchange.verdict.nonce = Some("73618193581904318901".into());
+        exchange.verdict.signature = Some("aGVsbG8gd29ybGQ=".into());
+        let text = nonce_text(&exchange).unwrap();
+        assert_eq!(nonce_text_key(&text), nonce_keys(&exchange)[0]);
+    }
 }

@@ -9,25 +9,35 @@
 //!
 //! What counts as seen: every signature header's nonce and signature (V2, V3, -MA-) of each
 //! callback let through by this listener, the latest [`REMEMBERED`] of them; and, for older
-//! ones, the deciding header's in the store (its `nonce_key` index), across restarts.
+//! ones, the deciding header's in the store (its `nonce_key` index), across restarts. The
+//! store is read only for a key [`stored_keys`] may hold: not for a new callback.
+
+mod stored_keys;
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::exchange::Exchange;
 use crate::store::{StoreError, StoreReader};
+use stored_keys::StoredKeys;
 
 /// Keys remembered in memory (about 8 MiB at most): some 100 000 callbacks.
 const REMEMBERED: usize = 1 << 18;
 
 /// The nonces let through, and the store to ask about older ones.
 pub struct ReplayGuard {
-    seen: Mutex<Seen>,
+    /// Locked before `stored` wherever both are.
+    seen: Arc<Mutex<Seen>>,
+    stored: Arc<StoredKeys>,
     store: Mutex<StoreReader>,
+    path: PathBuf,
+    store_lookups: AtomicU64,
 }
 
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     keys: HashSet<i64>,
     order: VecDeque<i64>,
 }
@@ -36,14 +46,35 @@ impl Seen {
     fn holds_any(&self, keys: &[i64]) -> bool {
         keys.iter().any(|key| self.keys.contains(key))
     }
+
+    fn keys(&self) -> impl Iterator<Item = &i64> {
+        self.order.iter()
+    }
 }
 
 impl ReplayGuard {
+    /// A guard over the store `store` reads; its keys are summed up in the background.
     pub fn new(store: StoreReader) -> ReplayGuard {
-        ReplayGuard {
-            seen: Mutex::default(),
+        let guard = ReplayGuard {
+            seen: Arc::default(),
+            stored: Arc::default(),
+            path: store.path().to_path_buf(),
             store: Mutex::new(store),
-        }
+            store_lookups: AtomicU64::new(0),
+        };
+        guard.stored.fill(guard.path.clone(), guard.seen.clone());
+        guard
+    }
+
+    /// Whether the store's keys are summed up in memory yet (until then every callback not
+    /// remembered is looked up in the store).
+    pub fn is_summarised(&self) -> bool {
+        self.stored.is_ready()
+    }
+
+    /// How many callbacks were looked up in the store so far.
+    pub fn store_lookups(&self) -> u64 {
+        self.store_lookups.load(Ordering::Relaxed)
     }
 
     /// `None` when `exchange` (a callback whose signature verified) may go on, remembered
@@ -58,7 +89,10 @@ impl ReplayGuard {
         if self.remembers(&keys) {
             return Some(REFUSAL.into());
         }
-        match self.in_store(exchange) {
+        // What the store indexes: the deciding header's nonce and signature, whose key
+        // `nonce_keys` gives first.
+        let stored_as = crate::store::nonce_text(exchange).map(|text| (text, keys[0]));
+        match self.in_store(stored_as.as_ref()) {
             Ok(false) => {}
             Ok(true) => return Some(REFUSAL.into()),
             // A store that cannot answer must not turn callbacks away: the write path reports
@@ -68,6 +102,9 @@ impl ReplayGuard {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.holds_any(&keys) {
             return Some(REFUSAL.into());
+        }
+        if let Some((_, key)) = stored_as {
+            self.stored.add(key, &self.path, &self.seen);
         }
         for key in keys {
             if seen.keys.insert(key) {
@@ -87,14 +124,19 @@ impl ReplayGuard {
         seen.holds_any(keys)
     }
 
-    fn in_store(&self, exchange: &Exchange) -> Result<bool, StoreError> {
-        let Some(text) = crate::store::nonce_text(exchange) else {
+    /// Whether the store holds an exchange `stored_as` (its `nonce_key` text and key).
+    fn in_store(&self, stored_as: Option<&(String, i64)>) -> Result<bool, StoreError> {
+        let Some((text, key)) = stored_as else {
             return Ok(false);
         };
+        if !self.stored.may_hold(*key) {
+            return Ok(false);
+        }
+        self.store_lookups.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         // A store deleted or replaced since is read where its path now points.
         let _ = store.follow_the_path();
-        store.has_nonce_key(&text)
+        store.has_nonce_key(text)
     }
 }
 

@@ -2,18 +2,39 @@
 //! the machine lost power): whether and how their senders were answered is unknown, and
 //! without a word they would look in flight forever.
 //!
-//! Each process that writes a store holds a shared `flock` on its file for as long as its
-//! writer runs, and the kernel lets go of it however the process ends. A writer that can
-//! take the lock exclusively when it starts is the only one: every pending row is then an
-//! orphan, and is flagged `interrupted` with a sentence in its error. With another writer
-//! running (a second listener, a replay), its pending rows may be in flight, and none are
-//! touched. `flock` and SQLite's own (`fcntl`) locks do not meet on a local file system,
-//! which WAL mode needs anyway.
+//! Each process that writes a store holds a shared lock on a file beside it
+//! (`<store>-writers`) for as long as its writer runs, and the operating system lets go of it
+//! however the process ends. A writer that can take the lock exclusively when it starts is
+//! the only one: every pending row is then an orphan, and is flagged `interrupted` with a
+//! sentence in its error (an imported entry without an answer is left as it is: no process
+//! of ours was writing it). With another writer running (a second listener, a replay), its
+//! pending rows may be in flight, and none are touched.
+//!
+//! Not a lock on the store file itself: closing any handle of it would drop SQLite's own
+//! POSIX locks on it held by the process's other connections; on macOS and Windows the two
+//! kinds of lock meet; and a store file replaced while recording would leave the lock on the
+//! old one. A file beside it is tied to the path.
 
-use std::fs::File;
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+
+/// How long a starting writer waits for another that is flagging orphans right now (it holds
+/// the lock exclusively for one UPDATE).
+const WAIT_FOR_FLAGGING: Duration = Duration::from_secs(2);
+
+/// The rows flagged: pending, not imported, not flagged yet. A pending row has no status:
+/// the first condition is the partial index's own (so SQLite may use it), the second makes
+/// its use a search for the NULLs rather than a walk of every unusual row.
+const FLAG_ORPHANS: &str = "UPDATE exchanges SET
+        flags = CASE WHEN flags = '' THEN 'interrupted' ELSE flags || ',interrupted' END,
+        error = COALESCE(error, ?1)
+     WHERE (status IS NULL OR status < 200 OR status >= 300) AND status IS NULL
+       AND outcome = 'pending'
+       AND ',' || flags || ',' NOT LIKE '%,interrupted,%'
+       AND ',' || flags || ',' NOT LIKE '%,imported,%'";
 
 /// What an orphan's error says, when it has none of its own.
 pub const INTERRUPTED: &str = "never finished: the process recording it stopped (killed or \
@@ -28,10 +49,21 @@ impl WriterLock {
     /// Flags the orphans if this is the store's only writer, then holds the shared lock.
     /// A lock that cannot be had (an odd file system) costs only the flagging.
     pub fn take(path: &Path, conn: &Connection) -> WriterLock {
-        let file = match File::open(path) {
+        let lock_path = lock_path(path);
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path);
+        let file = match opened {
             Ok(file) => file,
             Err(e) => {
-                tracing::debug!("cannot open {} to lock it: {e}", path.display());
+                tracing::warn!(
+                    "cannot open {} ({e}): rows a killed run leaves pending will not be \
+                     flagged interrupted",
+                    lock_path.display()
+                );
                 return WriterLock { _held: None };
             }
         };
@@ -46,52 +78,67 @@ impl WriterLock {
                 Err(e) => tracing::warn!("cannot flag interrupted exchanges: {e}"),
             }
         }
-        match file.lock_shared() {
-            Ok(()) => WriterLock { _held: Some(file) },
-            Err(e) => {
-                tracing::debug!("cannot lock {}: {e}", path.display());
-                WriterLock { _held: None }
+        // Never blocks for long: another writer holds it exclusively only while it flags.
+        let started = Instant::now();
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => return WriterLock { _held: Some(file) },
+                Err(TryLockError::WouldBlock) if started.elapsed() < WAIT_FOR_FLAGGING => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot lock {} ({e}): another run may take this run's pending rows \
+                         for orphans",
+                        lock_path.display()
+                    );
+                    return WriterLock { _held: None };
+                }
             }
         }
     }
 }
 
+/// The file writers of the store at `path` lock: beside it, like SQLite's `-wal`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-writers");
+    PathBuf::from(name)
+}
+
 /// Flags every pending row not flagged yet; how many.
 fn flag_orphans(conn: &Connection) -> rusqlite::Result<usize> {
-    // The status condition is that of the `exchanges_unusual_status` index (a pending row
-    // has no status): the rows are found through it, not by a scan of the whole store.
-    conn.execute(
-        "UPDATE exchanges SET
-            flags = CASE WHEN flags = '' THEN 'interrupted' ELSE flags || ',interrupted' END,
-            error = COALESCE(error, ?1)
-         WHERE (status IS NULL OR status < 200 OR status >= 300)
-           AND outcome = 'pending'
-           AND ',' || flags || ',' NOT LIKE '%,interrupted,%'",
-        [INTERRUPTED],
-    )
+    conn.execute(FLAG_ORPHANS, [INTERRUPTED])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection) -> String {
-        let sql = "EXPLAIN QUERY PLAN SELECT id FROM exchanges
-             WHERE (status IS NULL OR status < 200 OR status >= 300) AND outcome = 'pending'";
-        let mut statement = conn.prepare(sql).unwrap();
-        let rows = statement
-            .query_map([], |r| r.get::<_, String>(3))
+    #[test]
+    fn orphans_are_searched_for_in_an_index_not_scanned_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::connect(&dir.path().join("s.db")).unwrap();
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {FLAG_ORPHANS}"))
+            .unwrap();
+        let plan = statement
+            .query_map([INTERRUPTED], |r| r.get::<_, String>(3))
             .unwrap()
             .map(Result::unwrap)
-            .collect::<Vec<_>>();
-        rows.join("; ")
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert!(
+            plan.starts_with("SEARCH exchanges USING INDEX exchanges_unusual_status"),
+            "{plan}"
+        );
     }
 
     #[test]
-    fn orphans_are_found_through_an_index_not_a_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = super::super::connect(&dir.path().join("s.db")).unwrap();
-        let plan = plan(&conn);
-        assert!(plan.contains("exchanges_unusual_status"), "{plan}");
+    fn the_lock_is_a_file_beside_the_store() {
+        assert_eq!(
+            lock_path(Path::new("/tmp/x/exchanges.db")),
+            Path::new("/tmp/x/exchanges.db-writers")
+        );
     }
 }

@@ -29,6 +29,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Limits;
 use crate::pipeline::{self, ConnectionInfo, ExchangeEvent, Proxy};
 
+/// The flag that sets the listener's header timeout, named in a late head's 408.
+const HEADER_TIMEOUT_FLAG: &str = "--header-timeout";
+
 /// How long in-flight exchanges get to finish when the listener stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -309,7 +312,7 @@ async fn serve_http(
         "vobiz-tunnel",
     )
     .speaking_h2(recorder.1.tls.alpn.as_deref() == Some("h2"))
-    .answering_late_heads(limits.header_timeout);
+    .answering_late_heads(limits.header_timeout, Some(HEADER_TIMEOUT_FLAG));
     let connection = http.serve_connection(TokioIo::new(stream), service);
     let ended = watch::serve(connection, &activity, limits.header_timeout, stop).await;
     // A request hyper refused (malformed, too large a head) is recorded like any other.
@@ -319,7 +322,7 @@ async fn serve_http(
             watch::Ended::Finished(Err(e)) if !refusal.late_head() => {
                 crate::forward::error_chain(e.as_ref())
             }
-            _ => refusal::reason(refusal.status).to_string(),
+            _ => refusal.reason.clone(),
         };
         let status = refusal.status;
         refusal::record_refused(&recorder.0, &recorder.1, refusal, &reason).await;
@@ -345,7 +348,7 @@ async fn serve_http(
 
 /// Idle keep-alive connections timing out and peers hanging up are how connections end;
 /// only protocol errors deserve a line in the log.
-fn is_ordinary_close(reason: &str) -> bool {
+pub(crate) fn is_ordinary_close(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
     [
         "timeout",

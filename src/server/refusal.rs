@@ -58,6 +58,8 @@ const EMPTY_BODY: &[u8] = b"\r\ncontent-length: 0\r\n";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub status: u16,
+    /// Why, as the sender was told.
+    pub reason: String,
     /// The start of the refused request, as received.
     pub received: Vec<u8>,
 }
@@ -252,8 +254,9 @@ pub struct Refusals<IO> {
     answered: u64,
     /// Our answer in place of hyper's, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
-    /// How long a request's head may take to arrive (`None`: hyper's own timeout closes).
-    head_timeout: Option<Duration>,
+    /// How long a request's head may take to arrive (`None`: hyper's own timeout closes),
+    /// and the flag that sets it, for the 408's reason.
+    head_timeout: Option<(Duration, Option<&'static str>)>,
     /// The deadline of the head being received, for the request that begins as the
     /// `Activity::started`-th plus one.
     head_timer: Option<(u64, Pin<Box<Sleep>>)>,
@@ -299,10 +302,11 @@ impl<IO> Refusals<IO> {
     }
 
     /// Answers `408`, and keeps what came for the record, when a request's head is still
-    /// arriving `timeout` after the connection opened or its last request ended. hyper's own
-    /// header timeout must be longer: it closes without an answer.
-    pub fn answering_late_heads(mut self, timeout: Duration) -> Self {
-        self.head_timeout = Some(timeout);
+    /// arriving `timeout` after the connection opened or its last request ended (set by the
+    /// command-line `flag`, if one does). hyper's own header timeout must be longer: it
+    /// closes without an answer.
+    pub fn answering_late_heads(mut self, timeout: Duration, flag: Option<&'static str>) -> Self {
+        self.head_timeout = Some((timeout, flag));
         self
     }
 
@@ -372,6 +376,17 @@ impl<IO> Refusals<IO> {
         !kept.bytes.is_empty() && (kept.pipelined || self.started == self.activity.started())
     }
 
+    /// Whether what is kept of the next request is the start of a head: more than the blank
+    /// lines a client may send before it (RFC 9112 §2.2), or after a body, which hyper skips.
+    fn holds_a_head_start(&self) -> bool {
+        let Some(received) = &self.received else {
+            return false;
+        };
+        let kept = received.lock();
+        (kept.pipelined || self.started == self.activity.started())
+            && kept.bytes.iter().any(|b| !matches!(b, b'\r' | b'\n'))
+    }
+
     /// What hyper is writing, judged by its first bytes: a response head written when every
     /// request begun so far has had its answer, with hyper's empty body, is a refusal. (A
     /// served request's future ends before its response is written, so "none in flight"
@@ -428,15 +443,30 @@ impl<IO> Refusals<IO> {
         }
     }
 
-    fn refuse(&mut self, status: u16) {
+    fn refuse(&mut self, status: u16, reason: String) {
         let received = match &self.received {
             Some(received) if self.holds_next_request() => received.take(),
             _ => Vec::new(),
         };
-        tracing::debug!("refused a request with {status}: {}", reason(status));
-        self.answer = Some((answer(self.speaker, status), 0));
-        self.slot.put(Refused { status, received });
+        tracing::debug!("refused a request with {status}: {reason}");
+        self.answer = Some((answer(self.speaker, status, &reason), 0));
+        self.slot.put(Refused {
+            status,
+            reason,
+            received,
+        });
     }
+}
+
+/// Why a head got 408: it took longer than `timeout`, which `flag` sets (the relay's has no
+/// flag).
+pub fn late_head_reason(timeout: Duration, flag: Option<&str>) -> String {
+    let set_by = flag.map(|flag| format!(", {flag}")).unwrap_or_default();
+    format!(
+        "the request line and headers did not all arrive within {} s (the header \
+         timeout{set_by})",
+        timeout.as_secs_f64()
+    )
 }
 
 /// What a refusal's body says.
@@ -448,25 +478,21 @@ pub fn reason(status: u16) -> &'static str {
         }
         414 => "the request target (path and query) is too long",
         431 => "the request's headers are over the limit (256 KiB, or 100 headers)",
-        LATE_HEAD => {
-            "the request line and headers did not all arrive within the header timeout \
-             (--header-timeout)"
-        }
         _ => "the request could not be read",
     }
 }
 
 /// What the sender is told, after the speaker's name.
-fn told(status: u16) -> String {
-    format!("{}; it was not forwarded", reason(status))
+fn told(reason: &str) -> String {
+    format!("{reason}; it was not forwarded")
 }
 
-fn answer(speaker: &str, status: u16) -> Vec<u8> {
+fn answer(speaker: &str, status: u16, reason: &str) -> Vec<u8> {
     let phrase = hyper::StatusCode::from_u16(status)
         .ok()
         .and_then(|code| code.canonical_reason())
         .unwrap_or("Error");
-    let body = format!("{speaker}: {}\n", told(status));
+    let body = format!("{speaker}: {}\n", told(reason));
     format!(
         "HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -533,12 +559,13 @@ impl<IO> Refusals<IO> {
     /// Whether the head being received is late, with its deadline armed (and this task
     /// woken at it) while it is not.
     fn head_late(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(timeout) = self.head_timeout else {
+        let Some((timeout, _)) = self.head_timeout else {
             return false;
         };
         if self.protocol != Protocol::Http1
+            || self.answer.is_some()
             || self.activity.in_flight() > 0
-            || !self.holds_next_request()
+            || !self.holds_a_head_start()
         {
             return false;
         }
@@ -577,7 +604,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Refusals<IO> {
                 }
                 Poll::Pending if !self.head_late(cx) => return Poll::Pending,
                 Poll::Pending => {
-                    self.refuse(LATE_HEAD);
+                    let (timeout, flag) = self.head_timeout.unwrap_or_default();
+                    self.refuse(LATE_HEAD, late_head_reason(timeout, flag));
                     self.ended_reading = true;
                 }
             }
@@ -598,7 +626,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
     ) -> Poll<io::Result<usize>> {
         if self.answer.is_none() {
             match self.classify(buf) {
-                Writing::Refusal(status) => self.refuse(status),
+                Writing::Refusal(status) => self.refuse(status, reason(status).to_string()),
                 writing => {
                     let result = Pin::new(&mut self.io).poll_write(cx, buf);
                     self.written(writing, buf, &result);
@@ -624,7 +652,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
                 .find(|b| !b.is_empty())
                 .map_or(&[][..], |b| &b[..]);
             match self.classify(first) {
-                Writing::Refusal(status) => self.refuse(status),
+                Writing::Refusal(status) => self.refuse(status, reason(status).to_string()),
                 writing => {
                     let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
                     self.written(writing, first, &result);
@@ -689,7 +717,7 @@ pub async fn record_refused(
         format!(
             "refused before forwarding: {reason} (the body holds what was received, as it came)"
         ),
-        told(refused.status),
+        told(&refused.reason),
     );
     exchange.done();
     proxy.record_answered(exchange).await;

@@ -79,7 +79,9 @@ impl Activity {
     }
 
     /// When a head begun now has been awaited for `timeout`: the clock starts when the
-    /// connection opened or its last request ended, as hyper's does.
+    /// connection opened or its last request ended (hyper's, a backstop, starts once that
+    /// request's answer is written, so a slowly written answer takes from the next head's
+    /// time here, not there).
     pub fn head_deadline(&self, timeout: Duration) -> Instant {
         let since = Duration::from_micros(self.idle_since_us.load(Ordering::Acquire));
         self.opened + since + timeout
@@ -140,7 +142,9 @@ where
                 .idle_deadline(idle_timeout)
                 .unwrap_or_else(|| Instant::now() + idle_timeout),
         };
+        // The connection first: bytes it has read (a head begun) count before the idle clock.
         tokio::select! {
+            biased;
             result = connection.as_mut() => {
                 return match idle_closed_at {
                     Some(_) => Ended::Idle,

@@ -200,13 +200,13 @@ async fn slow_clients_are_timed_out_while_a_normal_callback_gets_through() {
 async fn a_head_late_on_a_kept_alive_connection_gets_408_and_one_in_time_is_served() {
     let _shared = LOAD.read().await;
     let mut upstream = upstream(Reply::default()).await;
-    let header_timeout = Duration::from_secs(1);
+    let header_timeout = Duration::from_secs(2);
     let harness = harness_with(&upstream.url(), |c| {
         c.limits.header_timeout = header_timeout
     })
     .await;
     let mut tls = raw_tls(&harness).await;
-    // A head trickled over most of the timeout still arrives in time, and is served.
+    // A head trickled over a good part of the timeout still arrives in time, and is served.
     let pieces = [
         &b"GET /abuse/in-time HTTP/1.1\r\n"[..],
         b"Host: localhost\r\n",
@@ -246,7 +246,7 @@ async fn a_head_late_on_a_kept_alive_connection_gets_408_and_one_in_time_is_serv
     assert!(text.contains("connection: close"), "{text}");
     assert!(text.contains("--header-timeout"), "{text}");
     assert!(
-        waited >= header_timeout - Duration::from_millis(200) && waited < header_timeout * 3,
+        waited >= header_timeout / 2 && waited < header_timeout * 3,
         "answered after {waited:?}"
     );
     let recorded = recorded_once_closed(&harness, "/abuse/late").await;
@@ -262,6 +262,36 @@ async fn a_head_late_on_a_kept_alive_connection_gets_408_and_one_in_time_is_serv
         b"POST /abuse/late HTTP/1.1\r\nHost: localhost\r\nContent-Le"
     );
     upstream.assert_nothing(Duration::from_millis(100)).await;
+    harness.tunnel.shutdown().await;
+}
+
+/// Blank lines after a body (which hyper skips, as RFC 9112 §2.2 allows) are no request:
+/// the connection is closed as idle, without a 408 or a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_lines_after_a_body_are_not_a_late_head() {
+    let _shared = LOAD.read().await;
+    let mut upstream = upstream(Reply::default()).await;
+    let header_timeout = Duration::from_secs(1);
+    let harness = harness_with(&upstream.url(), |c| {
+        c.limits.header_timeout = header_timeout
+    })
+    .await;
+    let mut tls = raw_tls(&harness).await;
+    tls.write_all(
+        b"POST /abuse/crlf HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\na=1\r\n",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    assert_eq!(upstream.next().await.uri, "/abuse/crlf");
+    let received = read_until_closed(&mut tls, header_timeout * 4)
+        .await
+        .expect("still open");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("408"), "{text}");
+    let recorded = recorded_under(&harness, "/").await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
     harness.tunnel.shutdown().await;
 }
 

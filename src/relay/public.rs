@@ -90,7 +90,7 @@ pub(super) async fn serve(
         "vobiz-tunnel relay",
     )
     .speaking_h2(h2)
-    .answering_late_heads(idle_timeout);
+    .answering_late_heads(idle_timeout, None);
     let connection = http.serve_connection(TokioIo::new(refusals), service);
     let ended = watch::serve(connection, &activity, idle_timeout, stop).await;
     if let Some(closing) = closing {
@@ -102,10 +102,7 @@ pub(super) async fn serve(
         watch::Ended::Idle => Ok(()),
         watch::Ended::Finished(Ok(())) => Ok(()),
         watch::Ended::Finished(Err(e)) => {
-            let reason = error_chain(e.as_ref());
-            let lower = reason.to_ascii_lowercase();
-            let ordinary = ["timeout", "timed out", "closed", "reset", "broken pipe"];
-            match ordinary.iter().any(|word| lower.contains(word)) {
+            match crate::server::is_ordinary_close(&error_chain(e.as_ref())) {
                 true => Ok(()),
                 false => Err(crate::server::protocol_error::describe(e.as_ref())),
             }
@@ -190,7 +187,7 @@ fn stopping(config: &RelayConfig, route: Option<String>) -> Delivery {
 const TELL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A callback the relay answered itself, as its laptop is told of it.
-struct Refused<'a> {
+struct Rejection<'a> {
     method: &'a hyper::Method,
     uri: &'a Uri,
     headers: &'a HeaderMap,
@@ -203,23 +200,23 @@ struct Refused<'a> {
 /// Tells the laptop connected for `route`, if there is one, about a callback the relay
 /// answered itself (a "rejected" notice: the callback without its body). In the background:
 /// the sender's answer does not wait for it.
-fn tell_laptop(shared: &Shared, route: usize, refused: Refused<'_>) {
+fn tell_laptop(shared: &Shared, route: usize, rejection: Rejection<'_>) {
     let Some(link) = shared.registry.connected(route) else {
         return;
     };
     let Ok(permit) = shared.telling.clone().try_acquire_owned() else {
         return; // a flood of rejections: the log has them
     };
-    let mut headers = refused.headers.clone();
+    let mut headers = rejection.headers.clone();
     // The body stays behind: a length it does not have would make HTTP/2 refuse the request.
     headers.remove(CONTENT_LENGTH);
     let request = notice::rejected_request(
-        refused.method,
-        refused.uri,
+        rejection.method,
+        rejection.uri,
         headers,
-        refused.status,
-        refused.reason,
-        refused.after,
+        rejection.status,
+        rejection.reason,
+        rejection.after,
     );
     let mut sender = link.sender();
     tokio::spawn(async move {
@@ -345,7 +342,7 @@ async fn deliver(
     };
     let headers = tunnel_headers(&parts.headers, &envelope);
     let rejected = |status: u16, reason: String| {
-        let refused = Refused {
+        let rejection = Rejection {
             method: &parts.method,
             uri: &uri,
             headers: &headers,
@@ -353,7 +350,7 @@ async fn deliver(
             reason: &reason,
             after: started.elapsed(),
         };
-        tell_laptop(shared, route, refused);
+        tell_laptop(shared, route, rejection);
         Delivery::local(status, route_name.clone(), reason)
     };
 

@@ -35,13 +35,12 @@ fn describe_h2(error: &h2::Error) -> Option<String> {
     let reason = error.reason()?;
     if error.is_library() {
         // We found the client at fault and closed the connection (or its stream) with it.
-        let frame = if error.is_go_away() {
-            "GOAWAY"
-        } else {
-            "RST_STREAM"
+        let ended = match error.is_go_away() {
+            true => "the connection was closed with GOAWAY",
+            false => "the stream was reset with RST_STREAM",
         };
         return Some(format!(
-            "HTTP/2 protocol error: {}; the connection was closed with {frame} {reason:?}",
+            "HTTP/2 protocol error: {}; {ended} {reason:?}",
             client_fault(reason)
         ));
     }

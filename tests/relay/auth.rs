@@ -551,9 +551,10 @@ async fn a_refusal_after_a_wait_is_recorded_on_the_laptop_with_that_wait() {
     .await;
     assert_eq!(recorded.status(), Some(413));
     assert_eq!(recorded.request.target, "/slow-and-big");
+    // The relay's clock starts when it has read the head, a moment after the sender wrote it.
     let took = recorded.timings.duration_ms().unwrap();
     assert!(
-        took >= wait.as_millis() as f64 && took < 10_000.0,
+        took >= (wait.as_millis() - 100) as f64 && took < 10_000.0,
         "recorded as taking {took} ms"
     );
     laptop.harness.tunnel.shutdown().await;

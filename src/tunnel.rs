@@ -66,7 +66,10 @@ impl Tunnel {
         let mut limits = config.limits;
         limits.max_connections =
             fd_limit::cap_connections(limits.max_connections, "--max-connections");
-        let store = Store::open(&config.store)?;
+        let store = match config.reject_replays {
+            true => Store::open_summing_up_nonces(&config.store)?,
+            false => Store::open(&config.store)?,
+        };
         let upstream = Upstream::new(
             config.forward.clone(),
             config.host_header,
@@ -92,9 +95,12 @@ impl Tunnel {
             keys: config.keys.clone(),
             public_url: config.public_url.clone(),
             reject_invalid: config.reject_invalid,
-            replay_guard: match config.reject_replays {
-                true => Some(crate::replay_guard::ReplayGuard::new(store.reader()?)),
-                false => None,
+            replay_guard: match store.nonce_summary() {
+                Some(summary) => Some(crate::replay_guard::ReplayGuard::new(
+                    store.reader()?,
+                    summary.clone(),
+                )),
+                None => None,
             },
             limits,
             listen_port: local_addr.port(),

@@ -688,11 +688,31 @@ async fn with_reject_replays_a_callback_sent_again_never_reaches_the_local_serve
     let request = form_post(&restarted, "/cb3", "Event=Hangup", &fresh);
     assert_eq!(restarted.client().send(request).await.status, 200);
     upstream.next().await;
+    let judged = restarted.last_recorded().await;
+    assert_eq!(judged.verdict.status, VerdictStatus::Valid, "{judged:?}");
     assert_eq!(
         guard.store_lookups(),
         looked_up,
         "a new callback cost a store lookup"
     );
+
+    // A callback recorded but never let through (its body was over the limit; the V2
+    // signature does not cover the body, so it verified) came before all the same.
+    let big_body = format!("Event=Hangup&Pad={}", "x".repeat(64 * 1024));
+    let headers_4 = vobiz_headers("https://hooks.example.com/cb4", TOKEN, None);
+    let too_large = form_post(&restarted, "/cb4", &big_body, &headers_4);
+    let too_large = restarted.client().send(too_large).await;
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+    let recorded = restarted.last_recorded().await;
+    assert_eq!(
+        recorded.verdict.status,
+        VerdictStatus::Valid,
+        "{recorded:?}"
+    );
+    let resent = form_post(&restarted, "/cb4", "Event=Hangup", &headers_4);
+    let resent = restarted.client().send(resent).await;
+    assert_eq!(resent.status, 403, "{}", resent.body);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
     restarted.tunnel.shutdown().await;
 }
 

@@ -15,6 +15,7 @@ mod checkpoint;
 mod deferred;
 mod filtered;
 mod identity;
+mod nonce_summary;
 mod orphans;
 mod reader;
 mod recent_nonces;
@@ -34,6 +35,7 @@ use row::Row;
 use crate::exchange::{Exchange, ExchangeId};
 
 pub use calls::CallSummary;
+pub use nonce_summary::NonceSummary;
 pub use reader::{ExchangeSummary, StoreReader, Tally};
 pub use row::{nonce_keys, nonce_text, nonce_text_key};
 pub use schema::SCHEMA_VERSION;
@@ -237,17 +239,31 @@ pub struct Store {
     path: Arc<PathBuf>,
     ops: mpsc::UnboundedSender<Op>,
     health: Arc<StoreHealth>,
+    nonce_summary: Option<Arc<NonceSummary>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `path`, migrates it and starts the writer.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let deferred = deferred::Deferred::new(deferred::MAX_ROWS, deferred::MAX_BYTES);
-        Store::open_with(path, deferred)
+        Store::open_with(path, deferred, false)
     }
 
-    fn open_with(path: &Path, deferred: deferred::Deferred) -> Result<Store, StoreError> {
+    /// Like [`Store::open`], with the stored nonce keys summed up in memory as they are
+    /// committed ([`Store::nonce_summary`], for `--reject-replays`).
+    pub fn open_summing_up_nonces(path: &Path) -> Result<Store, StoreError> {
+        let deferred = deferred::Deferred::new(deferred::MAX_ROWS, deferred::MAX_BYTES);
+        Store::open_with(path, deferred, true)
+    }
+
+    fn open_with(
+        path: &Path,
+        deferred: deferred::Deferred,
+        summing_up_nonces: bool,
+    ) -> Result<Store, StoreError> {
         let conn = connect(path)?;
+        let nonce_summary = summing_up_nonces.then(|| NonceSummary::start(path));
+        let writer_summary = nonce_summary.clone();
         let lock = orphans::WriterLock::take(path, &conn);
         let (ops, queue) = mpsc::unbounded_channel();
         let health = Arc::new(StoreHealth::default());
@@ -260,7 +276,14 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || {
                 crate::thread_priority::lower_current_thread(crate::thread_priority::STORE_WRITER);
-                writer::run(conn, queue, &writer_health, deferred, writer_checkpoints);
+                writer::run(
+                    conn,
+                    queue,
+                    &writer_health,
+                    deferred,
+                    writer_checkpoints,
+                    writer_summary,
+                );
                 done.store(true, Ordering::Relaxed);
                 drop(lock); // no pending row of this writer's is in flight any more
             })
@@ -275,7 +298,13 @@ impl Store {
             path: Arc::new(path.to_path_buf()),
             ops,
             health,
+            nonce_summary,
         })
+    }
+
+    /// The stored nonce keys summed up, when opened with [`Store::open_summing_up_nonces`].
+    pub fn nonce_summary(&self) -> Option<&Arc<NonceSummary>> {
+        self.nonce_summary.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -704,7 +733,7 @@ mod tests {
     async fn deferred_writes_are_capped_and_the_loss_is_counted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let store = Store::open_with(&path, deferred::Deferred::new(2, usize::MAX)).unwrap();
+        let store = Store::open_with(&path, deferred::Deferred::new(2, usize::MAX), false).unwrap();
         let locker = rusqlite::Connection::open(&path).unwrap();
         locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
         for i in 0..4 {

@@ -78,6 +78,9 @@ impl WriterLock {
                 Err(e) => tracing::warn!("cannot flag interrupted exchanges: {e}"),
             }
         }
+        // Let go first: on Windows a shared lock would stack on the exclusive one, not
+        // replace it. Nothing of this run is pending yet, so the moment between is harmless.
+        let _ = file.unlock();
         // Never blocks for long: another writer holds it exclusively only while it flags.
         let started = Instant::now();
         loop {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::identity::FileWatch;
+use super::nonce_summary::NonceSummary;
 use super::recent_nonces::RecentNonces;
 use super::row::{flags_text, RequestColumns, Row};
 use super::{Ack, Inserted, Op, StoreHealth};
@@ -41,6 +42,7 @@ pub(super) fn run(
     health: &StoreHealth,
     mut deferred: Deferred,
     checkpoints: Arc<checkpoint::Shared>,
+    summary: Option<Arc<NonceSummary>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut recent = RecentNonces::new();
@@ -69,17 +71,36 @@ pub(super) fn run(
                     conn = fresh;
                     recent.forget_all();
                     restart = WalRestart::new(&conn, checkpoints.clone());
+                    if let Some(summary) = &summary {
+                        summary.file_replaced();
+                    }
                 }
                 // Said once: watched afresh from here (a failed start is not retried).
                 *watch = FileWatch::new(watch.path());
             }
         }
-        write_batch(&mut conn, &mut batch, &mut deferred, &mut recent, health);
+        let summed_up = summary.as_ref();
+        write_batch(
+            &mut conn,
+            &mut batch,
+            &mut deferred,
+            &mut recent,
+            health,
+            summed_up,
+        );
         restart.run_if_due(&conn);
     }
     if !deferred.is_empty() {
         // The last chance for what the store refused: one more attempt, then say what is lost.
-        write_batch(&mut conn, &mut batch, &mut deferred, &mut recent, health);
+        let summed_up = summary.as_ref();
+        write_batch(
+            &mut conn,
+            &mut batch,
+            &mut deferred,
+            &mut recent,
+            health,
+            summed_up,
+        );
         if !deferred.is_empty() {
             health.lose(
                 deferred.len(),
@@ -136,7 +157,8 @@ fn next(queue: &mut mpsc::UnboundedReceiver<Op>, deferred: &Deferred) -> Next {
     }
 }
 
-/// One transaction: the deferred writes first (oldest first), then `batch`.
+/// One transaction: the deferred writes first (oldest first), then `batch`. The deciding
+/// nonce keys of the rows it commits go to `summary` before anyone hears of the commit.
 ///
 /// A transient error (locked, full, read-only, I/O) on any statement aborts the whole
 /// transaction: SQLite may already have rolled it back by itself, and the statements after it
@@ -149,6 +171,7 @@ fn write_batch(
     deferred: &mut Deferred,
     recent: &mut RecentNonces,
     health: &StoreHealth,
+    summary: Option<&Arc<NonceSummary>>,
 ) {
     let fresh = batch.iter().any(|op| !matches!(op, Op::Flush(_)));
     if !fresh && deferred.is_empty() {
@@ -241,13 +264,22 @@ fn write_batch(
             Op::Flush(done) => flushes.push(done),
         }
     }
+    let committed_keys = statements
+        .as_mut()
+        .map(|statements| std::mem::take(&mut statements.inserted_keys))
+        .unwrap_or_default();
     drop(statements); // they borrow the transaction
     match tx {
         Some(tx) if failure.is_none() => failure = tx.commit().err(),
         _ => {} // dropped: rolled back
     }
     match &failure {
-        None => recent.committed(),
+        None => {
+            recent.committed();
+            if let Some(summary) = summary {
+                summary.committed(&committed_keys);
+            }
+        }
         Some(_) => recent.rolled_back(),
     }
     match &failure {
@@ -310,6 +342,8 @@ struct Statements<'tx> {
     reused_later: CachedStatement<'tx>,
     insert: CachedStatement<'tx>,
     complete: CachedStatement<'tx>,
+    /// The deciding nonce key of each row inserted (see `nonce_summary`).
+    inserted_keys: Vec<i64>,
 }
 
 impl<'tx> Statements<'tx> {
@@ -348,6 +382,7 @@ impl<'tx> Statements<'tx> {
                     response_headers = ?9, response_body = ?10, flags = ?11, findings = ?12
                  WHERE id = ?1",
             )?,
+            inserted_keys: Vec::new(),
         })
     }
 
@@ -436,6 +471,10 @@ impl<'tx> Statements<'tx> {
                 .execute(params![id, columns.nonce_key, received_us])?;
         }
         recent.written(&columns.nonce_keys, received_us, id);
+        if columns.nonce_key.is_some() {
+            // The first of `nonce_keys` is the deciding header's, the stored one's.
+            self.inserted_keys.extend(columns.nonce_keys.first());
+        }
         Ok(Inserted {
             id,
             nonce_reused_of,

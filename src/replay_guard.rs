@@ -10,34 +10,28 @@
 //! What counts as seen: every signature header's nonce and signature (V2, V3, -MA-) of each
 //! callback let through by this listener, the latest [`REMEMBERED`] of them; and, for older
 //! ones, the deciding header's in the store (its `nonce_key` index), across restarts. The
-//! store is read only for a key [`stored_keys`] may hold: not for a new callback.
-
-mod stored_keys;
+//! store is read only for a key its [`NonceSummary`] may hold: not for a new callback.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::exchange::Exchange;
-use crate::store::{StoreError, StoreReader};
-use stored_keys::StoredKeys;
+use crate::store::{NonceSummary, StoreError, StoreReader};
 
 /// Keys remembered in memory (about 8 MiB at most): some 100 000 callbacks.
 const REMEMBERED: usize = 1 << 18;
 
 /// The nonces let through, and the store to ask about older ones.
 pub struct ReplayGuard {
-    /// Locked before `stored` wherever both are.
-    seen: Arc<Mutex<Seen>>,
-    stored: Arc<StoredKeys>,
+    seen: Mutex<Seen>,
+    stored: Arc<NonceSummary>,
     store: Mutex<StoreReader>,
-    path: PathBuf,
     store_lookups: AtomicU64,
 }
 
 #[derive(Default)]
-pub(crate) struct Seen {
+struct Seen {
     keys: HashSet<i64>,
     order: VecDeque<i64>,
 }
@@ -46,24 +40,17 @@ impl Seen {
     fn holds_any(&self, keys: &[i64]) -> bool {
         keys.iter().any(|key| self.keys.contains(key))
     }
-
-    fn keys(&self) -> impl Iterator<Item = &i64> {
-        self.order.iter()
-    }
 }
 
 impl ReplayGuard {
-    /// A guard over the store `store` reads; its keys are summed up in the background.
-    pub fn new(store: StoreReader) -> ReplayGuard {
-        let guard = ReplayGuard {
-            seen: Arc::default(),
-            stored: Arc::default(),
-            path: store.path().to_path_buf(),
+    /// A guard over the store `store` reads, whose keys `stored` sums up.
+    pub fn new(store: StoreReader, stored: Arc<NonceSummary>) -> ReplayGuard {
+        ReplayGuard {
+            seen: Mutex::default(),
+            stored,
             store: Mutex::new(store),
             store_lookups: AtomicU64::new(0),
-        };
-        guard.stored.fill(guard.path.clone(), guard.seen.clone());
-        guard
+        }
     }
 
     /// Whether the store's keys are summed up in memory yet (until then every callback not
@@ -102,9 +89,6 @@ impl ReplayGuard {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.holds_any(&keys) {
             return Some(REFUSAL.into());
-        }
-        if let Some((_, key)) = stored_as {
-            self.stored.add(key, &self.path, &self.seen);
         }
         for key in keys {
             if seen.keys.insert(key) {

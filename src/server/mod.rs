@@ -354,6 +354,7 @@ pub(crate) fn is_ordinary_close(reason: &str) -> bool {
         "timeout",
         "timed out",
         "connection closed",
+        "channel closed",
         "reset",
         "broken pipe",
         "close_notify",

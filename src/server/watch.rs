@@ -142,15 +142,11 @@ where
                 .idle_deadline(idle_timeout)
                 .unwrap_or_else(|| Instant::now() + idle_timeout),
         };
-        // The connection first: bytes it has read (a head begun) count before the idle clock.
+        // In this order: the stop before the connection, which could use up the task's
+        // budget on a busy connection every time; the connection before the idle clock, so
+        // that bytes it has read (a head begun) count first.
         tokio::select! {
             biased;
-            result = connection.as_mut() => {
-                return match idle_closed_at {
-                    Some(_) => Ended::Idle,
-                    None => Ended::Finished(result),
-                };
-            }
             changed = stop.changed(), if !stopping => {
                 // A closed channel means the listener is gone: stop as well.
                 let _ = changed;
@@ -158,6 +154,12 @@ where
                 if idle_closed_at.is_none() {
                     connection.as_mut().graceful_shutdown();
                 }
+            }
+            result = connection.as_mut() => {
+                return match idle_closed_at {
+                    Some(_) => Ended::Idle,
+                    None => Ended::Finished(result),
+                };
             }
             () = tokio::time::sleep_until(wake_at) => {
                 match idle_closed_at {

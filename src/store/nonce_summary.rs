@@ -49,16 +49,16 @@ impl Bloom {
         }
     }
 
-    /// The bit positions of `key`: double hashing over its two halves.
-    fn probes(&self, key: i64) -> impl Iterator<Item = u64> + '_ {
+    /// The bit positions of `key` in a filter of `mask + 1` bits: double hashing over its two
+    /// halves.
+    fn probes(mask: u64, key: i64) -> impl Iterator<Item = u64> {
         let key = key as u64;
         let (first, step) = (key, key.rotate_left(32) | 1);
-        (0..HASHES).map(move |i| first.wrapping_add(i.wrapping_mul(step)) & self.mask)
+        (0..HASHES).map(move |i| first.wrapping_add(i.wrapping_mul(step)) & mask)
     }
 
     pub fn add(&mut self, key: i64) {
-        let probes: Vec<u64> = self.probes(key).collect();
-        for bit in probes {
+        for bit in Bloom::probes(self.mask, key) {
             self.words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         self.added += 1;
@@ -66,7 +66,7 @@ impl Bloom {
 
     /// False only for a key never added.
     pub fn may_hold(&self, key: i64) -> bool {
-        self.probes(key)
+        Bloom::probes(self.mask, key)
             .all(|bit| self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 

@@ -102,9 +102,11 @@ impl WriterLock {
     }
 }
 
-/// The file writers of the store at `path` lock: beside it, like SQLite's `-wal`.
+/// The file writers of the store at `path` lock: beside it, like SQLite's `-wal` (beside the
+/// file a symbolic link leads to, as SQLite's is, so that both names share one lock).
 fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut name = path.into_os_string();
     name.push("-writers");
     PathBuf::from(name)
 }

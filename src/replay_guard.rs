@@ -113,13 +113,16 @@ impl ReplayGuard {
         let Some((text, key)) = stored_as else {
             return Ok(false);
         };
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        // A store deleted or replaced since is read where its path now points, and its keys
+        // are not the ones summed up: until they are, every callback is looked up.
+        if let Ok(true) = store.follow_the_path() {
+            self.stored.file_replaced();
+        }
         if !self.stored.may_hold(*key) {
             return Ok(false);
         }
         self.store_lookups.fetch_add(1, Ordering::Relaxed);
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        // A store deleted or replaced since is read where its path now points.
-        let _ = store.follow_the_path();
         store.has_nonce_key(text)
     }
 }

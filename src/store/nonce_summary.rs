@@ -58,10 +58,15 @@ impl Bloom {
     }
 
     pub fn add(&mut self, key: i64) {
+        self.set(key);
+        self.added += 1;
+    }
+
+    /// Sets `key`'s bits without counting it (it is counted when [`Bloom::add`]ed).
+    fn set(&mut self, key: i64) {
         for bit in Bloom::probes(self.mask, key) {
             self.words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
-        self.added += 1;
     }
 
     /// False only for a key never added.
@@ -125,7 +130,21 @@ impl NonceSummary {
         self.lock().ready.is_some()
     }
 
-    /// The deciding keys of rows the writer has just committed.
+    /// The deciding keys of rows the writer is about to commit: held from now on, so that no
+    /// moment finds one in the store and not here. [`NonceSummary::committed`] follows.
+    pub(super) fn committing(&self, keys: &[i64]) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Some(bloom) = self.lock().ready.as_mut() {
+            for &key in keys {
+                bloom.set(key);
+            }
+        }
+    }
+
+    /// The deciding keys of rows the writer has just committed: counted, and kept aside for
+    /// a fill that is reading the store (it may have begun before their commit).
     pub(super) fn committed(self: &Arc<Self>, keys: &[i64]) {
         if keys.is_empty() {
             return;
@@ -144,8 +163,9 @@ impl NonceSummary {
         }
     }
 
-    /// The store file was replaced: what it holds is not what was summed up.
-    pub(super) fn file_replaced(self: &Arc<Self>) {
+    /// The store file was replaced: what it holds is not what was summed up. Told by the
+    /// writer and by the guard's reader, whichever notices first.
+    pub fn file_replaced(self: &Arc<Self>) {
         let mut state = self.lock();
         state.ready = None;
         state.retry_after = None;
@@ -176,7 +196,12 @@ impl NonceSummary {
 
     fn fill(self: Arc<Self>) {
         let generation = self.lock().file_generation;
-        let filled = read_store(&self.path);
+        // A panic here must not leave `filling` set for ever (and `since_fill` growing).
+        let filled = std::panic::catch_unwind(|| read_store(&self.path)).unwrap_or_else(|_| {
+            Err(StoreError::Write(
+                "reading the store's nonces panicked".into(),
+            ))
+        });
         let mut state = self.lock();
         state.filling = false;
         let keys = std::mem::take(&mut state.since_fill);
@@ -187,8 +212,10 @@ impl NonceSummary {
                 for key in keys {
                     bloom.add(key);
                 }
-                state.ready = Some(bloom);
+                let old = state.ready.replace(bloom);
                 state.retry_after = None;
+                drop(state);
+                drop(old); // up to 32 MiB given back, outside the lock
             }
             Err(e) => {
                 tracing::warn!(
@@ -254,17 +281,11 @@ mod tests {
         ready(&summary).await;
         assert!(summary.may_hold(key_of(&before)), "read from the store");
         assert!(!summary.may_hold(key_of(&after)));
+        // A replaced file is read again (here the same one), the old summary dropped.
         summary.file_replaced();
-        assert!(
-            !summary.is_ready(),
-            "a replaced file is not what was summed up"
-        );
-        assert!(
-            summary.may_hold(key_of(&after)),
-            "until then, every key is looked up"
-        );
         ready(&summary).await;
         assert!(summary.may_hold(key_of(&before)));
+        assert!(!summary.may_hold(key_of(&after)));
     }
 
     /// Keys as the store's are: uniform 64-bit values (a simple mixer stands in for SHA-256).

@@ -71,9 +71,11 @@ pub(super) fn run(
                     conn = fresh;
                     recent.forget_all();
                     restart = WalRestart::new(&conn, checkpoints.clone());
-                    if let Some(summary) = &summary {
-                        summary.file_replaced();
-                    }
+                }
+                // What is at the path now is not what was summed up (even if no new store
+                // could be started there: readers look there).
+                if let Some(summary) = &summary {
+                    summary.file_replaced();
                 }
                 // Said once: watched afresh from here (a failed start is not retried).
                 *watch = FileWatch::new(watch.path());
@@ -270,7 +272,14 @@ fn write_batch(
         .unwrap_or_default();
     drop(statements); // they borrow the transaction
     match tx {
-        Some(tx) if failure.is_none() => failure = tx.commit().err(),
+        Some(tx) if failure.is_none() => {
+            // Before the commit, so that no moment finds a key in the store and not in the
+            // summary (after a rollback, the extra keys only cost a lookup each).
+            if let Some(summary) = summary {
+                summary.committing(&committed_keys);
+            }
+            failure = tx.commit().err();
+        }
         _ => {} // dropped: rolled back
     }
     match &failure {
@@ -466,15 +475,17 @@ impl<'tx> Statements<'tx> {
             row.findings,
             exchange.sent_to,
         ])?;
+        // Now: the row may commit even if what follows fails (an error that is not transient
+        // fails this write alone).
+        if columns.nonce_key.is_some() {
+            // The first of `nonce_keys` is the deciding header's, the stored one's.
+            self.inserted_keys.extend(columns.nonce_keys.first());
+        }
         if first_of_its_nonce {
             self.reused_later
                 .execute(params![id, columns.nonce_key, received_us])?;
         }
         recent.written(&columns.nonce_keys, received_us, id);
-        if columns.nonce_key.is_some() {
-            // The first of `nonce_keys` is the deciding header's, the stored one's.
-            self.inserted_keys.extend(columns.nonce_keys.first());
-        }
         Ok(Inserted {
             id,
             nonce_reused_of,

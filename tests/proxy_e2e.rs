@@ -716,6 +716,54 @@ async fn with_reject_replays_a_callback_sent_again_never_reaches_the_local_serve
     restarted.tunnel.shutdown().await;
 }
 
+/// With `--reject-replays`, a store file replaced while the listener runs is judged by what
+/// the new file holds: a callback recorded in it elsewhere is refused here, although this
+/// listener never saw it and its summary of the old file did not hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reject_replays_a_replaced_store_is_judged_by_its_own_callbacks() {
+    let mut upstream = upstream(Reply::default()).await;
+    let start = |dir: &Arc<tempfile::TempDir>, reject_replays: bool| {
+        let mut config = config(dir, &upstream.url());
+        config.reject_replays = reject_replays;
+        config.public_url = Some(parse_base("https://hooks.example.com"));
+        Harness::start(config, dir.clone())
+    };
+    let guarded_dir = Arc::new(tempfile::tempdir().unwrap());
+    let guarded = start(&guarded_dir, true).await;
+    let guard = guarded.tunnel.proxy.replay_guard.as_ref().unwrap();
+    within(async {
+        while !guard.is_summarised() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // Elsewhere, another listener records a callback; its store is then moved over this one's.
+    let other_dir = Arc::new(tempfile::tempdir().unwrap());
+    let other = start(&other_dir, false).await;
+    let headers = vobiz_headers("https://hooks.example.com/elsewhere", TOKEN, None);
+    let request = form_post(&other, "/elsewhere", "Event=Hangup", &headers);
+    assert_eq!(other.client().send(request).await.status, 200);
+    upstream.next().await;
+    let other_store = other.config.store.clone();
+    other.tunnel.shutdown().await;
+    let store = guarded.config.store.clone();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    let copy = store.with_extension("copy");
+    std::fs::copy(&other_store, &copy).unwrap();
+    std::fs::rename(&copy, &store).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let request = form_post(&guarded, "/elsewhere", "Event=Hangup", &headers);
+    let answer = guarded.client().send(request).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.body.contains("a replay"), "{}", answer.body);
+    upstream.assert_nothing(Duration::from_millis(200)).await;
+    guarded.tunnel.shutdown().await;
+}
+
 /// Vobiz sends V2, V3 and (for a sub-account) -MA- headers together, each with a nonce. A
 /// captured callback resent with any one of them, and any body, repeats that header's nonce
 /// and signature: it is flagged as reusing the original's, whichever header it kept (the

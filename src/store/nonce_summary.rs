@@ -90,6 +90,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct NonceSummary {
     path: PathBuf,
     state: Mutex<State>,
+    /// Tests hold a fill here, its snapshot taken, to commit in the meantime.
+    #[cfg(test)]
+    gate: tests::Gate,
 }
 
 #[derive(Default)]
@@ -112,6 +115,8 @@ impl NonceSummary {
         let summary = Arc::new(NonceSummary {
             path: path.to_path_buf(),
             state: Mutex::default(),
+            #[cfg(test)]
+            gate: tests::Gate::default(),
         });
         summary.fill_if_due(&mut summary.lock());
         summary
@@ -197,7 +202,12 @@ impl NonceSummary {
     fn fill(self: Arc<Self>) {
         let generation = self.lock().file_generation;
         // A panic here must not leave `filling` set for ever (and `since_fill` growing).
-        let filled = std::panic::catch_unwind(|| read_store(&self.path)).unwrap_or_else(|_| {
+        let snapshot_taken = || {
+            #[cfg(test)]
+            self.gate.pass();
+        };
+        let filled = std::panic::catch_unwind(|| read_store(&self.path, snapshot_taken));
+        let filled = filled.unwrap_or_else(|_| {
             Err(StoreError::Write(
                 "reading the store's nonces panicked".into(),
             ))
@@ -234,16 +244,83 @@ impl NonceSummary {
 }
 
 /// A filter of every nonce key in the store at `path`, with room for as many again.
-fn read_store(path: &Path) -> Result<Bloom, StoreError> {
+/// `snapshot_taken` is called once the read transaction's snapshot is fixed: what is
+/// committed from then on is not read.
+fn read_store(path: &Path, snapshot_taken: impl FnOnce()) -> Result<Bloom, StoreError> {
     let store = StoreReader::open(path)?;
+    // One snapshot for the count and the keys (it starts with the count's read).
+    store.conn.execute_batch("BEGIN")?;
     let mut bloom = Bloom::with_room_for(store.count_nonce_keys()?.saturating_mul(2));
+    snapshot_taken();
     store.each_nonce_key(|text| bloom.add(super::nonce_text_key(text)))?;
+    store.conn.execute_batch("COMMIT")?;
     Ok(bloom)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where a test holds a fill (see `NonceSummary::gate`): closed, a fill that reaches it
+    /// says so and waits until it opens.
+    #[derive(Default)]
+    pub(super) struct Gate {
+        closed: Mutex<bool>,
+        changed: std::sync::Condvar,
+        reached: std::sync::atomic::AtomicBool,
+    }
+
+    impl Gate {
+        pub(super) fn pass(&self) {
+            self.reached
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let mut closed = self.closed.lock().unwrap();
+            while *closed {
+                closed = self.changed.wait(closed).unwrap();
+            }
+        }
+
+        fn close(&self) {
+            *self.closed.lock().unwrap() = true;
+            self.reached
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn open(&self) {
+            *self.closed.lock().unwrap() = false;
+            self.changed.notify_all();
+        }
+
+        async fn reached(&self) {
+            while !self.reached.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_committed_while_a_fill_reads_is_in_the_filter_it_installs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::Store::open_summing_up_nonces(&dir.path().join("s.db")).unwrap();
+        let summary = store.nonce_summary().unwrap().clone();
+        ready(&summary).await;
+        let mut exchange = crate::export::tests::sample();
+        exchange.id = None;
+        exchange.verdict.nonce = Some("3333".into());
+        exchange.verdict.signature = Some("c2lnbmF0dXJl".into());
+        let key = super::super::nonce_keys(&exchange)[0];
+
+        // A fill takes its snapshot and is held; the key is committed meanwhile.
+        summary.gate.close();
+        summary.file_replaced();
+        tokio::time::timeout(Duration::from_secs(20), summary.gate.reached())
+            .await
+            .expect("the fill never took its snapshot");
+        store.insert(Arc::new(exchange)).await.unwrap();
+        summary.gate.open();
+        ready(&summary).await;
+        assert!(summary.may_hold(key), "not in its snapshot, but kept aside");
+    }
 
     async fn ready(summary: &Arc<NonceSummary>) {
         let waited = tokio::time::timeout(Duration::from_secs(20), async {

@@ -4,11 +4,12 @@
 //! filter may hold (one that came before, or one in ~1 600 by chance) is looked up.
 //!
 //! The writer adds the key of every row it commits, whatever became of the exchange (let
-//! through, refused, too large), right after the commit. The filter is filled from the index
-//! on a thread of its own at start, again when more keys have come than it was sized for, and
-//! afresh when the store file is replaced; until a fill is in, every callback is looked up.
-//! A fill reads what was committed before it began, and the keys committed while it reads
-//! are kept aside and added when it is installed: no stored key is ever answered "absent".
+//! through, refused, too large): its bits just before the commit, its count just after. The
+//! filter is filled from the index on a thread of its own at start, again when more keys have
+//! come than it was sized for, and afresh when the store file is replaced; until a fill is
+//! in, every callback is looked up. A fill reads what was committed before its snapshot; the
+//! keys committed since, and those of a commit under way, are added when it is installed: no
+//! stored key is ever answered "absent".
 //! What another process writes to the store (an `import`, a second listener) while this one
 //! runs is known to the filter only after a restart.
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{StoreError, StoreReader};
+
 /// Bits per key the filter is sized for: with [`HASHES`] probes, one absent key in ~1 600 is
 /// taken for a present one at the sized load, and the store then answers.
 const BITS_PER_KEY: u64 = 16;
@@ -102,6 +104,8 @@ struct State {
     filling: bool,
     /// Keys committed while a fill reads the store.
     since_fill: Vec<i64>,
+    /// The keys of the commit under way (the writer commits one batch at a time).
+    in_commit: Vec<i64>,
     /// After a failed fill: no other before this.
     retry_after: Option<Instant>,
     /// Times the store file was replaced: a fill that began before the last one read the
@@ -138,10 +142,11 @@ impl NonceSummary {
     /// The deciding keys of rows the writer is about to commit: held from now on, so that no
     /// moment finds one in the store and not here. [`NonceSummary::committed`] follows.
     pub(super) fn committing(&self, keys: &[i64]) {
-        if keys.is_empty() {
-            return;
-        }
-        if let Some(bloom) = self.lock().ready.as_mut() {
+        let mut state = self.lock();
+        // Those of a commit that rolled back go with them: extra keys only cost lookups.
+        state.in_commit.clear();
+        state.in_commit.extend_from_slice(keys);
+        if let Some(bloom) = state.ready.as_mut() {
             for &key in keys {
                 bloom.set(key);
             }
@@ -155,6 +160,7 @@ impl NonceSummary {
             return;
         }
         let mut state = self.lock();
+        state.in_commit.clear();
         if state.filling {
             state.since_fill.extend_from_slice(keys);
         }
@@ -221,6 +227,10 @@ impl NonceSummary {
             Ok(mut bloom) => {
                 for key in keys {
                     bloom.add(key);
+                }
+                // Committed, or about to be, after the snapshot; counted when committed.
+                for &key in &state.in_commit {
+                    bloom.set(key);
                 }
                 let old = state.ready.replace(bloom);
                 state.retry_after = None;

@@ -123,21 +123,22 @@ pub fn nonce_keys(exchange: &Exchange) -> Vec<i64> {
 /// The key of a stored `nonce_key` text (`nonce signature`): the one [`nonce_keys`] gives
 /// first for the exchange it was stored for.
 pub fn nonce_text_key(text: &str) -> i64 {
-    i64::from_be_bytes(
-        Sha256::digest(text)[..8]
-            .try_into()
-            .expect("a SHA-256 digest has 32 bytes"),
-    )
+    first_64_bits(Sha256::new().chain_update(text))
 }
 
 /// The first 64 bits of SHA-256 over `nonce signature`: a signature is already an HMAC, and
 /// the writer keeps 8 bytes per header instead of about 70 (see `recent_nonces`).
 fn nonce_hash(nonce: &str, signature: &str) -> i64 {
-    let digest = Sha256::new()
-        .chain_update(nonce)
-        .chain_update(" ")
-        .chain_update(signature)
-        .finalize();
+    first_64_bits(
+        Sha256::new()
+            .chain_update(nonce)
+            .chain_update(" ")
+            .chain_update(signature),
+    )
+}
+
+fn first_64_bits(hashed: Sha256) -> i64 {
+    let digest = hashed.finalize();
     i64::from_be_bytes(
         digest[..8]
             .try_into()

@@ -81,27 +81,25 @@ pub(super) fn run(
                 *watch = FileWatch::new(watch.path());
             }
         }
-        let summed_up = summary.as_ref();
         write_batch(
             &mut conn,
             &mut batch,
             &mut deferred,
             &mut recent,
             health,
-            summed_up,
+            summary.as_ref(),
         );
         restart.run_if_due(&conn);
     }
     if !deferred.is_empty() {
         // The last chance for what the store refused: one more attempt, then say what is lost.
-        let summed_up = summary.as_ref();
         write_batch(
             &mut conn,
             &mut batch,
             &mut deferred,
             &mut recent,
             health,
-            summed_up,
+            summary.as_ref(),
         );
         if !deferred.is_empty() {
             health.lose(

@@ -37,22 +37,17 @@ enum Next {
 }
 
 pub(super) fn run(
-    mut conn: Connection,
+    conn: Connection,
     mut queue: mpsc::UnboundedReceiver<Op>,
     health: &StoreHealth,
-    mut deferred: Deferred,
+    deferred: Deferred,
     checkpoints: Arc<checkpoint::Shared>,
     summary: Option<Arc<NonceSummary>>,
 ) {
+    let mut writer = Writer::new(conn, health, deferred, checkpoints, summary);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut recent = RecentNonces::new();
-    let mut restart = WalRestart::new(&conn, checkpoints.clone());
-    let mut file = conn
-        .path()
-        .filter(|p| !p.is_empty())
-        .map(|p| FileWatch::new(Path::new(p)));
     loop {
-        match next(&mut queue, &deferred) {
+        match next(&mut queue, &writer.deferred) {
             Next::Op(first) => {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -65,51 +60,282 @@ pub(super) fn run(
             Next::Retry => {}
             Next::Closed => break,
         }
-        if let Some(watch) = file.as_mut() {
-            if let Some(what) = watch.moved() {
-                if let Some(fresh) = start_again(watch, what, health) {
-                    conn = fresh;
-                    recent.forget_all();
-                    restart = WalRestart::new(&conn, checkpoints.clone());
-                }
-                // What is at the path now is not what was summed up (even if no new store
-                // could be started there: readers look there).
-                if let Some(summary) = &summary {
-                    summary.file_replaced();
-                }
-                // Said once: watched afresh from here (a failed start is not retried).
-                *watch = FileWatch::new(watch.path());
+        writer.follow_the_file();
+        writer.write_batch(&mut batch);
+        writer.restart_wal_if_due();
+    }
+    writer.finish();
+}
+
+/// The writer's connection and what it keeps between transactions.
+struct Writer<'h> {
+    conn: Connection,
+    health: &'h StoreHealth,
+    /// What the store refused, waiting for the next attempt.
+    deferred: Deferred,
+    /// Every nonce header's key of the latest rows (see `recent_nonces`).
+    recent: RecentNonces,
+    /// Told the deciding nonce key of every row committed (`--reject-replays`).
+    summary: Option<Arc<NonceSummary>>,
+    checkpoints: Arc<checkpoint::Shared>,
+    restart: WalRestart,
+    /// The store's file, to notice it deleted or replaced (none for an in-memory store).
+    file: Option<FileWatch>,
+}
+
+impl<'h> Writer<'h> {
+    fn new(
+        conn: Connection,
+        health: &'h StoreHealth,
+        deferred: Deferred,
+        checkpoints: Arc<checkpoint::Shared>,
+        summary: Option<Arc<NonceSummary>>,
+    ) -> Writer<'h> {
+        let restart = WalRestart::new(&conn, checkpoints.clone());
+        let file = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(|p| FileWatch::new(Path::new(p)));
+        Writer {
+            conn,
+            health,
+            deferred,
+            recent: RecentNonces::new(),
+            summary,
+            checkpoints,
+            restart,
+            file,
+        }
+    }
+
+    /// When the store's file was deleted or replaced, goes on in a new store at its path.
+    fn follow_the_file(&mut self) {
+        let Some(watch) = self.file.as_mut() else {
+            return;
+        };
+        let Some(what) = watch.moved() else {
+            return;
+        };
+        if let Some(fresh) = start_again(watch, what, self.health) {
+            self.conn = fresh;
+            self.recent.forget_all();
+            self.restart = WalRestart::new(&self.conn, self.checkpoints.clone());
+        }
+        // What is at the path now is not what was summed up (even if no new store could be
+        // started there: readers look there).
+        if let Some(summary) = &self.summary {
+            summary.file_replaced();
+        }
+        // Said once: watched afresh from here (a failed start is not retried).
+        *watch = FileWatch::new(watch.path());
+    }
+
+    fn restart_wal_if_due(&mut self) {
+        self.restart.run_if_due(&self.conn);
+    }
+
+    /// The queue is closed: a last chance for what the store refused, then say what is lost.
+    fn finish(mut self) {
+        if !self.deferred.is_empty() {
+            self.write_batch(&mut Vec::new());
+            if !self.deferred.is_empty() {
+                self.health.lose(
+                    self.deferred.len(),
+                    "the store still refused them when the tool stopped",
+                );
             }
         }
-        write_batch(
-            &mut conn,
-            &mut batch,
-            &mut deferred,
-            &mut recent,
-            health,
-            summary.as_ref(),
-        );
-        restart.run_if_due(&conn);
-    }
-    if !deferred.is_empty() {
-        // The last chance for what the store refused: one more attempt, then say what is lost.
-        write_batch(
-            &mut conn,
-            &mut batch,
-            &mut deferred,
-            &mut recent,
-            health,
-            summary.as_ref(),
-        );
-        if !deferred.is_empty() {
-            health.lose(
-                deferred.len(),
-                "the store still refused them when the tool stopped",
-            );
+        if let Err(e) = self.conn.pragma_update(None, "optimize", "") {
+            tracing::debug!("store optimize at exit failed: {e}");
         }
     }
-    if let Err(e) = conn.pragma_update(None, "optimize", "") {
-        tracing::debug!("store optimize at exit failed: {e}");
+
+    /// One transaction: the deferred writes first (oldest first), then `batch`. The deciding
+    /// nonce keys of the rows it commits go to `summary` before anyone hears of the commit.
+    ///
+    /// A transient error (locked, full, read-only, I/O) on any statement aborts the whole
+    /// transaction: SQLite may already have rolled it back by itself, and the statements after
+    /// it would then run, and commit, one by one outside it. Every write of the batch is then
+    /// answered with the error, and every end of an exchange is deferred (a failed insert of
+    /// a request still in flight is not: its end follows, without an id, and is written
+    /// whole).
+    fn write_batch(&mut self, batch: &mut Vec<Op>) {
+        let Writer {
+            conn,
+            health,
+            deferred,
+            recent,
+            summary,
+            ..
+        } = self;
+        let summary = summary.as_ref();
+        let fresh = batch.iter().any(|op| !matches!(op, Op::Flush(_)));
+        if !fresh && deferred.is_empty() {
+            // Only flushes: nothing to write, so no transaction (and no wait for a lock).
+            for op in batch.drain(..) {
+                if let Op::Flush(done) = op {
+                    let _ = done.send(());
+                }
+            }
+            return;
+        }
+        let retried = deferred.take();
+        let retrying = retried.len();
+        let mut acks: Vec<(Ack, Result<Inserted, String>)> = Vec::new();
+        let mut flushes = Vec::new();
+        // What must be written again if this transaction does not commit.
+        let mut keep: Vec<Pending> = Vec::new();
+        let mut failure: Option<rusqlite::Error> = None;
+        // IMMEDIATE: take the write lock first, waiting up to the busy timeout for another
+        // process's lock. A deferred transaction would start reading (the nonce lookup) and
+        // then fail to upgrade to a write at once, without waiting at all.
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        };
+        let mut statements = tx.as_ref().and_then(|tx| match Statements::prepare(tx) {
+            Ok(statements) => Some(statements),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+        let ops = retried
+            .into_iter()
+            .map(Pending::into_op)
+            .chain(batch.drain(..));
+        for op in ops {
+            let live = statements.as_mut().filter(|_| failure.is_none());
+            match op {
+                Op::Insert { exchange, row, ack } => {
+                    let inserted =
+                        live.map(|statements| statements.insert(&exchange, &row, recent));
+                    let result = match inserted {
+                        None => Err(String::new()), // answered with the batch's failure below
+                        Some(Ok(inserted)) => Ok(inserted),
+                        Some(Err(e)) if is_transient(&e) => {
+                            failure = Some(e);
+                            Err(String::new())
+                        }
+                        Some(Err(e)) => {
+                            let request = &exchange.request;
+                            health.note(&format!(
+                                "recording a {} {}: {e}",
+                                request.method, request.target
+                            ));
+                            Err(e.to_string())
+                        }
+                    };
+                    drop(exchange);
+                    acks.push((ack, result));
+                }
+                Op::End { exchange, row, ack } => {
+                    let ended = live.map(|statements| statements.end(&exchange, &row, recent));
+                    let result = match ended {
+                        Some(Err(e)) if is_transient(&e) => {
+                            failure = Some(e);
+                            Err(String::new())
+                        }
+                        Some(Err(e)) => {
+                            let request = &exchange.request;
+                            health.lose(
+                                1,
+                                &format!("recording a {} {}: {e}", request.method, request.target),
+                            );
+                            if let Some(ack) = ack {
+                                acks.push((ack, Err(e.to_string())));
+                            }
+                            continue;
+                        }
+                        None => Err(String::new()),
+                        Some(Ok(inserted)) => Ok(inserted),
+                    };
+                    keep.push(Pending(exchange));
+                    if let Some(ack) = ack {
+                        acks.push((ack, result));
+                    }
+                }
+                Op::Flush(done) => flushes.push(done),
+            }
+        }
+        let committed_keys = statements
+            .as_mut()
+            .map(|statements| std::mem::take(&mut statements.inserted_keys))
+            .unwrap_or_default();
+        drop(statements); // they borrow the transaction
+        match tx {
+            Some(tx) if failure.is_none() => {
+                // Before the commit, so that no moment finds a key in the store and not in the
+                // summary (after a rollback, the extra keys only cost a lookup each).
+                if let Some(summary) = summary {
+                    summary.committing(&committed_keys);
+                }
+                failure = tx.commit().err();
+            }
+            _ => {} // dropped: rolled back
+        }
+        match &failure {
+            None => {
+                recent.committed();
+                if let Some(summary) = summary {
+                    summary.committed(&committed_keys);
+                }
+            }
+            Some(_) => recent.rolled_back(),
+        }
+        match &failure {
+            None => {
+                // Before the answers: a waiting pipeline then owns its exchange alone again.
+                drop(keep);
+                if retrying > 0 {
+                    tracing::warn!(
+                        "the store accepts writes again: {retrying} deferred writes recorded"
+                    );
+                }
+                deferred.succeeded();
+            }
+            Some(error) => {
+                let waiting = keep.len();
+                if is_transient(error) {
+                    let mut dropped = 0;
+                    for pending in keep {
+                        if !deferred.keep(pending) {
+                            dropped += 1;
+                        }
+                    }
+                    if dropped > 0 {
+                        health.lose(dropped, &deferred.full_reason());
+                    }
+                    deferred.failed();
+                } else if waiting > 0 {
+                    health.lose(waiting, &error.to_string());
+                }
+                // Retries that fail again are not news; a failure of new writes is.
+                if fresh || retrying == 0 {
+                    health.note(&format!(
+                        "commit failed: {error} ({} writes wait in memory and are retried)",
+                        deferred.len()
+                    ));
+                } else {
+                    tracing::debug!("retrying {retrying} deferred store writes failed: {error}");
+                }
+                let message = error.to_string();
+                for (_, result) in &mut acks {
+                    *result = Err(message.clone());
+                }
+            }
+        }
+        health.set_deferred(deferred.len());
+        for (ack, result) in acks {
+            let _ = ack.send(result);
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+        batch.clear();
     }
 }
 
@@ -155,190 +381,6 @@ fn next(queue: &mut mpsc::UnboundedReceiver<Op>, deferred: &Deferred) -> Next {
         }
         std::thread::sleep((deferred.retry_at() - now).min(POLL));
     }
-}
-
-/// One transaction: the deferred writes first (oldest first), then `batch`. The deciding
-/// nonce keys of the rows it commits go to `summary` before anyone hears of the commit.
-///
-/// A transient error (locked, full, read-only, I/O) on any statement aborts the whole
-/// transaction: SQLite may already have rolled it back by itself, and the statements after it
-/// would then run, and commit, one by one outside it. Every write of the batch is then
-/// answered with the error, and every end of an exchange is deferred (a failed insert of a
-/// request still in flight is not: its end follows, without an id, and is written whole).
-fn write_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Op>,
-    deferred: &mut Deferred,
-    recent: &mut RecentNonces,
-    health: &StoreHealth,
-    summary: Option<&Arc<NonceSummary>>,
-) {
-    let fresh = batch.iter().any(|op| !matches!(op, Op::Flush(_)));
-    if !fresh && deferred.is_empty() {
-        // Only flushes: nothing to write, so no transaction (and no wait for a lock).
-        for op in batch.drain(..) {
-            if let Op::Flush(done) = op {
-                let _ = done.send(());
-            }
-        }
-        return;
-    }
-    let retried = deferred.take();
-    let retrying = retried.len();
-    let mut acks: Vec<(Ack, Result<Inserted, String>)> = Vec::new();
-    let mut flushes = Vec::new();
-    // What must be written again if this transaction does not commit.
-    let mut keep: Vec<Pending> = Vec::new();
-    let mut failure: Option<rusqlite::Error> = None;
-    // IMMEDIATE: take the write lock first, waiting up to the busy timeout for another
-    // process's lock. A deferred transaction would start reading (the nonce lookup) and
-    // then fail to upgrade to a write at once, without waiting at all.
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => Some(tx),
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    };
-    let mut statements = tx.as_ref().and_then(|tx| match Statements::prepare(tx) {
-        Ok(statements) => Some(statements),
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    });
-    let ops = retried
-        .into_iter()
-        .map(Pending::into_op)
-        .chain(batch.drain(..));
-    for op in ops {
-        let live = statements.as_mut().filter(|_| failure.is_none());
-        match op {
-            Op::Insert { exchange, row, ack } => {
-                let inserted = live.map(|statements| statements.insert(&exchange, &row, recent));
-                let result = match inserted {
-                    None => Err(String::new()), // answered with the batch's failure below
-                    Some(Ok(inserted)) => Ok(inserted),
-                    Some(Err(e)) if is_transient(&e) => {
-                        failure = Some(e);
-                        Err(String::new())
-                    }
-                    Some(Err(e)) => {
-                        let request = &exchange.request;
-                        health.note(&format!(
-                            "recording a {} {}: {e}",
-                            request.method, request.target
-                        ));
-                        Err(e.to_string())
-                    }
-                };
-                drop(exchange);
-                acks.push((ack, result));
-            }
-            Op::End { exchange, row, ack } => {
-                let ended = live.map(|statements| statements.end(&exchange, &row, recent));
-                let result = match ended {
-                    Some(Err(e)) if is_transient(&e) => {
-                        failure = Some(e);
-                        Err(String::new())
-                    }
-                    Some(Err(e)) => {
-                        let request = &exchange.request;
-                        health.lose(
-                            1,
-                            &format!("recording a {} {}: {e}", request.method, request.target),
-                        );
-                        if let Some(ack) = ack {
-                            acks.push((ack, Err(e.to_string())));
-                        }
-                        continue;
-                    }
-                    None => Err(String::new()),
-                    Some(Ok(inserted)) => Ok(inserted),
-                };
-                keep.push(Pending(exchange));
-                if let Some(ack) = ack {
-                    acks.push((ack, result));
-                }
-            }
-            Op::Flush(done) => flushes.push(done),
-        }
-    }
-    let committed_keys = statements
-        .as_mut()
-        .map(|statements| std::mem::take(&mut statements.inserted_keys))
-        .unwrap_or_default();
-    drop(statements); // they borrow the transaction
-    match tx {
-        Some(tx) if failure.is_none() => {
-            // Before the commit, so that no moment finds a key in the store and not in the
-            // summary (after a rollback, the extra keys only cost a lookup each).
-            if let Some(summary) = summary {
-                summary.committing(&committed_keys);
-            }
-            failure = tx.commit().err();
-        }
-        _ => {} // dropped: rolled back
-    }
-    match &failure {
-        None => {
-            recent.committed();
-            if let Some(summary) = summary {
-                summary.committed(&committed_keys);
-            }
-        }
-        Some(_) => recent.rolled_back(),
-    }
-    match &failure {
-        None => {
-            // Before the answers: a waiting pipeline then owns its exchange alone again.
-            drop(keep);
-            if retrying > 0 {
-                tracing::warn!(
-                    "the store accepts writes again: {retrying} deferred writes recorded"
-                );
-            }
-            deferred.succeeded();
-        }
-        Some(error) => {
-            let waiting = keep.len();
-            if is_transient(error) {
-                let mut dropped = 0;
-                for pending in keep {
-                    if !deferred.keep(pending) {
-                        dropped += 1;
-                    }
-                }
-                if dropped > 0 {
-                    health.lose(dropped, &deferred.full_reason());
-                }
-                deferred.failed();
-            } else if waiting > 0 {
-                health.lose(waiting, &error.to_string());
-            }
-            // Retries that fail again are not news; a failure of new writes is.
-            if fresh || retrying == 0 {
-                health.note(&format!(
-                    "commit failed: {error} ({} writes wait in memory and are retried)",
-                    deferred.len()
-                ));
-            } else {
-                tracing::debug!("retrying {retrying} deferred store writes failed: {error}");
-            }
-            let message = error.to_string();
-            for (_, result) in &mut acks {
-                *result = Err(message.clone());
-            }
-        }
-    }
-    health.set_deferred(deferred.len());
-    for (ack, result) in acks {
-        let _ = ack.send(result);
-    }
-    for done in flushes {
-        let _ = done.send(());
-    }
-    batch.clear();
 }
 
 /// The writer's statements, prepared once per transaction: the statement cache would hash

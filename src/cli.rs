@@ -626,6 +626,11 @@ pub struct TriggerCallArgs {
     /// calls placed with the Make Call API), inbound otherwise].
     #[arg(long, value_parser = ["inbound", "outbound"])]
     pub direction: Option<String>,
+    /// The origin Vobiz calls, when a tunnel or proxy stands in front of the answer URL
+    /// (https://hooks.example.com): requests to the answer URL's origin are signed for it, as
+    /// Vobiz signs what it calls, and URLs of the XML at it are sent to the answer URL's.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     /// Most requests one call may make (stops XML that loops).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_requests: usize,

@@ -117,7 +117,9 @@ fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
         let store = tunnel.store.path().display().to_string();
         runtime.block_on(tunnel.shutdown());
         result?;
-        println!("vobiz-tunnel stopped; exchanges are in {store} (vobiz-tunnel list)");
+        output::say(&format!(
+            "vobiz-tunnel stopped; exchanges are in {store} (vobiz-tunnel list)"
+        ));
     } else {
         let (events, relay) = tunnel.subscribe();
         print_banner(&tunnel, &config);
@@ -205,7 +207,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {
     let keys = &config.keys;
     match config.log_format {
-        LogFormat::Json => println!(
+        LogFormat::Json => output::say(&format!(
             "{}",
             serde_json::json!({
                 "type": "listening",
@@ -217,21 +219,24 @@ fn print_banner(tunnel: &Tunnel, config: &ListenConfig) {
                 "main_auth_tokens": keys.main_auth_tokens.len(),
                 "reject_invalid": config.reject_invalid,
             })
-        ),
+        )),
         LogFormat::Text => {
-            println!("vobiz-tunnel listening on {}", tunnel.url());
-            println!("  forwarding to  {}", config.forward);
-            println!("  recording in   {}", tunnel.store.path().display());
-            println!("  certificate    {}", tunnel.cert_path.display());
+            output::say(&format!("vobiz-tunnel listening on {}", tunnel.url()));
+            output::say(&format!("  forwarding to  {}", config.forward));
+            output::say(&format!(
+                "  recording in   {}",
+                tunnel.store.path().display()
+            ));
+            output::say(&format!("  certificate    {}", tunnel.cert_path.display()));
             let tokens = match (keys.auth_tokens.len(), keys.main_auth_tokens.len()) {
                 (0, 0) => "not checked: set VOBIZ_AUTH_TOKEN (or --auth-token)".to_string(),
                 (auth, main) => {
                     format!("checked with {auth} auth token(s), {main} main-account token(s)")
                 }
             };
-            println!("  signatures     {tokens}");
+            output::say(&format!("  signatures     {tokens}"));
             if let Some(public) = &config.public_url {
-                println!("  public URL     {public}");
+                output::say(&format!("  public URL     {public}"));
             }
         }
     }

@@ -27,6 +27,17 @@ pub fn write_stdout(text: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// Prints a line of a command's progress. A reader that went away (`| head`) is not an
+/// error and stops nothing: what the command does (a simulated call, a listener) goes on to
+/// its end, unseen, rather than dying half-way on a panic of `println!`.
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+}
+
 /// Whether printing `c` could change the terminal rather than show a character: a control
 /// character (C0, DEL, C1), or an override of the text's direction, which reorders what is
 /// shown ("Trojan Source").

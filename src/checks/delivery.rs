@@ -126,18 +126,41 @@ pub fn status_callback_failed(exchange: &Exchange, _: &Context) -> Option<Findin
     let CallbackKind::Status(name) = callback_kind(exchange) else {
         return None;
     };
-    let answer = match exchange.status() {
-        Some(status) if (200..300).contains(&status) => return None,
-        Some(status) => format!("got {status}"),
-        None if exchange.outcome == Outcome::Pending => return None,
-        None => "got no answer".to_string(),
+    // "the Hangup status callback", but "the Record API callback".
+    let callback = match name.ends_with("callback") {
+        true => format!("the {name}"),
+        false => format!("the {name} status callback"),
+    };
+    if exchange.status().is_none() && exchange.outcome == Outcome::Pending {
+        return None;
+    }
+    status_answer_finding(&callback, exchange.status())
+}
+
+/// What a status callback's answer `status` (`None`: none came) means to Vobiz, said of
+/// `callback` ("the Hangup status callback"); `None` for 200. Shared with `trigger`.
+pub fn status_answer_finding(callback: &str, status: Option<u16>) -> Option<Finding> {
+    let (severity, answer) = match status {
+        Some(200) => return None,
+        // Vobiz documents 200 and retries "non-200"; whether another success counts is not
+        // documented, so it is worth knowing rather than an error.
+        Some(status) if (200..300).contains(&status) => (
+            Severity::Warning,
+            format!("got {status}, not the 200 Vobiz documents: it may retry it; answer 200"),
+        ),
+        Some(status) => (
+            Severity::Error,
+            format!("got {status}: Vobiz will retry it (up to 3 times); answer 200"),
+        ),
+        None => (
+            Severity::Error,
+            "got no answer: Vobiz will retry it (up to 3 times); answer 200".to_string(),
+        ),
     };
     Some(Finding::new(
         STATUS_CALLBACK_FAILED,
-        Severity::Error,
-        format!(
-            "the {name} status callback {answer}: Vobiz will retry it (up to 3 times); answer 200"
-        ),
+        severity,
+        format!("{callback} {answer}"),
     ))
 }
 

@@ -197,6 +197,37 @@ fn status_callback_failed_fires_on_a_non_2xx_status_answer() {
 }
 
 #[test]
+fn status_callback_failed_warns_on_a_success_other_than_200() {
+    let context = Context::default();
+    let mut no_content = callback("/hangup", HANGUP);
+    answer(&mut no_content, 204, "text/plain", "");
+    let found = findings(&no_content, &context);
+    let finding = found.iter().find(|f| f.rule == STATUS_CALLBACK_FAILED);
+    assert!(
+        finding.is_some_and(|f| f.severity == Severity::Warning
+            && f.message.contains("got 204, not the 200 Vobiz documents")),
+        "{finding:?}"
+    );
+}
+
+#[test]
+fn a_status_callback_named_callback_is_not_called_a_callback_twice() {
+    let context = Context::default();
+    let mut record_api = callback("/recorded", "call_uuid=c1&recording_id=r1");
+    answer(&mut record_api, 500, "text/plain", "boom");
+    let found = findings(&record_api, &context);
+    let message = &found
+        .iter()
+        .find(|f| f.rule == STATUS_CALLBACK_FAILED)
+        .expect("fires")
+        .message;
+    assert!(
+        message.starts_with("the Record API callback got 500"),
+        "{message}"
+    );
+}
+
+#[test]
 fn status_callback_failed_is_quiet_on_200_and_on_answer_callbacks() {
     let context = Context::default();
     let ok = callback("/hangup", HANGUP);

@@ -225,3 +225,21 @@ pub const URL_ATTRIBUTES: &[&str] = &[
 
 /// Elements whose text is a URL Vobiz calls or fetches.
 pub const URL_TEXT_ELEMENTS: &[&str] = &["Redirect", "Play"];
+
+/// Elements that hold elements or nothing, never text (spec §5): text inside them is not
+/// spoken or played, only ignored.
+pub const NO_TEXT_ELEMENTS: &[&str] = &[
+    "Response",
+    "Wait",
+    "Gather",
+    "Record",
+    "Hangup",
+    "PreAnswer",
+];
+
+/// Attributes Vobiz requires, by element (spec §5: `<Gather action>`).
+pub const REQUIRED_ATTRIBUTES: &[(&str, &str, &str)] = &[(
+    "Gather",
+    "action",
+    "the digits or speech the caller gives are sent there, and without it they go nowhere",
+)];

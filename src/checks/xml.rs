@@ -7,9 +7,11 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use super::urls::url_problem;
-use super::vocabulary::{self, PLIVO_ATTRIBUTES, PLIVO_ELEMENTS, URL_ATTRIBUTES};
+use super::vocabulary::{
+    self, NO_TEXT_ELEMENTS, PLIVO_ATTRIBUTES, PLIVO_ELEMENTS, REQUIRED_ATTRIBUTES, URL_ATTRIBUTES,
+};
 use super::{Finding, Severity};
-use crate::exchange::{Exchange, Outcome, ResponseRecord};
+use crate::exchange::{Exchange, Outcome};
 
 pub const XML_STATUS: &str = "xml-status";
 pub const XML_CONTENT_TYPE: &str = "xml-content-type";
@@ -18,6 +20,7 @@ pub const XML_WELL_FORMED: &str = "xml-well-formed";
 pub const XML_ROOT: &str = "xml-root";
 pub const XML_KNOWN_ELEMENTS: &str = "xml-known-elements";
 pub const XML_KNOWN_ATTRIBUTES: &str = "xml-known-attributes";
+pub const XML_REQUIRED_ATTRIBUTES: &str = "xml-required-attributes";
 pub const XML_ACTION_URLS: &str = "xml-action-urls";
 
 /// Vobiz rejects answer XML larger than this (100 KB).
@@ -53,14 +56,26 @@ impl Parsed {
     }
 }
 
-/// What the XML rules look at: the answer and its parse (`None` when too large to parse).
+/// What the XML rules look at: a 2xx answer's `Content-Type`, its body and the body's parse
+/// (`None` when too large to parse).
 pub struct Reply<'a> {
-    pub response: &'a ResponseRecord,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
     pub parsed: Option<Parsed>,
 }
 
+impl<'a> Reply<'a> {
+    pub fn new(content_type: Option<&'a str>, body: &'a [u8]) -> Reply<'a> {
+        Reply {
+            content_type,
+            body,
+            parsed: (body.len() <= PARSE_LIMIT).then(|| parse(body)),
+        }
+    }
+}
+
 /// An XML rule.
-pub type XmlRule = fn(&Exchange, &Reply<'_>) -> Option<Finding>;
+pub type XmlRule = fn(&Reply<'_>) -> Option<Finding>;
 
 /// Rules over a 2xx answer, in display order.
 pub const BODY_RULES: &[XmlRule] = &[
@@ -70,6 +85,7 @@ pub const BODY_RULES: &[XmlRule] = &[
     root,
     known_elements,
     known_attributes,
+    required_attributes,
     action_urls,
 ];
 
@@ -82,15 +98,19 @@ pub fn lint(exchange: &Exchange) -> Vec<Finding> {
     if exchange.outcome != Outcome::Forwarded {
         return Vec::new();
     }
-    let mut found: Vec<Finding> = status(exchange).into_iter().collect();
-    if !(200..300).contains(&response.status) {
+    let content_type = response.headers.get_str("content-type");
+    lint_answer(response.status, content_type, &response.body)
+}
+
+/// Lints an answer to a callback that expects XML, wherever it came from: the listener's
+/// record of one ([`lint`]) or `trigger`'s, which so never disagrees with the inspector.
+pub fn lint_answer(status: u16, content_type: Option<&str>, body: &[u8]) -> Vec<Finding> {
+    let mut found: Vec<Finding> = status_finding(status).into_iter().collect();
+    if !(200..300).contains(&status) {
         return found;
     }
-    let reply = Reply {
-        response,
-        parsed: (response.body.len() <= PARSE_LIMIT).then(|| parse(&response.body)),
-    };
-    found.extend(BODY_RULES.iter().filter_map(|rule| rule(exchange, &reply)));
+    let reply = Reply::new(content_type, body);
+    found.extend(BODY_RULES.iter().filter_map(|rule| rule(&reply)));
     found
 }
 
@@ -204,8 +224,7 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Option<char
 }
 
 /// `xml-status`: Vobiz acts on the XML only with a 200.
-pub fn status(exchange: &Exchange) -> Option<Finding> {
-    let status = exchange.status()?;
+pub fn status_finding(status: u16) -> Option<Finding> {
     (status != 200).then(|| {
         Finding::new(
             XML_STATUS,
@@ -219,9 +238,8 @@ pub fn status(exchange: &Exchange) -> Option<Finding> {
 }
 
 /// `xml-content-type`: `application/xml` or `text/xml`; HTML or plain text is a parse error.
-pub fn content_type(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
-    let header = reply.response.headers.get_str("content-type");
-    content_type_problem(header)
+pub fn content_type(reply: &Reply<'_>) -> Option<Finding> {
+    content_type_problem(reply.content_type)
         .map(|message| Finding::new(XML_CONTENT_TYPE, Severity::Error, message))
 }
 
@@ -242,9 +260,8 @@ pub fn content_type_problem(header: Option<&str>) -> Option<String> {
 }
 
 /// `xml-size`: at most 100 KB.
-pub fn size(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
-    size_problem(reply.response.body.len())
-        .map(|message| Finding::new(XML_SIZE, Severity::Error, message))
+pub fn size(reply: &Reply<'_>) -> Option<Finding> {
+    size_problem(reply.body.len()).map(|message| Finding::new(XML_SIZE, Severity::Error, message))
 }
 
 /// Why Vobiz would refuse an answer of `len` bytes; `None` when the size is fine.
@@ -255,7 +272,7 @@ pub fn size_problem(len: usize) -> Option<String> {
 }
 
 /// `xml-well-formed`: the body parses as XML (escape `&`, `<` and `>` in text).
-pub fn well_formed(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
+pub fn well_formed(reply: &Reply<'_>) -> Option<Finding> {
     let error = reply.parsed.as_ref()?.error.as_ref()?;
     Some(Finding::new(
         XML_WELL_FORMED,
@@ -265,7 +282,7 @@ pub fn well_formed(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
 }
 
 /// `xml-root`: exactly one root element, `<Response>`, without attributes.
-pub fn root(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
+pub fn root(reply: &Reply<'_>) -> Option<Finding> {
     let nodes = reply.parsed.as_ref()?.nodes()?;
     let roots: Vec<&Node> = nodes.iter().filter(|n| n.parent.is_none()).collect();
     let (severity, message) = match roots.as_slice() {
@@ -300,11 +317,24 @@ fn note(problems: &mut Vec<String>, problem: String) {
 }
 
 /// `xml-known-elements`: every element is Vobiz XML, where Vobiz allows it; Plivo-era verbs
-/// (`GetDigits`, `GetInput`, `MultiPartyCall`, `Message`) are named with their replacement.
-pub fn known_elements(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
+/// (`GetDigits`, `GetInput`, `MultiPartyCall`, `Message`) are named with their replacement;
+/// no text stands where Vobiz takes none (`<Response>hello</Response>` says nothing).
+pub fn known_elements(reply: &Reply<'_>) -> Option<Finding> {
     let nodes = reply.parsed.as_ref()?.nodes()?;
     let mut problems = Vec::new();
     for node in nodes {
+        let text = node.text.trim();
+        if !text.is_empty() && NO_TEXT_ELEMENTS.contains(&node.name.as_str()) {
+            note(
+                &mut problems,
+                format!(
+                    "text {:?} directly inside <{}>, which takes none: Vobiz ignores it \
+                     (to say it, put it in <Speak>)",
+                    shortened(text),
+                    node.name
+                ),
+            );
+        }
         let Some(parent) = node.parent.and_then(|p| nodes.get(p)) else {
             continue; // the root is xml-root's business
         };
@@ -327,7 +357,7 @@ pub fn known_elements(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
 
 /// `xml-known-attributes`: attributes Vobiz documents for each element; Plivo-era ones
 /// (`timeout`, `type` on `<Gather>`) are named with their replacement.
-pub fn known_attributes(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
+pub fn known_attributes(reply: &Reply<'_>) -> Option<Finding> {
     let nodes = reply.parsed.as_ref()?.nodes()?;
     let mut problems = Vec::new();
     for node in nodes.iter().filter(|n| n.parent.is_some()) {
@@ -352,9 +382,41 @@ pub fn known_attributes(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
         .then(|| Finding::new(XML_KNOWN_ATTRIBUTES, Severity::Warning, problems.join("; ")))
 }
 
+/// `xml-required-attributes`: what Vobiz requires is there (`<Gather action>`).
+pub fn required_attributes(reply: &Reply<'_>) -> Option<Finding> {
+    let nodes = reply.parsed.as_ref()?.nodes()?;
+    let mut problems = Vec::new();
+    for node in nodes.iter().filter(|n| n.parent.is_some()) {
+        for (element, attribute, why) in REQUIRED_ATTRIBUTES {
+            let present = node.attributes.iter().any(|(name, _)| name == attribute);
+            if node.name == *element && !present {
+                note(
+                    &mut problems,
+                    format!("<{element}> without {attribute}, which Vobiz requires: {why}"),
+                );
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| {
+        Finding::new(
+            XML_REQUIRED_ATTRIBUTES,
+            Severity::Error,
+            problems.join("; "),
+        )
+    })
+}
+
+/// At most 40 characters of `text`, for a message.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// `xml-action-urls`: every URL Vobiz will call or fetch is absolute http(s), or relative
 /// (resolved against the callback URL), and not a host only this machine can reach.
-pub fn action_urls(_: &Exchange, reply: &Reply<'_>) -> Option<Finding> {
+pub fn action_urls(reply: &Reply<'_>) -> Option<Finding> {
     let nodes = reply.parsed.as_ref()?.nodes()?;
     let mut problems = Vec::new();
     let mut severity = Severity::Warning;

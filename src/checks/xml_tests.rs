@@ -123,6 +123,37 @@ fn xml_known_elements_names_plivo_verbs_and_unknown_or_misplaced_ones() {
 }
 
 #[test]
+fn xml_known_elements_fires_on_text_where_vobiz_takes_none() {
+    let bare = lint_xml("<Response>hello there<Speak>hi</Speak></Response>");
+    let f = finding(&bare, XML_KNOWN_ELEMENTS);
+    assert!(
+        f.is_some_and(|f| f.message.contains("\"hello there\"")
+            && f.message.contains("inside <Response>")
+            && f.message.contains("<Speak>")),
+        "{f:?}"
+    );
+    let in_gather = lint_xml(r#"<Response><Gather action="/g">press 1</Gather></Response>"#);
+    assert!(finding(&in_gather, XML_KNOWN_ELEMENTS).is_some());
+    // Text is what Speak, Number and Redirect hold; whitespace between elements is nothing.
+    let spoken = "<Response>\n  <Speak>hi</Speak>\n  <Dial>919876543210</Dial>\n</Response>";
+    assert!(finding(&lint_xml(spoken), XML_KNOWN_ELEMENTS).is_none());
+}
+
+#[test]
+fn xml_required_attributes_fires_on_a_gather_without_action() {
+    let found =
+        lint_xml(r#"<Response><Gather inputType="dtmf"><Speak>x</Speak></Gather></Response>"#);
+    let f = finding(&found, XML_REQUIRED_ATTRIBUTES);
+    assert!(
+        f.is_some_and(
+            |f| f.severity == Severity::Error && f.message.contains("<Gather> without action")
+        ),
+        "{f:?}"
+    );
+    assert!(finding(&lint_xml(GOOD), XML_REQUIRED_ATTRIBUTES).is_none());
+}
+
+#[test]
 fn xml_known_attributes_suggests_execution_timeout() {
     let found = lint_xml(r#"<Response><Gather action="/g" timeout="5" colour="red"/></Response>"#);
     let f = finding(&found, XML_KNOWN_ATTRIBUTES);

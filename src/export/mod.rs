@@ -30,6 +30,7 @@ pub use ndjson::NdjsonWriter;
 use crate::cli::{ExportArgs, ImportArgs, StoreArg};
 use crate::exchange::{Exchange, ExchangeId};
 use crate::filter::Filter;
+use crate::output::say;
 use crate::store::{Store, StoreReader};
 
 /// The export formats.
@@ -199,7 +200,7 @@ pub fn import_command(args: &ImportArgs) -> anyhow::Result<i32> {
             id_list(&skipped)
         );
     }
-    println!("{line}");
+    say(&line);
     Ok(0)
 }
 

@@ -11,8 +11,11 @@ use serde::Serialize;
 
 use super::call_xml::{self, Element};
 use super::catalogue::{self, CallFacts, Kind, Step, StreamEcho};
+use super::public_origin::PublicOrigin;
 use super::send::{self, Callback, Sender};
+use crate::checks::{Finding, Severity};
 use crate::cli::TriggerCallArgs;
+use crate::output::say;
 
 /// One line of the timeline.
 #[derive(Clone, Debug, Serialize)]
@@ -69,6 +72,8 @@ pub(super) enum Reply {
 /// A call in progress.
 pub struct Simulation<'a> {
     sender: &'a Sender,
+    /// With `--public-url`: what is sent where, and signed as what.
+    public_origin: Option<PublicOrigin>,
     facts: CallFacts,
     pub(super) clock: f64,
     requests: usize,
@@ -81,6 +86,8 @@ pub struct Simulation<'a> {
     /// Requests that failed without stopping the call, which then fails at its end: status
     /// callbacks (Vobiz carries on after them) and, in a forgery test, forgeries accepted.
     failures: Vec<String>,
+    /// Warnings of the listener's checks about the answers (see [`Simulation::warn`]).
+    warnings: usize,
     /// Each conference's `ConferenceUUID` by room name: an app tracks members by it, so
     /// every callback about one room carries the same.
     pub(super) conference_uuids: HashMap<String, String>,
@@ -90,8 +97,14 @@ pub struct Simulation<'a> {
 }
 
 impl<'a> Simulation<'a> {
-    /// A call from `args` sending through `sender`; `print` streams the timeline to stdout.
-    pub fn new(sender: &'a Sender, args: &TriggerCallArgs, print: bool) -> Self {
+    /// A call from `args` sending through `sender`, to the app behind `public_origin` if one
+    /// is given; `print` streams the timeline to stdout.
+    pub fn new(
+        sender: &'a Sender,
+        args: &TriggerCallArgs,
+        public_origin: Option<PublicOrigin>,
+        print: bool,
+    ) -> Self {
         let mut digits = args.digits.clone();
         let mut speech = args.speech.clone();
         // Consumed from the end: reverse so the first given is used first.
@@ -99,6 +112,7 @@ impl<'a> Simulation<'a> {
         speech.reverse();
         Simulation {
             sender,
+            public_origin,
             facts: CallFacts::new(&args.from, &args.to_number, args.direction()),
             clock: 0.0,
             requests: 0,
@@ -108,6 +122,7 @@ impl<'a> Simulation<'a> {
             speech,
             redirects: Vec::new(),
             failures: Vec::new(),
+            warnings: 0,
             conference_uuids: HashMap::new(),
             print,
             lines: Vec::new(),
@@ -132,7 +147,10 @@ impl<'a> Simulation<'a> {
 
     fn push(&mut self, line: Line) {
         if self.print {
-            println!("{}", crate::output::printable(&line.render(), false));
+            say(&format!(
+                "{}",
+                crate::output::printable(&line.render(), false)
+            ));
         }
         self.lines.push(line);
     }
@@ -158,10 +176,19 @@ impl<'a> Simulation<'a> {
             ));
         }
         self.requests += 1;
+        let (url, sign_url) = match &self.public_origin {
+            Some(origin) => {
+                let sent = origin.to_local(url);
+                let signed = origin.to_public(&sent);
+                (sent, signed)
+            }
+            None => (url.to_owned(), url.to_owned()),
+        };
+        let url = url.as_str();
         let callback = Callback {
             method: method.to_owned(),
             url: url.to_owned(),
-            sign_url: url.to_owned(),
+            sign_url,
             fields: catalogue::fields(kind, &self.facts, &step),
         };
         let mut line = Line {
@@ -186,7 +213,11 @@ impl<'a> Simulation<'a> {
         self.push(line);
         let forgery = self.sender.forgery();
         let reason = match forgery {
-            None => send::judge(&answer, xml, self.slow_after),
+            None => {
+                let judgement = send::judge(&answer, xml, self.slow_after);
+                self.warn(&judgement.findings);
+                judgement.failure
+            }
             Some(_) if send::refused(&answer) => return Ok(Reply::Refused),
             Some(forgery) => send::judge_refusal(&answer, forgery),
         };
@@ -204,6 +235,20 @@ impl<'a> Simulation<'a> {
         }
         self.failed(xml, kind, &reason, failure)?;
         Ok(Reply::Body(String::new()))
+    }
+
+    /// What the listener's checks would warn about the answer just noted, a line each (its
+    /// errors fail the request, and are said with the failure).
+    fn warn(&mut self, findings: &[Finding]) {
+        for finding in findings.iter().filter(|f| f.severity != Severity::Error) {
+            self.warnings += 1;
+            self.note(format!(
+                "{} {}: {}",
+                finding.severity.as_str(),
+                finding.rule,
+                finding.message
+            ));
+        }
     }
 
     /// A request failed: one whose answer is XML to follow (`xml`) stops the call with
@@ -381,28 +426,106 @@ impl<'a> Simulation<'a> {
     }
 }
 
-/// Resolves a URL from the XML against the URL the XML came from (RFC 3986 in the simple
-/// cases Vobiz XML uses: absolute, `//host/…`, `/path`, `relative`).
+/// Resolves a URL from the XML against the URL the XML came from, as RFC 3986 §5.2 says
+/// (and as Vobiz's HTTP client does): `../x` and `./x` are taken out of the path, `?q` keeps
+/// the path, a scheme is matched in any case, a fragment is dropped (it is never sent).
 pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     let reference = reference.trim();
     if reference.is_empty() {
         return Err("an empty URL in the XML".into());
     }
-    if reference.starts_with("http://") || reference.starts_with("https://") {
-        return Ok(reference.to_owned());
+    let reference = reference.split('#').next().unwrap_or_default();
+    if let Some((scheme, rest)) = scheme_of(reference) {
+        return match scheme.to_ascii_lowercase().as_str() {
+            scheme @ ("http" | "https") => Ok(absolute(scheme, rest)),
+            other => Err(format!(
+                "{reference}: Vobiz calls only http(s) URLs, not {other}"
+            )),
+        };
     }
     let uri: hyper::Uri = base.parse().map_err(|e| format!("{base}: {e}"))?;
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Err(format!("{base} is not an absolute URL"));
     };
-    if let Some(rest) = reference.strip_prefix("//") {
-        return Ok(format!("{scheme}://{rest}"));
+    if reference.starts_with("//") {
+        return Ok(absolute(scheme, reference));
     }
-    if reference.starts_with('/') {
-        return Ok(format!("{scheme}://{authority}{reference}"));
+    let (path, query) = match reference.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (reference, None),
+    };
+    let path = match path {
+        "" => uri.path().to_owned(),
+        absolute if absolute.starts_with('/') => remove_dot_segments(absolute),
+        relative => {
+            let directory = &uri.path()[..uri.path().rfind('/').map_or(0, |at| at + 1)];
+            remove_dot_segments(&format!("{directory}{relative}"))
+        }
+    };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
+    let query = match query {
+        Some(query) => format!("?{query}"),
+        // Only a fragment (`#s`): this very URL.
+        None if reference.is_empty() => uri.query().map(|q| format!("?{q}")).unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(format!("{scheme}://{authority}{path}{query}"))
+}
+
+/// `HTTPS://h/p` as `https://h/p`: the scheme in lower case, `rest` (from `//`) as it is,
+/// its dot segments taken out.
+fn absolute(scheme: &str, rest: &str) -> String {
+    let Some(after) = rest.strip_prefix("//") else {
+        return format!("{scheme}:{rest}");
+    };
+    let split = after.find(['/', '?']).unwrap_or(after.len());
+    let (authority, target) = after.split_at(split);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (target, String::new()),
+    };
+    let path = match remove_dot_segments(path) {
+        path if path.is_empty() => "/".to_owned(),
+        path => path,
+    };
+    format!("{scheme}://{authority}{path}{query}")
+}
+
+/// The scheme of a reference that has one (RFC 3986 §3.1: a letter, then letters, digits,
+/// `+`, `-`, `.`, then `:`), and what follows the colon.
+fn scheme_of(reference: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = reference.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (valid && !scheme.contains('/')).then_some((scheme, rest))
+}
+
+/// RFC 3986 §5.2.4: `/a/b/../c/./d` is `/a/c/d`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut output: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (index, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." && output.len() > 1 {
+                    output.pop();
+                }
+                // A path ending in a dot segment names the directory: keep its slash.
+                if index == last {
+                    output.push("");
+                }
+            }
+            other => output.push(other),
+        }
     }
-    let dir = uri.path().rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    Ok(format!("{scheme}://{authority}{dir}/{reference}"))
+    output.join("/")
 }
 
 /// Runs `trigger call`; returns the exit status.
@@ -416,24 +539,37 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
             resolve(url, "/").map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
         }
     }
+    let public_origin = args
+        .public_url
+        .as_deref()
+        .map(|public| PublicOrigin::new(public, &args.answer_url))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--public-url: {e}"))?;
     let sender = super::sender(&args.common)?;
     let json = args.common.json;
-    let mut sim = Simulation::new(&sender, args, !json);
+    let mut sim = Simulation::new(&sender, args, public_origin.clone(), !json);
     if !json {
-        println!(
+        say(&format!(
             "call {} from {} to {} ({})",
             sim.call_uuid(),
             args.from,
             args.to_number,
             args.direction()
-        );
+        ));
     }
     let forgery = sender.forgery();
+    if let (Some(origin), false) = (&public_origin, json) {
+        say(&format!(
+            "requests to {} are signed for {} (--public-url), as Vobiz signs what it calls",
+            origin.local(),
+            origin.public()
+        ));
+    }
     if let (Some(forgery), false) = (forgery, json) {
-        println!(
+        say(&format!(
             "every request is {}: your server should refuse each (401 or 403)",
             forgery.described()
-        );
+        ));
     }
     let result = sim.run(args).await;
     let went_on = match forgery {
@@ -458,21 +594,30 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
             "error": error,
             "failures": sim.failures,
         });
-        println!("{value}");
+        say(&value.to_string());
     } else {
         match &error {
             None => match forgery {
-                Some(forgery) => println!(
+                Some(forgery) => say(&format!(
                     "call completed: your server refused all {} requests, each {}, as it should",
                     sim.requests,
                     forgery.described()
-                ),
-                None => println!("call completed: {} requests", sim.requests),
+                )),
+                None => match sim.warnings {
+                    0 => say(&format!("call completed: {} requests", sim.requests)),
+                    warnings => say(&format!(
+                        "call completed: {} requests, with {warnings} warnings (above)",
+                        sim.requests
+                    )),
+                },
             },
             Some(error) => {
-                println!("call FAILED: {}", crate::output::printable(error, false));
+                say(&format!(
+                    "call FAILED: {}",
+                    crate::output::printable(error, false)
+                ));
                 for failure in &sim.failures {
-                    println!("  {}", crate::output::printable(failure, false));
+                    say(&format!("  {}", crate::output::printable(failure, false)));
                 }
             }
         }
@@ -492,5 +637,58 @@ mod tests {
         assert_eq!(resolve(base, "//o/p").unwrap(), "https://o/p");
         assert_eq!(resolve(base, "http://e/x").unwrap(), "http://e/x");
         assert!(resolve(base, " ").is_err());
+    }
+
+    /// RFC 3986 §5.4's examples, with the base `http://a/b/c/d;p?q`.
+    #[test]
+    fn resolution_follows_rfc_3986() {
+        let base = "http://a/b/c/d;p?q";
+        for (reference, resolved) in [
+            ("g", "http://a/b/c/g"),
+            ("./g", "http://a/b/c/g"),
+            ("g/", "http://a/b/c/g/"),
+            ("/g", "http://a/g"),
+            ("//g", "http://g/"),
+            ("?y", "http://a/b/c/d;p?y"),
+            ("g?y", "http://a/b/c/g?y"),
+            ("#s", "http://a/b/c/d;p?q"),
+            ("g#s", "http://a/b/c/g"),
+            ("", "http://a/b/c/d;p?q"),
+            (".", "http://a/b/c/"),
+            ("./", "http://a/b/c/"),
+            ("..", "http://a/b/"),
+            ("../", "http://a/b/"),
+            ("../g", "http://a/b/g"),
+            ("../..", "http://a/"),
+            ("../../g", "http://a/g"),
+            ("../../../g", "http://a/g"),
+            ("/./g", "http://a/g"),
+            ("/../g", "http://a/g"),
+            ("g.", "http://a/b/c/g."),
+            ("..g", "http://a/b/c/..g"),
+            ("./../g", "http://a/b/g"),
+            ("g/./h", "http://a/b/c/g/h"),
+            ("g/../h", "http://a/b/c/h"),
+            ("HTTPS://e/x/../y", "https://e/y"),
+            ("Http://e", "http://e/"),
+        ] {
+            let got = if reference.is_empty() {
+                // An empty URL in the XML is a mistake, not "this document again".
+                assert!(resolve(base, reference).is_err());
+                continue;
+            } else {
+                resolve(base, reference).unwrap()
+            };
+            assert_eq!(got, resolved, "{reference}");
+        }
+        assert!(resolve(base, "ftp://e/x").unwrap_err().contains("not ftp"));
+        assert_eq!(
+            resolve("https://h/s7/answer", "../s7/rec").unwrap(),
+            "https://h/s7/rec"
+        );
+        assert_eq!(
+            resolve("https://h/s7/answer", "?cb=1").unwrap(),
+            "https://h/s7/answer?cb=1"
+        );
     }
 }

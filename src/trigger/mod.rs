@@ -19,6 +19,7 @@ pub mod call_xml;
 pub mod catalogue;
 mod fields;
 pub mod no_answer;
+mod public_origin;
 pub mod send;
 
 use std::path::{Path, PathBuf};
@@ -26,12 +27,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::checks::Severity;
 use crate::cli::{TriggerArgs, TriggerCommon, TriggerKind, TriggerOneArgs};
 use crate::config::BaseUrl;
+use crate::output::say;
 use crate::signature::SigningKeys;
 use catalogue::{CallFacts, Kind, Step, StreamEcho};
 use no_answer::Trust;
-use send::{Callback, Forgery, Sender, Signing};
+use send::{Callback, Forgery, Judgement, Sender, Signing};
 
 /// Runs `trigger`; returns the exit status.
 pub async fn trigger_command(args: &TriggerArgs) -> anyhow::Result<i32> {
@@ -255,16 +258,26 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
     };
     let slow = Duration::from_millis(args.common.slow_after_ms);
     let forgery = sender.forgery();
-    let (answer, failure) = match sender.send(&callback).await {
+    let (answer, judgement) = match sender.send(&callback).await {
         Ok(answer) => {
-            let failure = match forgery {
-                Some(forgery) => send::judge_refusal(&answer, forgery),
+            let judgement = match forgery {
+                Some(forgery) => Judgement {
+                    failure: send::judge_refusal(&answer, forgery),
+                    findings: Vec::new(),
+                },
                 None => send::judge(&answer, kind.expects_xml(), slow),
             };
-            (Some(answer), failure)
+            (Some(answer), judgement)
         }
-        Err(error) => (None, Some(error)),
+        Err(error) => (
+            None,
+            Judgement {
+                failure: Some(error),
+                findings: Vec::new(),
+            },
+        ),
     };
+    let Judgement { failure, findings } = judgement;
     if args.common.json {
         let value = serde_json::json!({
             "kind": kind.name(),
@@ -279,12 +292,18 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
             "expected": if forgery.is_some() { "refusal" } else { "acceptance" },
             "ok": failure.is_none(),
             "error": failure,
+            "findings": findings,
         });
-        println!("{value}");
+        say(&value.to_string());
     } else {
-        println!("{} {} ({})", callback.method, callback.url, kind.name());
+        say(&format!(
+            "{} {} ({})",
+            callback.method,
+            callback.url,
+            kind.name()
+        ));
         if let Some(answer) = &answer {
-            println!(
+            say(&format!(
                 "{} in {} ms{}",
                 answer.status,
                 answer.elapsed.as_millis(),
@@ -293,23 +312,39 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
                     .as_deref()
                     .map(|c| format!(", {c}"))
                     .unwrap_or_default()
-            );
+            ));
             if !answer.body.is_empty() {
                 // The answer of whatever server --to names, shown, not obeyed.
-                println!("{}", crate::output::printable(answer.body.trim_end(), true));
+                say(&format!(
+                    "{}",
+                    crate::output::printable(answer.body.trim_end(), true)
+                ));
             }
+        }
+        // The listener's checks, in `show`'s words; the errors are the failure below.
+        for finding in findings.iter().filter(|f| f.severity != Severity::Error) {
+            let line = format!(
+                "{} {}: {}",
+                finding.severity.as_str(),
+                finding.rule,
+                finding.message
+            );
+            say(&format!("{}", crate::output::printable(&line, false)));
         }
         match &failure {
             // The reason may quote the answer (an XML element's name).
-            Some(reason) => println!("FAILED: {}", crate::output::printable(reason, false)),
+            Some(reason) => say(&format!(
+                "FAILED: {}",
+                crate::output::printable(reason, false)
+            )),
             // Told apart from an answer that is itself the text "ok".
             None => match (forgery, &answer) {
-                (Some(forgery), Some(answer)) => println!(
+                (Some(forgery), Some(answer)) => say(&format!(
                     "OK: your server refused {} (HTTP {}), as it should",
                     forgery.described(),
                     answer.status
-                ),
-                _ => println!("OK: Vobiz would accept this answer"),
+                )),
+                _ => say("OK: Vobiz would accept this answer"),
             },
         }
     }

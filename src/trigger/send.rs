@@ -17,6 +17,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::no_answer::Trust;
+use crate::checks::delivery::status_answer_finding;
+use crate::checks::xml::lint_answer;
+use crate::checks::{Finding, Severity};
 use crate::forward::error_chain;
 use crate::signature::{signed_headers, AuthToken, Form, SigningKeys};
 
@@ -217,36 +220,64 @@ impl Sender {
     }
 }
 
-/// Why an answer fails the callback, as Vobiz would judge it; `None` when it is fine.
-/// `slow_after`: answers slower than this count as failed (Vobiz waits about 3 s).
-pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Option<String> {
+/// What Vobiz would make of an answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Judgement {
+    /// Why the answer fails the callback; `None` when Vobiz would accept it.
+    pub failure: Option<String>,
+    /// What the listener's checks find in it, errors (the failure) and warnings alike: the
+    /// same findings, in the same words, as the inspector shows for this answer.
+    pub findings: Vec<Finding>,
+}
+
+/// Judges an answer as Vobiz would. `slow_after`: answers slower than this fail (Vobiz waits
+/// about 3 s). An answer that must be XML (`expects_xml`) is linted by the listener's own
+/// rules ([`lint_answer`]), so that `trigger` and the inspector never disagree about it.
+pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Judgement {
     if !(200..300).contains(&answer.status) {
-        return Some(format!(
-            "HTTP {}: Vobiz treats the callback as failed",
-            answer.status
-        ));
+        return Judgement {
+            failure: Some(format!(
+                "HTTP {}: Vobiz treats the callback as failed",
+                answer.status
+            )),
+            findings: Vec::new(),
+        };
     }
     if answer.elapsed > slow_after {
-        return Some(format!(
-            "answered in {} ms, slower than {} ms: Vobiz gives up",
-            answer.elapsed.as_millis(),
-            slow_after.as_millis()
-        ));
+        return Judgement {
+            failure: Some(format!(
+                "answered in {} ms, slower than {} ms: Vobiz gives up",
+                answer.elapsed.as_millis(),
+                slow_after.as_millis()
+            )),
+            findings: Vec::new(),
+        };
     }
     if !expects_xml {
-        return None;
+        let findings = status_answer_finding("the status callback", Some(answer.status));
+        return Judgement {
+            failure: None,
+            findings: findings.into_iter().collect(),
+        };
     }
-    // The same judgement as the listener's XML lint, so that `trigger` and the inspector
-    // never disagree about an answer.
-    use crate::checks::xml::{content_type_problem, size_problem};
-    if let Some(problem) = content_type_problem(answer.content_type.as_deref())
-        .or_else(|| size_problem(answer.body.len()))
-    {
-        return Some(problem);
-    }
-    super::call_xml::parse(&answer.body)
-        .err()
-        .map(|e| format!("invalid Vobiz XML: {e}"))
+    let findings = lint_answer(
+        answer.status,
+        answer.content_type.as_deref(),
+        answer.body.as_bytes(),
+    );
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| format!("{}: {}", f.rule, f.message))
+        .collect();
+    let failure = match errors.is_empty() {
+        false => Some(errors.join("; ")),
+        // What the lint lets through the simulated call must still be able to follow.
+        true => super::call_xml::parse(&answer.body)
+            .err()
+            .map(|e| format!("invalid Vobiz XML: {e}")),
+    };
+    Judgement { failure, findings }
 }
 
 /// Whether the server refused a forged callback, which is what a forgery test wants: 401 or
@@ -350,39 +381,78 @@ mod tests {
         }
     }
 
+    const SLOW: Duration = Duration::from_millis(3000);
+
+    fn failure(answer: &Answer, expects_xml: bool) -> Option<String> {
+        judge(answer, expects_xml, SLOW).failure
+    }
+
     #[test]
     fn judging_answers() {
-        let slow = Duration::from_millis(3000);
-        assert_eq!(judge(&answer(200, "<Response/>", 5), true, slow), None);
-        assert!(judge(&answer(500, "", 5), false, slow)
-            .unwrap()
-            .contains("500"));
-        assert!(judge(&answer(200, "", 3500), false, slow)
+        assert_eq!(
+            judge(&answer(200, "<Response/>", 5), true, SLOW),
+            Judgement::default()
+        );
+        assert!(failure(&answer(500, "", 5), false).unwrap().contains("500"));
+        assert!(failure(&answer(200, "", 3500), false)
             .unwrap()
             .contains("slower"));
-        assert!(judge(&answer(200, "<Response>", 5), true, slow)
+        assert!(failure(&answer(200, "<Response>", 5), true)
             .unwrap()
-            .contains("invalid"));
-        assert_eq!(judge(&answer(200, "ok", 5), false, slow), None);
+            .contains("xml-well-formed: not well-formed XML"));
+        assert_eq!(
+            judge(&answer(200, "ok", 5), false, SLOW),
+            Judgement::default()
+        );
     }
 
     #[test]
     fn xml_answers_need_an_xml_content_type_and_at_most_100_kb() {
-        let slow = Duration::from_millis(3000);
         let typed = |content_type: Option<&str>| Answer {
             content_type: content_type.map(String::from),
             ..answer(200, "<Response/>", 5)
         };
-        assert_eq!(judge(&typed(Some("text/xml")), true, slow), None);
-        let html = judge(&typed(Some("text/html; charset=utf-8")), true, slow).unwrap();
+        assert_eq!(failure(&typed(Some("text/xml")), true), None);
+        let html = failure(&typed(Some("text/html; charset=utf-8")), true).unwrap();
         assert!(html.contains("Content-Type text/html"), "{html}");
-        let none = judge(&typed(None), true, slow).unwrap();
+        let none = failure(&typed(None), true).unwrap();
         assert!(none.contains("no Content-Type"), "{none}");
         // A status callback's answer is not read as XML: any type will do.
-        assert_eq!(judge(&typed(Some("text/html")), false, slow), None);
+        assert_eq!(failure(&typed(Some("text/html")), false), None);
         let big = format!("<Response>{}</Response>", " ".repeat(100 * 1024));
-        let too_big = judge(&answer(200, &big, 5), true, slow).unwrap();
+        let too_big = failure(&answer(200, &big, 5), true).unwrap();
         assert!(too_big.contains("over Vobiz's limit"), "{too_big}");
+    }
+
+    /// `trigger` judges an answer by the listener's lint: what the inspector calls an error
+    /// fails, what it warns about is said, in the same words.
+    #[test]
+    fn trigger_and_the_listener_agree_about_an_answer() {
+        use crate::checks::xml::lint_answer;
+        let cases = [
+            r#"<Response><Record action="ftp://x/y"/></Response>"#,
+            r#"<Response><GetDigits action="/g"/></Response>"#,
+            r#"<Response><Gather action="/g" timeout="5"/></Response>"#,
+            "<Response/><Response/>",
+            "<Response><Speak>fine</Speak></Response>",
+        ];
+        for body in cases {
+            let sent = answer(200, body, 5);
+            let judged = judge(&sent, true, SLOW);
+            let linted = lint_answer(200, sent.content_type.as_deref(), body.as_bytes());
+            assert_eq!(judged.findings, linted, "{body}");
+            let errors = linted.iter().any(|f| f.severity == Severity::Error);
+            assert_eq!(judged.failure.is_some(), errors, "{body}: {judged:?}");
+            for error in linted.iter().filter(|f| f.severity == Severity::Error) {
+                assert!(judged.failure.as_ref().unwrap().contains(&error.message));
+            }
+        }
+        // A status callback answered 204: fine for now, but worth a word.
+        let no_content = judge(&answer(204, "", 5), false, SLOW);
+        assert_eq!(no_content.failure, None);
+        assert!(no_content.findings[0]
+            .message
+            .contains("not the 200 Vobiz documents"));
     }
 
     #[test]

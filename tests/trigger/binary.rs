@@ -222,7 +222,7 @@ async fn failing_slow_and_invalid_answers_exit_non_zero() {
     .await;
     assert_eq!(code, 1);
     assert!(
-        out.contains("FAILED: Content-Type text/html: Vobiz parses only"),
+        out.contains("FAILED: xml-content-type: Content-Type text/html: Vobiz parses only"),
         "{out}"
     );
     let broken = common::upstream(Reply {
@@ -233,7 +233,10 @@ async fn failing_slow_and_invalid_answers_exit_non_zero() {
     let (code, out, _) =
         run_binary(&["trigger", "answer", "--to", &format!("{}/a", broken.url())]).await;
     assert_eq!(code, 1);
-    assert!(out.contains("invalid Vobiz XML"), "{out}");
+    assert!(
+        out.contains("FAILED: xml-well-formed: not well-formed XML"),
+        "{out}"
+    );
     // A wait past any use is refused with the flag's name (it used to panic).
     let to = format!("{}/a", broken.url());
     let (code, _, err) = run_binary(&["trigger", "answer", "--to", &to, "--timeout", "1e20"]).await;
@@ -242,6 +245,56 @@ async fn failing_slow_and_invalid_answers_exit_non_zero() {
         err.contains("--timeout") && err.contains("at most 86400"),
         "{err}"
     );
+}
+
+/// What the listener's checks make of an answer is what `trigger` says of it, in the same
+/// words: an error fails the trigger, a warning is printed and passes.
+#[tokio::test]
+async fn trigger_says_of_an_answer_what_the_listener_records() {
+    for (body, code, rule) in [
+        (
+            r#"<Response><Record action="ftp://x/y"/></Response>"#,
+            1,
+            "xml-action-urls",
+        ),
+        (
+            r#"<Response><GetDigits action="/g"><Speak>hi</Speak></GetDigits></Response>"#,
+            0,
+            "xml-known-elements",
+        ),
+    ] {
+        let upstream = common::upstream(Reply {
+            body,
+            ..Reply::default()
+        })
+        .await;
+        let harness = common::Harness::with_forward(&upstream.url()).await;
+        let certs = harness.dir.path().join("certs");
+        let (status, out, err) = run_binary(&[
+            "trigger",
+            "answer",
+            "--to",
+            &harness.url("/answer"),
+            "--certs-dir",
+            certs.to_str().unwrap(),
+            "--auth-token",
+            TOKEN,
+        ])
+        .await;
+        assert_eq!(status, code, "{body}: {out}{err}");
+        let recorded = harness.last_recorded().await;
+        let finding = recorded
+            .findings
+            .iter()
+            .find(|f| f.rule == rule)
+            .unwrap_or_else(|| panic!("{body}: {:?}", recorded.findings));
+        let said = format!("{}: {}", finding.rule, finding.message);
+        assert!(out.contains(&said), "{body}: {said} not in\n{out}");
+        match code {
+            0 => assert!(out.contains("\nwarning xml-known-elements: <GetDigits>")),
+            _ => assert!(out.contains("\nFAILED: xml-action-urls: <Record action>")),
+        }
+    }
 }
 
 #[tokio::test]

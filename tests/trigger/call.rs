@@ -2,7 +2,7 @@
 //! events and signatures, the printed timeline, and the ways a call stops early.
 
 use super::script::{self, route, Route};
-use super::{run_binary, verdict, MAIN_TOKEN, TOKEN};
+use super::{common, run_binary, verdict, MAIN_TOKEN, TOKEN};
 use vobiz_tunnel::signature::VerdictStatus;
 
 const ANSWER: &str = "<Response><Speak>Hi</Speak><Gather action=\"/gather\" method=\"POST\">\
@@ -162,7 +162,7 @@ async fn xml_vobiz_cannot_read_stops_the_call() {
         ..route("<Response><Hangup/></Response>")
     };
     for (answer, reason) in [
-        (broken, "invalid Vobiz XML"),
+        (broken, "xml-well-formed: not well-formed XML"),
         (html, "Content-Type text/html"),
     ] {
         let mut server = script::start(&[("/answer", answer)]).await;
@@ -515,4 +515,115 @@ async fn a_forged_call_passes_only_when_refused() {
         );
         assert_eq!(server.drain().len(), 3, "StartApp, Gather and Hangup");
     }
+}
+
+/// Behind a tunnel the app is called at its public origin, which its XML names: with
+/// `--public-url` every request is signed for the URL Vobiz would have called, and a URL of
+/// the XML at the public origin reaches the app through the local one.
+#[tokio::test]
+async fn behind_a_public_url_every_request_is_signed_for_it() {
+    const PUBLIC: &str = "https://hooks.example.com";
+    let mut server = script::start(&[
+        (
+            "/answer",
+            route("<Response><Gather action=\"https://hooks.example.com/gather\"/></Response>"),
+        ),
+        ("/gather", route("<Response><Hangup/></Response>")),
+    ])
+    .await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = common::config(&dir, &server.url(""));
+    config.public_url = Some(common::parse_base(PUBLIC));
+    let harness = common::Harness::start(config, dir.clone()).await;
+    let certs = dir.path().join("certs");
+    let (code, out, err) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &harness.url("/answer"),
+        "--public-url",
+        PUBLIC,
+        "--digits",
+        "1",
+        "--certs-dir",
+        certs.to_str().unwrap(),
+        "--auth-token",
+        TOKEN,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "requests to https://localhost:{} are signed for {PUBLIC} (--public-url)",
+            harness.port()
+        )),
+        "{out}"
+    );
+    let paths: Vec<String> = server.drain().into_iter().map(|hit| hit.path).collect();
+    assert_eq!(paths, ["/answer", "/gather", "/answer"], "{out}");
+    for id in 1..=3 {
+        let exchange = harness.recorded(id).await;
+        assert_eq!(
+            exchange.verdict.status,
+            VerdictStatus::Valid,
+            "#{id} {}: {:?}",
+            exchange.request.target,
+            exchange.verdict
+        );
+    }
+
+    let (code, _, err) = run_binary(&[
+        "trigger",
+        "call",
+        "--answer-url",
+        &harness.url("/answer"),
+        "--public-url",
+        "https://hooks.example.com/app",
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--public-url: https://hooks.example.com/app has a path"),
+        "{err}"
+    );
+}
+
+/// `trigger call | head -1`: the reader leaves, the call does not. It is played to its end
+/// (the app gets its hangup) and the command exits as it would have, without a panic.
+#[tokio::test]
+async fn a_reader_that_leaves_does_not_cut_the_call_short() {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = script::start(&[(
+        "/answer",
+        Route {
+            delay: std::time::Duration::from_millis(300),
+            ..route("<Response><Speak>Hi</Speak></Response>")
+        },
+    )])
+    .await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vobiz-tunnel"))
+        .args(["trigger", "call", "--answer-url", &server.url("/answer")])
+        .args(["--auth-token", TOKEN])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    common::within(tokio::io::BufReader::new(stdout).read_line(&mut first))
+        .await
+        .unwrap();
+    assert!(first.starts_with("call "), "{first}");
+    // The reader is gone (dropped with its BufReader) while StartApp waits for its answer.
+    let output = common::within(child.wait_with_output()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let events: Vec<String> = server
+        .drain()
+        .iter()
+        .filter_map(|hit| hit.field("Event").map(String::from))
+        .collect();
+    assert_eq!(events, ["StartApp", "Hangup"]);
 }

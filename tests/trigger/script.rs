@@ -43,6 +43,8 @@ pub struct Route {
     /// Refuse (403) a callback whose signature does not verify with the test tokens, as an
     /// app should.
     pub signed_only: bool,
+    /// How long the answer takes.
+    pub delay: std::time::Duration,
 }
 
 pub struct Script {
@@ -119,6 +121,8 @@ pub async fn start(routes: &[(&'static str, Route)]) -> Script {
                             },
                             None => (404, "not found", "text/plain"),
                         };
+                        let delay = routes.get(path.as_str()).map(|route| route.delay);
+                        tokio::time::sleep(delay.unwrap_or_default()).await;
                         let _ = tx.send(hit);
                         let mut response =
                             Response::new(Full::new(Bytes::from_static(text.as_bytes())));
@@ -145,6 +149,7 @@ pub fn route(body: &'static str) -> Route {
         require: None,
         content_type: "application/xml",
         signed_only: false,
+        delay: std::time::Duration::ZERO,
     }
 }
 

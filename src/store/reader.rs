@@ -323,6 +323,23 @@ impl StoreReader {
         Ok(tally)
     }
 
+    /// The newest id up to which every exchange has ended (none is still waiting for its
+    /// local server): a poll for the rows that match a filter has no need to read those
+    /// again. A row its process left pending (flagged `interrupted`) has ended too. Read from
+    /// the partial index of unusual statuses and the end of the table: cheap on any store.
+    pub fn settled_through(&self) -> Result<ExchangeId, StoreError> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let newest: Option<ExchangeId> =
+            snapshot.query_row("SELECT max(id) FROM exchanges", [], |r| r.get(0))?;
+        let first_under_way: Option<ExchangeId> =
+            snapshot.query_row(FIRST_UNDER_WAY, [], |r| r.get(0))?;
+        snapshot.commit()?;
+        Ok(match first_under_way {
+            Some(id) => id - 1,
+            None => newest.unwrap_or(0),
+        })
+    }
+
     /// The newest `limit` exchanges, oldest first.
     pub fn latest(&self, limit: usize) -> Result<Vec<ExchangeSummary>, StoreError> {
         let sql = format!(
@@ -487,6 +504,12 @@ const TALLY_UNUSUAL_STATUSES: &str = "SELECT status, count(*) FROM exchanges \
 const TALLY_PENDING_IDS: &str = "SELECT id FROM exchanges \
      WHERE (status IS NULL OR status < 200 OR status >= 300) \
      AND status IS NULL AND outcome = 'pending' ORDER BY id DESC LIMIT ?1";
+/// The oldest exchange still under way: pending, and not left so by a process that died.
+/// Searched in the partial index of unusual statuses (pending rows have none).
+const FIRST_UNDER_WAY: &str = "SELECT min(id) FROM exchanges \
+     WHERE (status IS NULL OR status < 200 OR status >= 300) \
+     AND status IS NULL AND outcome = 'pending' \
+     AND ',' || flags || ',' NOT LIKE '%,interrupted,%'";
 /// Pending exchanges a tally names (they are few: callbacks the local server is thinking
 /// about, and those a crash left pending).
 pub const TALLY_PENDING: usize = 1000;
@@ -563,6 +586,51 @@ mod follow_tests {
         assert_eq!(reader.count().unwrap(), 1);
     }
 
+    /// Rows up to the first still waiting for its local server have ended; a row its
+    /// process left pending for good (`interrupted`) does not hold the mark back.
+    #[test]
+    fn settled_through_stops_before_the_first_exchange_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Store::open(&path).unwrap();
+        let reader = StoreReader::open(&path).unwrap();
+        assert_eq!(reader.settled_through().unwrap(), 0, "an empty store");
+        let received = || {
+            std::sync::Arc::new(crate::exchange::Exchange::received(
+                Default::default(),
+                crate::signature::Verdict::bare(VerdictStatus::Unsigned),
+                0,
+            ))
+        };
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let mut exchange = received();
+            let id = runtime.block_on(store.insert(exchange.clone())).unwrap().id;
+            std::sync::Arc::make_mut(&mut exchange).id = Some(id);
+            ids.push((id, exchange));
+        }
+        let end = |exchange: &std::sync::Arc<crate::exchange::Exchange>| {
+            let mut ended = (**exchange).clone();
+            ended.failed(crate::exchange::Outcome::UpstreamError, 502, "x".into());
+            runtime
+                .block_on(store.finish(std::sync::Arc::new(ended)))
+                .unwrap();
+        };
+        end(&ids[0].1);
+        end(&ids[2].1);
+        assert_eq!(reader.settled_through().unwrap(), ids[0].0);
+        // As `orphans` flags it when its process is gone.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE exchanges SET flags = 'interrupted' WHERE id = ?1",
+                [ids[1].0],
+            )
+            .unwrap();
+        assert_eq!(reader.settled_through().unwrap(), ids[2].0);
+    }
+
     /// `show` and `export` on a store a newer writer has not opened yet (readers do not
     /// migrate): a row of schema 6 reads whole, without `sent_to`.
     #[test]
@@ -620,6 +688,11 @@ mod plan_tests {
             ),
             (
                 TALLY_UNUSUAL_STATUSES.to_string(),
+                vec![],
+                "exchanges_unusual_status",
+            ),
+            (
+                FIRST_UNDER_WAY.to_string(),
                 vec![],
                 "exchanges_unusual_status",
             ),

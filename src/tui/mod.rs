@@ -80,6 +80,8 @@ struct Reloaded {
     after_kept: Option<Vec<ExchangeSummary>>,
     /// The whole store's counts, read after the rows.
     tally: crate::store::Tally,
+    /// Read before the rows: every exchange up to it had ended, and was judged by the filter.
+    settled: crate::exchange::ExchangeId,
 }
 
 struct App {
@@ -98,6 +100,25 @@ struct App {
     replays: Vec<tokio::task::JoinHandle<()>>,
     /// Under a filter, the newest row the whole store's counting read has reached.
     whole_store_read: crate::exchange::ExchangeId,
+    /// Under a filter, the newest row up to which every row has ended and been judged by it:
+    /// polls read on from there, so a filter that matches nothing new costs a few rows per
+    /// poll, not a scan of the whole store on the UI thread.
+    filter_judged: crate::exchange::ExchangeId,
+}
+
+/// How far a poll of the rows after `after` that match a filter has judged the store:
+/// every row up to `settled` (read before the poll) had ended, unless the page was full and
+/// ends before it: the next poll reads on after its last row.
+fn judged_through(
+    listed: &[ExchangeSummary],
+    after: crate::exchange::ExchangeId,
+    settled: crate::exchange::ExchangeId,
+) -> crate::exchange::ExchangeId {
+    let judged = match listed.len() >= PAGE {
+        true => listed.last().and_then(|row| row.id).unwrap_or(after),
+        false => settled,
+    };
+    judged.min(settled)
 }
 
 /// Runs the inspector until `q`, Ctrl-C or the stop flag. The terminal is restored on every
@@ -120,6 +141,7 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
         calls_due: Instant::now(),
         replays: Vec::new(),
         whole_store_read: 0,
+        filter_judged: 0,
     };
     let mut terminal = TerminalGuard::enter()?;
     app.execute(Command::Reload, &mut terminal);
@@ -266,14 +288,26 @@ impl App {
             ));
             self.state.store_replaced();
             self.whole_store_read = 0; // its ids start again
+            self.filter_judged = 0;
             self.execute(Command::Reload, terminal);
             return true;
         }
-        let after = self.state.poll_after();
+        let filtered = !self.state.filter.is_empty();
+        // Before the rows: what has ended by now is judged by the read that follows.
+        let settled = match filtered.then(|| self.reader.settled_through()).transpose() {
+            Ok(settled) => settled,
+            Err(e) => return self.reading_failed(e),
+        };
+        let after = self.state.poll_after().max(self.filter_judged);
         let listed = match self.finished_rows_after(&self.state.filter, after) {
             Ok(rows) => rows,
             Err(e) => return self.reading_failed(e),
         };
+        if let Some(settled) = settled {
+            self.filter_judged = self
+                .filter_judged
+                .max(judged_through(&listed, after, settled));
+        }
         let mut changed = !listed.is_empty();
         self.state.merge_polled(listed);
         if changed {
@@ -336,6 +370,7 @@ impl App {
                 // the newest rows, not around an exchange that may not match it.
                 let kept = self.state.keep_around.take();
                 self.read_in_background(Reply::Page, move |reader, filter| {
+                    let settled = reader.settled_through()?;
                     let rows = reader.page(filter, kept.map(|id| id + 1), PAGE)?;
                     // Only if the page ends with it (else: the newest rows, as usual).
                     let after_kept = match kept {
@@ -348,14 +383,23 @@ impl App {
                                 rows,
                                 after_kept: None,
                                 tally: reader.tally()?,
+                                settled,
                             });
                         }
                         None => None,
+                    };
+                    // The page after the kept exchange judged only as far as it goes.
+                    let settled = match after_kept.as_deref() {
+                        Some(page) if page.len() >= PAGE => {
+                            page.last().and_then(|row| row.id).unwrap_or(0).min(settled)
+                        }
+                        _ => settled,
                     };
                     Ok(Reloaded {
                         rows,
                         after_kept,
                         tally: reader.tally()?,
+                        settled,
                     })
                 });
             }
@@ -520,7 +564,9 @@ impl App {
                     rows,
                     after_kept,
                     tally,
+                    settled,
                 }) => {
+                    self.filter_judged = settled;
                     let next = match after_kept {
                         Some(after_kept) => {
                             self.state.load_page_around(rows, after_kept, tally.total)
@@ -767,6 +813,21 @@ fn expand_home(typed: &str) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filter that matches nothing new moves its mark to what has ended, so the next poll
+    /// reads only the rows after it; a full page, only to its last row.
+    #[test]
+    fn a_poll_judges_the_store_up_to_what_had_ended() {
+        let rows = |ids: std::ops::RangeInclusive<i64>| -> Vec<ExchangeSummary> {
+            ids.map(|id| state::tests::summary(id, "Hangup")).collect()
+        };
+        assert_eq!(judged_through(&[], 0, 900_000), 900_000, "nothing matched");
+        assert_eq!(judged_through(&rows(10..=12), 5, 900), 900);
+        let full = rows(1..=PAGE as i64);
+        assert_eq!(judged_through(&full, 0, 900_000), PAGE as i64);
+        // Under way from row 40 on: judged as far as 39, whatever matched after it.
+        assert_eq!(judged_through(&rows(50..=51), 0, 39), 39);
+    }
 
     #[test]
     fn a_long_curl_command_is_shown_in_part_and_says_so() {

@@ -807,4 +807,4 @@ impl AppState {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,9 +8,10 @@
 //! it for an app that does not yet.
 //!
 //! What counts as seen: every signature header's nonce and signature (V2, V3, -MA-) of each
-//! callback let through by this listener, the latest [`REMEMBERED`] of them; and, for older
-//! ones, the deciding header's in the store (its `nonce_key` index), across restarts. The
-//! store is read only for a key its [`NonceSummary`] may hold: not for a new callback.
+//! callback let through by this listener, and of the latest ones stored when it started, the
+//! latest [`REMEMBERED`] of them; and, for older ones, the deciding header's in the store
+//! (its `nonce_key` index), across restarts. The store is read only for a key its
+//! [`NonceSummary`] may hold: not for a new callback.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,13 +41,37 @@ impl Seen {
     fn holds_any(&self, keys: &[i64]) -> bool {
         keys.iter().any(|key| self.keys.contains(key))
     }
+
+    /// Remembers `keys`; past [`REMEMBERED`], the oldest are forgotten.
+    fn remember(&mut self, keys: Vec<i64>) {
+        for key in keys {
+            if self.keys.insert(key) {
+                self.order.push_back(key);
+            }
+        }
+        while self.order.len() > REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.keys.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl ReplayGuard {
-    /// A guard over the store `store` reads, whose keys `stored` sums up.
+    /// A guard over the store `store` reads, whose keys `stored` sums up. It remembers the
+    /// keys of the latest callbacks stored, as it did before a restart: the store indexes
+    /// only the deciding header's.
     pub fn new(store: StoreReader, stored: Arc<NonceSummary>) -> ReplayGuard {
+        let mut seen = Seen::default();
+        match store.latest_nonce_keys(crate::store::LATEST_NONCES_AT_START) {
+            Ok(latest) => latest.into_iter().for_each(|keys| seen.remember(keys)),
+            Err(e) => tracing::warn!(
+                "--reject-replays could not read the latest callbacks' nonces ({e}): one of \
+                 them resent with another signature header than the one stored is let through"
+            ),
+        }
         ReplayGuard {
-            seen: Mutex::default(),
+            seen: Mutex::new(seen),
             stored,
             store: Mutex::new(store),
             store_lookups: AtomicU64::new(0),
@@ -90,16 +115,7 @@ impl ReplayGuard {
         if seen.holds_any(&keys) {
             return Some(REFUSAL.into());
         }
-        for key in keys {
-            if seen.keys.insert(key) {
-                seen.order.push_back(key);
-            }
-        }
-        while seen.order.len() > REMEMBERED {
-            if let Some(oldest) = seen.order.pop_front() {
-                seen.keys.remove(&oldest);
-            }
-        }
+        seen.remember(keys);
         None
     }
 

@@ -15,6 +15,7 @@ mod checkpoint;
 mod deferred;
 mod filtered;
 mod identity;
+mod latest_nonces;
 mod nonce_summary;
 mod orphans;
 mod reader;
@@ -35,6 +36,7 @@ use row::Row;
 use crate::exchange::{Exchange, ExchangeId};
 
 pub use calls::CallSummary;
+pub use latest_nonces::AT_START as LATEST_NONCES_AT_START;
 pub use nonce_summary::NonceSummary;
 pub use reader::{ExchangeSummary, StoreReader, Tally};
 pub use row::{nonce_keys, nonce_text, nonce_text_key};

@@ -223,6 +223,13 @@ impl StoreReader {
         Ok(statement.exists([text])?)
     }
 
+    /// Every signature header's nonce key of the latest `limit` signed callbacks (see
+    /// `latest_nonces`), oldest first.
+    pub fn latest_nonce_keys(&self, limit: usize) -> Result<Vec<Vec<i64>>, StoreError> {
+        let latest = super::latest_nonces::latest(&self.conn, limit)?;
+        Ok(latest.into_iter().map(|stored| stored.keys).collect())
+    }
+
     /// How many exchanges carry a nonce key (through its index, without a scan).
     pub fn count_nonce_keys(&self) -> Result<u64, StoreError> {
         let count: i64 = self.conn.query_row(

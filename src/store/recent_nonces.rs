@@ -6,7 +6,8 @@
 //! header's nonce and signature. Indexing every header's would catch it in the store too,
 //! but each random-position index entry is a page the commit writes: one more per callback
 //! cost a fifth of the listener's throughput under load. So the other headers' are
-//! remembered here, in memory, for the last [`REMEMBERED`] keys this writer committed.
+//! remembered here, in memory, for the last [`REMEMBERED`] keys this writer committed, and
+//! at the start for the latest callbacks in the store (see `latest_nonces`).
 //!
 //! Keys are taken back if their transaction rolls back: a rolled-back id is given again.
 

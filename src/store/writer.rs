@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::{self, WalRestart};
 use super::deferred::{is_transient, Deferred, Pending};
 use super::identity::FileWatch;
+use super::latest_nonces;
 use super::nonce_summary::NonceSummary;
 use super::recent_nonces::RecentNonces;
 use super::row::{flags_text, RequestColumns, Row};
@@ -96,11 +97,25 @@ impl<'h> Writer<'h> {
             .path()
             .filter(|p| !p.is_empty())
             .map(|p| FileWatch::new(Path::new(p)));
+        let mut recent = RecentNonces::new();
+        // What the last run remembered: its callbacks' other headers are in no index.
+        match latest_nonces::latest(&conn, latest_nonces::AT_START) {
+            Ok(latest) => {
+                for stored in latest {
+                    recent.written(&stored.keys, stored.received_us, stored.id);
+                }
+                recent.committed();
+            }
+            Err(e) => tracing::warn!(
+                "the latest callbacks' nonces could not be read ({e}): a replay of one of \
+                 them with another signature header than the one stored is not recognised"
+            ),
+        }
         Writer {
             conn,
             health,
             deferred,
-            recent: RecentNonces::new(),
+            recent,
             summary,
             checkpoints,
             restart,

@@ -708,7 +708,36 @@ async fn a_stream_the_relay_closes_is_not_blamed_on_the_sender() {
     let error = exchange.error.as_deref().unwrap_or_default();
     assert!(error.contains("the relay stopped waiting"), "{error}");
     assert!(!error.contains("the sender gave up"), "{error}");
+    // The relay's log has its line too, though hyper dropped the handling when the sender
+    // left: Vobiz's timeout is the case a developer most wants to see there.
+    let line = relay
+        .log_line(&[
+            "/vobiz/hangup 499",
+            "route=default",
+            "the sender left after",
+        ])
+        .await;
+    assert!(line.contains("before its answer was ready"), "{line}");
     laptop.harness.tunnel.shutdown().await;
+    relay.server.shutdown().await;
+}
+
+/// A sender that gives up while `--hold` waits for a laptop gets a line as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_leaves_during_the_hold_is_logged() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |c| {
+        c.hold = Duration::from_secs(5)
+    })
+    .await;
+    let authority = format!("localhost:{}", relay.port());
+    let url = relay.url("/vobiz/held");
+    let request = callback(&authority, "/vobiz/held", hangup(1), &url, 1, &[]);
+    let vobiz = relay.vobiz();
+    let left = tokio::time::timeout(Duration::from_millis(300), vobiz.send(request)).await;
+    assert!(left.is_err(), "held, no laptop: no answer yet");
+    relay
+        .log_line(&["/vobiz/held 499", "route=default", "the sender left after"])
+        .await;
     relay.server.shutdown().await;
 }
 

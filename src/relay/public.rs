@@ -155,22 +155,71 @@ async fn handle(
     conn: Arc<PublicConn>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let started = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let (parts, mut body) = request.into_parts();
-    let delivery = deliver(&shared, &conn, &parts, &mut body, started).await;
-    crate::server::discard_rest(body, parts.version);
-    shared.log.callback(&CallbackLine {
+    let mut line = LogLine {
+        shared: &shared,
+        client: conn.peer,
         method: &method,
         path: &path,
-        status: delivery.response.status().as_u16(),
-        duration: started.elapsed(),
-        route: delivery.route.as_deref(),
-        client: conn.peer,
-        reason: delivery.reason.as_deref(),
-    });
+        started: Instant::now(),
+        route: None,
+        written: false,
+    };
+    let (parts, mut body) = request.into_parts();
+    let delivery = deliver(&shared, &conn, &parts, &mut body, &mut line.route).await;
+    crate::server::discard_rest(body, parts.version);
+    line.route = delivery.route.clone();
+    line.write(
+        delivery.response.status().as_u16(),
+        delivery.reason.as_deref(),
+    );
     Ok(delivery.response)
+}
+
+/// Status logged for a callback whose sender left before its answer was ready (nginx's 499,
+/// "client closed request": no status was sent).
+const SENDER_LEFT: u16 = 499;
+
+/// A callback's log line, written however its handling ends. hyper drops the request's
+/// future when its sender leaves (Vobiz gives up after about 3 s), and that callback's line
+/// matters most: dropped unwritten, it says so.
+struct LogLine<'a> {
+    shared: &'a Shared,
+    client: std::net::SocketAddr,
+    method: &'a str,
+    path: &'a str,
+    started: Instant,
+    /// The route it matched, once known.
+    route: Option<String>,
+    written: bool,
+}
+
+impl LogLine<'_> {
+    fn write(&mut self, status: u16, reason: Option<&str>) {
+        self.written = true;
+        self.shared.log.callback(&CallbackLine {
+            method: self.method,
+            path: self.path,
+            status,
+            duration: self.started.elapsed(),
+            route: self.route.as_deref(),
+            client: self.client,
+            reason,
+        });
+    }
+}
+
+impl Drop for LogLine<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            let reason = format!(
+                "the sender left after {:.2} s, before its answer was ready",
+                self.started.elapsed().as_secs_f64()
+            );
+            self.write(SENDER_LEFT, Some(&reason));
+        }
+    }
 }
 
 /// The answer to a callback still in flight when a stop has waited its `drain_timeout`.
@@ -251,13 +300,16 @@ fn tunnel_headers(incoming: &HeaderMap, envelope: &Envelope) -> HeaderMap {
     headers
 }
 
+/// Carries a callback to its route's laptop, or answers it; `matched` learns the route as
+/// soon as it is known (for the log line, should the sender leave meanwhile).
 async fn deliver(
     shared: &Shared,
     conn: &PublicConn,
     parts: &hyper::http::request::Parts,
     body: &mut Incoming,
-    started: Instant,
+    matched: &mut Option<String>,
 ) -> Delivery {
+    let started = Instant::now();
     let config = &shared.config;
     if let Some(allow) = &config.allow {
         let ip = conn.peer.ip();
@@ -283,6 +335,7 @@ async fn deliver(
         return Delivery::local(404, None, "no laptop route for this host or path".into());
     };
     let route_name = Some(matcher.name());
+    matched.clone_from(&route_name);
     let prefix = match &matcher.matcher {
         RouteMatch::Prefix(prefix) => prefix.as_str(),
         _ => "",

@@ -107,6 +107,12 @@ pub struct ListenArgs {
     )]
     pub forward: String,
 
+    /// Also trust this CA (PEM) for an https --forward, e.g. mkcert's rootCA.pem or a
+    /// self-signed certificate. Repeat for several. The public web PKI and the dev CA of
+    /// --certs-dir are always trusted; the local server's certificate is always verified.
+    #[arg(long, value_name = "PEM", env = "VOBIZ_TUNNEL_FORWARD_CA")]
+    pub forward_ca: Vec<PathBuf>,
+
     /// Certificate chain (PEM, leaf first, e.g. certbot's fullchain.pem). Without --cert/--key a
     /// development certificate for localhost is generated into --certs-dir.
     #[arg(long, value_name = "PEM", requires = "key", env = "VOBIZ_TUNNEL_CERT")]
@@ -414,6 +420,9 @@ pub struct ReplayArgs {
     /// Seconds to wait for each answer.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
+    /// Also trust this CA (PEM) for an https --forward or --to (as for `listen`).
+    #[arg(long, value_name = "PEM", env = "VOBIZ_TUNNEL_FORWARD_CA")]
+    pub forward_ca: Vec<PathBuf>,
     /// Folder of the development certificate (its CA is trusted for https targets).
     #[arg(
         long,

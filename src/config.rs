@@ -35,8 +35,44 @@ pub enum ConfigError {
          (--auth-token) and, for -MA- headers, VOBIZ_MAIN_AUTH_TOKEN (--main-auth-token)"
     )]
     RejectReplaysWithoutToken,
+    #[error("{flag} {path}: {reason}")]
+    CaFile {
+        flag: &'static str,
+        path: String,
+        reason: String,
+    },
     #[error(transparent)]
     Relay(#[from] crate::relay::config::RelayConfigError),
+}
+
+impl ListenConfig {
+    /// What is allowed but probably a mistake, said before the listener starts.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let (Some(_), Some(public)) = (&self.relay, &self.public_url) {
+            warnings.push(format!(
+                "--public-url {} (or VOBIZ_TUNNEL_PUBLIC_URL) replaces the URL the relay says \
+                 Vobiz called when signatures are checked; leave it out with --relay, unless a \
+                 proxy in front of the relay changes the URL",
+                public.join("")
+            ));
+        }
+        warnings
+    }
+}
+
+/// The CA files named by `flag`, each checked (see [`crate::tls::ca_file_problem`]).
+pub fn ca_files(flag: &'static str, paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    for path in paths {
+        if let Some(reason) = crate::tls::ca_file_problem(path) {
+            return Err(ConfigError::CaFile {
+                flag,
+                path: path.display().to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(paths.to_vec())
 }
 
 /// A scheme and authority, plus an optional path prefix, that request targets are appended to.
@@ -131,7 +167,7 @@ pub struct ListenConfig {
     pub listen: SocketAddr,
     pub forward: BaseUrl,
     pub certs: CertSource,
-    /// Extra PEM files trusted for https upstreams (the dev CA).
+    /// Extra PEM files trusted for https upstreams (the dev CA, `--forward-ca`).
     pub upstream_roots: Vec<PathBuf>,
     pub keys: Keys,
     pub public_url: Option<BaseUrl>,
@@ -230,7 +266,9 @@ impl ListenConfig {
         Ok(ListenConfig {
             listen: args.listen,
             forward,
-            upstream_roots: vec![args.certs_dir.join(crate::tls::DEV_CA_FILE)],
+            upstream_roots: std::iter::once(args.certs_dir.join(crate::tls::DEV_CA_FILE))
+                .chain(ca_files("--forward-ca", &args.forward_ca)?)
+                .collect(),
             certs,
             keys,
             public_url,
@@ -248,7 +286,10 @@ impl ListenConfig {
                 Some(relay) => Some(crate::relay::config::RelayClientConfig::parse(
                     relay,
                     args.relay_token.as_deref(),
-                    args.relay_ca.clone(),
+                    match &args.relay_ca {
+                        Some(ca) => ca_files("--relay-ca", std::slice::from_ref(ca))?.pop(),
+                        None => None,
+                    },
                 )?),
                 None => None,
             },
@@ -285,6 +326,28 @@ mod tests {
         assert!(BaseUrl::parse("http://u:p@h/")
             .unwrap_err()
             .contains("credentials"));
+    }
+
+    #[test]
+    fn a_public_url_beside_a_relay_is_warned_about() {
+        use clap::Parser;
+        let parsed = |extra: &[&str]| {
+            let argv = [
+                "vobiz-tunnel",
+                "--relay",
+                "relay.example.com",
+                "--relay-token",
+                "t",
+            ];
+            let cli = crate::cli::Cli::parse_from(argv.iter().chain(extra));
+            ListenConfig::from_args(&cli.listen).unwrap()
+        };
+        assert!(parsed(&[]).warnings().is_empty());
+        let both = parsed(&["--public-url", "https://other.example.com"]).warnings();
+        assert!(
+            both.len() == 1 && both[0].contains("--public-url https://other.example.com"),
+            "{both:?}"
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ fn main() -> ExitCode {
 
 fn listen(args: &ListenArgs, offset: UtcOffset) -> anyhow::Result<i32> {
     let config = ListenConfig::from_args(args)?;
+    for warning in config.warnings() {
+        eprintln!("vobiz-tunnel: warning: {warning}");
+    }
     let runtime = runtime()?;
     let (tunnel, stop) = runtime.block_on(async {
         let stop = vobiz_tunnel::shutdown::stop_signal()?;

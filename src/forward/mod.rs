@@ -257,7 +257,13 @@ impl Upstream {
                 .request_once_more_if_dropped(request)
                 .await
                 .map_err(|e| {
-                    let reason = error_chain(&e);
+                    let mut reason = error_chain(&e);
+                    if reason.contains("UnknownIssuer") {
+                        // mkcert, a self-signed certificate: a CA only the developer knows.
+                        reason.push_str(
+                            " (its certificate's CA is not trusted: give it with --forward-ca)",
+                        );
+                    }
                     if e.is_connect() {
                         ForwardError::Unreachable {
                             target: target.clone(),

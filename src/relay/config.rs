@@ -220,6 +220,29 @@ impl RelayConfig {
                 ));
             }
         }
+        match &self.certs {
+            RelayCerts::Acme { domains, .. } => {
+                // ACME orders the --domain names only: a host route outside them is served
+                // a certificate for another name, which Vobiz refuses.
+                for route in &self.routes {
+                    if let RouteMatch::Host(host) = &route.matcher {
+                        if !domains.iter().any(|d| d.eq_ignore_ascii_case(host)) {
+                            warnings.push(format!(
+                                "route {host} is not among the --domain names the ACME \
+                                 certificate is for: Vobiz will refuse the certificate it is \
+                                 shown there; add --domain {host} (its DNS must point here)"
+                            ));
+                        }
+                    }
+                }
+            }
+            RelayCerts::Dev { .. } if !self.domains.is_empty() => warnings.push(
+                "--domain is used only with --acme: without it (or --cert/--key) the relay \
+                 serves a development certificate, which Vobiz will not trust"
+                    .into(),
+            ),
+            _ => {}
+        }
         if self.hold >= VOBIZ_WAITS {
             warnings.push(format!(
                 "--hold {:.1} s: Vobiz stops waiting after about {} s, so a callback held that \
@@ -398,6 +421,44 @@ mod tests {
             assert!(!error.contains(token), "{error}");
             assert!(error.contains("SECR"), "recognisable: {error}");
         }
+    }
+
+    fn relay_config(args: &[&str]) -> RelayConfig {
+        use clap::Parser;
+        let argv = ["vobiz-tunnel", "relay"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match crate::cli::Cli::parse_from(argv).command {
+            Some(crate::cli::Command::Relay(args)) => RelayConfig::from_args(&args).unwrap(),
+            _ => unreachable!("a relay command"),
+        }
+    }
+
+    #[test]
+    fn certificates_that_do_not_cover_a_route_are_warned_about() {
+        let token = "--route=alice.hooks.example.com=0123456789abcdef0123456789";
+        let acme = relay_config(&["--acme", "--domain", "hooks.example.com", token]);
+        let warnings = acme.warnings().join("\n");
+        assert!(
+            warnings.contains("route alice.hooks.example.com is not among the --domain names")
+                && warnings.contains("add --domain alice.hooks.example.com"),
+            "{warnings}"
+        );
+        let covered = relay_config(&[
+            "--acme",
+            "--domain",
+            "hooks.example.com",
+            "--domain",
+            "Alice.Hooks.example.com",
+            token,
+        ]);
+        assert!(covered.warnings().is_empty(), "{:?}", covered.warnings());
+        let forgot_acme = relay_config(&["--domain", "hooks.example.com", token]);
+        let warnings = forgot_acme.warnings().join("\n");
+        assert!(
+            warnings.contains("--domain is used only with --acme"),
+            "{warnings}"
+        );
     }
 
     #[test]

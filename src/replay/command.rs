@@ -45,7 +45,10 @@ pub async fn replay_command(args: &ReplayArgs, offset: UtcOffset) -> anyhow::Res
         (None, None) => bail!("name an exchange id or give --filter"),
     };
     let timeout = Duration::from_secs_f64(args.timeout);
-    let tls = crate::tls::client_config(&[args.certs_dir.join(crate::tls::DEV_CA_FILE)], &[]);
+    let roots: Vec<_> = std::iter::once(args.certs_dir.join(crate::tls::DEV_CA_FILE))
+        .chain(crate::config::ca_files("--forward-ca", &args.forward_ca)?)
+        .collect();
+    let tls = crate::tls::client_config(&roots, &[]);
     let forward = BaseUrl::parse(&args.forward).map_err(|e| anyhow::anyhow!("--forward: {e}"))?;
     let replayer = Replayer {
         store: store.clone(),

@@ -290,6 +290,20 @@ pub fn root_store(extra_pem_files: &[PathBuf]) -> RootCertStore {
     roots
 }
 
+/// Why the CA file a user named (`--relay-ca`, `--forward-ca`) cannot be trusted: unreadable,
+/// or without a PEM certificate in it (a key given by mistake). `None` when it can. Checked at
+/// start-up: [`root_store`] skips what it cannot read, and a TLS error on every connection
+/// would not name the file.
+pub fn ca_file_problem(path: &std::path::Path) -> Option<String> {
+    match CertificateDer::pem_file_iter(path) {
+        Err(e) => Some(format!("cannot read it: {e}")),
+        Ok(certs) => match certs.flatten().count() {
+            0 => Some("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()),
+            _ => None,
+        },
+    }
+}
+
 /// A client configuration trusting [`root_store`], offering `alpn`.
 pub fn client_config(extra_pem_files: &[PathBuf], alpn: &[&[u8]]) -> ClientConfig {
     let mut config = ClientConfig::builder()

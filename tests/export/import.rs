@@ -45,12 +45,12 @@ fn a_malformed_har_file_is_a_clear_error_and_imports_nothing() {
         (
             "colon.har",
             with_header("X:Colon", "v"),
-            "entry 0: request.headers[0].name is not an HTTP header name (\"X:Colon\")",
+            "entry 0: request.headers[0].name cannot be a header name (\"X:Colon\")",
         ),
         (
             "unnamed.har",
             with_header("", "v"),
-            "entry 0: request.headers[0].name is not an HTTP header name (\"\")",
+            "entry 0: request.headers[0].name cannot be a header name (\"\")",
         ),
     ]);
     for (name, bytes, expected) in cases {
@@ -79,6 +79,39 @@ fn a_malformed_har_file_is_a_clear_error_and_imports_nothing() {
     ]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("cannot read /nonexistent/x.har"));
+}
+
+/// The listener records a request it refused for a header no HTTP message may carry (an
+/// escape sequence in a value): its export imports again, byte for byte.
+#[test]
+fn a_header_the_listener_refused_survives_export_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let value = "a\u{1b}[2Jb";
+    let entry = json!({"startedDateTime": "2026-06-08T00:00:00Z",
+                       "request": {"method": "POST", "url": "https://a.example/x",
+                                   "headers": [{"name": "X-Evil", "value": value}]}});
+    let file = dir.path().join("escape.har");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"log": {"entries": [entry]}})).unwrap(),
+    )
+    .unwrap();
+    let output = run(&["import", "--har", path(&file), "--store", path(&store)]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let exported = dir.path().join("again.har");
+    let output = run(&["export", "--har", path(&exported), "--store", path(&store)]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
+    let headers = &again["log"]["entries"][0]["request"]["headers"];
+    let evil = headers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "X-Evil")
+        .unwrap_or_else(|| panic!("{headers}"));
+    assert_eq!(evil["value"], value);
 }
 
 #[test]

@@ -83,8 +83,12 @@ const MIN_PATH: u16 = 6;
 /// What the event keeps when a long id takes its room.
 const MIN_EVENT: u16 = 5;
 
-/// `id_width`: what the widest id loaded takes, `#` included.
-fn columns(width: u16, id_width: u16) -> Columns {
+/// What the path keeps when the flags take room from it.
+const PATH_KEPT: u16 = 12;
+
+/// `id_width`: what the widest id loaded takes, `#` included; `flags_width`: what the widest
+/// flags in view take.
+fn columns(width: u16, id_width: u16, flags_width: u16) -> Columns {
     use Column::*;
     let (mut shown, short_mark, short_time) = if width >= 130 {
         (
@@ -164,6 +168,7 @@ fn columns(width: u16, id_width: u16) -> Columns {
         )
     };
     widen_the_id(&mut shown, width, id_width);
+    widen_the_flags(&mut shown, width, flags_width);
     Columns {
         shown,
         short_mark,
@@ -189,6 +194,27 @@ fn widen_the_id(shown: &mut [(Column, u16)], width: u16, id_width: u16) {
     }
 }
 
+/// Makes the flags column as wide as the widest flags in view (a replay that failed reads
+/// `↺#16 reused upstream`: cut, the flag that matters is the one lost), with room from the
+/// path down to [`PATH_KEPT`].
+fn widen_the_flags(shown: &mut [(Column, u16)], width: u16, flags_width: u16) {
+    let fixed: u16 = shown.iter().map(|(_, w)| w).sum::<u16>() + shown.len() as u16 - 1 + 2;
+    let path_room = width.saturating_sub(fixed);
+    let spare = path_room.saturating_sub(PATH_KEPT);
+    for (column, w) in shown.iter_mut() {
+        if *column == Column::Flags && flags_width > *w {
+            *w += (flags_width - *w).min(spare);
+        }
+    }
+}
+
+/// Characters the flags of the rows in view take, at most.
+fn flags_width<'a>(rows: impl Iterator<Item = &'a ExchangeSummary>) -> u16 {
+    rows.map(|row| unicode_width::UnicodeWidthStr::width(flags_text(row).as_str()))
+        .max()
+        .map_or(0, |w| u16::try_from(w).unwrap_or(u16::MAX))
+}
+
 /// Characters the id column needs for the widest id loaded (`#` or the mark's `*`, then
 /// the digits). Ids are ascending, so the newest loaded is the widest.
 fn id_width(state: &AppState) -> u16 {
@@ -197,7 +223,6 @@ fn id_width(state: &AppState) -> u16 {
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
-    let layout = columns(area.width, id_width(state));
     let height = area.height.saturating_sub(3) as usize;
     let start = window_start(
         state.rows.len(),
@@ -207,6 +232,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState) {
     );
     state.list_top.set(start);
     let end = (start + height).min(state.rows.len());
+    let in_view = flags_width(state.rows.range(start..end));
+    let layout = columns(area.width, id_width(state), in_view);
     let rows = state.rows.range(start..end).map(|row| {
         let cells = layout.shown.iter().map(|(column, _)| match column {
             Column::Time => {
@@ -327,16 +354,41 @@ mod tests {
 
 #[cfg(test)]
 mod layout_tests {
-    use super::{columns, Column, MIN_PATH};
+    use super::{columns, Column, MIN_PATH, PATH_KEPT};
 
     #[test]
     fn fixed_columns_leave_the_path_room_at_every_width() {
         for width in [40u16, 56, 60, 77, 78, 80, 100, 105, 129, 130, 200] {
-            let layout = columns(width, 2);
+            let layout = columns(width, 2, 0);
             let fixed: u16 =
                 layout.shown.iter().map(|(_, w)| w).sum::<u16>() + layout.shown.len() as u16 - 1
                     + 2;
             assert!(fixed + 6 <= width, "{width}: {fixed}");
+        }
+    }
+
+    /// Flags as long as a failed replay's (`↺#16 reused upstream`) are whole where the path
+    /// can spare the room, and the path keeps its own.
+    #[test]
+    fn the_flags_column_holds_the_widest_flags_in_view() {
+        for width in [56u16, 78, 80, 100, 129, 130, 160, 200] {
+            let layout = columns(width, 4, 20);
+            let flags = layout
+                .shown
+                .iter()
+                .find(|(c, _)| *c == Column::Flags)
+                .unwrap();
+            let fixed: u16 =
+                layout.shown.iter().map(|(_, w)| w).sum::<u16>() + layout.shown.len() as u16 - 1
+                    + 2;
+            assert!(fixed + MIN_PATH <= width, "{width}: {fixed}");
+            if width >= 100 {
+                assert!(flags.1 >= 20, "{width}: flags {}", flags.1);
+                assert!(
+                    width - fixed >= PATH_KEPT,
+                    "{width}: the path keeps its room"
+                );
+            }
         }
     }
 
@@ -346,7 +398,7 @@ mod layout_tests {
     fn the_id_column_holds_the_widest_id_loaded() {
         for width in [40u16, 56, 60, 77, 78, 80, 99, 100, 105, 129, 130, 200] {
             for id_width in 2..=9 {
-                let layout = columns(width, id_width);
+                let layout = columns(width, id_width, 0);
                 let id = layout.shown.iter().find(|(c, _)| *c == Column::Id).unwrap();
                 assert!(id.1 >= id_width, "{width}: id {id_width} in {}", id.1);
                 let fixed: u16 = layout.shown.iter().map(|(_, w)| w).sum::<u16>()

@@ -498,6 +498,7 @@ impl Proxy {
                 *response.status_mut() =
                     StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
                 *response.headers_mut() = forward::downstream_headers(&answer.headers);
+                crate::server::without_made_up_reason(&mut response);
                 response
             }
             None => plain(502, "vobiz-tunnel: no response was produced\n"),

@@ -149,3 +149,28 @@ async fn header_case_order_and_body_bytes_survive_the_proxy() {
     );
     harness.tunnel.shutdown().await;
 }
+
+/// A status the local server chose outside the standard ones reaches the sender with an empty
+/// reason phrase, not a placeholder of the proxy's (`299 <none>`).
+#[tokio::test]
+async fn a_status_without_a_standard_reason_gets_no_made_up_one() {
+    let upstream = upstream(Reply {
+        status: 299,
+        ..Reply::default()
+    })
+    .await;
+    let harness = Harness::with_forward(&upstream.url()).await;
+    let mut tls = harness.client().tls_stream(b"http/1.1").await;
+    let port = harness.port();
+    let request = format!(
+        "POST /cb HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 3\r\n\
+         Connection: close\r\n\r\na=b"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within(tls.read_to_end(&mut answer)).await.ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 299 \r\n"), "{answer}");
+    assert!(!answer.contains("<none>"), "{answer}");
+    harness.tunnel.shutdown().await;
+}

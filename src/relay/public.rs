@@ -477,8 +477,10 @@ async fn deliver(
             Ok(Ok(Ok((mut parts, body)))) => {
                 // The tunnel's HTTP/2 says nothing about the public connection's version.
                 parts.version = Version::default();
+                let mut response = Response::from_parts(parts, Full::new(body));
+                crate::server::without_made_up_reason(&mut response);
                 return Delivery {
-                    response: Response::from_parts(parts, Full::new(body)),
+                    response,
                     route: route_name,
                     reason: None,
                 };

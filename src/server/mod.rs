@@ -227,6 +227,16 @@ pub(crate) async fn expect_tls(
     Ok(Some(tcp))
 }
 
+/// A status with no standard reason phrase gets none in its HTTP/1 status line (`299 `), not
+/// hyper's placeholder: a `299` from the local server would reach its sender as `299 <none>`.
+pub(crate) fn without_made_up_reason<B>(response: &mut hyper::Response<B>) {
+    if response.status().canonical_reason().is_none() {
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b""));
+    }
+}
+
 /// Whether the first bytes look like a plain-text HTTP request rather than a TLS record.
 pub(crate) fn looks_like_plain_http(first: &[u8]) -> bool {
     first.first().is_some_and(u8::is_ascii_uppercase)

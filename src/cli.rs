@@ -625,11 +625,11 @@ pub struct TriggerCallArgs {
     /// What the caller says at each <Gather> that accepts speech, in turn.
     #[arg(long, value_name = "TEXT")]
     pub speech: Vec<String>,
-    /// The caller's number (E.164 without +, as Vobiz sends it).
-    #[arg(long, value_name = "NUMBER", default_value = "919876543210")]
+    /// The caller's number, E.164 (sent without its +, as Vobiz sends it).
+    #[arg(long, value_name = "NUMBER", default_value = "919876543210", value_parser = e164)]
     pub from: String,
     /// The called number.
-    #[arg(long, value_name = "NUMBER", default_value = "918045678901")]
+    #[arg(long, value_name = "NUMBER", default_value = "918045678901", value_parser = e164)]
     pub to_number: String,
     /// inbound or outbound [default: outbound with --ring-url (a ring URL exists only on
     /// calls placed with the Make Call API), inbound otherwise].
@@ -655,6 +655,20 @@ impl TriggerCallArgs {
             (None, Some(_)) => "outbound",
             (None, None) => "inbound",
         }
+    }
+}
+
+/// A phone number as Vobiz sends one: digits, without a `+` (given, it is dropped); E.164
+/// (919876543210), or a national form for the called number (Vobiz has sent `To=080…`).
+fn e164(text: &str) -> Result<String, String> {
+    let digits = text.trim().strip_prefix('+').unwrap_or(text.trim());
+    let valid = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    match valid {
+        true => Ok(digits.to_owned()),
+        false => Err(format!(
+            "{text:?} is not a phone number: 8 to 15 digits, a country code first \
+             (919876543210)"
+        )),
     }
 }
 

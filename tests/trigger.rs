@@ -290,3 +290,43 @@ async fn the_verdict_is_told_apart_from_the_answer() {
         "{out}"
     );
 }
+
+/// `--from` takes an E.164 number with or without its `+` and sends it as Vobiz does (`From`
+/// without, `CallerName` with); what is not a number is refused before anything is sent.
+#[test]
+fn call_numbers_are_read_as_vobiz_writes_them() {
+    let parsed = |args: &[&str]| {
+        let argv = [
+            "vobiz-tunnel",
+            "trigger",
+            "call",
+            "--answer-url",
+            "http://127.0.0.1:1/a",
+        ];
+        Cli::try_parse_from(argv.iter().chain(args))
+    };
+    let Some(Command::Trigger(trigger)) = parsed(&["--from", "+919876543210"]).unwrap().command
+    else {
+        panic!("a trigger command");
+    };
+    let vobiz_tunnel::cli::TriggerKind::Call(call) = &trigger.kind else {
+        panic!("trigger call");
+    };
+    assert_eq!(call.from, "919876543210");
+    let facts =
+        vobiz_tunnel::trigger::catalogue::CallFacts::new(&call.from, &call.to_number, "inbound");
+    let fields =
+        vobiz_tunnel::trigger::catalogue::fields(Kind::Answer, &facts, &Default::default());
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("From").as_deref(), Some("919876543210"));
+    assert_eq!(field("CallerName").as_deref(), Some("+919876543210"));
+    for bad in ["abc", "+91 98765", "12"] {
+        let error = parsed(&["--to-number", bad]).unwrap_err().to_string();
+        assert!(error.contains("is not a phone number"), "{bad}: {error}");
+    }
+}

@@ -12,6 +12,7 @@
 //! local server) and [`findings`] in its one exit, before the record is queued and published.
 
 pub mod delivery;
+pub mod encoding;
 pub mod kind;
 mod tracker;
 mod urls;

@@ -98,18 +98,38 @@ pub fn lint(exchange: &Exchange) -> Vec<Finding> {
     if exchange.outcome != Outcome::Forwarded {
         return Vec::new();
     }
-    let content_type = response.headers.get_str("content-type");
-    lint_answer(response.status, content_type, &response.body)
+    let headers = &response.headers;
+    let content_type = headers.get_str("content-type");
+    let content_encoding = headers.get_str("content-encoding");
+    lint_answer(
+        response.status,
+        content_type,
+        content_encoding,
+        &response.body,
+    )
 }
 
 /// Lints an answer to a callback that expects XML, wherever it came from: the listener's
-/// record of one ([`lint`]) or `trigger`'s, which so never disagrees with the inspector.
-pub fn lint_answer(status: u16, content_type: Option<&str>, body: &[u8]) -> Vec<Finding> {
+/// record of one ([`lint`]) or `trigger`'s, which so never disagrees with the inspector. A
+/// gzipped body is read as Vobiz reads it, unzipped.
+pub fn lint_answer(
+    status: u16,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Vec<Finding> {
     let mut found: Vec<Finding> = status_finding(status).into_iter().collect();
     if !(200..300).contains(&status) {
         return found;
     }
-    let reply = Reply::new(content_type, body);
+    let body = match super::encoding::decoded(content_encoding, body, PARSE_LIMIT) {
+        Ok(body) => body,
+        Err(problem) => {
+            found.push(Finding::new(XML_CONTENT_TYPE, Severity::Error, problem));
+            return found;
+        }
+    };
+    let reply = Reply::new(content_type, &body);
     found.extend(BODY_RULES.iter().filter_map(|rule| rule(&reply)));
     found
 }

@@ -139,6 +139,32 @@ fn xml_known_elements_fires_on_text_where_vobiz_takes_none() {
     assert!(finding(&lint_xml(spoken), XML_KNOWN_ELEMENTS).is_none());
 }
 
+/// Vobiz asks for gzip: a gzipped answer is read unzipped, not judged broken; a coding Vobiz
+/// did not ask for is named.
+#[test]
+fn a_gzipped_answer_is_read_as_vobiz_reads_it() {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(GOOD.as_bytes()).unwrap();
+    let zipped = gzip.finish().unwrap();
+    let with_coding = |coding: &str, body: Vec<u8>| {
+        let mut exchange = answered(200, "application/xml", "");
+        let response = exchange.response.as_mut().unwrap();
+        response
+            .headers
+            .0
+            .push(("Content-Encoding".into(), coding.into()));
+        response.body = body.into();
+        lint(&exchange)
+    };
+    assert_eq!(with_coding("gzip", zipped), Vec::<Finding>::new());
+    let br = with_coding("br", GOOD.as_bytes().to_vec());
+    assert!(
+        finding(&br, XML_CONTENT_TYPE).is_some_and(|f| f.message.contains("gzip only")),
+        "{br:?}"
+    );
+}
+
 #[test]
 fn xml_required_attributes_fires_on_a_gather_without_action() {
     let found =

@@ -18,6 +18,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::no_answer::Trust;
 use crate::checks::delivery::status_answer_finding;
+use crate::checks::encoding::decoded;
 use crate::checks::xml::lint_answer;
 use crate::checks::{Finding, Severity};
 use crate::forward::error_chain;
@@ -77,7 +78,9 @@ pub struct Answer {
     pub status: u16,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
-    /// The body (lossy UTF-8; answers are XML or text).
+    /// The `Content-Encoding` Vobiz could not undo (gzip is undone in `body`).
+    pub content_encoding: Option<String>,
+    /// The body, gzip undone (lossy UTF-8; answers are XML or text).
     pub body: String,
     /// From sending to the end of the body.
     pub elapsed: Duration,
@@ -130,14 +133,18 @@ impl Sender {
 
     /// The headers Vobiz would send with `callback` (signature headers per [`Signing`]).
     pub fn headers(&self, callback: &Callback, body: &[u8]) -> Vec<(String, String)> {
-        let mut headers = vec![
-            ("User-Agent".to_owned(), "Vobiz".to_owned()),
-            (
+        let mut headers = vec![("User-Agent".to_owned(), "Vobiz".to_owned())];
+        // A GET carries its fields in the query, and no body to give a type.
+        if !callback.method.eq_ignore_ascii_case("GET") {
+            headers.push((
                 "Content-Type".to_owned(),
                 "application/x-www-form-urlencoded".to_owned(),
-            ),
+            ));
+        }
+        headers.extend([
             ("Accept".to_owned(), "*/*".to_owned()),
-        ];
+            ("Accept-Encoding".to_owned(), "gzip".to_owned()),
+        ]);
         let sign = |keys: &SigningKeys| {
             signed_headers(&callback.method, &callback.sign_url, body, keys, Form::Docs)
         };
@@ -199,14 +206,26 @@ impl Sender {
                 .await
                 .map_err(|e| format!("reading the answer from {url}: {}", error_chain(e.as_ref())))?
                 .to_bytes();
+            let header = |name| {
+                let value = parts.headers.get(name)?.to_str().ok()?;
+                Some(value.to_owned())
+            };
+            let content_encoding = header(hyper::header::CONTENT_ENCODING);
+            // As Vobiz reads it: gzip undone; a coding it did not ask for is left for the
+            // judgement to name.
+            let (body, content_encoding) =
+                match decoded(content_encoding.as_deref(), &body, MAX_ANSWER) {
+                    Ok(plain) => (String::from_utf8_lossy(&plain).into_owned(), None),
+                    Err(_) => (
+                        String::from_utf8_lossy(&body).into_owned(),
+                        content_encoding,
+                    ),
+                };
             Ok(Answer {
                 status: parts.status.as_u16(),
-                content_type: parts
-                    .headers
-                    .get(hyper::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                content_type: header(hyper::header::CONTENT_TYPE),
+                content_encoding,
+                body,
                 elapsed: started.elapsed(),
             })
         };
@@ -263,6 +282,7 @@ pub fn judge(answer: &Answer, expects_xml: bool, slow_after: Duration) -> Judgem
     let findings = lint_answer(
         answer.status,
         answer.content_type.as_deref(),
+        answer.content_encoding.as_deref(),
         answer.body.as_bytes(),
     );
     let errors: Vec<String> = findings
@@ -376,6 +396,7 @@ mod tests {
         Answer {
             status,
             content_type: Some("application/xml; charset=utf-8".into()),
+            content_encoding: None,
             body: body.into(),
             elapsed: Duration::from_millis(ms),
         }
@@ -439,7 +460,7 @@ mod tests {
         for body in cases {
             let sent = answer(200, body, 5);
             let judged = judge(&sent, true, SLOW);
-            let linted = lint_answer(200, sent.content_type.as_deref(), body.as_bytes());
+            let linted = lint_answer(200, sent.content_type.as_deref(), None, body.as_bytes());
             assert_eq!(judged.findings, linted, "{body}");
             let errors = linted.iter().any(|f| f.severity == Severity::Error);
             assert_eq!(judged.failure.is_some(), errors, "{body}: {judged:?}");
@@ -466,7 +487,17 @@ mod tests {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let trust = || Trust::new("certs/dev-ca.pem".into());
         let unsigned = Sender::new(Signing::Unsigned, trust(), false, Duration::from_secs(1));
-        assert_eq!(unsigned.headers(&cb, b"").len(), 3);
+        assert_eq!(unsigned.headers(&cb, b"").len(), 4);
+        let get = Callback {
+            method: "GET".into(),
+            ..cb.clone()
+        };
+        let names: Vec<String> = unsigned
+            .headers(&get, b"")
+            .into_iter()
+            .map(|h| h.0)
+            .collect();
+        assert_eq!(names, ["User-Agent", "Accept", "Accept-Encoding"]);
         let forged = |forgery| {
             Sender::new(
                 Signing::Forged(forgery),
@@ -475,8 +506,8 @@ mod tests {
                 Duration::from_secs(1),
             )
         };
-        assert_eq!(forged(Forgery::Unsigned).headers(&cb, b"").len(), 3);
-        assert_eq!(forged(Forgery::BadSignature).headers(&cb, b"").len(), 3 + 7);
+        assert_eq!(forged(Forgery::Unsigned).headers(&cb, b"").len(), 4);
+        assert_eq!(forged(Forgery::BadSignature).headers(&cb, b"").len(), 4 + 7);
         assert_eq!(unsigned.forgery(), None);
     }
 

@@ -16,6 +16,9 @@ pub const SHOWN_BODY_BYTES: usize = 256 * 1024;
 /// The lines that show `body` given its headers; `raw` forces the hex dump. A body over
 /// [`SHOWN_BODY_BYTES`] shows its start, then a line that says what was left out.
 pub fn body_lines(headers: &Headers, body: &[u8], raw: bool) -> Vec<Line<'static>> {
+    if let Some(lines) = unzipped_lines(headers, body, raw) {
+        return lines;
+    }
     let shown = shown_part(body);
     let mut lines = lines_of(headers, shown, raw);
     if shown.len() < body.len() {
@@ -30,6 +33,25 @@ pub fn body_lines(headers: &Headers, body: &[u8], raw: bool) -> Vec<Line<'static
         ));
     }
     lines
+}
+
+/// A gzipped body (Vobiz asks for gzip, so answers may come so) shown unzipped, under a
+/// line that says so; `None` for a body sent as it is, or one that does not unzip (its
+/// bytes then show).
+fn unzipped_lines(headers: &Headers, body: &[u8], raw: bool) -> Option<Vec<Line<'static>>> {
+    let coding = headers.get_str("content-encoding")?.trim();
+    if raw || coding.is_empty() || coding.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    let plain = crate::checks::encoding::decoded(Some(coding), body, SHOWN_BODY_BYTES).ok()?;
+    let cut = plain.len() > SHOWN_BODY_BYTES;
+    let note = match cut {
+        true => format!("({coding}, {} bytes sent; the start, unzipped)", body.len()),
+        false => format!("({coding}, {} bytes sent; unzipped)", body.len()),
+    };
+    let mut lines = vec![Line::styled(note, Style::new().fg(Color::DarkGray))];
+    lines.extend(lines_of(headers, shown_part(&plain), false));
+    Some(lines)
 }
 
 /// The start of `body` the detail pane shows: all of it, or at most [`SHOWN_BODY_BYTES`],
@@ -235,6 +257,31 @@ mod tests {
         assert_eq!(raw.len(), shown_part(&body).len().div_ceil(16) + 1);
         // Small bodies are whole.
         assert_eq!(body_lines(&headers, b"a\nb", false).len(), 2);
+    }
+
+    #[test]
+    fn a_gzipped_body_shows_unzipped() {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(b"<Response><Speak>hi</Speak></Response>")
+            .unwrap();
+        let zipped = gzip.finish().unwrap();
+        let headers = Headers(vec![
+            ("Content-Type".into(), b"application/xml".to_vec()),
+            ("Content-Encoding".into(), b"gzip".to_vec()),
+        ]);
+        let text: Vec<String> = body_lines(&headers, &zipped, false)
+            .iter()
+            .map(|line| line.to_string())
+            .collect();
+        assert!(
+            text[0].contains("gzip") && text[0].contains("unzipped"),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|l| l.trim() == "<Speak>"), "{text:?}");
+        // Raw, the bytes as they came.
+        let raw = body_lines(&headers, &zipped, true);
+        assert!(!raw[0].to_string().contains("unzipped"));
     }
 
     #[test]

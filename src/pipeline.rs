@@ -354,7 +354,15 @@ async fn serve(
         _ if proxy.reject_invalid && !valid => {
             Some(format!("signature {}", exchange.verdict.summary()))
         }
-        (Some(guard), true) => guard.admit(&exchange),
+        (Some(guard), true) => {
+            let replay = guard.admit(&exchange);
+            if replay.is_some() {
+                // Flagged now: the copy let through may be recorded after this one (its
+                // answer is slower), and the store alone would not know this one as a replay.
+                Arc::make_mut(&mut exchange).add_flag(Flag::NonceReused);
+            }
+            replay
+        }
         _ => None,
     };
     if let Some(message) = refusal {

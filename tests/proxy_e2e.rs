@@ -749,6 +749,63 @@ async fn with_reject_replays_a_callback_sent_again_never_reaches_the_local_serve
     restarted.tunnel.shutdown().await;
 }
 
+/// Copies of one callback arriving at once: one goes through, and every copy refused is
+/// flagged a replay in its record, even when the one let through is recorded after it (its
+/// local server answers slowly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reject_replays_every_copy_refused_at_once_is_flagged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let slow = upstream(Reply {
+        delay: Duration::from_millis(300),
+        ..Reply::default()
+    })
+    .await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = config(&dir, &slow.url());
+    settings.reject_replays = true;
+    let harness = Harness::start(settings, dir).await;
+    let headers = vobiz_headers(&harness.url("/cb"), TOKEN, None);
+    // One more, received first but with its body late: the copy let through then came after
+    // it, and the store alone would call this one the original.
+    let mut early = harness.client().tls_stream(b"http/1.1").await;
+    let body = "Event=Hangup&CallUUID=c1";
+    let mut head = format!(
+        "POST /cb HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n",
+        harness.port(),
+        body.len()
+    );
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    early.write_all(head.as_bytes()).await.unwrap();
+    early.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut copies = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let request = form_post(&harness, "/cb", body, &headers);
+        let client = harness.client();
+        copies.spawn(async move { client.send(request).await.status });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    early.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within(early.read_to_end(&mut answer)).await.ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let mut statuses = within(copies.join_all()).await;
+    statuses.sort();
+    assert_eq!(statuses, [200, 403, 403, 403]);
+    for id in 1..=5 {
+        let exchange = harness.recorded(id).await;
+        if exchange.outcome == Outcome::Rejected {
+            assert!(exchange.has_flag(Flag::NonceReused), "#{id}: {exchange:?}");
+        }
+    }
+    harness.tunnel.shutdown().await;
+}
+
 /// With `--reject-replays`, a store file replaced while the listener runs is judged by what
 /// the new file holds: a callback recorded in it elsewhere is refused here, although this
 /// listener never saw it and its summary of the old file did not hold it.

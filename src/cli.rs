@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Receive Vobiz callbacks over HTTPS, check their signatures and say why one fails, record
@@ -150,31 +151,36 @@ pub struct ListenArgs {
     /// the reason) to the rest: unsigned, invalid, or signed only with a kind of token that is
     /// not configured (-MA- headers without a main token). They are still recorded. Needs a
     /// token.
-    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_INVALID")]
+    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_INVALID", value_parser = BoolishValueParser::new())]
     pub reject_invalid: bool,
 
     /// Answer 403 (recorded, not forwarded) to a callback whose nonce and signature came
     /// before, in any of its signature headers: a captured callback sent again. Without it,
     /// such a callback is forwarded and flagged nonce_reused. A Vobiz retry that kept its
     /// nonce would be refused too. Needs a token.
-    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_REPLAYS")]
+    #[arg(long, env = "VOBIZ_TUNNEL_REJECT_REPLAYS", value_parser = BoolishValueParser::new())]
     pub reject_replays: bool,
 
     /// Seconds to wait for the local server (long enough to step through a handler in a
     /// debugger). Answers slower than 3 s are flagged: Vobiz gives up after about 3 s.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        env = "VOBIZ_TUNNEL_FORWARD_TIMEOUT"
+    )]
     pub forward_timeout: f64,
 
     /// Largest request body accepted, in bytes; larger requests get 413 and are recorded.
-    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024, env = "VOBIZ_TUNNEL_MAX_BODY")]
     pub max_body: usize,
 
     /// Which Host header the local server receives.
-    #[arg(long, value_enum, default_value_t = HostHeader::Keep)]
+    #[arg(long, value_enum, default_value_t = HostHeader::Keep, env = "VOBIZ_TUNNEL_HOST_HEADER")]
     pub host_header: HostHeader,
 
     /// Run without the terminal UI: print one line per exchange.
-    #[arg(long)]
+    #[arg(long, env = "VOBIZ_TUNNEL_NO_TUI", value_parser = BoolishValueParser::new())]
     pub no_tui: bool,
 
     /// Format of the headless output.
@@ -203,7 +209,7 @@ pub struct ListenArgs {
 
     /// Warn (never block) when a callback comes from outside Vobiz's published source
     /// addresses. The list is shared by every Vobiz customer: hygiene, not authentication.
-    #[arg(long)]
+    #[arg(long, env = "VOBIZ_TUNNEL_VOBIZ_IPS_WARNING", value_parser = BoolishValueParser::new())]
     pub vobiz_ips_warning: bool,
 
     /// Receive callbacks through a relay on a public host (`vobiz-tunnel relay` there):

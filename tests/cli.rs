@@ -314,6 +314,18 @@ fn reject_invalid_without_a_token_refuses_to_start() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--reject-replays needs a token"), "{err}");
     assert!(!store.exists());
+    // Set in the environment as shells and container files write it: 1, yes, on.
+    for value in ["1", "yes", "on", "true"] {
+        let (code, _, err) = run(
+            &["listen", "--listen", "127.0.0.1:0", "--no-tui"],
+            &[("VOBIZ_TUNNEL_REJECT_INVALID", value)],
+        );
+        assert_eq!(code, 1, "{value}: {err}");
+        assert!(
+            err.contains("--reject-invalid needs a token"),
+            "{value}: {err}"
+        );
+    }
 }
 
 /// A wait too long for any use is refused with the flag's name; it used to panic.

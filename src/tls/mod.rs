@@ -4,15 +4,14 @@
 //! [`acme`], put together by [`relay_server_config`].
 
 pub mod acme;
+mod dev;
 pub mod reload;
+
+pub use dev::ensure_dev_identity;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerSessionMemoryCache;
@@ -22,7 +21,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 pub const DEV_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// File names inside the certificate folder.
 pub const DEV_CA_FILE: &str = "dev-ca.pem";
-const DEV_CA_KEY_FILE: &str = "dev-ca-key.pem";
+pub(crate) const DEV_CA_KEY_FILE: &str = "dev-ca-key.pem";
 pub const DEV_CERT_FILE: &str = "dev-cert.pem";
 pub const DEV_KEY_FILE: &str = "dev-key.pem";
 
@@ -90,92 +89,6 @@ impl Identity {
         })?;
         Ok(Identity { chain, key })
     }
-}
-
-/// The development certificate in `dir`, generated on first use and reused after:
-/// a local CA (`dev-ca.pem`, the file to trust) and a leaf for localhost, 127.0.0.1 and ::1
-/// signed by it. A leaf that is missing or within a week of expiry is made anew.
-pub fn ensure_dev_identity(dir: &Path) -> Result<Identity, TlsError> {
-    let cert_path = dir.join(DEV_CERT_FILE);
-    let key_path = dir.join(DEV_KEY_FILE);
-    if cert_path.exists() && key_path.exists() {
-        if let Ok(identity) = Identity::load(&cert_path, &key_path) {
-            return Ok(identity);
-        }
-        tracing::warn!(
-            "the development certificate in {} is unreadable; making a new one",
-            dir.display()
-        );
-    }
-    generate_dev_identity(dir)?;
-    Identity::load(&cert_path, &key_path)
-}
-
-fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
-    let write_err = |source| TlsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(path, contents).map_err(write_err)?;
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(write_err)?;
-    }
-    let _ = private;
-    Ok(())
-}
-
-fn generate_dev_identity(dir: &Path) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let now = time::OffsetDateTime::now_utc();
-
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "vobiz-tunnel development CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = now - time::Duration::days(1);
-    ca_params.not_after = now + time::Duration::days(3650);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-
-    let leaf_key = KeyPair::generate()?;
-    let mut leaf_params = CertificateParams::new(Vec::new())?;
-    leaf_params.distinguished_name = DistinguishedName::new();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "vobiz-tunnel development certificate");
-    for name in DEV_NAMES {
-        leaf_params.subject_alt_names.push(match name.parse() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName((*name).try_into()?),
-        });
-    }
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.not_before = now - time::Duration::days(1);
-    // Browsers refuse leaf certificates valid for longer than 398 days.
-    leaf_params.not_after = now + time::Duration::days(397);
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
-
-    write_file(&dir.join(DEV_CA_FILE), &ca_cert.pem(), false)?;
-    write_file(&dir.join(DEV_CA_KEY_FILE), &ca_key.serialize_pem(), true)?;
-    write_file(&dir.join(DEV_KEY_FILE), &leaf_key.serialize_pem(), true)?;
-    write_file(
-        &dir.join(DEV_CERT_FILE),
-        &format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
-        false,
-    )?;
-    tracing::info!("generated a development certificate in {}", dir.display());
-    Ok(())
 }
 
 /// The listener's TLS settings: TLS 1.2 and 1.3 only (rustls offers only forward-secret AEAD

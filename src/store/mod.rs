@@ -197,6 +197,24 @@ impl StoreHealth {
 
 /// Opens (creating if needed) the store's file at `path` for writing, configured and
 /// migrated. Every error names the file.
+/// Creates a new store file readable by its owner only: it holds every callback's fields
+/// (callers' numbers, recordings' URLs) and header, credentials included. SQLite gives its
+/// `-wal` and `-shm` files the same mode. An existing file is left as it is; one that cannot
+/// be made here is SQLite's to report, with the path.
+fn create_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     if path.is_dir() {
         return Err(StoreError::Folder(path.to_path_buf()));
@@ -211,6 +229,7 @@ pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     };
+    create_private(path);
     let mut conn = rusqlite::Connection::open(path).map_err(open_err)?;
     // A file that cannot be opened for writing is opened read-only by SQLite, silently;
     // every write would then fail. Say so now, naming the file, rather than run a proxy
@@ -747,6 +766,24 @@ mod tests {
         locker.execute_batch("COMMIT").unwrap();
         wait_for_rows(&store, 2).await;
         assert_eq!(store.reader().unwrap().count().unwrap(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_store_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime
+            .block_on(store.insert(Arc::new(exchange("12345678901234567890"))))
+            .unwrap();
+        for suffix in ["", "-wal"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
     }
 
     #[test]

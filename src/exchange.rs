@@ -84,6 +84,36 @@ impl Headers {
         Headers(headers)
     }
 
+    /// A header's value as a screen shows it: the credentials of an `Authorization` (or
+    /// `Proxy-Authorization`) header masked, Basic's user kept; anything else as it came
+    /// (lossy UTF-8). The store and the exports keep the bytes: a replay needs them.
+    pub fn shown_value(name: &str, value: &[u8]) -> String {
+        let text = String::from_utf8_lossy(value);
+        let secret = name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("proxy-authorization");
+        if !secret {
+            return text.into_owned();
+        }
+        let Some((scheme, credentials)) = text.trim().split_once(' ') else {
+            return format!("({} characters hidden)", text.trim().chars().count());
+        };
+        let credentials = credentials.trim();
+        let hidden = format!("({} characters hidden)", credentials.chars().count());
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return format!("{scheme} {hidden}");
+        }
+        use base64::Engine;
+        let user = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|pair| pair.split_once(':').map(|(user, _)| user.to_owned()));
+        match user {
+            Some(user) => format!("{scheme} {hidden}: user {user:?}, password hidden"),
+            None => format!("{scheme} {hidden}"),
+        }
+    }
+
     /// Lossy text pairs, the form the signature check and the displays take.
     pub fn to_text_pairs(&self) -> Vec<(String, String)> {
         self.text_pairs_where(|_| true)
@@ -598,6 +628,26 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Screens show who authenticated, never with what.
+    #[test]
+    fn credentials_are_masked_where_they_are_shown() {
+        // base64("vobizuser:BasicSecretPass123")
+        let basic = b"Basic dm9iaXp1c2VyOkJhc2ljU2VjcmV0UGFzczEyMw==";
+        let shown = Headers::shown_value("Authorization", basic);
+        assert_eq!(
+            shown,
+            "Basic (40 characters hidden): user \"vobizuser\", password hidden"
+        );
+        let bearer = Headers::shown_value("proxy-authorization", b"Bearer abc.def.ghi");
+        assert_eq!(bearer, "Bearer (11 characters hidden)");
+        assert_eq!(
+            Headers::shown_value("X-Vobiz-Signature-V3", b"abc="),
+            "abc="
+        );
+        let bare = Headers::shown_value("authorization", b"opaque-token");
+        assert_eq!(bare, "(12 characters hidden)");
+    }
 
     #[test]
     fn what_follows_the_head_of_a_request_received_whole() {

@@ -67,7 +67,7 @@ fn body_text(body: &[u8]) -> String {
 
 fn headers_text(out: &mut String, headers: &Headers) {
     for (name, value) in &headers.0 {
-        let _ = writeln!(out, "  {name}: {}", String::from_utf8_lossy(value));
+        let _ = writeln!(out, "  {name}: {}", Headers::shown_value(name, value));
     }
 }
 
@@ -222,7 +222,7 @@ fn headers_json(headers: &Headers) -> Value {
         headers
             .0
             .iter()
-            .map(|(n, v)| json!([n, String::from_utf8_lossy(v)]))
+            .map(|(n, v)| json!([n, Headers::shown_value(n, v)]))
             .collect(),
     )
 }

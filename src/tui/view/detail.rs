@@ -22,7 +22,7 @@ fn header_lines(headers: &Headers) -> Vec<Line<'static>> {
         .map(|(name, value)| {
             Line::from(vec![
                 Span::styled(format!("{name}: "), Style::new().fg(Color::Cyan)),
-                Span::raw(String::from_utf8_lossy(value).into_owned()),
+                Span::raw(Headers::shown_value(name, value)),
             ])
         })
         .collect()

@@ -64,7 +64,7 @@ fn check(reader: &StoreReader, stored: &[Exchange], text: &str) -> usize {
 /// Expressions, separated by `;` and line breaks. Those marked `~` must match some but not all exchanges, so the
 /// list cannot pass by selecting nothing (or everything) on both sides.
 const EXPRESSIONS: &str = r#"
-~hangup; ~HANGUP
+~hangup; ~HANGUP; ~q=1; ~?Q=; ~!q=1
 ~"normal hangup"
 ~vobiz; ~/answer; ~digits; ~"error"; ~100%; ~_done; ~[x]; ~ünï; CAFÉ; ~CAFé; ~"ÜNÏ"
 ~"after-nul"

@@ -12,6 +12,8 @@ pub(super) struct Record<'a> {
     id: Option<ExchangeId>,
     method: &'a str,
     path: &'a str,
+    /// The path and query as received.
+    target: &'a str,
     status: Option<u16>,
     signature: VerdictStatus,
     scheme: Option<Scheme>,
@@ -29,6 +31,7 @@ impl<'a> Record<'a> {
             id: exchange.id,
             method: &exchange.request.method,
             path: exchange.request.path(),
+            target: &exchange.request.target,
             status: exchange.status(),
             signature: exchange.verdict.status,
             scheme: exchange.verdict.scheme,
@@ -46,6 +49,7 @@ impl<'a> Record<'a> {
             id: summary.id,
             method: &summary.method,
             path: &summary.path,
+            target: &summary.target,
             status: summary.status,
             signature: summary.signature,
             scheme: summary.signature_scheme,
@@ -73,7 +77,8 @@ impl Test {
             Test::Text(needle) => {
                 let (_, body) = r.request?;
                 let needle = needle.as_bytes();
-                contains_ignoring_case(r.path.as_bytes(), needle)
+                // The query too: a GET callback's fields are there.
+                body_contains_ignoring_case(r.target.as_bytes(), needle)
                     || r.event
                         .is_some_and(|e| contains_ignoring_case(e.as_bytes(), needle))
                     || body_contains_ignoring_case(body, needle)

@@ -75,6 +75,7 @@ fn matches_every_kind_of_term() {
         "hangup",
         "HANGUP",
         "/VOBIZ",
+        "x=1",
         "normal",
         "\"Normal Hangup\"",
         "event:hangup",

@@ -9,7 +9,7 @@
 //!
 //! | term | matches exchanges whose … |
 //! |---|---|
-//! | `hangup` (a bare word) | path, Vobiz `Event` or request body (as sent, or form-decoded: `john doe` finds `John+Doe`) contains the text, ignoring ASCII case |
+//! | `hangup` (a bare word) | path and query, Vobiz `Event` or request body (as sent, or form-decoded: `john doe` finds `John+Doe`) contains the text, ignoring ASCII case |
 //! | `"two words"`, `"a:b"` | same, for text with spaces or a colon (a quoted word is never a keyword) |
 //! | `event:Hangup` | `Event` field equals the value, ignoring ASCII case |
 //! | `call:7d1c2c5e` | `CallUUID` equals the value or starts with it, ignoring ASCII case |

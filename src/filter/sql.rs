@@ -71,7 +71,7 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
         Test::Text(needle) => {
             params.extend([blob(needle), blob(needle), blob(needle)]);
             format!(
-                "instr(CAST(lower(path) AS BLOB), ?) > 0 \
+                "{BODY_TEXT_FUNCTION}(CAST(target AS BLOB), ?) \
              OR instr(CAST(lower(coalesce(event, '')) AS BLOB), ?) > 0 \
              OR {BODY_TEXT_FUNCTION}(request_body, ?)"
             )
@@ -215,7 +215,7 @@ mod tests {
         let clause = filter.to_sql();
         assert_eq!(
             clause.sql,
-            "NOT coalesce(status BETWEEN ? AND ?, 0) AND (instr(CAST(lower(path) AS BLOB), ?) > 0 \
+            "NOT coalesce(status BETWEEN ? AND ?, 0) AND (vt_filter_body_text(CAST(target AS BLOB), ?) \
              OR instr(CAST(lower(coalesce(event, '')) AS BLOB), ?) > 0 \
              OR vt_filter_body_text(request_body, ?)) AND (call_uuid IS NOT NULL \
              AND lower(call_uuid) >= ? AND lower(call_uuid) < ?)"

@@ -30,7 +30,9 @@ use crate::pipeline::{self, ConnectionInfo, Proxy};
 
 /// First retry delay, doubled after each failure up to [`BACKOFF_CAP`].
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
-pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// At most this between attempts: a relay back from a restart is reached again within it
+/// (each callback meanwhile gets 503), and an attempt costs it one handshake.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(8);
 /// A tunnel that stayed up this long was healthy: the next drop starts the backoff afresh.
 /// Shorter tunnels that keep dropping back off among themselves (see [`Reconnect`]).
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);

@@ -90,6 +90,8 @@ const EXPRESSIONS: &str = r#"
 ~outcome:upstream_error; ~outcome:upstream_timeout; ~outcome:pending
 ~flag:slow; ~flag:nonce_reused; ~flag:replay; ~flag:imported; ~flag:upstream_error
 ~flag:rejected; ~flag:too_large; ~flag:client_error
+~finding:xml-root; ~finding:XML-ROOT; ~finding:error; ~finding:warning; ~!finding:unsigned
+finding:info; finding:xml-status
 ~slow; ~replay; ~reused; ~error; ~!error; ~!slow
 ~id:5; ~id:>10; ~id:>=10; ~id:<5; ~id:<=5; ~id:5..20; ~id:30..; ~id:..3; ~!id:5..20
 id:1000..

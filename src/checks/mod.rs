@@ -113,6 +113,24 @@ pub fn vobiz_sources() -> Vec<IpBlock> {
         .collect()
 }
 
+/// Every rule's name, for the filter's `finding:` term.
+pub const RULE_NAMES: &[&str] = &[
+    xml::XML_STATUS,
+    xml::XML_CONTENT_TYPE,
+    xml::XML_SIZE,
+    xml::XML_WELL_FORMED,
+    xml::XML_ROOT,
+    xml::XML_KNOWN_ELEMENTS,
+    xml::XML_KNOWN_ATTRIBUTES,
+    xml::XML_REQUIRED_ATTRIBUTES,
+    xml::XML_ACTION_URLS,
+    delivery::SLOW_ANSWER,
+    delivery::STATUS_CALLBACK_FAILED,
+    delivery::UNSIGNED,
+    delivery::DUPLICATE_DELIVERY,
+    delivery::OUTSIDE_VOBIZ_SOURCES,
+];
+
 /// A rule over the exchange and the context.
 pub type Rule = fn(&Exchange, &Context) -> Option<Finding>;
 

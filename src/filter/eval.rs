@@ -3,6 +3,7 @@
 //! case folding is ASCII-only (as SQLite's `lower` and `NOCASE`) and text tests work on bytes.
 
 use super::{Term, Test};
+use crate::checks::Finding;
 use crate::exchange::{Exchange, ExchangeId, Flag, Headers, Outcome};
 use crate::signature::{Scheme, VerdictStatus};
 use crate::store::ExchangeSummary;
@@ -21,6 +22,7 @@ pub(super) struct Record<'a> {
     call_uuid: Option<&'a str>,
     outcome: Outcome,
     flags: &'a [Flag],
+    findings: &'a [Finding],
     replay_of: Option<ExchangeId>,
     request: Option<(&'a Headers, &'a [u8])>,
 }
@@ -39,6 +41,7 @@ impl<'a> Record<'a> {
             call_uuid: exchange.call_uuid.as_deref(),
             outcome: exchange.outcome,
             flags: &exchange.flags,
+            findings: &exchange.findings,
             replay_of: exchange.replay_of,
             request: Some((&exchange.request.headers, &exchange.request.body)),
         }
@@ -57,6 +60,7 @@ impl<'a> Record<'a> {
             call_uuid: summary.call_uuid.as_deref(),
             outcome: summary.outcome,
             flags: &summary.flags,
+            findings: &summary.findings,
             replay_of: summary.replay_of,
             request: None,
         }
@@ -106,6 +110,10 @@ impl Test {
             Test::Body(text) => contains(r.request?.1, text.as_bytes()),
             Test::Outcome(outcomes) => outcomes.contains(&r.outcome),
             Test::Flag(flag) => r.flags.contains(flag),
+            Test::Finding(wanted) => r
+                .findings
+                .iter()
+                .any(|f| f.rule == *wanted || f.severity.as_str() == wanted),
             Test::Id { min, max } => r.id.is_some_and(|id| (*min..=*max).contains(&id)),
             Test::ReplayOf(id) => r.replay_of == Some(*id),
         })

@@ -26,6 +26,7 @@
 //! | `outcome:forwarded` | outcome: `forwarded`, `rejected`, `too_large`, `client_error`, `upstream_error`, `upstream_timeout`, `pending` |
 //! | `flag:nonce_reused` | has the flag: `slow`, `nonce_reused`, `replay`, `upstream_error`, `rejected`, `too_large`, `client_error`, `imported`, `duplicate`, `sender_gone`, `interrupted` |
 //! | `slow`, `replay`, `reused` | shorthands for `flag:slow`, `flag:replay`, `flag:nonce_reused` |
+//! | `finding:xml-root`, `finding:error` | the Vobiz checks found something by this rule, or of this severity (`error`, `warning`, `info`) |
 //! | `error` | outcome is `upstream_error`, `upstream_timeout` or `client_error` |
 //! | `id:42`, `id:>100`, `id:<=20`, `id:5..20`, `id:5..`, `id:..20` | exchange id compares so (ranges include both ends) |
 //! | `replay_of:42` | is a replay of exchange 42 |
@@ -118,6 +119,9 @@ enum Test {
     /// Outcome is one of these.
     Outcome(Vec<Outcome>),
     Flag(Flag),
+    /// A finding of the Vobiz checks by this rule, or of this severity (`error`, `warning`,
+    /// `info`); lower case.
+    Finding(String),
     /// Id within these inclusive bounds (empty when `min > max`).
     Id {
         min: ExchangeId,

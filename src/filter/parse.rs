@@ -7,7 +7,8 @@ use crate::signature::{Scheme, VerdictStatus};
 
 /// The field names, as listed in error messages.
 const FIELDS: &str =
-    "event, call, method, status, sig, scheme, path, header, body, outcome, flag, id, replay_of";
+    "event, call, method, status, sig, scheme, path, header, body, outcome, flag, finding, id, \
+     replay_of";
 
 fn error(index: usize, message: impl Into<String>) -> FilterError {
     FilterError {
@@ -168,6 +169,7 @@ fn field_test(name: &str, at: usize, parsed: &Value, value_at: usize) -> Result<
         "body" => "body:Digits=1",
         "outcome" => "outcome:forwarded",
         "flag" => "flag:slow",
+        "finding" => "finding:xml-root",
         "id" => "id:5..20",
         "replay_of" => "replay_of:42",
         _ => {
@@ -218,6 +220,19 @@ fn field_test(name: &str, at: usize, parsed: &Value, value_at: usize) -> Result<
             let names: Vec<&str> = Flag::ALL.iter().map(|f| f.as_str()).collect();
             invalid(&format!("a flag; flags are {}", names.join(", ")))
         })?),
+        "finding" => {
+            let wanted = value.to_ascii_lowercase();
+            let severities = ["error", "warning", "info"];
+            if !crate::checks::RULE_NAMES.contains(&wanted.as_str())
+                && !severities.contains(&wanted.as_str())
+            {
+                return Err(invalid(&format!(
+                    "a rule or a severity; rules are {}; severities are error, warning, info",
+                    crate::checks::RULE_NAMES.join(", ")
+                )));
+            }
+            Test::Finding(wanted)
+        }
         "id" => id_range(value, value_at)?.ok_or_else(|| {
             invalid("an id or id range; use id:42, id:>100, id:<=20, id:5..20, id:5.. or id:..20")
         })?,

@@ -182,7 +182,7 @@ fn terms_are_anded_and_negation_applies_to_one_term() {
 
 #[test]
 fn errors_give_the_column_and_list_what_is_valid() {
-    let cases: [(&str, usize, &str); 17] = [
+    let cases: [(&str, usize, &str); 18] = [
         (
             "foo:bar",
             1,
@@ -215,6 +215,11 @@ fn errors_give_the_column_and_list_what_is_valid() {
             "flag:fast",
             6,
             "flags are slow, nonce_reused, replay, upstream_error",
+        ),
+        (
+            "finding:xml-rot",
+            9,
+            "is not a rule or a severity; rules are xml-status, xml-content-type",
         ),
         ("id:x", 4, "use id:42, id:>100"),
         (
@@ -250,8 +255,8 @@ fn errors_give_the_column_and_list_what_is_valid() {
     assert_eq!(
         err("foo:bar").to_string(),
         "unknown field \"foo\"; fields are event, call, method, status, sig, scheme, path, \
-         header, body, outcome, flag, id, replay_of (to search for text with a colon, put it \
-         in double quotes) (at column 1)"
+         header, body, outcome, flag, finding, id, replay_of (to search for text with a colon, \
+         put it in double quotes) (at column 1)"
     );
 }
 

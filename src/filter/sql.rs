@@ -143,6 +143,16 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
             params.push(Value::Text(format!(",{},", flag.as_str())));
             "instr(',' || flags || ',', ?) > 0".into()
         }
+        Test::Finding(wanted) => {
+            // `findings` is serde's compact JSON of {rule, severity, message}: a quote inside
+            // a message is escaped, so `"rule":"x"` appears only as a rule's own.
+            let field = match ["error", "warning", "info"].contains(&wanted.as_str()) {
+                true => "severity",
+                false => "rule",
+            };
+            params.push(Value::Text(format!("\"{field}\":\"{wanted}\"")));
+            "instr(coalesce(findings, ''), ?) > 0".into()
+        }
         Test::Id { min, max } => {
             params.extend([Value::Integer(*min), Value::Integer(*max)]);
             "id BETWEEN ? AND ?".into()

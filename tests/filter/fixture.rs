@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use vobiz_tunnel::checks::{Finding, Severity};
 use vobiz_tunnel::exchange::{
     Exchange, ExchangeId, Flag, Headers, Outcome, RequestRecord, ResponseRecord, Timings,
 };
@@ -146,7 +147,19 @@ pub fn exchange(i: usize) -> Exchange {
             ..Timings::default()
         },
         flags,
-        findings: Vec::new(),
+        // Some rows with findings, a message quoting what a rule's name looks like.
+        findings: match i % 5 {
+            0 => vec![Finding::new("xml-root", Severity::Error, "2 root elements")],
+            1 => vec![
+                Finding::new(
+                    "slow-answer",
+                    Severity::Warning,
+                    r#"took "rule":"xml-root""#,
+                ),
+                Finding::new("unsigned", Severity::Warning, "unsigned"),
+            ],
+            _ => Vec::new(),
+        },
     }
 }
 

@@ -31,6 +31,11 @@ pub fn window_start(len: usize, selected: usize, height: usize, top: usize) -> u
 
 fn flags_text(row: &ExchangeSummary) -> String {
     let mut words: Vec<String> = Vec::new();
+    // What the Vobiz checks found, as the log line's `⚠ N` (`finding:` filters by rule).
+    let warnings = crate::checks::warning_count(&row.findings);
+    if warnings > 0 {
+        words.push(format!("⚠{warnings}"));
+    }
     if let Some(original) = row.replay_of {
         words.push(format!("↺#{original}"));
     }
@@ -349,6 +354,27 @@ mod tests {
             5,
             "a window past the end comes back"
         );
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::flags_text;
+    use crate::checks::{Finding, Severity};
+
+    /// The checks' warnings show first, as the log line's `⚠ N`; an info does not count.
+    #[test]
+    fn findings_show_as_a_warning_count() {
+        let mut row = crate::tui::state::tests::summary(1, "Hangup");
+        row.findings = vec![
+            Finding::new("xml-root", Severity::Error, "x"),
+            Finding::new("slow-answer", Severity::Warning, "y"),
+            Finding::new("z", Severity::Info, "z"),
+        ];
+        row.flags = vec![crate::exchange::Flag::Slow];
+        assert_eq!(flags_text(&row), "⚠2 slow");
+        row.findings.clear();
+        assert_eq!(flags_text(&row), "slow");
     }
 }
 

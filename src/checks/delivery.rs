@@ -38,7 +38,15 @@ const IDENTIFYING_FIELDS: &[&str] = &[
 /// nonce of one that may repeat in a loop), hashed as the tracker remembers it. `None` for requests that are not a call's callback, or that
 /// this tool sent itself (replays).
 pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u64> {
-    let call = exchange.call_uuid.as_deref()?;
+    // A transcription's callback names no call, but its transcription (an identifying
+    // field) is one of a kind.
+    let call = match exchange.call_uuid.as_deref() {
+        Some(call) => call,
+        None => {
+            exchange.request.form_field("transcription_id")?;
+            ""
+        }
+    };
     if exchange.replay_of.is_some()
         || exchange.has_flag(Flag::Replay)
         || exchange.has_flag(Flag::Imported)

@@ -80,6 +80,29 @@ fn duplicate_delivery_fires_on_a_second_delivery_with_a_new_nonce() {
     );
 }
 
+/// A transcription's callback names no call: its transcription id tells a retry apart.
+#[test]
+fn a_transcription_sent_twice_is_a_duplicate() {
+    let context = Context::default();
+    let body = "recording_id=r1&transcription_id=t1&transcription=hello";
+    let first = callback("/transcribed", body);
+    assert!(on_received(&first, &context).findings.is_empty());
+    let mut again = callback("/transcribed", body);
+    again.id = Some(2);
+    again.timings.received_us += 3_000_000;
+    let found = on_received(&again, &context).findings;
+    assert_eq!(
+        found.first().map(|f| f.rule.as_str()),
+        Some(DUPLICATE_DELIVERY),
+        "{found:?}"
+    );
+    let other = callback("/transcribed", "recording_id=r1&transcription_id=t2");
+    assert!(
+        on_received(&other, &context).findings.is_empty(),
+        "another transcription"
+    );
+}
+
 #[test]
 fn a_first_delivery_written_after_its_receipt_is_named_by_its_retry() {
     // The pipeline writes an exchange at its end: at receipt it has no id yet.

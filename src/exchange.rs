@@ -114,6 +114,14 @@ impl Headers {
         }
     }
 
+    /// Text pairs as a screen shows them ([`Headers::shown_value`]).
+    pub fn shown_pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(name, value)| (name.clone(), Headers::shown_value(name, value)))
+            .collect()
+    }
+
     /// Lossy text pairs, the form the signature check and the displays take.
     pub fn to_text_pairs(&self) -> Vec<(String, String)> {
         self.text_pairs_where(|_| true)

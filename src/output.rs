@@ -32,10 +32,17 @@ pub fn write_stdout(text: &str) -> anyhow::Result<bool> {
 /// its end, unseen, rather than dying half-way on a panic of `println!`.
 pub fn say(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = out
+    let written = out
         .write_all(line.as_bytes())
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            // A full disk behind `> file`: said, not hidden; the command still goes on.
+            eprintln!("vobiz-tunnel: writing standard output: {e}");
+        }
+        _ => {}
+    }
 }
 
 /// Whether printing `c` could change the terminal rather than show a character: a control

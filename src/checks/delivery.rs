@@ -35,8 +35,9 @@ const IDENTIFYING_FIELDS: &[&str] = &[
 ];
 
 /// The identity of a callback (path, `CallUUID`, `Event` and the identifying fields, and the
-/// nonce of one that may repeat in a loop), hashed as the tracker remembers it. `None` for requests that are not a call's callback, or that
-/// this tool sent itself (replays).
+/// nonce of one that may repeat in a loop), hashed as the tracker remembers it. `None` for
+/// requests that are not a call's callback (no `CallUUID`, unless a `transcription_id` names
+/// what it is about), or that this tool sent itself (replays).
 pub fn delivery_key(exchange: &Exchange, tracker: &DeliveryTracker) -> Option<u64> {
     // A transcription's callback names no call, but its transcription (an identifying
     // field) is one of a kind.

@@ -33,6 +33,9 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 /// At most this between attempts: a relay back from a restart is reached again within it
 /// (each callback meanwhile gets 503), and an attempt costs it one handshake.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// Between attempts after the relay refused the token: a setting to fix, not an outage to
+/// ride out, so the relay is not asked much more often than someone can fix it.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
 /// A tunnel that stayed up this long was healthy: the next drop starts the backoff afresh.
 /// Shorter tunnels that keep dropping back off among themselves (see [`Reconnect`]).
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -170,7 +173,7 @@ async fn run(config: RelayClientConfig, proxy: Arc<Proxy>, mut stop: watch::Rece
                 return;
             }
             Session::Refused(reason) => {
-                let delay = jitter(BACKOFF_CAP);
+                let delay = jitter(REFUSED_RETRY);
                 let retry_in_secs = delay.as_secs_f64();
                 let relay = relay.clone();
                 let state = RelayState::Refused {

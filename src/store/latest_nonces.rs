@@ -16,6 +16,10 @@ use crate::signature::{stored, Verdict, VerdictStatus};
 /// remembers, in a fraction of a second.
 pub const AT_START: usize = 16_384;
 
+/// At most this many rows are looked at per signed callback wanted: unsigned ones between
+/// them are passed over, up to a bound.
+const ROWS_PER_SIGNED: i64 = 4;
+
 /// One stored callback's keys.
 pub struct StoredKeys {
     pub id: ExchangeId,
@@ -26,12 +30,17 @@ pub struct StoredKeys {
 /// The keys of the latest `limit` callbacks that carried a signature, oldest first. A row
 /// whose stored verdict cannot be read gives none.
 pub fn latest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<StoredKeys>> {
+    // Among the latest rows only (a rowid range, not the whole table backwards): a store of
+    // mostly unsigned callbacks would otherwise be read whole at every start.
     let mut statement = conn.prepare(
         "SELECT id, received_at_us, request_headers, public_url, signature_detail
-         FROM exchanges WHERE nonce_key IS NOT NULL ORDER BY id DESC LIMIT ?1",
+         FROM exchanges
+         WHERE id > (SELECT coalesce(max(id), 0) FROM exchanges) - ?2
+           AND nonce_key IS NOT NULL
+         ORDER BY id DESC LIMIT ?1",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = statement.query_map([limit], |row| {
+    let rows = statement.query_map([limit, limit.saturating_mul(ROWS_PER_SIGNED)], |row| {
         let headers = Headers::from_block(&row.get::<_, Vec<u8>>(2)?);
         let public_url: String = row.get(3)?;
         let detail: String = row.get(4)?;

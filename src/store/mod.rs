@@ -195,8 +195,6 @@ impl StoreHealth {
     }
 }
 
-/// Opens (creating if needed) the store's file at `path` for writing, configured and
-/// migrated. Every error names the file.
 /// Creates a new store file readable by its owner only: it holds every callback's fields
 /// (callers' numbers, recordings' URLs) and header, credentials included. SQLite gives its
 /// `-wal` and `-shm` files the same mode. An existing file is left as it is; one that cannot
@@ -215,6 +213,8 @@ fn create_private(path: &Path) {
     let _ = path;
 }
 
+/// Opens (creating if needed) the store's file at `path` for writing, configured and
+/// migrated. Every error names the file.
 pub(crate) fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     if path.is_dir() {
         return Err(StoreError::Folder(path.to_path_buf()));

@@ -36,6 +36,12 @@ pub struct ExchangeSummary {
 }
 
 impl ExchangeSummary {
+    /// Still waiting for its local server: pending, and not left so by a process that died
+    /// (`interrupted`), as [`StoreReader::settled_through`] reads it.
+    pub fn is_under_way(&self) -> bool {
+        self.outcome == Outcome::Pending && !self.flags.contains(&Flag::Interrupted)
+    }
+
     pub fn of(exchange: &Exchange) -> Self {
         ExchangeSummary {
             id: exchange.id,
@@ -331,9 +337,11 @@ impl StoreReader {
     }
 
     /// The newest id up to which every exchange has ended (none is still waiting for its
-    /// local server): a poll for the rows that match a filter has no need to read those
-    /// again. A row its process left pending (flagged `interrupted`) has ended too. Read from
-    /// the partial index of unusual statuses and the end of the table: cheap on any store.
+    /// local server): a poll for the rows that match a filter reads on after it. A row its
+    /// process left pending (flagged `interrupted`) has ended too. Read from the partial index
+    /// of unusual statuses and the end of the table: cheap on any store. An ended row can
+    /// still change a little later (the `nonce_reused` of a replay whose original is written
+    /// after it, `sender_gone`): a live filter on those flags shows it at the next reload.
     pub fn settled_through(&self) -> Result<ExchangeId, StoreError> {
         let snapshot = self.conn.unchecked_transaction()?;
         let newest: Option<ExchangeId> =

@@ -440,10 +440,17 @@ impl<'tx> Statements<'tx> {
                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
                     ?32, ?33, ?34)",
             )?,
+            // The end's flags, and `nonce_reused` if the row has it: a replay whose original
+            // was written after it (`reused_later`) learnt it in the store only.
             complete: tx.prepare_cached(
                 "UPDATE exchanges SET forwarded_at_us = ?2, first_byte_at_us = ?3,
                     done_at_us = ?4, duration_ms = ?5, outcome = ?6, error = ?7, status = ?8,
-                    response_headers = ?9, response_body = ?10, flags = ?11, findings = ?12
+                    response_headers = ?9, response_body = ?10, findings = ?12,
+                    flags = CASE
+                        WHEN ',' || flags || ',' NOT LIKE '%,nonce_reused,%' THEN ?11
+                        WHEN ',' || ?11 || ',' LIKE '%,nonce_reused,%' THEN ?11
+                        WHEN ?11 = '' THEN 'nonce_reused'
+                        ELSE ?11 || ',nonce_reused' END
                  WHERE id = ?1",
             )?,
             inserted_keys: Vec::new(),

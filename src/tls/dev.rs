@@ -28,9 +28,13 @@ pub fn ensure_dev_identity(dir: &Path) -> Result<Identity, TlsError> {
     let key_path = dir.join(DEV_KEY_FILE);
     if cert_path.exists() && key_path.exists() {
         match Identity::load(&cert_path, &key_path) {
-            Ok(identity) if !ends_soon(&identity) => return Ok(identity),
-            Ok(_) => tracing::warn!(
+            Ok(identity) if !ends_soon(&identity) && keys_match(&identity) => return Ok(identity),
+            Ok(identity) if ends_soon(&identity) => tracing::warn!(
                 "the development certificate in {} ends within a week; issuing a new one",
+                dir.display()
+            ),
+            Ok(_) => tracing::warn!(
+                "the development certificate in {} is not its key's; issuing a new one",
                 dir.display()
             ),
             Err(_) => tracing::warn!(
@@ -45,7 +49,17 @@ pub fn ensure_dev_identity(dir: &Path) -> Result<Identity, TlsError> {
     })?;
     let (ca, ca_pem) = match existing_ca(dir) {
         Some(ca) => ca,
-        None => new_ca(dir)?,
+        None => {
+            if dir.join(DEV_CA_FILE).exists() {
+                // News: the CA the developer trusted no longer signs what is served.
+                tracing::warn!(
+                    "the development CA in {} cannot sign (its key is missing or not its \
+                     own): making a new one; trust the new dev-ca.pem",
+                    dir.display()
+                );
+            }
+            new_ca(dir)?
+        }
     };
     issue_leaf(dir, &ca, &ca_pem)?;
     Identity::load(&cert_path, &key_path)
@@ -65,18 +79,32 @@ fn ends_soon(identity: &Identity) -> bool {
     }
 }
 
+/// Whether the leaf of `identity` is its key's (rustls would refuse the pair at start).
+fn keys_match(identity: &Identity) -> bool {
+    let Ok(key) = KeyPair::try_from(&identity.key) else {
+        return false;
+    };
+    certificate_key_is(identity.chain.first(), &key)
+}
+
+/// Whether the public key of `cert` is `key`'s.
+fn certificate_key_is(cert: Option<&rustls::pki_types::CertificateDer<'_>>, key: &KeyPair) -> bool {
+    let Some(Ok((_, parsed))) = cert.map(|der| x509_parser::parse_x509_certificate(der)) else {
+        return false;
+    };
+    parsed.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
 /// The CA in `dir`, when its certificate and key are there and go together.
 fn existing_ca(dir: &Path) -> Option<(Issuer<'static, KeyPair>, String)> {
     let pem = std::fs::read_to_string(dir.join(DEV_CA_FILE)).ok()?;
     let key = std::fs::read_to_string(dir.join(DEV_CA_KEY_FILE)).ok()?;
     let key = KeyPair::from_pem(&key).ok()?;
-    let public_key_matches = {
+    let der = {
         use rustls::pki_types::pem::PemObject;
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
-        parsed.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?
     };
-    if !public_key_matches {
+    if !certificate_key_is(Some(&der), &key) {
         tracing::warn!(
             "the development CA's key in {} is not its certificate's; making a new CA",
             dir.display()
@@ -104,7 +132,7 @@ fn new_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), TlsError> {
     let pem = cert.pem();
     write_file(&dir.join(DEV_CA_FILE), &pem, false)?;
     write_file(&dir.join(DEV_CA_KEY_FILE), &key.serialize_pem(), true)?;
-    tracing::info!("generated a development CA in {}", dir.display());
+    tracing::info!("made a development CA in {}", dir.display());
     Ok((Issuer::new(params, key), pem))
 }
 
@@ -139,20 +167,30 @@ fn issue_leaf(dir: &Path, ca: &Issuer<'static, KeyPair>, ca_pem: &str) -> Result
     Ok(())
 }
 
+/// Writes `path` whole or not at all (a new file renamed over it): a start killed half-way
+/// never leaves a key without its certificate. A `private` file (a key) is readable by its
+/// owner only from its creation.
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
     let write_err = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(path, contents).map_err(write_err)?;
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(".new");
+    let staged = std::path::PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(write_err)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
     let _ = private;
-    Ok(())
+    let mut file = options.open(&staged).map_err(write_err)?;
+    std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    std::fs::rename(&staged, path).map_err(write_err)
 }
 
 #[cfg(test)]

@@ -427,8 +427,8 @@ impl<'a> Simulation<'a> {
 }
 
 /// Resolves a URL from the XML against the URL the XML came from, as RFC 3986 §5.2 says
-/// (and as Vobiz's HTTP client does): `../x` and `./x` are taken out of the path, `?q` keeps
-/// the path, a scheme is matched in any case, a fragment is dropped (it is never sent).
+/// (as HTTP clients do): `../x` and `./x` are taken out of the path, `?q` keeps the path, a
+/// scheme is matched in any case, a fragment is dropped (it is never sent).
 pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     let reference = reference.trim();
     if reference.is_empty() {
@@ -437,6 +437,7 @@ pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     let reference = reference.split('#').next().unwrap_or_default();
     if let Some((scheme, rest)) = scheme_of(reference) {
         return match scheme.to_ascii_lowercase().as_str() {
+            _ if !rest.starts_with("//") => Err(format!("{reference}: no host after {scheme}:")),
             scheme @ ("http" | "https") => Ok(absolute(scheme, rest)),
             other => Err(format!(
                 "{reference}: Vobiz calls only http(s) URLs, not {other}"
@@ -605,6 +606,10 @@ pub async fn call_command(args: &TriggerCallArgs) -> anyhow::Result<i32> {
                 )),
                 None => match sim.warnings {
                     0 => say(&format!("call completed: {} requests", sim.requests)),
+                    1 => say(&format!(
+                        "call completed: {} requests, with 1 warning (above)",
+                        sim.requests
+                    )),
                     warnings => say(&format!(
                         "call completed: {} requests, with {warnings} warnings (above)",
                         sim.requests
@@ -682,6 +687,9 @@ mod tests {
             assert_eq!(got, resolved, "{reference}");
         }
         assert!(resolve(base, "ftp://e/x").unwrap_err().contains("not ftp"));
+        assert!(resolve(base, "http:g")
+            .unwrap_err()
+            .contains("no host after http:"));
         assert_eq!(
             resolve("https://h/s7/answer", "../s7/rec").unwrap(),
             "https://h/s7/rec"

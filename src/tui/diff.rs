@@ -80,15 +80,15 @@ pub fn diff_rows(a: &Exchange, b: &Exchange) -> Vec<DiffRow> {
             e.status().map_or("-".into(), |s| s.to_string()),
         )];
         if let Some(response) = &e.response {
-            pairs.extend(response.headers.to_text_pairs());
+            pairs.extend(response.headers.shown_pairs());
         }
         pairs
     };
     let mut rows = pair("request", &line(a), &line(b));
     rows.extend(pair(
         "headers",
-        &a.request.headers.to_text_pairs(),
-        &b.request.headers.to_text_pairs(),
+        &a.request.headers.shown_pairs(),
+        &b.request.headers.shown_pairs(),
     ));
     rows.extend(pair("form", &a.form_fields(), &b.form_fields()));
     rows.extend(pair("response", &answer(a), &answer(b)));

@@ -343,10 +343,7 @@ impl App {
         after: crate::exchange::ExchangeId,
     ) -> Result<Vec<ExchangeSummary>, StoreError> {
         let rows = self.reader.page_after(filter, after, PAGE)?;
-        Ok(rows
-            .into_iter()
-            .take_while(|r| r.outcome != crate::exchange::Outcome::Pending)
-            .collect())
+        Ok(rows.into_iter().take_while(|r| !r.is_under_way()).collect())
     }
 
     /// A store poll failed: the status line says so.
@@ -364,6 +361,8 @@ impl App {
             Command::Reload => {
                 self.generation += 1;
                 self.state.begin_reload();
+                // Judged under another filter, perhaps: the reload's answer sets it again.
+                self.filter_judged = 0;
                 // Around the exchange to keep in view, when there is one: up to and including
                 // it, and the page after it, so that it is shown among its neighbours.
                 // Taken: a reload asked for after this one (a filter typed meanwhile) reads

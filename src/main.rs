@@ -188,6 +188,7 @@ fn tui_context(
             }
             CertSource::Files { .. } => None,
         },
+        warnings: config.warnings(),
     }
 }
 

@@ -477,6 +477,23 @@ async fn ctrl_c_quits_and_restores_the_terminal() {
     tui.assert_restored();
 }
 
+/// What the settings' warnings say before the start is on screen, not behind the inspector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_warnings_show_in_the_inspector() {
+    let upstream = upstream(Reply::default()).await;
+    let env = [
+        ("VOBIZ_TUNNEL_RELAY", "127.0.0.1:1"),
+        ("VOBIZ_TUNNEL_RELAY_TOKEN", "relay-token-0123456789abcdef"),
+        ("VOBIZ_TUNNEL_PUBLIC_URL", "https://other.example.com"),
+    ];
+    let mut tui = Tui::start_with(&upstream.url(), &env);
+    tui.wait_for_text("warning: --public-url https://other.example.com")
+        .await;
+    tui.press("q");
+    assert_eq!(tui.wait_exit().await, 0);
+    tui.assert_restored();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_quits_and_restores_the_terminal() {
     let upstream = upstream(Reply::default()).await;

@@ -59,6 +59,8 @@ pub struct TuiContext {
     /// The development CA the listener's certificate comes from, for copy as curl; `None`
     /// with a certificate of the user's own.
     pub dev_ca: Option<std::path::PathBuf>,
+    /// What the settings' warnings said at start (stderr is hidden behind the inspector).
+    pub warnings: Vec<String>,
 }
 
 /// Results of work done off the UI thread. Pages carry the generation of the request, so
@@ -127,6 +129,9 @@ pub fn run(ctx: TuiContext) -> anyhow::Result<()> {
     let reader = ctx.store.reader()?;
     let (reply_to, replies) = mpsc::channel();
     let mut state = AppState::new(ctx.status.clone(), ctx.offset);
+    if !ctx.warnings.is_empty() {
+        state.message = Some(format!("warning: {}", ctx.warnings.join("; warning: ")));
+    }
     if let Some(relay) = ctx.relay.clone() {
         state.apply(ExchangeEvent::Relay(relay));
     }

@@ -46,6 +46,24 @@ fn store_path(arg: &StoreArg) -> PathBuf {
     arg.store.clone().unwrap_or_else(crate::store::default_path)
 }
 
+/// Creates an export file readable by its owner only: it holds what the store holds, the
+/// credentials of `Authorization` headers included. `replace`: an existing file is emptied,
+/// else it is an error.
+pub(crate) fn create_private(path: &Path, replace: bool) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    match replace {
+        true => options.create(true).truncate(true),
+        false => options.create_new(true),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// `vobiz-tunnel export`: writes the selected exchanges, then says how many on stderr
 /// (stdout may be the export itself).
 pub fn export_command(args: &ExportArgs) -> anyhow::Result<i32> {
@@ -147,7 +165,7 @@ fn export_file(
     partial_name.push(file_name);
     partial_name.push(format!(".partial-{}", std::process::id()));
     let partial = path.with_file_name(partial_name);
-    let result = File::create(&partial)
+    let result = create_private(&partial, true)
         .with_context(|| format!("cannot create {}", partial.display()))
         .and_then(|file| export(reader, ids, format, BufWriter::new(file)))
         .and_then(|(count, out)| {

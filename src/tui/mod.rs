@@ -512,11 +512,8 @@ impl App {
                 .map_err(anyhow::Error::from)
                 .and_then(|reader| {
                     let ids = reader.ids_matching(&filter)?;
-                    let created = match overwrite {
-                        true => std::fs::File::create(&file),
-                        // Not between the check for it and now either.
-                        false => std::fs::File::create_new(&file),
-                    };
+                    // Not replacing a file that came between the check for it and now either.
+                    let created = crate::export::create_private(&file, overwrite);
                     let created = created
                         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", file.display()))?;
                     crate::export::export(

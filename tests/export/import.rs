@@ -102,6 +102,13 @@ fn a_header_the_listener_refused_survives_export_and_import() {
     let exported = dir.path().join("again.har");
     let output = run(&["export", "--har", path(&exported), "--store", path(&store)]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    #[cfg(unix)]
+    {
+        // It holds what the store holds: its owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
     let again: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
     let headers = &again["log"]["entries"][0]["request"]["headers"];

@@ -34,7 +34,7 @@ pub enum TlsError {
     EmptyChain(PathBuf),
     #[error("cannot read the private key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
-    #[error("the certificate and key do not go together: {0}")]
+    #[error("the certificate and key do not go together: {}", mismatch_reason(.0))]
     Mismatch(rustls::Error),
     #[error("cannot write the development certificate into {path}: {source}")]
     Write {
@@ -63,6 +63,22 @@ pub enum TlsError {
     /// A problem on our side: settings, the cache folder, the HTTP-01 listener.
     #[error("ACME: {0}")]
     Acme(String),
+}
+
+/// Why a certificate and a key were refused, in words (rustls says `KeyMismatch`).
+fn mismatch_reason(error: &rustls::Error) -> String {
+    use rustls::InconsistentKeys;
+    match error {
+        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the key is not the one the certificate was issued for (a renewed certificate \
+             beside an old key, or the files of two certificates?)"
+                .into()
+        }
+        rustls::Error::InconsistentKeys(InconsistentKeys::Unknown) => {
+            "the key's type cannot be checked against the certificate".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// A certificate chain and its private key.

@@ -214,6 +214,43 @@ fn reconnecting(relay: &str, reason: String, delay: Duration) -> RelayState {
     }
 }
 
+/// Why the TLS handshake with the relay failed, with what to do when it is a setting (these
+/// do not pass by waiting).
+fn tls_failure(error: &std::io::Error, config: &RelayClientConfig) -> String {
+    use rustls::{AlertDescription, CertificateError};
+    let text = format!("TLS: {error}");
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return text;
+    };
+    let advice = match tls {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "its certificate is not from a CA this laptop trusts: give the relay's CA with \
+             --relay-ca{}",
+            match &config.ca {
+                Some(ca) => format!(" (now {})", ca.display()),
+                None => String::new(),
+            }
+        ),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            format!(
+                "its certificate is not for {}: check the host in --relay",
+                config.server_name
+            )
+        }
+        rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol) => {
+            "it is not a vobiz-tunnel relay (it does not speak the tunnel's protocol): check \
+             the address in --relay"
+                .into()
+        }
+        _ => return text,
+    };
+    format!("{text}: {advice}")
+}
+
 /// Connects, authenticates, and serves until the tunnel ends or the listener stops.
 async fn session(
     config: &RelayClientConfig,
@@ -231,7 +268,7 @@ async fn session(
         let stream = TlsConnector::from(tls.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| tls_failure(&e, config))?;
         if stream.get_ref().1.alpn_protocol() != Some(protocol::ALPN) {
             return Err("the server is not a vobiz-tunnel relay (no vobiz-tunnel/1 ALPN)".into());
         }

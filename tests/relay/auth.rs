@@ -34,6 +34,29 @@ async fn read_to_close(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) 
     String::from_utf8_lossy(&said).into_owned()
 }
 
+/// A relay whose certificate this laptop does not trust is a setting to fix, not an outage:
+/// the state says which flag fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_relay_certificate_names_the_flag_that_trusts_it() {
+    let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;
+    let laptop = Laptop::without_relay().await;
+    let mut events = laptop.events();
+    let address = format!("localhost:{}", relay.port());
+    let untrusting =
+        vobiz_tunnel::relay::config::RelayClientConfig::parse(&address, Some(RELAY_TOKEN), None)
+            .unwrap();
+    let client = RelayClient::spawn(untrusting, laptop.harness.tunnel.proxy.clone());
+    let state = relay_state(&mut events, |s| !matches!(s, RelayState::Connecting { .. })).await;
+    let described = state.describe();
+    assert!(
+        described.contains("UnknownIssuer")
+            && described.contains("give the relay's CA with --relay-ca"),
+        "{described}"
+    );
+    within(client.stop()).await;
+    relay.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_refused_and_logged_without_the_token() {
     let relay = Relay::start(vec![any_route(RELAY_TOKEN)], |_| {}).await;

@@ -54,6 +54,9 @@ pub fn verdict_text(verdict: &Verdict) -> String {
     printable(&out, true).into_owned()
 }
 
+/// At most this much of a gzipped answer is unzipped for `show` (a small bomb stays small).
+const SHOWN_UNZIPPED: usize = 64 * 1024 * 1024;
+
 fn body_text(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
         Ok(text) => text.to_string(),
@@ -187,8 +190,27 @@ pub fn exchange_text(exchange: &Exchange, offset: UtcOffset) -> String {
             let _ = writeln!(out, "\nResponse {}", response.status);
             headers_text(&mut out, &response.headers);
             let _ = writeln!(out, "\nResponse body ({} bytes)", response.body.len());
-            if !response.body.is_empty() {
-                let _ = writeln!(out, "{}", body_text(&response.body));
+            // Gzipped (Vobiz asks for gzip): shown unzipped, as the inspector shows it.
+            let coding = response.headers.get_str("content-encoding");
+            let unzipped = coding
+                .filter(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+                .and_then(|c| {
+                    crate::checks::encoding::decoded(Some(c), &response.body, SHOWN_UNZIPPED).ok()
+                });
+            match unzipped {
+                Some(plain) => {
+                    let _ = writeln!(
+                        out,
+                        "({}, unzipped: {} bytes)",
+                        coding.unwrap_or_default(),
+                        plain.len()
+                    );
+                    let _ = writeln!(out, "{}", body_text(&plain));
+                }
+                None if !response.body.is_empty() => {
+                    let _ = writeln!(out, "{}", body_text(&response.body));
+                }
+                None => {}
             }
         }
         None => {
@@ -278,4 +300,33 @@ pub fn exchange_json(exchange: &Exchange) -> Value {
         "signature_scheme": exchange.verdict.scheme,
         "signature_detail": exchange.verdict,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A gzipped answer (Vobiz asks for gzip) is printed unzipped, as the inspector shows it.
+    #[test]
+    fn a_gzipped_answer_is_shown_unzipped() {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(b"<Response><Speak>hi</Speak></Response>")
+            .unwrap();
+        let zipped = gzip.finish().unwrap();
+        let mut exchange = crate::checks::delivery_tests::callback("/answer", "Event=StartApp");
+        crate::checks::delivery_tests::answer(&mut exchange, 200, "application/xml", "");
+        let response = exchange.response.as_mut().unwrap();
+        response
+            .headers
+            .0
+            .push(("Content-Encoding".into(), b"gzip".to_vec()));
+        response.body = zipped.into();
+        let text = exchange_text(&exchange, UtcOffset::UTC);
+        assert!(text.contains("(gzip, unzipped: 38 bytes)"), "{text}");
+        assert!(
+            text.contains("<Response><Speak>hi</Speak></Response>"),
+            "{text}"
+        );
+    }
 }

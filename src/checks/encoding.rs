@@ -20,7 +20,7 @@ pub fn decoded<'a>(
         Some("gzip" | "x-gzip") => {
             let mut plain = Vec::new();
             flate2::read::GzDecoder::new(body)
-                .take(limit as u64 + 1)
+                .take((limit as u64).saturating_add(1))
                 .read_to_end(&mut plain)
                 .map_err(|e| format!("Content-Encoding gzip, but the body does not decode: {e}"))?;
             Ok(Cow::Owned(plain))

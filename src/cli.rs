@@ -641,9 +641,10 @@ pub struct TriggerCallArgs {
     /// calls placed with the Make Call API), inbound otherwise].
     #[arg(long, value_parser = ["inbound", "outbound"])]
     pub direction: Option<String>,
-    /// The origin Vobiz calls, when a tunnel or proxy stands in front of the answer URL
-    /// (https://hooks.example.com): requests to the answer URL's origin are signed for it, as
-    /// Vobiz signs what it calls, and URLs of the XML at it are sent to the answer URL's.
+    /// The URL Vobiz calls, when a tunnel or proxy stands in front of the answer URL
+    /// (https://hooks.example.com, or with a path prefix the proxy strips): requests to the
+    /// answer URL's origin are signed for it, as Vobiz signs what it calls, and URLs of the
+    /// XML under it are sent to the answer URL's origin.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
     /// Most requests one call may make (stops XML that loops).

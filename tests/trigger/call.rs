@@ -578,12 +578,12 @@ async fn behind_a_public_url_every_request_is_signed_for_it() {
         "--answer-url",
         &harness.url("/answer"),
         "--public-url",
-        "https://hooks.example.com/app",
+        "ftp://hooks.example.com",
     ])
     .await;
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("--public-url: https://hooks.example.com/app has a path"),
+        err.contains("--public-url: the scheme must be http or https, not ftp"),
         "{err}"
     );
 }

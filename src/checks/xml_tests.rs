@@ -172,7 +172,7 @@ fn xml_required_attributes_fires_on_a_gather_without_action() {
     let f = finding(&found, XML_REQUIRED_ATTRIBUTES);
     assert!(
         f.is_some_and(
-            |f| f.severity == Severity::Error && f.message.contains("<Gather> without action")
+            |f| f.severity == Severity::Warning && f.message.contains("<Gather> without action")
         ),
         "{f:?}"
     );

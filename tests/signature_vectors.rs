@@ -419,6 +419,7 @@ fn every_url_variant_is_found() {
         "https://e.com/a%b/é | https://e.com/a%25b/%C3%A9 | | path percent-decoded, as the Go SDK does",
         "https://e.com/cb | https://E.Com/cb | | host lower-cased",
         "https://e.com/cb | https://user:pw@e.com/cb | | user info removed",
+        "http://e.com/cb | https://e.com:8443/cb | | http instead of https, and port 8443 removed",
     ];
     for case in cases {
         let [signed, seen, ports, variant] = case.split('|').map(str::trim).collect::<Vec<_>>()[..]

@@ -163,6 +163,18 @@ fn url_variants(url: &str, extra_ports: &[u16]) -> Vec<Variant> {
             ..p
         },
     );
+    // Two changes that come together: a tunnel or proxy in front that ends TLS on its
+    // default port (Vobiz called `http://host/cb`, the listener saw `https://host:8443/cb`).
+    if let (Some(other), Some(port)) = (other, p.port) {
+        add(
+            format!("{other} instead of {scheme}, and port {port} removed"),
+            UrlParts {
+                scheme: other,
+                port: None,
+                ..p
+            },
+        );
+    }
     if algorithm::split_url(url).1.is_some_and(|q| !q.is_empty()) {
         let kept = url.split('#').next().unwrap_or_default().to_owned();
         out.push(Variant {
@@ -479,5 +491,15 @@ mod tests {
         );
         let explicit = url_variants("https://e.com:443/cb", &[]);
         assert!(!explicit.iter().any(|v| v.what.contains("instead of 443")));
+    }
+
+    /// A proxy that ends TLS: the scheme and the port differ together.
+    #[test]
+    fn scheme_and_port_are_tried_changed_together() {
+        let both = url_variants("https://e.com:8443/cb", &[])
+            .into_iter()
+            .find(|v| v.url == "http://e.com/cb")
+            .expect("tried");
+        assert_eq!(both.what, "http instead of https, and port 8443 removed");
     }
 }

@@ -99,17 +99,8 @@ impl Headers {
         };
         let credentials = credentials.trim();
         let hidden = format!("({} characters hidden)", credentials.chars().count());
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return format!("{scheme} {hidden}");
-        }
-        use base64::Engine;
-        let user = base64::engine::general_purpose::STANDARD
-            .decode(credentials)
-            .ok()
-            .and_then(|decoded| String::from_utf8(decoded).ok())
-            .and_then(|pair| pair.split_once(':').map(|(user, _)| user.to_owned()));
-        match user {
-            Some(user) => format!("{scheme} {hidden}: user {user:?}, password hidden"),
+        match crate::signature::other_urls::decode_basic(&text) {
+            Some((user, _)) => format!("{scheme} {hidden}: user {user:?}, password hidden"),
             None => format!("{scheme} {hidden}"),
         }
     }

@@ -46,6 +46,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, least first.
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Error];
+
+    /// The severity named `name` (lower case, as serialised).
+    pub fn named(name: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The lower-case name, as serialised.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +75,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// `warning xml-known-elements: <GetDigits>: …`: one line, as `trigger` prints it.
+    pub fn line(&self) -> String {
+        format!("{} {}: {}", self.severity.as_str(), self.rule, self.message)
+    }
+
     /// A finding of `rule`.
     pub fn new(rule: &str, severity: Severity, message: impl Into<String>) -> Finding {
         Finding {

@@ -143,10 +143,7 @@ fn xml_known_elements_fires_on_text_where_vobiz_takes_none() {
 /// did not ask for is named.
 #[test]
 fn a_gzipped_answer_is_read_as_vobiz_reads_it() {
-    use std::io::Write;
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(GOOD.as_bytes()).unwrap();
-    let zipped = gzip.finish().unwrap();
+    let zipped = super::encoding::gzip(GOOD.as_bytes());
     let with_coding = |coding: &str, body: Vec<u8>| {
         let mut exchange = answered(200, "application/xml", "");
         let response = exchange.response.as_mut().unwrap();

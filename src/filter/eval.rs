@@ -113,7 +113,7 @@ impl Test {
             Test::Finding(wanted) => r
                 .findings
                 .iter()
-                .any(|f| f.rule == *wanted || f.severity.as_str() == wanted),
+                .any(|f| f.rule == *wanted || f.severity.as_str() == *wanted),
             Test::Id { min, max } => r.id.is_some_and(|id| (*min..=*max).contains(&id)),
             Test::ReplayOf(id) => r.replay_of == Some(*id),
         })

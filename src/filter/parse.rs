@@ -222,10 +222,8 @@ fn field_test(name: &str, at: usize, parsed: &Value, value_at: usize) -> Result<
         })?),
         "finding" => {
             let wanted = value.to_ascii_lowercase();
-            let severities = ["error", "warning", "info"];
-            if !crate::checks::RULE_NAMES.contains(&wanted.as_str())
-                && !severities.contains(&wanted.as_str())
-            {
+            let is_rule = crate::checks::RULE_NAMES.contains(&wanted.as_str());
+            if !is_rule && crate::checks::Severity::named(&wanted).is_none() {
                 return Err(invalid(&format!(
                     "a rule or a severity; rules are {}; severities are error, warning, info",
                     crate::checks::RULE_NAMES.join(", ")

@@ -146,9 +146,9 @@ fn term_sql(test: &Test, params: &mut Vec<Value>) -> String {
         Test::Finding(wanted) => {
             // `findings` is serde's compact JSON of {rule, severity, message}: a quote inside
             // a message is escaped, so `"rule":"x"` appears only as a rule's own.
-            let field = match ["error", "warning", "info"].contains(&wanted.as_str()) {
-                true => "severity",
-                false => "rule",
+            let field = match crate::checks::Severity::named(wanted) {
+                Some(_) => "severity",
+                None => "rule",
             };
             params.push(Value::Text(format!("\"{field}\":\"{wanted}\"")));
             "instr(coalesce(findings, ''), ?) > 0".into()

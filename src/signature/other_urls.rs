@@ -99,6 +99,18 @@ pub fn other_urls(arrival: &Arrival<'_>) -> Vec<OtherUrl> {
 /// `user` and `password` of an `Authorization: Basic` header, when both are plain text that
 /// can stand in a URL's user info as it is.
 fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (user, password) = decode_basic(header)?;
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'/' | b'?' | b'#'))
+    };
+    (plain(&user) && !user.contains(':') && plain(&password)).then_some((user, password))
+}
+
+/// `user` and `password` of an `Authorization: Basic` header, whatever they hold.
+pub fn decode_basic(header: &str) -> Option<(String, String)> {
     use base64::Engine;
     let (scheme, encoded) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -109,14 +121,7 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    let plain = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'/' | b'?' | b'#'))
-    };
-    (plain(user) && !user.contains(':') && plain(password))
-        .then(|| (user.to_owned(), password.to_owned()))
+    Some((user.to_owned(), password.to_owned()))
 }
 
 /// A host header value worth building a URL from: the first of a list (proxies append), with

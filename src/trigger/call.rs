@@ -242,12 +242,7 @@ impl<'a> Simulation<'a> {
     fn warn(&mut self, findings: &[Finding]) {
         for finding in findings.iter().filter(|f| f.severity != Severity::Error) {
             self.warnings += 1;
-            self.note(format!(
-                "{} {}: {}",
-                finding.severity.as_str(),
-                finding.rule,
-                finding.message
-            ));
+            self.note(finding.line());
         }
     }
 

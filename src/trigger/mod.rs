@@ -323,13 +323,7 @@ async fn trigger_one(kind: Kind, args: &TriggerOneArgs) -> anyhow::Result<i32> {
         }
         // The listener's checks, in `show`'s words; the errors are the failure below.
         for finding in findings.iter().filter(|f| f.severity != Severity::Error) {
-            let line = format!(
-                "{} {}: {}",
-                finding.severity.as_str(),
-                finding.rule,
-                finding.message
-            );
-            say(&format!("{}", crate::output::printable(&line, false)));
+            say(&crate::output::printable(&finding.line(), false));
         }
         match &failure {
             // The reason may quote the answer (an XML element's name).
